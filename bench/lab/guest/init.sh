@@ -1,0 +1,70 @@
+#!/bin/busybox sh
+# memhp guest init (PID 1 of the lab's initramfs).
+# Loads the virtio/9p modules listed in /modules.list, mounts the host's root
+# file system read-only over 9p at /host, prepares the usual pseudo file
+# systems inside it, and starts the memhp guest agent from the host's build
+# tree (chrooted), talking to the host over a virtio-serial port.
+# Any failure is printed to the console with a "memhp-init:" prefix, which the
+# host shows in its error message, and the guest powers off.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t devtmpfs dev /dev 2>/dev/null
+[ -c /dev/console ] && exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+
+fail() {
+	echo "memhp-init: FATAL: $*"
+	sleep 1
+	poweroff -f
+}
+
+arg() { # value of memhp.$1= on the kernel command line
+	for w in $(cat /proc/cmdline); do
+		case "$w" in "memhp.$1="*) echo "${w#*=}"; return ;; esac
+	done
+}
+
+echo "memhp-init: loading modules"
+while read -r m; do
+	[ -n "$m" ] || continue
+	insmod "/lib/modules/$m" || fail "insmod $m failed"
+done </modules.list
+
+mkdir -p /lower /rw /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /lower ||
+	fail "cannot mount the host root over 9p (is -virtfs mount_tag=hostroot given?)"
+# A writable view of the host tree at the same paths: the host's files are the
+# read-only lower layer, writes land in guest RAM.
+mount -t tmpfs tmpfs /rw || fail "tmpfs for the overlay"
+mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /host ||
+	fail "cannot mount the overlay over the host root"
+mount -t tmpfs tmpfs /host/run || fail "tmpfs on /run"
+mount -t proc proc /host/proc
+mount -t sysfs sys /host/sys
+mount -t devtmpfs dev /host/dev
+mkdir -p /host/dev/pts 2>/dev/null; mount -t devpts devpts /host/dev/pts 2>/dev/null
+mount -t tracefs tracefs /host/sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
+mount -t bpf bpf /host/sys/fs/bpf 2>/dev/null
+echo 1 >/proc/sys/kernel/printk 2>/dev/null
+
+port=
+for p in /sys/class/virtio-ports/*; do
+	[ "$(cat "$p/name" 2>/dev/null)" = memhp.agent ] && port=/dev/${p##*/}
+done
+[ -n "$port" ] || fail "virtio-serial port memhp.agent not found"
+
+agent=$(arg agent)
+[ -n "$agent" ] || fail "no memhp.agent= on the kernel command line"
+[ -x "/host$agent" ] || fail "agent $agent is not executable in the host tree"
+
+echo "memhp-init: starting agent $agent on $port"
+chroot /host "$agent" --port "$port" --cwd "$(arg cwd)" &
+
+# An interactive shell on the console, for `memhp lab --keep`.
+while true; do
+	setsid cttyhack chroot /host /bin/sh -l
+	sleep 1
+done

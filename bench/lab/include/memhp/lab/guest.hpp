@@ -1,0 +1,108 @@
+#pragma once
+// A lab guest: QEMU (TCG by default) booting a Debian kernel with our
+// initramfs, the host root shared read-only over 9p, a QMP socket and the
+// agent's virtio-serial port. The Guest object owns QEMU: whatever happens
+// (error, timeout, Ctrl-C), QEMU is killed and its sockets removed when the
+// object goes away.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "memhp/error.hpp"
+#include "memhp/files.hpp"
+#include "memhp/lab/agent_client.hpp"
+#include "memhp/lab/kernel_cache.hpp"
+#include "memhp/lab/qmp.hpp"
+#include "memhp/process.hpp"
+
+namespace memhp::lab {
+
+struct GuestConfig {
+    std::string kernel = "6.1";                  // see classify_kernel_spec()
+    std::optional<bool> memmap_on_memory;        // memory_hotplug.memmap_on_memory=; unset: kernel default
+    std::vector<std::string> append;             // extra kernel command-line words
+    std::vector<std::uint64_t> node_mem{std::uint64_t{1} << 30, 0};  // bytes per NUMA node; 0 = memoryless
+    unsigned cpus = 2;
+    unsigned slots = 16;                         // DIMM slots
+    std::uint64_t maxmem = 0;                    // 0: boot memory + 16 GiB
+    std::string accel = "tcg";                   // "tcg" or "kvm"
+    std::chrono::seconds boot_timeout{180};      // until the agent says hello
+    std::chrono::seconds kvm_watchdog{30};       // KVM: silent console this long = hung
+    std::string qemu = "qemu-system-x86_64";
+    std::filesystem::path agent;                 // default: memhp-agent beside the running binary
+    bool auto_online = false;                    // false: the lab onlines blocks itself
+};
+
+// Throws UsageError for an impossible configuration.
+void validate(const GuestConfig& cfg);
+
+// QEMU's command line for `cfg` (pure; unit-tested).
+[[nodiscard]] std::vector<std::string> qemu_command(const GuestConfig& cfg, const std::filesystem::path& vmlinuz,
+                                                    const std::filesystem::path& initrd,
+                                                    const std::filesystem::path& run_dir,
+                                                    const std::filesystem::path& agent,
+                                                    const std::filesystem::path& cwd);
+[[nodiscard]] std::string kernel_cmdline(const GuestConfig& cfg, const std::filesystem::path& agent,
+                                         const std::filesystem::path& cwd);
+
+// The guest failed: QEMU died, the kernel panicked, boot timed out. The
+// message carries the last console lines.
+class GuestError : public Error {
+public:
+    using Error::Error;
+};
+
+class Guest {
+public:
+    using Progress = std::function<void(const std::string&)>;
+
+    // Fetches the kernel and initramfs if needed, starts QEMU and waits for
+    // the agent. Throws GuestError (with console tail) or Error.
+    static std::unique_ptr<Guest> boot(const GuestConfig& cfg, const Progress& progress = {});
+    ~Guest();
+    Guest(const Guest&) = delete;
+    Guest& operator=(const Guest&) = delete;
+
+    [[nodiscard]] AgentClient& agent() { return agent_; }
+    [[nodiscard]] QmpClient& qmp() { return qmp_; }
+    [[nodiscard]] const KernelImage& kernel() const { return kernel_; }
+    [[nodiscard]] const GuestConfig& config() const { return cfg_; }
+    [[nodiscard]] const std::filesystem::path& run_dir() const { return run_dir_.path(); }
+    [[nodiscard]] pid_t qemu_pid() const { return qemu_.pid(); }
+    [[nodiscard]] double boot_seconds() const { return boot_seconds_; }
+    [[nodiscard]] double guest_uptime_at_ready() const { return uptime_at_ready_; }
+    [[nodiscard]] std::string release() const { return release_; }
+    // The last `n` lines the guest printed on its serial console.
+    [[nodiscard]] std::string console_tail(std::size_t n = 20) const;
+    // Throws GuestError if QEMU is gone; Interrupted on Ctrl-C. Used as the
+    // tick of every wait.
+    void check_alive();
+    [[nodiscard]] bool alive();
+    // Kills QEMU now (tests of "guest killed mid-run").
+    void kill_qemu();
+    // Asks QEMU to quit, then makes sure it is gone.
+    void shutdown();
+
+private:
+    Guest() = default;
+    [[nodiscard]] std::string failure_report(const std::string& headline) const;
+    GuestConfig cfg_;
+    KernelImage kernel_;
+    TempDir run_dir_{"memhp-lab"};
+    ChildProcess qemu_;
+    QmpClient qmp_;
+    AgentClient agent_;
+    double boot_seconds_ = 0;
+    double uptime_at_ready_ = 0;
+    std::string release_;
+};
+
+// memhp-agent beside the running executable (build/bin), or $MEMHP_AGENT.
+[[nodiscard]] std::filesystem::path default_agent_path();
+
+}  // namespace memhp::lab

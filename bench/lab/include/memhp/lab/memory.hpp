@@ -1,0 +1,88 @@
+#pragma once
+// Memory hot(un)plug in a lab guest: DIMMs added and removed through QMP,
+// blocks onlined and offlined through the guest's sysfs, and the guest's
+// memory state read back (per-node meminfo, block counts).
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "memhp/lab/guest.hpp"
+
+namespace memhp::lab {
+
+struct NodeMemInfo {
+    std::uint64_t total_kb = 0;
+    std::uint64_t free_kb = 0;
+};
+
+struct MemorySnapshot {
+    std::map<int, NodeMemInfo> nodes;  // nodes that exist in sysfs
+    std::uint64_t mem_total_kb = 0;    // /proc/meminfo
+    std::uint64_t mem_free_kb = 0;
+    std::size_t blocks = 0;            // memory blocks present
+    std::size_t blocks_online = 0;
+    [[nodiscard]] NodeMemInfo node(int n) const {
+        auto it = nodes.find(n);
+        return it == nodes.end() ? NodeMemInfo{} : it->second;
+    }
+};
+
+// Parses /proc/meminfo or /sys/devices/system/node/nodeN/meminfo into
+// {"MemTotal": kB, ...} (the "Node N " prefix is dropped).
+[[nodiscard]] std::map<std::string, std::uint64_t> parse_meminfo(std::string_view text);
+// "memory32" -> 32; -1 for anything else.
+[[nodiscard]] int parse_block_name(std::string_view name);
+
+enum class Zone { Movable, Normal, Auto };
+[[nodiscard]] Zone parse_zone(std::string_view text);  // "movable" | "normal" | "auto"; UsageError otherwise
+[[nodiscard]] std::string zone_state_word(Zone z);     // "online_movable" | "online_kernel" | "online"
+[[nodiscard]] std::string zone_name(Zone z);
+
+struct Dimm {
+    std::string id;       // QEMU device id
+    std::string backend;  // memory backend object id
+    int node = 0;
+    std::uint64_t addr = 0;
+    std::uint64_t size = 0;
+    std::vector<int> blocks;  // guest memory block numbers
+};
+
+class MemoryLab {
+public:
+    using Ms = std::chrono::milliseconds;
+    explicit MemoryLab(Guest& guest);
+
+    [[nodiscard]] std::uint64_t block_size() const { return block_size_; }
+    // The guest's memory_hotplug.memmap_on_memory parameter as it reads ("Y", "N", "force").
+    [[nodiscard]] std::string memmap_on_memory_param();
+    [[nodiscard]] MemorySnapshot snapshot();
+    [[nodiscard]] std::vector<int> block_ids();
+
+    // object-add + device_add a pc-dimm, then waits until the guest shows
+    // every block of it. Throws on QMP errors or timeout.
+    Dimm add_dimm(std::uint64_t size, int node, Ms timeout = Ms(120000));
+    // Onlines every block of `d` into `zone`; throws AgentError (with errno) on failure.
+    void online(const Dimm& d, Zone zone);
+    // Offlines every block; throws AgentError (EBUSY, ...) on failure.
+    void offline(const Dimm& d);
+    // device_del, waits for DEVICE_DELETED and for the blocks to go, then
+    // object-del. Returns true when DEVICE_DELETED was seen.
+    bool remove(const Dimm& d, Ms timeout = Ms(120000));
+    // The zone a block of `d` is in now, read from valid_zones ("Movable", "Normal", ...).
+    [[nodiscard]] std::string zone_of(const Dimm& d);
+
+private:
+    void wait_blocks(const std::vector<int>& blocks, bool present, Ms timeout);
+    Guest& guest_;
+    std::uint64_t block_size_ = 0;
+    int next_dimm_ = 0;
+};
+
+[[nodiscard]] nlohmann::json to_json(const MemorySnapshot& s);
+[[nodiscard]] nlohmann::json to_json(const Dimm& d);
+
+}  // namespace memhp::lab

@@ -1,0 +1,215 @@
+#include "memhp/lab/guest.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <numeric>
+#include <thread>
+
+#include "memhp/lab/agent_protocol.hpp"
+#include "memhp/lab/initramfs.hpp"
+#include "memhp/size.hpp"
+#include "memhp/stop.hpp"
+
+namespace memhp::lab {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+fs::path default_agent_path() {
+    if (const char* a = std::getenv("MEMHP_AGENT"); a && *a) return a;
+    std::error_code ec;
+    auto self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        auto candidate = self.parent_path() / "memhp-agent";
+        if (fs::exists(candidate)) return candidate;
+    }
+    return {};
+}
+
+void validate(const GuestConfig& cfg) {
+    if (cfg.node_mem.empty() || cfg.node_mem[0] == 0)
+        throw UsageError("node 0 needs memory (the guest boots from it): e.g. --node-mem 1G,0");
+    if (cfg.node_mem.size() > 64) throw UsageError("at most 64 NUMA nodes");
+    for (auto m : cfg.node_mem)
+        if (m % (std::uint64_t{1} << 20)) throw UsageError("node memory must be a multiple of 1 MiB");
+    if (cfg.cpus == 0 || cfg.cpus > 64) throw UsageError("--cpus must be 1..64");
+    if (cfg.slots == 0 || cfg.slots > 256) throw UsageError("--slots must be 1..256");
+    if (cfg.accel != "tcg" && cfg.accel != "kvm") throw UsageError("--accel must be tcg or kvm, not '" + cfg.accel + "'");
+    std::uint64_t boot = std::accumulate(cfg.node_mem.begin(), cfg.node_mem.end(), std::uint64_t{0});
+    if (cfg.maxmem && cfg.maxmem <= boot)
+        throw UsageError("--maxmem (" + format_size_exact(cfg.maxmem) + ") must exceed the boot memory (" +
+                         format_size_exact(boot) + ") to leave room for hot-add");
+    if (cfg.boot_timeout.count() <= 0) throw UsageError("--boot-timeout must be positive");
+}
+
+std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const fs::path& cwd) {
+    std::string c = "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 memhp.agent=" + agent.string() +
+                    " memhp.cwd=" + cwd.string();
+    if (cfg.memmap_on_memory) c += std::string(" memory_hotplug.memmap_on_memory=") + (*cfg.memmap_on_memory ? "1" : "0");
+    for (const auto& a : cfg.append) c += " " + a;
+    return c;
+}
+
+std::vector<std::string> qemu_command(const GuestConfig& cfg, const fs::path& vmlinuz, const fs::path& initrd,
+                                      const fs::path& run_dir, const fs::path& agent, const fs::path& cwd) {
+    const std::uint64_t boot = std::accumulate(cfg.node_mem.begin(), cfg.node_mem.end(), std::uint64_t{0});
+    const std::uint64_t maxmem = cfg.maxmem ? cfg.maxmem : boot + (std::uint64_t{16} << 30);
+    std::vector<std::string> a = {cfg.qemu,
+                                  "-machine", "q35,accel=" + cfg.accel,
+                                  "-cpu", cfg.accel == "kvm" ? "host" : "max",
+                                  "-smp", std::to_string(cfg.cpus),
+                                  "-m", format_size_exact(boot) + ",slots=" + std::to_string(cfg.slots) +
+                                            ",maxmem=" + format_size_exact(maxmem)};
+    for (std::size_t i = 0; i < cfg.node_mem.size(); ++i) {
+        std::string node = "node,nodeid=" + std::to_string(i);
+        if (i == 0) node += ",cpus=0-" + std::to_string(cfg.cpus - 1);
+        if (cfg.node_mem[i]) {
+            a.insert(a.end(), {"-object", "memory-backend-ram,id=boot" + std::to_string(i) +
+                                              ",size=" + format_size_exact(cfg.node_mem[i])});
+            node += ",memdev=boot" + std::to_string(i);
+        }
+        a.insert(a.end(), {"-numa", node});
+    }
+    a.insert(a.end(), {
+        "-kernel", vmlinuz.string(),
+        "-initrd", initrd.string(),
+        "-append", kernel_cmdline(cfg, agent, cwd),
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-chardev", "socket,id=con,path=" + (run_dir / "console.sock").string() +
+                        ",server=on,wait=off,logfile=" + (run_dir / "console.log").string(),
+        "-serial", "chardev:con",
+        "-device", "virtio-serial-pci,id=vser0",
+        "-chardev", "socket,id=agent,path=" + (run_dir / "agent.sock").string() + ",server=on,wait=off",
+        "-device", std::string("virtserialport,chardev=agent,name=") + kAgentPortName,
+        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+        "-qmp", "unix:" + (run_dir / "qmp.sock").string() + ",server=on,wait=off",
+        // A second QMP socket for a person poking at a --keep guest.
+        "-qmp", "unix:" + (run_dir / "qmp-user.sock").string() + ",server=on,wait=off",
+    });
+    return a;
+}
+
+std::unique_ptr<Guest> Guest::boot(const GuestConfig& cfg, const Progress& progress) {
+    validate(cfg);
+    auto say = [&](const std::string& s) {
+        if (progress) progress(s);
+    };
+    if (!find_program(cfg.qemu))
+        throw Error("QEMU binary '" + cfg.qemu + "' not found: install qemu-system-x86 (scripts/install-deps.sh) or pass --qemu PATH");
+    fs::path agent = cfg.agent.empty() ? default_agent_path() : cfg.agent;
+    if (agent.empty() || !fs::exists(agent))
+        throw Error("memhp-agent not found (looked beside this binary; set MEMHP_AGENT): build the project first");
+    agent = fs::canonical(agent);
+    // The guest sees the host root over 9p: anything under a path it mounts
+    // over would be hidden.
+    for (const char* hidden : {"/proc/", "/sys/", "/dev/", "/run/"})
+        if (agent.string().starts_with(hidden))
+            throw Error("memhp-agent lives under " + std::string(hidden) + ", which the guest mounts over: build elsewhere");
+
+    std::unique_ptr<Guest> g(new Guest());
+    g->cfg_ = cfg;
+    KernelCache cache(cache_dir() / "kernels", say);
+    g->kernel_ = cache.ensure(cfg.kernel);
+    auto initrd = ensure_initramfs(g->kernel_, cache_dir());
+
+    const auto& dir = g->run_dir_.path();
+    auto argv = qemu_command(cfg, g->kernel_.vmlinuz, initrd, dir, agent, fs::current_path());
+    write_file(dir / "qemu.cmdline", shell_join(argv) + "\n");
+    say("booting " + (g->kernel_.package.empty() ? g->kernel_.vmlinuz.string() : g->kernel_.package) + " under " +
+        (cfg.accel == "tcg" ? "TCG (software emulation)" : "KVM"));
+    const auto t0 = Clock::now();
+    g->qemu_ = ChildProcess::spawn(argv, dir / "qemu.log");
+
+    Guest* self = g.get();
+    auto last_report = t0;
+    auto tick = [self] { self->check_alive(); };
+    auto boot_tick = [self, &say, &last_report, t0, &cfg] {
+        self->check_alive();
+        const auto now = Clock::now();
+        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - t0);
+        if (cfg.accel == "kvm" && secs > cfg.kvm_watchdog && self->console_tail(1).empty())
+            throw GuestError(self->failure_report(
+                "the KVM guest printed nothing in " + std::to_string(cfg.kvm_watchdog.count()) +
+                " s: KVM hangs stock guest kernels on this host; use --accel tcg (the default)"));
+        if (secs > cfg.boot_timeout)
+            throw GuestError(self->failure_report("the guest did not become ready within " +
+                                                  std::to_string(cfg.boot_timeout.count()) +
+                                                  " s (agent never said hello); raise --boot-timeout if the machine is slow"));
+        if (now - last_report >= std::chrono::seconds(5)) {
+            last_report = now;
+            auto line = trim(self->console_tail(1));
+            if (line.size() > 90) line = line.substr(0, 90) + "...";
+            say("  ... " + std::to_string(secs.count()) + " s" + (line.empty() ? "" : ", console: " + line));
+        }
+    };
+    try {
+        auto qmp = LineChannel::connect_unix((dir / "qmp.sock").string(), std::chrono::seconds(30), tick);
+        g->qmp_ = QmpClient(std::move(qmp), tick);
+        g->qmp_.handshake();
+        auto agent_ch = LineChannel::connect_unix((dir / "agent.sock").string(), std::chrono::seconds(30), tick);
+        g->agent_ = AgentClient(std::move(agent_ch), boot_tick);
+        auto hello = g->agent_.wait_hello(cfg.boot_timeout + cfg.boot_timeout);  // boot_tick enforces the limit
+        g->release_ = hello.value("release", "");
+        g->uptime_at_ready_ = hello.value("uptime_s", 0.0);
+        g->agent_.set_tick(tick);
+    } catch (const ChannelClosed& e) {
+        g->check_alive();  // QEMU gone: report that instead
+        throw GuestError(g->failure_report(std::string("lost the connection to QEMU: ") + e.what()));
+    }
+    g->boot_seconds_ = std::chrono::duration<double>(Clock::now() - t0).count();
+    say("guest ready in " + std::to_string(static_cast<int>(g->boot_seconds_ + 0.5)) + " s (kernel " + g->release_ + ")");
+
+    if (!cfg.auto_online) {
+        if (auto policy = g->agent_.try_read("/sys/devices/system/memory/auto_online_blocks");
+            policy && trim(*policy) != "offline")
+            g->agent_.write("/sys/devices/system/memory/auto_online_blocks", "offline");
+    }
+    return g;
+}
+
+Guest::~Guest() { qemu_.terminate(std::chrono::milliseconds(2000)); }
+
+std::string Guest::console_tail(std::size_t n) const {
+    auto text = try_read_file(run_dir_.path() / "console.log");
+    return text ? last_lines(*text, n) : std::string();
+}
+
+bool Guest::alive() { return qemu_.running(); }
+
+void Guest::check_alive() {
+    check_stop();
+    if (!qemu_.running()) {
+        int code = qemu_.exit_code().value_or(-1);
+        std::string console = console_tail(400);
+        std::string what = "QEMU exited (status " + std::to_string(code) + ")";
+        if (console.find("Kernel panic") != std::string::npos) what = "the guest kernel panicked; " + what;
+        else if (console.find("memhp-init: FATAL") != std::string::npos) what = "the guest's init failed; " + what;
+        throw GuestError(failure_report(what));
+    }
+}
+
+std::string Guest::failure_report(const std::string& headline) const {
+    std::string msg = headline;
+    auto console = console_tail(15);
+    msg += "\n--- last console lines (" + (run_dir_.path() / "console.log").string() + ") ---\n" +
+           (console.empty() ? "(nothing)" : console);
+    auto qlog = try_read_file(run_dir_.path() / "qemu.log");
+    if (qlog && !trim(*qlog).empty()) msg += "\n--- QEMU said ---\n" + last_lines(*qlog, 8);
+    return msg;
+}
+
+void Guest::kill_qemu() { qemu_.terminate(std::chrono::milliseconds(0)); }
+
+void Guest::shutdown() {
+    if (qemu_.running()) {
+        try {
+            qmp_.execute("quit", nullptr, std::chrono::seconds(5));
+        } catch (const std::exception&) {
+        }
+        qemu_.wait_for(std::chrono::seconds(5));
+    }
+    qemu_.terminate(std::chrono::milliseconds(1000));
+}
+
+}  // namespace memhp::lab

@@ -1,0 +1,18 @@
+#pragma once
+// Each memhp subcommand registers its flags on the CLI11 app and returns the
+// function that runs it (exit code).
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace memhp::cli {
+
+using Runner = std::function<int()>;
+struct Command {
+    CLI::App* app;
+    Runner run;
+};
+
+Command add_lab_command(CLI::App& app);
+Command add_count_adds_command(CLI::App& app);
+
+}  // namespace memhp::cli

@@ -1,0 +1,64 @@
+#include "guest_options.hpp"
+
+#include <iostream>
+#include <sstream>
+
+#include "memhp/size.hpp"
+
+namespace memhp::cli {
+
+void add_guest_options(CLI::App* cmd, GuestOptions& o) {
+    cmd->add_option("--kernel", o.kernel,
+                    "guest kernel: 6.1 (Debian 12's current 6.1, the default), 6.12 (the archive's current 6.12), "
+                    "a package name (linux-image-6.1.0-56-amd64), or a bzImage path. Fetched into the cache "
+                    "($XDG_CACHE_HOME/memhp) on first use")
+        ->capture_default_str();
+    cmd->add_option("--memmap-on-memory", o.memmap_on_memory,
+                    "memory_hotplug.memmap_on_memory= for the guest: on (memmap carved from the added memory, "
+                    "vmem_altmap), off (memmap from the page allocator), default (do not pass it)")
+        ->check(CLI::IsMember({"on", "off", "default", "1", "0"}))
+        ->capture_default_str();
+    cmd->add_option("--node-mem", o.node_mem,
+                    "boot memory per NUMA node, comma-separated; 0 makes a memoryless node (node 0 needs memory)")
+        ->capture_default_str();
+    cmd->add_option("--cpus", o.cpus, "guest CPUs (all on node 0)")->capture_default_str();
+    cmd->add_option("--slots", o.slots, "DIMM slots")->capture_default_str();
+    cmd->add_option("--maxmem", o.maxmem, "maximum guest memory, boot + hot-pluggable (default: boot + 16G)");
+    cmd->add_option("--append", o.append, "extra guest kernel command-line word (repeatable)");
+    cmd->add_option("--accel", o.accel,
+                    "tcg (software emulation, works everywhere) or kvm (hangs on this project's build hosts; guarded "
+                    "by a boot watchdog)")
+        ->check(CLI::IsMember({"tcg", "kvm"}))
+        ->capture_default_str();
+    cmd->add_option("--boot-timeout", o.boot_timeout_s, "seconds to wait for the guest to become ready")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cmd->add_option("--qemu", o.qemu, "QEMU binary")->capture_default_str();
+}
+
+lab::GuestConfig to_guest_config(const GuestOptions& o) {
+    lab::GuestConfig c;
+    c.kernel = o.kernel;
+    if (o.memmap_on_memory == "on" || o.memmap_on_memory == "1") c.memmap_on_memory = true;
+    else if (o.memmap_on_memory == "off" || o.memmap_on_memory == "0") c.memmap_on_memory = false;
+    c.node_mem.clear();
+    std::stringstream ss(o.node_mem);
+    std::string item;
+    while (std::getline(ss, item, ',')) c.node_mem.push_back(item == "0" ? 0 : parse_size(item));
+    c.cpus = o.cpus;
+    c.slots = o.slots;
+    if (!o.maxmem.empty()) c.maxmem = parse_size(o.maxmem);
+    c.append = o.append;
+    c.accel = o.accel;
+    c.boot_timeout = std::chrono::seconds(o.boot_timeout_s);
+    c.qemu = o.qemu;
+    lab::validate(c);
+    (void)lab::classify_kernel_spec(c.kernel);  // reject nonsense before any download
+    return c;
+}
+
+lab::Guest::Progress stderr_progress() {
+    return [](const std::string& line) { std::cerr << "memhp: " << line << std::endl; };
+}
+
+}  // namespace memhp::cli

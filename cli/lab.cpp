@@ -1,0 +1,156 @@
+// memhp lab: boot a guest and run add -> online -> offline -> remove cycles,
+// printing what each phase did to the guest's memory.
+#include <cinttypes>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.hpp"
+#include "guest_options.hpp"
+#include "memhp/files.hpp"
+#include "memhp/lab/cycle.hpp"
+#include "memhp/size.hpp"
+#include "memhp/stop.hpp"
+
+namespace memhp::cli {
+namespace {
+
+struct LabOptions {
+    GuestOptions guest;
+    std::string dimm = "128M";
+    int node = 1;
+    int cycles = 3;
+    std::string zone = "movable";
+    std::string json_path;
+    bool keep = false;
+    int timeout_s = 120;
+};
+
+constexpr std::uint64_t kX86BlockSize = std::uint64_t{128} << 20;
+
+void print_header(int node) {
+    std::printf("  %-8s %9s %13s %15s %15s %13s %11s\n", "phase", "wall", "blocks on/all",
+                ("node" + std::to_string(node) + " MemTotal").c_str(), ("node" + std::to_string(node) + " MemFree").c_str(),
+                "MemFree", "ΔMemFree");
+}
+
+void print_row(const std::string& name, double wall_s, const lab::MemorySnapshot& s, const lab::MemorySnapshot& before,
+               int node) {
+    char wall[32];
+    if (wall_s < 0) std::snprintf(wall, sizeof wall, "-");
+    else std::snprintf(wall, sizeof wall, "%.3f s", wall_s);
+    const auto n = s.node(node);
+    const long long delta = static_cast<long long>(s.mem_free_kb) - static_cast<long long>(before.mem_free_kb);
+    std::printf("  %-8s %9s %6zu/%-6zu %12" PRIu64 " kB %12" PRIu64 " kB %10" PRIu64 " kB %+8lld kB\n", name.c_str(), wall,
+                s.blocks_online, s.blocks, n.total_kb, n.free_kb, s.mem_free_kb, delta);
+}
+
+}  // namespace
+
+Command add_lab_command(CLI::App& app) {
+    auto o = std::make_shared<LabOptions>();
+    auto* cmd = app.add_subcommand(
+        "lab",
+        "Boot a QEMU guest and hot-plug memory for real: N cycles of add -> online -> offline -> remove of one "
+        "DIMM, with each phase's host-side wall time and the guest's memory after it.\n"
+        "Example: memhp lab --kernel 6.1 --memmap-on-memory on --dimm 128M --node 1 --cycles 3");
+    add_guest_options(cmd, o->guest);
+    cmd->add_option("--dimm", o->dimm, "size of the DIMM hot-added each cycle (a multiple of the 128M memory block)")
+        ->capture_default_str();
+    cmd->add_option("--node", o->node, "NUMA node the DIMM is plugged into")->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--cycles", o->cycles, "number of add/online/offline/remove cycles (0: boot only)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cmd->add_option("--zone", o->zone, "zone to online into: movable (offline is reliable), normal, auto")
+        ->check(CLI::IsMember({"movable", "normal", "auto"}))
+        ->capture_default_str();
+    cmd->add_option("--timeout", o->timeout_s, "seconds any single wait inside a phase may take")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cmd->add_option("--json", o->json_path, "also write the results as JSON to this file (rewritten after every cycle)");
+    cmd->add_flag("--keep", o->keep,
+                  "leave the guest running after the cycles, print how to reach its console, and wait for Ctrl-C");
+
+    return {cmd, [o] {
+        auto cfg = to_guest_config(o->guest);
+        const std::uint64_t dimm = parse_size(o->dimm);
+        if (dimm == 0 || dimm % kX86BlockSize)
+            throw UsageError("--dimm " + o->dimm + " is not a multiple of the x86 guest's 128M memory block size");
+        if (o->node >= static_cast<int>(cfg.node_mem.size()))
+            throw UsageError("--node " + std::to_string(o->node) + " does not exist: the guest has " +
+                             std::to_string(cfg.node_mem.size()) + " node(s) (see --node-mem)");
+        const auto zone = lab::parse_zone(o->zone);
+
+        auto guest = lab::Guest::boot(cfg, stderr_progress());
+        lab::MemoryLab mem(*guest);
+        const auto param = mem.memmap_on_memory_param();
+        std::printf("guest: kernel %s (%s), memmap_on_memory=%s, memory block %s, ready after %.1f s (guest uptime %.1f s)\n",
+                    guest->release().c_str(), guest->kernel().package.empty() ? guest->kernel().vmlinuz.c_str()
+                                                                              : guest->kernel().package.c_str(),
+                    param.c_str(), format_size_human(mem.block_size()).c_str(), guest->boot_seconds(),
+                    guest->guest_uptime_at_ready());
+        std::fflush(stdout);
+
+        nlohmann::json results{
+            {"schema", "memhp.lab/1"},
+            {"guest",
+             {{"kernel_spec", cfg.kernel}, {"package", guest->kernel().package}, {"version", guest->kernel().version},
+              {"release", guest->release()}, {"memmap_on_memory", param}, {"block_size_bytes", mem.block_size()},
+              {"boot_s", guest->boot_seconds()}, {"cmdline", read_file(guest->run_dir() / "qemu.cmdline")}}},
+            {"options", {{"dimm_bytes", dimm}, {"node", o->node}, {"zone", o->zone}, {"cycles", o->cycles}}},
+            {"cycles", nlohmann::json::array()}};
+        auto save = [&] {
+            if (!o->json_path.empty()) write_file_atomic(o->json_path, results.dump(2) + "\n");
+        };
+        save();
+
+        lab::CycleOptions copts{dimm, o->node, zone, std::chrono::seconds(o->timeout_s)};
+        int failures = 0;
+        for (int i = 1; i <= o->cycles; ++i) {
+            std::printf("cycle %d/%d: %s DIMM on node %d\n", i, o->cycles, format_size_human(dimm).c_str(), o->node);
+            bool header = false;
+            auto rec = lab::run_cycle(mem, copts, i, [&](const lab::CycleRecord& c, const lab::PhaseRecord& p) {
+                if (!header) {
+                    print_header(o->node);
+                    print_row("before", -1, c.before, c.before, o->node);
+                    header = true;
+                }
+                if (p.ok) print_row(p.phase, p.wall_s, p.after, c.before, o->node);
+                else std::printf("  %-8s FAILED after %.3f s: %s\n", p.phase.c_str(), p.wall_s, p.error.c_str());
+                std::fflush(stdout);
+            });
+            if (rec.ok())
+                std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n", rec.dimm.blocks.front(),
+                            rec.dimm.blocks.back(), rec.dimm.addr, rec.zone.c_str());
+            results["cycles"].push_back(lab::to_json(rec));
+            save();
+            if (!rec.ok()) ++failures;
+            if (rec.guest_lost) {
+                std::fprintf(stderr, "memhp: the guest is gone; stopping after %d cycle(s)\n", i);
+                break;
+            }
+        }
+
+        if (o->keep && guest->alive()) {
+            const auto dir = guest->run_dir().string();
+            std::printf("\nguest left running (QEMU pid %d). In another terminal:\n"
+                        "  console (a root shell):  socat -,raw,echo=0,escape=0x1d UNIX-CONNECT:%s/console.sock   (Ctrl-] leaves)\n"
+                        "  QMP:                     socat - UNIX-CONNECT:%s/qmp-user.sock\n"
+                        "  the host's files are at the same paths in the guest; the guest's writes stay in its RAM.\n"
+                        "Press Ctrl-C here to stop the guest.\n",
+                        guest->qemu_pid(), dir.c_str(), dir.c_str());
+            std::fflush(stdout);
+            while (!stop_requested() && guest->alive()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            reset_stop();
+        }
+        guest->shutdown();
+        if (failures) {
+            std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
+            return 1;
+        }
+        return 0;
+    }};
+}
+
+}  // namespace memhp::cli

@@ -1,0 +1,59 @@
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace memhp {
+
+namespace fs = std::filesystem;
+
+// Whole-file helpers; throw Error naming the path and errno text.
+[[nodiscard]] std::string read_file(const fs::path& path);
+[[nodiscard]] std::optional<std::string> try_read_file(const fs::path& path);
+void write_file(const fs::path& path, std::string_view content);
+// Writes to a temporary sibling and renames: readers never see a partial file.
+void write_file_atomic(const fs::path& path, std::string_view content);
+
+// $XDG_CACHE_HOME/memhp, or ~/.cache/memhp; $MEMHP_CACHE_DIR overrides both.
+[[nodiscard]] fs::path cache_dir();
+
+// The last `n` lines of `text` (without a trailing empty line).
+[[nodiscard]] std::string last_lines(std::string_view text, std::size_t n);
+[[nodiscard]] std::string trim(std::string_view s);
+
+// Stable 64-bit FNV-1a, for cache keys; hex form.
+[[nodiscard]] std::uint64_t fnv1a(std::string_view data, std::uint64_t seed = 0xcbf29ce484222325ULL);
+[[nodiscard]] std::string hex64(std::uint64_t v);
+
+// A private directory under $TMPDIR, removed with everything in it on destruction.
+class TempDir {
+public:
+    explicit TempDir(std::string_view prefix = "memhp");
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] const fs::path& path() const { return path_; }
+    // Leave the directory behind (e.g. --keep): the destructor does nothing.
+    void release() { released_ = true; }
+
+private:
+    fs::path path_;
+    bool released_ = false;
+};
+
+// An exclusive flock(2) on a lock file, held for the object's lifetime. Guards
+// cache entries against concurrent builders (parallel ctest, two terminals).
+class FileLock {
+public:
+    explicit FileLock(const fs::path& lock_file);
+    ~FileLock();
+    FileLock(const FileLock&) = delete;
+    FileLock& operator=(const FileLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
+
+}  // namespace memhp

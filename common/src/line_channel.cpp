@@ -1,0 +1,131 @@
+#include "memhp/line_channel.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace memhp {
+namespace {
+constexpr std::chrono::milliseconds kSlice{100};
+
+int slice_ms(LineChannel::Clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - LineChannel::Clock::now());
+    if (left.count() <= 0) return 0;
+    return static_cast<int>(std::min(left, kSlice).count());
+}
+}  // namespace
+
+LineChannel::LineChannel(int fd, std::string name) : fd_(fd), name_(std::move(name)) {
+    int flags = ::fcntl(fd_, F_GETFL);
+    if (flags >= 0) ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+}
+
+LineChannel::~LineChannel() { close(); }
+
+LineChannel::LineChannel(LineChannel&& other) noexcept
+    : fd_(other.fd_), name_(std::move(other.name_)), buffer_(std::move(other.buffer_)),
+      eof_is_retry_(other.eof_is_retry_) {
+    other.fd_ = -1;
+}
+
+LineChannel& LineChannel::operator=(LineChannel&& other) noexcept {
+    if (this != &other) {
+        close();
+        fd_ = other.fd_;
+        name_ = std::move(other.name_);
+        buffer_ = std::move(other.buffer_);
+        eof_is_retry_ = other.eof_is_retry_;
+        other.fd_ = -1;
+    }
+    return *this;
+}
+
+void LineChannel::close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+LineChannel LineChannel::connect_unix(const std::string& path, std::chrono::milliseconds timeout, const Tick& tick) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) throw Error("socket path too long: " + path);
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    const auto deadline = Clock::now() + timeout;
+    int last_err = 0;
+    while (true) {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) throw_errno("socket", errno);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return LineChannel(fd, path);
+        last_err = errno;
+        ::close(fd);
+        if (Clock::now() >= deadline) break;
+        if (tick) tick();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    throw Error(errno_text("cannot connect to " + path, last_err));
+}
+
+std::optional<std::string> LineChannel::read_line(Clock::time_point deadline, const Tick& tick) {
+    if (fd_ < 0) throw ChannelClosed(name_ + ": not open");
+    while (true) {
+        auto nl = buffer_.find('\n');
+        if (nl != std::string::npos) {
+            std::string line = buffer_.substr(0, nl);
+            buffer_.erase(0, nl + 1);
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            return line;
+        }
+        if (tick) tick();
+        int ms = slice_ms(deadline);
+        if (ms == 0) return std::nullopt;
+        pollfd pfd{fd_, POLLIN, 0};
+        int r = ::poll(&pfd, 1, ms);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno(name_ + ": poll", errno);
+        }
+        if (r == 0) continue;
+        char buf[65536];
+        ssize_t got = ::read(fd_, buf, sizeof buf);
+        if (got > 0) {
+            buffer_.append(buf, static_cast<std::size_t>(got));
+        } else if (got == 0 || (pfd.revents & POLLHUP && got < 0 && errno != EAGAIN)) {
+            if (eof_is_retry_) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                continue;
+            }
+            throw ChannelClosed(name_ + ": peer closed the connection");
+        } else if (errno != EINTR && errno != EAGAIN) {
+            throw_errno(name_ + ": read", errno);
+        }
+    }
+}
+
+void LineChannel::write_line(std::string_view line, Clock::time_point deadline, const Tick& tick) {
+    if (fd_ < 0) throw ChannelClosed(name_ + ": not open");
+    std::string data(line);
+    data += '\n';
+    std::size_t off = 0;
+    while (off < data.size()) {
+        ssize_t w = ::write(fd_, data.data() + off, data.size() - off);
+        if (w > 0) {
+            off += static_cast<std::size_t>(w);
+            continue;
+        }
+        if (w < 0 && errno == EPIPE) throw ChannelClosed(name_ + ": peer closed the connection");
+        if (w < 0 && errno != EAGAIN && errno != EINTR) throw_errno(name_ + ": write", errno);
+        if (tick) tick();
+        int ms = slice_ms(deadline);
+        if (ms == 0) throw Error(name_ + ": write timed out");
+        pollfd pfd{fd_, POLLOUT, 0};
+        ::poll(&pfd, 1, ms);
+    }
+}
+
+}  // namespace memhp
