@@ -63,7 +63,6 @@ std::string last_lines(std::string_view text, std::size_t n) {
         if (i + 1 == n) ++pos;  // keep this newline out
     }
     std::string_view tail = text.substr(pos);
-    if (!tail.empty() && tail.front() == '\n') tail.remove_prefix(1);
     std::string out;
     out.reserve(tail.size());
     for (char c : tail)

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <thread>
 
+#include "memhp/stop.hpp"
+
 namespace memhp {
 namespace {
 constexpr std::chrono::milliseconds kSlice{100};
@@ -22,6 +24,7 @@ int slice_ms(LineChannel::Clock::time_point deadline) {
 }  // namespace
 
 LineChannel::LineChannel(int fd, std::string name) : fd_(fd), name_(std::move(name)) {
+    ignore_sigpipe();
     int flags = ::fcntl(fd_, F_GETFL);
     if (flags >= 0) ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
 }
@@ -44,6 +47,19 @@ LineChannel& LineChannel::operator=(LineChannel&& other) noexcept {
         other.fd_ = -1;
     }
     return *this;
+}
+
+void LineChannel::peer_closed(const Tick& tick) {
+    // The peer going away usually has a cause its owner can name better
+    // (QEMU exited, the guest panicked): give the tick a moment to say so.
+    if (tick) {
+        const auto until = Clock::now() + std::chrono::milliseconds(5000);
+        while (Clock::now() < until) {
+            tick();
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+    throw ChannelClosed(name_ + ": peer closed the connection");
 }
 
 void LineChannel::close() {
@@ -100,7 +116,7 @@ std::optional<std::string> LineChannel::read_line(Clock::time_point deadline, co
                 std::this_thread::sleep_for(std::chrono::milliseconds(ms));
                 continue;
             }
-            throw ChannelClosed(name_ + ": peer closed the connection");
+            peer_closed(tick);
         } else if (errno != EINTR && errno != EAGAIN) {
             throw_errno(name_ + ": read", errno);
         }
@@ -118,7 +134,7 @@ void LineChannel::write_line(std::string_view line, Clock::time_point deadline, 
             off += static_cast<std::size_t>(w);
             continue;
         }
-        if (w < 0 && errno == EPIPE) throw ChannelClosed(name_ + ": peer closed the connection");
+        if (w < 0 && errno == EPIPE) peer_closed(tick);
         if (w < 0 && errno != EAGAIN && errno != EINTR) throw_errno(name_ + ": write", errno);
         if (tick) tick();
         int ms = slice_ms(deadline);

@@ -103,6 +103,7 @@ std::string shell_join(const std::vector<std::string>& argv) {
 
 RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
     if (argv.empty()) throw Error("run: empty command");
+    ignore_sigpipe();
     auto program = find_program(argv[0]);
     if (!program) throw Error("'" + argv[0] + "' is not installed or not in PATH (run scripts/install-deps.sh)");
 

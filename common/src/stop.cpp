@@ -21,6 +21,8 @@ void install_stop_handlers() {
     std::signal(SIGPIPE, SIG_IGN);
 }
 
+void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
+
 bool stop_requested() { return g_stop_signal != 0; }
 int stop_signal() { return g_stop_signal; }
 void reset_stop() { g_stop_signal = 0; }

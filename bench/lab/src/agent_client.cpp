@@ -14,7 +14,7 @@ json AgentClient::wait_hello(Ms timeout) {
         auto line = channel_.read_line(deadline, tick_);
         if (!line) throw Error("the guest agent did not say hello in time");
         json msg = json::parse(*line, nullptr, false);
-        if (msg.is_discarded() || msg.value("event", "") != "hello") continue;
+        if (!msg.is_object() || msg.value("event", "") != "hello") continue;
         if (msg.value("proto", 0) != kAgentProtocol)
             throw Error("guest agent speaks protocol " + std::to_string(msg.value("proto", 0)) + ", expected " +
                         std::to_string(kAgentProtocol) + ": rebuild memhp");
@@ -33,7 +33,7 @@ json AgentClient::request(json req, Ms timeout) {
             throw Error("the guest agent did not answer '" + req.value("op", "") + "' within " +
                         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count() + 5) + " s");
         json resp = json::parse(*line, nullptr, false);
-        if (resp.is_discarded() || resp.value("id", json()) != json(id)) continue;
+        if (!resp.is_object() || resp.value("id", json()) != json(id)) continue;
         if (!resp.value("ok", false))
             throw AgentError("guest: " + resp.value("error", std::string("request failed")), resp.value("errno", 0));
         return resp;

@@ -44,7 +44,7 @@ void validate(const GuestConfig& cfg) {
 }
 
 std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const fs::path& cwd) {
-    std::string c = "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 memhp.agent=" + agent.string() +
+    std::string c = "console=ttyS0 panic=-1 oops=panic memhp.agent=" + agent.string() +
                     " memhp.cwd=" + cwd.string();
     if (cfg.memmap_on_memory) c += std::string(" memory_hotplug.memmap_on_memory=") + (*cfg.memmap_on_memory ? "1" : "0");
     for (const auto& a : cfg.append) c += " " + a;
@@ -154,6 +154,7 @@ std::unique_ptr<Guest> Guest::boot(const GuestConfig& cfg, const Progress& progr
         g->uptime_at_ready_ = hello.value("uptime_s", 0.0);
         g->agent_.set_tick(tick);
     } catch (const ChannelClosed& e) {
+        g->qemu_.wait_for(std::chrono::seconds(5));
         g->check_alive();  // QEMU gone: report that instead
         throw GuestError(g->failure_report(std::string("lost the connection to QEMU: ") + e.what()));
     }

@@ -38,7 +38,7 @@ std::map<std::string, std::uint64_t> parse_meminfo(std::string_view text) {
 }
 
 int parse_block_name(std::string_view name) {
-    if (!name.starts_with("memory") || name.size() == 6) return -1;
+    if (!name.starts_with("memory") || name.size() == 6 || name.size() > 15) return -1;
     int v = 0;
     for (char c : name.substr(6)) {
         if (!std::isdigit(static_cast<unsigned char>(c))) return -1;

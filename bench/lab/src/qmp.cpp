@@ -9,11 +9,10 @@ json QmpClient::read_message(LineChannel::Clock::time_point deadline, const std:
         auto line = channel_.read_line(deadline, tick_);
         if (!line) throw Error("QMP: no answer from QEMU within the timeout while waiting for " + waiting_for);
         if (line->empty()) continue;
-        try {
-            return json::parse(*line);
-        } catch (const json::parse_error& e) {
-            throw Error("QMP: malformed message from QEMU (" + std::string(e.what()) + "): " + line->substr(0, 200));
-        }
+        json msg = json::parse(*line, nullptr, false);
+        if (msg.is_discarded() || !msg.is_object())
+            throw Error("QMP: malformed message from QEMU: " + line->substr(0, 200));
+        return msg;
     }
 }
 
@@ -64,13 +63,8 @@ std::optional<json> QmpClient::wait_event(const std::string& name, const std::fu
         auto line = channel_.read_line(deadline, tick_);
         if (!line) break;
         if (line->empty()) continue;
-        json msg;
-        try {
-            msg = json::parse(*line);
-        } catch (const json::parse_error&) {
-            continue;
-        }
-        if (!msg.contains("event")) continue;
+        json msg = json::parse(*line, nullptr, false);
+        if (msg.is_discarded() || !msg.is_object() || !msg.contains("event")) continue;
         if (matches(msg)) return msg;
         events_.push_back(std::move(msg));
     }

@@ -48,6 +48,9 @@ public:
     void write_line(std::string_view line, Clock::time_point deadline, const Tick& tick = {});
 
 private:
+    // Runs `tick` for up to 5 s (it may throw a better error), then
+    // throws ChannelClosed.
+    [[noreturn]] void peer_closed(const Tick& tick);
     void close();
     int fd_ = -1;
     std::string name_;

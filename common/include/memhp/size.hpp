@@ -12,7 +12,7 @@ namespace memhp {
 // 134217728 -> "128M", 1073741824 -> "1G", 1536 -> "1536"; exact, for QEMU.
 [[nodiscard]] std::string format_size_exact(std::uint64_t bytes);
 
-// Human form with one decimal: "1.5 GiB", "128 MiB", "4.0 KiB".
+// Human form, one decimal where needed: "1.5 GiB", "128 MiB", "4 KiB".
 [[nodiscard]] std::string format_size_human(std::uint64_t bytes);
 
 }  // namespace memhp

@@ -4,6 +4,9 @@
 namespace memhp {
 
 void install_stop_handlers();
+// Writes to a closed pipe or socket return EPIPE instead of killing the
+// process; every memhp entry point that talks to children calls this.
+void ignore_sigpipe();
 [[nodiscard]] bool stop_requested();
 // Throws Interrupted if a stop was requested.
 void check_stop();

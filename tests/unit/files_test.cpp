@@ -1,0 +1,159 @@
+#include "memhp/files.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "memhp/error.hpp"
+#include "test_util.hpp"
+
+namespace memhp {
+namespace {
+
+using ::testing::HasSubstr;
+using test::EnvGuard;
+
+TEST(LastLines, TakesTheLastN) {
+    EXPECT_EQ(last_lines("a\nb\nc\n", 2), "b\nc");
+    EXPECT_EQ(last_lines("a\nb\nc", 1), "c");
+    EXPECT_EQ(last_lines("a\nb\nc", 3), "a\nb\nc");
+}
+
+TEST(LastLines, FewerLinesThanN) {
+    EXPECT_EQ(last_lines("a\nb\n", 5), "a\nb");
+    EXPECT_EQ(last_lines("only", 3), "only");
+    EXPECT_EQ(last_lines("", 3), "");
+    EXPECT_EQ(last_lines("\n\n", 3), "");
+}
+
+TEST(LastLines, ZeroLines) { EXPECT_EQ(last_lines("a\nb\n", 0), ""); }
+
+TEST(LastLines, TrailingNewlinesDoNotCountAsLines) {
+    EXPECT_EQ(last_lines("a\nb\n\n\n", 1), "b");
+    EXPECT_EQ(last_lines("a\nb\r\n", 1), "b");
+}
+
+TEST(LastLines, StripsCarriageReturns) {
+    EXPECT_EQ(last_lines("a\r\nb\r\nc\r\n", 2), "b\nc");
+    EXPECT_EQ(last_lines("x\r\ny", 5), "x\ny");
+}
+
+TEST(LastLines, BlankLinesInsideCount) {
+    EXPECT_EQ(last_lines("a\n\nb\n", 2), "\nb");
+    EXPECT_EQ(last_lines("a\r\n\r\nb\r\n", 2), "\nb");  // same answer with CRLF
+    EXPECT_EQ(last_lines("a\n\nb\n", 3), "a\n\nb");
+}
+
+TEST(Trim, StripsAsciiWhitespaceBothEnds) {
+    EXPECT_EQ(trim("  a b \t\r\n"), "a b");
+    EXPECT_EQ(trim("x"), "x");
+    EXPECT_EQ(trim(" \t\r\n "), "");
+    EXPECT_EQ(trim(""), "");
+    EXPECT_EQ(trim("\tinner  space\t"), "inner  space");
+}
+
+TEST(Fnv1a, KnownValues) {
+    EXPECT_EQ(fnv1a(""), 0xcbf29ce484222325ULL);
+    EXPECT_EQ(fnv1a("a"), 0xaf63dc4c8601ec8cULL);
+    EXPECT_EQ(fnv1a("foobar"), 0x85944171f73967e8ULL);
+}
+
+TEST(Fnv1a, SeedChainsLikeConcatenation) {
+    EXPECT_EQ(fnv1a("bar", fnv1a("foo")), fnv1a("foobar"));
+    EXPECT_NE(fnv1a("ab"), fnv1a("ba"));
+}
+
+TEST(Hex64, SixteenLowercaseDigits) {
+    EXPECT_EQ(hex64(0), "0000000000000000");
+    EXPECT_EQ(hex64(1), "0000000000000001");
+    EXPECT_EQ(hex64(0xcbf29ce484222325ULL), "cbf29ce484222325");
+    EXPECT_EQ(hex64(UINT64_MAX), "ffffffffffffffff");
+}
+
+TEST(TempDir, CreatesAndRemovesWithContents) {
+    fs::path where;
+    {
+        TempDir dir("memhp-unit");
+        where = dir.path();
+        ASSERT_TRUE(fs::is_directory(where));
+        EXPECT_THAT(where.filename().string(), ::testing::StartsWith("memhp-unit."));
+        fs::create_directories(where / "sub" / "deeper");
+        write_file(where / "sub" / "deeper" / "f", "x");
+    }
+    EXPECT_FALSE(fs::exists(where));
+}
+
+TEST(TempDir, TwoAreDistinct) {
+    TempDir a, b;
+    EXPECT_NE(a.path(), b.path());
+}
+
+TEST(TempDir, ReleaseKeepsTheDirectory) {
+    fs::path where;
+    {
+        TempDir dir;
+        where = dir.path();
+        dir.release();
+    }
+    EXPECT_TRUE(fs::is_directory(where));
+    fs::remove_all(where);
+}
+
+TEST(Files, WriteReadRoundTrip) {
+    TempDir dir;
+    const std::string content("binary\0data\nline2", 17);
+    write_file(dir.path() / "f", content);
+    EXPECT_EQ(read_file(dir.path() / "f"), content);
+    write_file(dir.path() / "f", "short");  // truncates
+    EXPECT_EQ(read_file(dir.path() / "f"), "short");
+    write_file_atomic(dir.path() / "g", "atomic");
+    EXPECT_EQ(try_read_file(dir.path() / "g"), "atomic");
+    // No temporary sibling left behind.
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 2);
+}
+
+TEST(Files, MissingFile) {
+    TempDir dir;
+    EXPECT_EQ(try_read_file(dir.path() / "nope"), std::nullopt);
+    try {
+        (void)read_file(dir.path() / "nope");
+        FAIL() << "read_file of a missing file did not throw";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr((dir.path() / "nope").string()));
+    }
+    EXPECT_THROW(write_file(dir.path() / "no-dir" / "f", "x"), Error);
+}
+
+TEST(FileLock, CreatesTheLockFileAndCanBeRetaken) {
+    TempDir dir;
+    { FileLock lock(dir.path() / ".lock"); }
+    EXPECT_TRUE(fs::exists(dir.path() / ".lock"));
+    FileLock again(dir.path() / ".lock");  // released by the first one's destructor
+}
+
+TEST(CacheDir, MemhpCacheDirWins) {
+    EnvGuard a("MEMHP_CACHE_DIR", "/tmp/memhp-explicit"), b("XDG_CACHE_HOME", "/tmp/xdg"), c("HOME", "/home/u");
+    EXPECT_EQ(cache_dir(), fs::path("/tmp/memhp-explicit"));
+}
+
+TEST(CacheDir, XdgCacheHomeNext) {
+    EnvGuard a("MEMHP_CACHE_DIR", std::nullopt), b("XDG_CACHE_HOME", "/tmp/xdg"), c("HOME", "/home/u");
+    EXPECT_EQ(cache_dir(), fs::path("/tmp/xdg/memhp"));
+}
+
+TEST(CacheDir, HomeLast) {
+    EnvGuard a("MEMHP_CACHE_DIR", std::nullopt), b("XDG_CACHE_HOME", std::nullopt), c("HOME", "/home/u");
+    EXPECT_EQ(cache_dir(), fs::path("/home/u/.cache/memhp"));
+}
+
+TEST(CacheDir, EmptyValuesAreIgnored) {
+    EnvGuard a("MEMHP_CACHE_DIR", ""), b("XDG_CACHE_HOME", ""), c("HOME", "/home/u");
+    EXPECT_EQ(cache_dir(), fs::path("/home/u/.cache/memhp"));
+}
+
+TEST(CacheDir, NothingSetFallsBackToTmp) {
+    EnvGuard a("MEMHP_CACHE_DIR", std::nullopt), b("XDG_CACHE_HOME", std::nullopt), c("HOME", std::nullopt);
+    EXPECT_EQ(cache_dir(), fs::temp_directory_path() / "memhp-cache");
+}
+
+}  // namespace
+}  // namespace memhp

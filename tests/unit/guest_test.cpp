@@ -1,0 +1,195 @@
+#include "memhp/lab/guest.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace memhp::lab {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+constexpr std::uint64_t kMiB = 1ULL << 20, kGiB = 1ULL << 30;
+
+// Values following each occurrence of `flag`.
+std::vector<std::string> values_of(const std::vector<std::string>& argv, const std::string& flag) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i + 1 < argv.size(); ++i)
+        if (argv[i] == flag) out.push_back(argv[i + 1]);
+    return out;
+}
+
+std::string value_of(const std::vector<std::string>& argv, const std::string& flag) {
+    auto v = values_of(argv, flag);
+    EXPECT_EQ(v.size(), 1u) << flag;
+    return v.empty() ? std::string() : v.front();
+}
+
+std::vector<std::string> command(const GuestConfig& cfg) {
+    return qemu_command(cfg, "/cache/boot/vmlinuz-6.1.0-56-amd64", "/cache/initramfs/i.cpio", "/tmp/run",
+                        "/src/build/bin/memhp-agent", "/src");
+}
+
+TEST(Validate, DefaultsAreValid) { EXPECT_NO_THROW(validate(GuestConfig{})); }
+
+TEST(Validate, Node0NeedsMemory) {
+    GuestConfig cfg;
+    cfg.node_mem = {0, kGiB};
+    try {
+        validate(cfg);
+        FAIL() << "accepted a memoryless node 0";
+    } catch (const UsageError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("node 0"));
+    }
+    cfg.node_mem = {};
+    EXPECT_THROW(validate(cfg), UsageError);
+}
+
+TEST(Validate, MemorylessOtherNodesAreFine) {
+    GuestConfig cfg;
+    cfg.node_mem = {kGiB, 0, 512 * kMiB, 0};
+    EXPECT_NO_THROW(validate(cfg));
+}
+
+TEST(Validate, Accel) {
+    GuestConfig cfg;
+    cfg.accel = "kvm";
+    EXPECT_NO_THROW(validate(cfg));
+    cfg.accel = "hvf";
+    try {
+        validate(cfg);
+        FAIL() << "accepted hvf";
+    } catch (const UsageError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("'hvf'"));
+    }
+    cfg.accel = "";
+    EXPECT_THROW(validate(cfg), UsageError);
+}
+
+TEST(Validate, MaxmemMustExceedBootMemory) {
+    GuestConfig cfg;
+    cfg.node_mem = {kGiB, 512 * kMiB};
+    cfg.maxmem = kGiB + 512 * kMiB;  // equal
+    try {
+        validate(cfg);
+        FAIL() << "accepted maxmem == boot memory";
+    } catch (const UsageError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("1536M"));
+    }
+    cfg.maxmem = kGiB;
+    EXPECT_THROW(validate(cfg), UsageError);
+    cfg.maxmem = 2 * kGiB;
+    EXPECT_NO_THROW(validate(cfg));
+    cfg.maxmem = 0;  // default: boot + 16G
+    EXPECT_NO_THROW(validate(cfg));
+}
+
+TEST(Validate, OtherLimits) {
+    auto rejects = [](auto mutate) {
+        GuestConfig cfg;
+        mutate(cfg);
+        EXPECT_THROW(validate(cfg), UsageError);
+    };
+    rejects([](GuestConfig& c) { c.cpus = 0; });
+    rejects([](GuestConfig& c) { c.cpus = 65; });
+    rejects([](GuestConfig& c) { c.slots = 0; });
+    rejects([](GuestConfig& c) { c.slots = 257; });
+    rejects([](GuestConfig& c) { c.node_mem = {kGiB + 4096}; });
+    rejects([](GuestConfig& c) { c.node_mem = std::vector<std::uint64_t>(65, kGiB); });
+    rejects([](GuestConfig& c) { c.boot_timeout = std::chrono::seconds(0); });
+}
+
+TEST(QemuCommand, MachineCpuAndMemory) {
+    auto argv = command(GuestConfig{});
+    ASSERT_FALSE(argv.empty());
+    EXPECT_EQ(argv[0], "qemu-system-x86_64");
+    EXPECT_EQ(value_of(argv, "-machine"), "q35,accel=tcg");
+    EXPECT_EQ(value_of(argv, "-cpu"), "max");
+    EXPECT_EQ(value_of(argv, "-smp"), "2");
+    EXPECT_EQ(value_of(argv, "-m"), "1G,slots=16,maxmem=17G");
+    EXPECT_EQ(value_of(argv, "-kernel"), "/cache/boot/vmlinuz-6.1.0-56-amd64");
+    EXPECT_EQ(value_of(argv, "-initrd"), "/cache/initramfs/i.cpio");
+    EXPECT_THAT(argv, Contains("-nodefaults"));
+    EXPECT_THAT(argv, Contains("-no-reboot"));
+}
+
+TEST(QemuCommand, NumaNodesAndMemoryless) {
+    auto argv = command(GuestConfig{});
+    EXPECT_THAT(values_of(argv, "-numa"), ElementsAre("node,nodeid=0,cpus=0-1,memdev=boot0", "node,nodeid=1"));
+    EXPECT_THAT(values_of(argv, "-object"), ElementsAre("memory-backend-ram,id=boot0,size=1G"));
+}
+
+TEST(QemuCommand, ExplicitMaxmemAndSeveralNodes) {
+    GuestConfig cfg;
+    cfg.node_mem = {kGiB, 512 * kMiB, 0};
+    cfg.cpus = 4;
+    cfg.slots = 8;
+    cfg.maxmem = 8 * kGiB;
+    cfg.qemu = "/opt/qemu/bin/qemu-system-x86_64";
+    auto argv = command(cfg);
+    EXPECT_EQ(argv[0], "/opt/qemu/bin/qemu-system-x86_64");
+    EXPECT_EQ(value_of(argv, "-m"), "1536M,slots=8,maxmem=8G");
+    EXPECT_EQ(value_of(argv, "-smp"), "4");
+    EXPECT_THAT(values_of(argv, "-numa"), ElementsAre("node,nodeid=0,cpus=0-3,memdev=boot0",
+                                                      "node,nodeid=1,memdev=boot1", "node,nodeid=2"));
+    EXPECT_THAT(values_of(argv, "-object"),
+                ElementsAre("memory-backend-ram,id=boot0,size=1G", "memory-backend-ram,id=boot1,size=512M"));
+}
+
+TEST(QemuCommand, Kvm) {
+    GuestConfig cfg;
+    cfg.accel = "kvm";
+    auto argv = command(cfg);
+    EXPECT_EQ(value_of(argv, "-machine"), "q35,accel=kvm");
+    EXPECT_EQ(value_of(argv, "-cpu"), "host");
+}
+
+TEST(QemuCommand, AgentPortShareAndSockets) {
+    auto argv = command(GuestConfig{});
+    EXPECT_THAT(values_of(argv, "-device"), Contains("virtserialport,chardev=agent,name=memhp.agent"));
+    EXPECT_THAT(values_of(argv, "-device"), Contains("virtio-serial-pci,id=vser0"));
+    EXPECT_THAT(values_of(argv, "-chardev"),
+                Contains("socket,id=agent,path=/tmp/run/agent.sock,server=on,wait=off"));
+    const std::string virtfs = value_of(argv, "-virtfs");
+    EXPECT_THAT(virtfs, HasSubstr("path=/,"));
+    EXPECT_THAT(virtfs, HasSubstr("mount_tag=hostroot"));
+    EXPECT_THAT(virtfs, HasSubstr("readonly=on"));
+    EXPECT_THAT(values_of(argv, "-qmp"), Contains("unix:/tmp/run/qmp.sock,server=on,wait=off"));
+    EXPECT_EQ(value_of(argv, "-serial"), "chardev:con");
+}
+
+TEST(QemuCommand, KernelCommandLine) {
+    GuestConfig cfg;
+    const std::string append = value_of(command(cfg), "-append");
+    EXPECT_THAT(append, HasSubstr("console=ttyS0"));
+    EXPECT_THAT(append, HasSubstr("memhp.agent=/src/build/bin/memhp-agent"));
+    EXPECT_THAT(append, HasSubstr("memhp.cwd=/src"));
+    EXPECT_THAT(append, Not(HasSubstr("memmap_on_memory")));
+    EXPECT_EQ(append, kernel_cmdline(cfg, "/src/build/bin/memhp-agent", "/src"));
+}
+
+TEST(QemuCommand, MemmapOnMemory) {
+    GuestConfig cfg;
+    cfg.memmap_on_memory = true;
+    EXPECT_THAT(value_of(command(cfg), "-append"), HasSubstr(" memory_hotplug.memmap_on_memory=1"));
+    cfg.memmap_on_memory = false;
+    const std::string off = value_of(command(cfg), "-append");
+    EXPECT_THAT(off, HasSubstr(" memory_hotplug.memmap_on_memory=0"));
+    EXPECT_THAT(off, Not(HasSubstr("memmap_on_memory=1")));
+}
+
+TEST(QemuCommand, ExtraAppendWordsComeLast) {
+    GuestConfig cfg;
+    cfg.memmap_on_memory = true;
+    cfg.append = {"movable_node", "memhp.debug=1"};
+    const std::string c = kernel_cmdline(cfg, "/a", "/w");
+    EXPECT_TRUE(c.ends_with(" memory_hotplug.memmap_on_memory=1 movable_node memhp.debug=1")) << c;
+}
+
+}  // namespace
+}  // namespace memhp::lab

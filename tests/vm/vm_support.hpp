@@ -1,0 +1,55 @@
+#pragma once
+// Shared pieces of the VM test tier: boot a lab guest once per test suite.
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <memory>
+
+#include "memhp/lab/cycle.hpp"
+#include "memhp/lab/guest.hpp"
+#include "memhp/lab/memory.hpp"
+
+namespace memhp::vmtest {
+
+constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+
+inline lab::GuestConfig config(const std::string& kernel, std::optional<bool> memmap_on_memory) {
+    lab::GuestConfig cfg;
+    cfg.kernel = kernel;
+    cfg.memmap_on_memory = memmap_on_memory;
+    cfg.node_mem = {1024 * kMiB, 0};  // 1 GiB node 0, memoryless node 1
+    return cfg;
+}
+
+inline std::unique_ptr<lab::Guest> boot(const lab::GuestConfig& cfg) {
+    return lab::Guest::boot(cfg, [](const std::string& s) { std::cerr << "[guest] " << s << std::endl; });
+}
+
+// A suite fixture owning one guest for all its tests. Derive and define
+// static lab::GuestConfig Config().
+template <typename Derived>
+class GuestSuite : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        try {
+            guest_ = boot(Derived::Config());
+            mem_ = std::make_unique<lab::MemoryLab>(*guest_);
+        } catch (const std::exception& e) {
+            boot_error_ = e.what();
+        }
+    }
+    static void TearDownTestSuite() {
+        mem_.reset();
+        if (guest_) guest_->shutdown();
+        guest_.reset();
+    }
+    void SetUp() override {
+        ASSERT_TRUE(guest_) << "guest failed to boot: " << boot_error_;
+        ASSERT_TRUE(guest_->alive()) << "guest died earlier:\n" << guest_->console_tail();
+    }
+    static inline std::unique_ptr<lab::Guest> guest_;
+    static inline std::unique_ptr<lab::MemoryLab> mem_;
+    static inline std::string boot_error_;
+};
+
+}  // namespace memhp::vmtest
