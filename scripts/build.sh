@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Configures (once) and builds memhp into build/ (or $MEMHP_BUILD_DIR).
+# Quiet when all is well; prints the tail of the log when the build fails.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${MEMHP_BUILD_DIR:-$root/build}
+log=$build/build.log
+mkdir -p "$build"
+if [ ! -f "$build/CMakeCache.txt" ]; then
+	echo "memhp: configuring the build in $build" >&2
+	cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$log" 2>&1 || {
+		tail -30 "$log" >&2
+		echo "memhp: cmake failed (log: $log)" >&2
+		exit 1
+	}
+fi
+start=$(date +%s)
+if ! cmake --build "$build" -j"$(nproc)" >"$log" 2>&1; then
+	grep -E 'error|Error' "$log" | head -30 >&2 || true
+	tail -15 "$log" >&2
+	echo "memhp: build failed (log: $log)" >&2
+	exit 1
+fi
+took=$(($(date +%s) - start))
+[ $took -lt 5 ] || echo "memhp: built in ${took} s" >&2

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages memhp needs, if any are missing. Idempotent:
+# when everything is there it only checks (about 0.1 s) and prints nothing.
+# Needs root (or sudo) only when something must be installed.
+set -euo pipefail
+
+packages=(
+	# build
+	cmake make g++ pkg-config clang llvm
+	# BPF: libbpf + skeletons, ELF/zlib for libbpf, libcap for privilege checks
+	libbpf-dev bpftool libelf-dev zlib1g-dev libcap-dev
+	# libraries: JSON, CLI parsing, metrics, tests, benchmarks
+	nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+	# the QEMU lab: emulator, initramfs parts, kernel-package tools
+	qemu-system-x86 busybox-static cpio kmod xz-utils zstd socat
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+# Guest kernels are fetched with apt-get download: that needs package lists.
+lists_missing=0
+compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || lists_missing=1
+
+[ ${#missing[@]} -eq 0 ] && [ $lists_missing -eq 0 ] && exit 0
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null; then
+		sudo=(sudo)
+	else
+		echo "memhp: missing Debian packages: ${missing[*]}" >&2
+		echo "memhp: run scripts/install-deps.sh as root to install them" >&2
+		exit 1
+	fi
+fi
+
+echo "memhp: installing Debian packages: ${missing[*]:-(none; refreshing package lists)}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq >/dev/null || {
+	echo "memhp: apt-get update failed: check the network and /etc/apt/sources.list" >&2
+	exit 1
+}
+if [ ${#missing[@]} -gt 0 ]; then
+	if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/memhp-apt.log 2>&1; then
+		tail -20 /tmp/memhp-apt.log >&2
+		echo "memhp: apt-get install failed (full log: /tmp/memhp-apt.log)" >&2
+		exit 1
+	fi
+fi
+echo "memhp: packages ready" >&2
