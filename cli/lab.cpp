@@ -1,6 +1,8 @@
 // memhp lab: boot a guest and run add -> online -> offline -> remove cycles,
 // printing what each phase did to the guest's memory.
+#include <algorithm>
 #include <cinttypes>
+#include <map>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -28,6 +30,13 @@ struct LabOptions {
 };
 
 constexpr std::uint64_t kX86BlockSize = std::uint64_t{128} << 20;
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const auto n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 void print_header(int node) {
     std::printf("  %-8s %9s %13s %15s %15s %13s %11s\n", "phase", "wall", "blocks on/all",
@@ -107,6 +116,7 @@ Command add_lab_command(CLI::App& app) {
 
         lab::CycleOptions copts{dimm, o->node, zone, std::chrono::seconds(o->timeout_s)};
         int failures = 0;
+        std::map<std::string, std::vector<double>> walls;  // phase -> wall seconds of good cycles
         for (int i = 1; i <= o->cycles; ++i) {
             std::printf("cycle %d/%d: %s DIMM on node %d\n", i, o->cycles, format_size_human(dimm).c_str(), o->node);
             bool header = false;
@@ -123,6 +133,14 @@ Command add_lab_command(CLI::App& app) {
             if (rec.ok())
                 std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n", rec.dimm.blocks.front(),
                             rec.dimm.blocks.back(), rec.dimm.addr, rec.zone.c_str());
+            if (rec.ok()) {
+                double total = 0;
+                for (const auto& p : rec.phases) {
+                    walls[p.phase].push_back(p.wall_s);
+                    total += p.wall_s;
+                }
+                walls["cycle"].push_back(total);
+            }
             results["cycles"].push_back(lab::to_json(rec));
             save();
             if (!rec.ok()) ++failures;
@@ -130,6 +148,12 @@ Command add_lab_command(CLI::App& app) {
                 std::fprintf(stderr, "memhp: the guest is gone; stopping after %d cycle(s)\n", i);
                 break;
             }
+        }
+
+        if (!walls.empty()) {
+            std::printf("median host wall time over %zu good cycle(s):", walls["cycle"].size());
+            for (const auto& name : {"add", "online", "offline", "remove", "cycle"})
+                std::printf(" %s %.3f s%s", name, median(walls[name]), std::string(name) == "cycle" ? "\n" : ",");
         }
 
         if (o->keep && guest->alive()) {

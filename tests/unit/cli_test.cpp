@@ -1,0 +1,69 @@
+// The memhp binary's handling of bad input: exit code 2 and a message that
+// says what is wrong, before anything boots.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "memhp/process.hpp"
+
+namespace {
+
+std::string memhp_bin() {
+    return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string();
+}
+
+memhp::RunResult memhp_run(std::vector<std::string> args) {
+    args.insert(args.begin(), memhp_bin());
+    return memhp::run(args, {.timeout = std::chrono::seconds(20)});
+}
+
+TEST(Cli, UnknownFlagExitsTwo) {
+    auto r = memhp_run({"lab", "--bogus"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("--bogus"), std::string::npos) << r.err;
+}
+
+TEST(Cli, NoCommandExitsTwo) {
+    auto r = memhp_run({});
+    EXPECT_EQ(r.exit_code, 2);
+}
+
+TEST(Cli, DimmNotAMultipleOfTheBlockSizeIsRejectedBeforeBoot) {
+    auto r = memhp_run({"lab", "--dimm", "100M", "--qemu", "/nonexistent"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("not a multiple"), std::string::npos) << r.err;
+}
+
+TEST(Cli, NodeThatDoesNotExistIsRejected) {
+    auto r = memhp_run({"lab", "--node", "3", "--node-mem", "1G,0"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("--node 3 does not exist"), std::string::npos) << r.err;
+}
+
+TEST(Cli, MemorylessNodeZeroIsRejected) {
+    auto r = memhp_run({"lab", "--node-mem", "0,1G"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("node 0 needs memory"), std::string::npos) << r.err;
+}
+
+TEST(Cli, GarbageKernelSpecIsRejected) {
+    auto r = memhp_run({"lab", "--kernel", "banana"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("unknown kernel 'banana'"), std::string::npos) << r.err;
+}
+
+TEST(Cli, MissingQemuIsAClearRuntimeError) {
+    auto r = memhp_run({"lab", "--qemu", "/nonexistent/qemu", "--kernel", "6.1"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("QEMU binary '/nonexistent/qemu' not found"), std::string::npos) << r.err;
+}
+
+TEST(Cli, HelpExplainsEveryLabFlag) {
+    auto r = memhp_run({"lab", "--help"});
+    EXPECT_EQ(r.exit_code, 0);
+    for (const char* flag : {"--kernel", "--memmap-on-memory", "--dimm", "--node", "--cycles", "--zone", "--keep",
+                             "--json", "--node-mem", "--accel", "--boot-timeout", "--qemu", "--append", "--timeout"})
+        EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+}
+
+}  // namespace
