@@ -14,5 +14,6 @@ struct Command {
 
 Command add_lab_command(CLI::App& app);
 Command add_count_adds_command(CLI::App& app);
+Command add_trace_command(CLI::App& app);
 
 }  // namespace memhp::cli

@@ -21,7 +21,8 @@ function(memhp_bpf_object name source)
   add_custom_command(
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
-    COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${MEMHP_BPF_ARCH}
+    # -mcpu=v3: atomic fetch-and-add (op ids) needs it; every kernel with BTF we target has it (5.12+).
+    COMMAND ${BPF_CLANG} -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_${MEMHP_BPF_ARCH}
             -Wall -Werror -I${src_dir} -I${CMAKE_SOURCE_DIR}/bpf
             -idirafter /usr/include/x86_64-linux-gnu
             -c ${src_abs} -o ${obj}

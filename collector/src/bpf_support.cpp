@@ -18,12 +18,16 @@ std::string g_log;
 bool g_verbose = false;
 
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
-    char buf[1024];
+    // The verifier's log arrives as one long message: size the buffer to it.
     va_list copy;
     va_copy(copy, args);
-    std::vsnprintf(buf, sizeof buf, fmt, copy);
+    const int n = std::vsnprintf(nullptr, 0, fmt, copy);
     va_end(copy);
-    if (g_verbose) std::fputs(buf, stderr);
+    if (n <= 0) return 0;
+    std::string buf(static_cast<std::size_t>(n) + 1, '\0');
+    std::vsnprintf(buf.data(), buf.size(), fmt, args);
+    buf.resize(static_cast<std::size_t>(n));
+    if (g_verbose) std::fputs(buf.c_str(), stderr);
     if (level == LIBBPF_DEBUG) return 0;
     std::lock_guard lock(g_log_mutex);
     g_log += buf;

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef MEMHP_EVENT_H
+#define MEMHP_EVENT_H
+/* The one record memhp's hot-plug probes send to user space through the ring
+ * buffer. Shared by hotplug.bpf.c and the collector: fixed-width fields only;
+ * the C++ side static_asserts the size. Bump MEMHP_EVENT_VERSION on change. */
+
+#define MEMHP_EVENT_VERSION 1
+
+enum memhp_event_type {
+	MEMHP_EV_ADD = 1,        /* add_memory_resource() returned */
+	MEMHP_EV_POPULATE = 2,   /* vmemmap population finished (direct or inferred) */
+	MEMHP_EV_ONLINE = 3,     /* memory_subsys_online() returned */
+	MEMHP_EV_OFFLINE = 4,    /* memory_subsys_offline() returned */
+	MEMHP_EV_REMOVE = 5,     /* try_remove_memory() returned */
+	MEMHP_EV_PAGE_ALLOC = 6, /* page allocator gave pages to an op in flight */
+	MEMHP_EV_PAGE_FREE = 7,  /* page allocator took pages back during an op */
+};
+
+enum memhp_caller {
+	MEMHP_CALLER_ADD_MEMORY = 0,     /* __add_memory/add_memory: ACPI DIMMs, balloons */
+	MEMHP_CALLER_DRIVER_MANAGED = 1, /* add_memory_driver_managed: virtio-mem, dax/kmem */
+};
+
+/* flags */
+#define MEMHP_F_ALTMAP 0x1         /* a vmem_altmap was in effect (memmap on the added memory) */
+#define MEMHP_F_POPULATE_DIRECT 0x2 /* populate timed at vmemmap_populate itself, not inferred */
+
+struct memhp_event {
+	__u32 type;        /* enum memhp_event_type */
+	__u32 tid;         /* task that ran the operation */
+	__u64 op_id;       /* unique per operation; page events carry their op's id */
+	__u64 ts_ns;       /* bpf_ktime_get_ns() at the end (or at the page event) */
+	__u64 duration_ns; /* for operations */
+	__s32 nid;         /* node the memory is added to / belongs to; -1 unknown */
+	__s32 ret;         /* 0 or -errno */
+	__u64 start_pfn;
+	__u64 nr_pages;
+	__u64 mhp_flags;     /* add: the mhp_t flags */
+	__u64 altmap_pages;  /* add: memmap pages the altmap supplied (sum of altmap->alloc);
+	                      * remove: pages handed back through vmem_altmap_free() */
+	__u64 vmemmap_pages; /* online/offline: nr_vmemmap_pages of the block(s) */
+	__u64 pfn;           /* page events: first pfn */
+	__u32 order;         /* page events: allocation order */
+	__u32 gfp;           /* page events: gfp flags (alloc only) */
+	__u32 flags;         /* MEMHP_F_* */
+	__u32 caller;        /* add: enum memhp_caller */
+	__u32 op_type;       /* page events: the type of the op in flight (MEMHP_EV_ADD, ...) */
+	__u32 _pad;
+	char zone[16];       /* online/offline: zone name */
+};
+
+#endif

@@ -1,0 +1,171 @@
+// memhp trace: live, one line per hot-plug operation (or NDJSON with --json),
+// and a summary table on Ctrl-C.
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include "commands.hpp"
+#include "memhp/collector/aggregator.hpp"
+#include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/probes.hpp"
+#include "memhp/files.hpp"
+#include "memhp/size.hpp"
+#include "memhp/stop.hpp"
+
+namespace memhp::cli {
+namespace {
+
+using collector::Operation;
+using collector::Phase;
+
+std::string duration_text(std::uint64_t ns) {
+    char buf[32];
+    if (ns >= 1'000'000'000) std::snprintf(buf, sizeof buf, "%.3f s", static_cast<double>(ns) / 1e9);
+    else if (ns >= 1'000'000) std::snprintf(buf, sizeof buf, "%.3f ms", static_cast<double>(ns) / 1e6);
+    else std::snprintf(buf, sizeof buf, "%.1f us", static_cast<double>(ns) / 1e3);
+    return buf;
+}
+
+class LinePrinter : public collector::OperationSink {
+public:
+    explicit LinePrinter(bool json) : json_(json) {
+        if (!json_)
+            std::printf("%-8s %-9s %4s %12s %8s %11s %5s  %s\n", "TIME", "PHASE", "NID", "START_PFN", "PAGES",
+                        "DURATION", "RET", "DETAILS");
+        std::fflush(stdout);
+    }
+    void on_operation(const Operation& op) override {
+        if (json_) {
+            std::printf("%s\n", collector::to_json(op).dump().c_str());
+            std::fflush(stdout);
+            return;
+        }
+        char when[16];
+        std::time_t now = std::time(nullptr);
+        std::strftime(when, sizeof when, "%H:%M:%S", std::localtime(&now));
+        std::string details;
+        const auto& m = op.memmap;
+        switch (op.phase) {
+            case Phase::Add:
+            case Phase::Remove:
+                details = std::string(op.phase == Phase::Add ? "memmap taken" : "memmap freed") +
+                          ": altmap " + std::to_string(m.altmap_pages) + ", page allocator " +
+                          std::to_string(m.buddy_pages) + ", page tables " + std::to_string(m.pagetable_pages) +
+                          "; local " + std::to_string(m.local_pages) + ", remote " + std::to_string(m.remote_pages);
+                if (op.phase == Phase::Add) {
+                    details += "; free memory used " + format_size_human(op.free_bytes_consumed);
+                    if (op.memmap_on_memory_unused) details += "; MEMMAP_ON_MEMORY UNUSED: " + op.unused_reason;
+                }
+                break;
+            case Phase::Populate:
+                details = std::string(op.mode == collector::MemmapMode::Altmap ? "altmap" : "page allocator") +
+                          (op.populate_direct ? ", at vmemmap_populate" : ", inferred from __add_pages");
+                break;
+            case Phase::Online:
+            case Phase::Offline:
+                details = "zone " + (op.zone.empty() ? std::string("?") : op.zone) + ", vmemmap pages " +
+                          std::to_string(op.vmemmap_pages);
+                break;
+        }
+        std::printf("%-8s %-9s %4d %#12" PRIx64 " %8" PRIu64 " %11s %5d  %s\n", when, collector::phase_name(op.phase),
+                    op.nid, op.start_pfn, op.nr_pages, duration_text(op.duration_ns).c_str(), op.ret, details.c_str());
+        std::fflush(stdout);
+    }
+
+private:
+    bool json_;
+};
+
+void print_summary(const collector::Stats& s, std::uint64_t dropped) {
+    std::fprintf(stderr, "\n%-9s %6s %6s %12s\n", "PHASE", "COUNT", "FAILED", "MEAN");
+    for (auto phase : collector::kAllPhases) {
+        std::uint64_t count = 0, sum = 0, failed = 0;
+        for (const auto& [key, h] : s.latency)
+            if (std::get<0>(key) == phase) {
+                count += h.count();
+                sum += h.sum_ns();
+            }
+        for (const auto& [key, n] : s.failures)
+            if (std::get<0>(key) == phase) failed += n;
+        if (!count) continue;
+        std::fprintf(stderr, "%-9s %6" PRIu64 " %6" PRIu64 " %12s\n", collector::phase_name(phase), count, failed,
+                     duration_text(sum / count).c_str());
+    }
+    std::fprintf(stderr, "\n%-15s %6s %6s %10s\n", "MEMMAP SOURCE", "SERVES", "ON", "PAGES");
+    for (const auto& [key, pages] : s.memmap_pages)
+        std::fprintf(stderr, "%-15s %6d %6d %10" PRIu64 "\n", collector::source_name(std::get<0>(key)), std::get<1>(key),
+                     std::get<2>(key), pages);
+    for (const auto& [errno_key, n] : s.failures)
+        std::fprintf(stderr, "failures: %s errno %d (%s): %" PRIu64 "\n", collector::phase_name(std::get<0>(errno_key)),
+                     std::get<1>(errno_key), std::strerror(std::get<1>(errno_key)), n);
+    std::int64_t present = 0, memmap = 0;
+    for (const auto& [node, bytes] : s.present_bytes) present += bytes;
+    for (const auto& [key, bytes] : s.memmap_bytes) memmap += bytes;
+    std::fprintf(stderr, "live: hot-plugged %s, memmap %s\n", format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(present, 0))).c_str(),
+                 format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(memmap, 0))).c_str());
+    std::fprintf(stderr, "events %" PRIu64 ", dropped %" PRIu64 ", decode errors %" PRIu64
+                         ", memmap_on_memory requested but unused %" PRIu64 "\n",
+                 s.events, dropped, s.decode_errors, s.memmap_on_memory_unused);
+}
+
+}  // namespace
+
+Command add_trace_command(CLI::App& app) {
+    struct Opts {
+        bool json = false;
+        double duration = 0;
+        bool verbose = false;
+    };
+    auto o = std::make_shared<Opts>();
+    auto* cmd = app.add_subcommand(
+        "trace",
+        "Trace memory hot(un)plug live: one line per add, vmemmap populate, online, offline and remove, with where "
+        "the memmap came from (altmap or page allocator), its NUMA locality, the free memory it cost and each "
+        "phase's duration. Ctrl-C prints a summary. Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF.");
+    cmd->add_flag("--json", o->json,
+                  "write one JSON object per completed operation to stdout (NDJSON; schema in docs/trace-json.md)");
+    cmd->add_option("--duration", o->duration, "stop after this many seconds (0: until Ctrl-C or SIGTERM)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("-v,--verbose", o->verbose, "print libbpf's debug messages");
+    return {cmd, [o] {
+        collector::install_libbpf_logging(o->verbose);
+        collector::SysfsNodeResolver nodes("/");
+        collector::AggregatorConfig cfg;
+        auto param = try_read_file("/sys/module/memory_hotplug/parameters/memmap_on_memory");
+        cfg.memmap_on_memory_enabled = param && (trim(*param) == "Y" || trim(*param) == "force");
+        cfg.block_size_bytes = nodes.block_size_bytes();
+        collector::Aggregator agg(nodes, cfg);
+        LinePrinter printer(o->json);
+        agg.add_sink(&printer);
+
+        const auto t_start = std::chrono::steady_clock::now();
+        collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); });
+        const double attach_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+        std::size_t attached = 0;
+        for (const auto& st : probes.attach_report()) attached += st.attached;
+        std::fprintf(stderr,
+                     "memhp: attached %zu of %zu probes in %.0f ms; vmemmap populate %s; memmap_on_memory=%s\n%s",
+                     attached, probes.attach_report().size(), attach_ms,
+                     probes.populate_direct() ? "timed at vmemmap_populate" : "inferred from __add_pages",
+                     param ? trim(*param).c_str() : "absent", probes.describe().c_str());
+        std::fflush(stderr);
+
+        while (!stop_requested()) {
+            if (o->duration > 0 &&
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() >= o->duration)
+                break;
+            int r = probes.poll(100);
+            if (r < 0 && r != -EINTR) throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
+        }
+        probes.poll(0);  // drain what is left
+        print_summary(agg.stats(), probes.dropped_events());
+        return 0;
+    }};
+}
+
+}  // namespace memhp::cli

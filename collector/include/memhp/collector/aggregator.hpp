@@ -1,0 +1,207 @@
+#pragma once
+// From raw probe events to hot-plug operations and their aggregates. No I/O
+// policy here: completed operations go to OperationSinks (the trace printer,
+// the exporter, the bench), aggregates are read with snapshot().
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <linux/types.h>
+
+#include "memhp_event.h"
+
+namespace memhp::collector {
+
+static_assert(sizeof(memhp_event) == 128, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+
+enum class Phase { Add, Populate, Online, Offline, Remove };
+inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
+                                                    Phase::Remove};
+[[nodiscard]] const char* phase_name(Phase p);  // "add", "populate", "online", "offline", "remove"
+
+// Where memmap pages came from.
+enum class MemmapSource { Altmap, PageAllocator, PageTables };
+[[nodiscard]] const char* source_name(MemmapSource s);  // "altmap", "page_allocator", "page_tables"
+
+// Memmap mode of the memory an operation concerns.
+enum class MemmapMode { Altmap, PageAllocator };
+[[nodiscard]] const char* mode_name(MemmapMode m);  // "altmap", "page_allocator"
+
+struct MemmapSplit {
+    std::uint64_t altmap_pages = 0;     // carved from the added range
+    std::uint64_t buddy_pages = 0;      // memmap blocks from the page allocator (PMD-sized, order 9 on x86)
+    std::uint64_t pagetable_pages = 0;  // order-0 pages (vmemmap page tables) from the page allocator
+    std::uint64_t other_pages = 0;      // any other page-allocator pages taken during the op
+    std::uint64_t local_pages = 0;      // memmap pages (altmap + buddy) on the node they serve
+    std::uint64_t remote_pages = 0;     // memmap pages (buddy) on another node
+};
+
+// One completed hot-plug operation.
+struct Operation {
+    Phase phase = Phase::Add;
+    std::uint64_t op_id = 0;
+    std::uint32_t tid = 0;
+    std::uint64_t ts_ns = 0;
+    std::uint64_t duration_ns = 0;
+    int nid = -1;
+    int ret = 0;  // 0 or -errno
+    std::uint64_t start_pfn = 0;
+    std::uint64_t nr_pages = 0;
+    std::uint64_t mhp_flags = 0;
+    std::string caller;  // add: "add_memory" | "driver_managed"
+    MemmapMode mode = MemmapMode::PageAllocator;
+    bool populate_direct = false;      // populate: measured at vmemmap_populate (else inferred)
+    MemmapSplit memmap;                // add: pages taken; remove: pages given back
+    std::uint64_t vmemmap_pages = 0;   // online/offline
+    std::string zone;                  // online/offline
+    // add: page-allocator bytes the add consumed before the memory was online
+    std::uint64_t free_bytes_consumed = 0;
+    // add: memmap_on_memory is enabled but this add did not use it
+    bool memmap_on_memory_unused = false;
+    std::string unused_reason;
+};
+
+// The node a pfn lives on.
+class NodeResolver {
+public:
+    virtual ~NodeResolver() = default;
+    [[nodiscard]] virtual int node_of_pfn(std::uint64_t pfn) = 0;  // -1 when unknown
+};
+
+// Reads <sys_root>/sys/devices/system/memory: block_size_bytes and the nodeN
+// link of each memoryB directory. Caches the map; re-reads once on a miss.
+class SysfsNodeResolver : public NodeResolver {
+public:
+    explicit SysfsNodeResolver(std::filesystem::path sys_root = "/", std::uint64_t page_size = 4096);
+    [[nodiscard]] int node_of_pfn(std::uint64_t pfn) override;
+    [[nodiscard]] std::uint64_t block_size_bytes() const { return block_size_; }
+    void refresh();
+
+private:
+    std::filesystem::path root_;
+    std::uint64_t page_size_;
+    std::uint64_t block_size_ = 0;
+    std::map<std::uint64_t, int> block_node_;
+};
+
+class OperationSink {
+public:
+    virtual ~OperationSink() = default;
+    virtual void on_operation(const Operation& op) = 0;
+};
+
+// Log2 latency histogram whose bucket upper bounds line up with Prometheus
+// `le`: bucket i counts durations d with 2^(i-1) < d <= 2^i nanoseconds
+// (bucket 0: d <= 1 ns); the last bucket is +Inf.
+class Log2Histogram {
+public:
+    static constexpr std::size_t kBuckets = 40;  // up to 2^38 ns (~275 s), then +Inf
+    void observe(std::uint64_t ns);
+    [[nodiscard]] static std::size_t bucket_of(std::uint64_t ns);
+    [[nodiscard]] static double upper_bound_seconds(std::size_t bucket);  // +inf for the last
+    [[nodiscard]] const std::array<std::uint64_t, kBuckets>& buckets() const { return buckets_; }  // not cumulative
+    [[nodiscard]] std::uint64_t count() const { return count_; }
+    [[nodiscard]] std::uint64_t sum_ns() const { return sum_ns_; }
+
+private:
+    std::array<std::uint64_t, kBuckets> buckets_{};
+    std::uint64_t count_ = 0;
+    std::uint64_t sum_ns_ = 0;
+};
+
+struct Stats {
+    // (phase, node, mode) -> latency
+    std::map<std::tuple<Phase, int, MemmapMode>, Log2Histogram> latency;
+    // (phase, node, mode) -> operations (successful or not)
+    std::map<std::tuple<Phase, int, MemmapMode>, std::uint64_t> operations;
+    // (phase, errno as a positive number) -> failures
+    std::map<std::tuple<Phase, int>, std::uint64_t> failures;
+    // (source, serving node, actual node) -> memmap pages taken by adds
+    std::map<std::tuple<MemmapSource, int, int>, std::uint64_t> memmap_pages;
+    // node -> page-allocator bytes consumed by adds before online
+    std::map<int, std::uint64_t> free_bytes_consumed;
+    // live: node -> hot-plugged bytes present (added and not yet removed)
+    std::map<int, std::int64_t> present_bytes;
+    // live: (source, node where the memmap sits) -> memmap bytes of present hot-plugged memory
+    std::map<std::tuple<MemmapSource, int>, std::int64_t> memmap_bytes;
+    std::uint64_t memmap_on_memory_unused = 0;
+    std::uint64_t events = 0;
+    std::uint64_t decode_errors = 0;
+    std::uint64_t orphan_page_events = 0;  // page events whose op never completed (bounded buffer)
+};
+
+struct AggregatorConfig {
+    bool memmap_on_memory_enabled = false;  // the kernel's memmap_on_memory parameter
+    std::uint64_t block_size_bytes = 128ull << 20;
+    std::uint64_t page_size = 4096;
+    unsigned memmap_block_order = 9;  // PMD-sized memmap blocks (x86-64: order 9)
+};
+
+class Aggregator {
+public:
+    Aggregator(NodeResolver& nodes, AggregatorConfig cfg);
+    void add_sink(OperationSink* sink);
+    // Decodes one ring-buffer record; counts a decode error for a wrong size or type.
+    void consume(std::span<const std::uint8_t> raw);
+    void consume(const memhp_event& ev);
+    [[nodiscard]] const Stats& stats() const { return stats_; }
+
+private:
+    // One buffered PAGE_ALLOC/PAGE_FREE, reduced to what the end event needs.
+    struct PageRecord {
+        std::uint64_t pfn = 0;
+        std::uint32_t order = 0;
+        std::uint32_t type = 0;  // MEMHP_EV_PAGE_ALLOC | MEMHP_EV_PAGE_FREE
+    };
+    // Page events of an op still in flight.
+    struct Pending {
+        std::uint64_t seq = 0;  // arrival order of the op's first page event (eviction order)
+        std::vector<PageRecord> pages;
+    };
+    // A successful add not yet removed: what remove and online/offline need.
+    struct AddedRange {
+        std::uint64_t nr_pages = 0;
+        int nid = -1;
+        MemmapMode mode = MemmapMode::PageAllocator;
+        // The exact contributions the add made to Stats::memmap_bytes.
+        std::vector<std::pair<std::tuple<MemmapSource, int>, std::int64_t>> memmap_bytes;
+    };
+    static constexpr std::size_t kMaxPendingOps = 4096;
+    static constexpr std::size_t kMaxPageEventsPerOp = 65536;
+
+    void handle(const memhp_event& ev);
+    void buffer_page_event(const memhp_event& ev);
+    [[nodiscard]] std::vector<PageRecord> take_pages(std::uint64_t op_id);
+    [[nodiscard]] const AddedRange* range_containing(std::uint64_t pfn) const;
+    void on_add(const memhp_event& ev);
+    void on_populate(const memhp_event& ev);
+    void on_online_offline(const memhp_event& ev, Phase phase);
+    void on_remove(const memhp_event& ev);
+    void count(const Operation& op);  // operations, latency, failures
+    void emit(const Operation& op);
+
+    NodeResolver& nodes_;
+    AggregatorConfig cfg_;
+    std::vector<OperationSink*> sinks_;
+    Stats stats_;
+    std::unordered_map<std::uint64_t, Pending> pending_;  // op_id -> page events
+    std::map<std::uint64_t, std::uint64_t> pending_order_;  // seq -> op_id, oldest first
+    std::uint64_t next_seq_ = 0;
+    std::map<std::uint64_t, AddedRange> ranges_;  // start_pfn of an added range -> its record
+};
+
+// The versioned NDJSON schema of `memhp trace --json` (docs/trace-json.md).
+inline constexpr int kTraceJsonSchema = 1;
+[[nodiscard]] nlohmann::json to_json(const Operation& op);
+
+}  // namespace memhp::collector

@@ -1,0 +1,398 @@
+#include "memhp/collector/aggregator.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace memhp::collector {
+
+namespace {
+// MHP_MEMMAP_ON_MEMORY in the kernel's mhp_t.
+constexpr std::uint64_t kMhpMemmapOnMemory = 1ull << 1;
+
+bool valid_type(std::uint32_t type) { return type >= MEMHP_EV_ADD && type <= MEMHP_EV_PAGE_FREE; }
+
+MemmapMode mode_of_flags(std::uint32_t flags) {
+    return (flags & MEMHP_F_ALTMAP) ? MemmapMode::Altmap : MemmapMode::PageAllocator;
+}
+
+// The fields every operation carries, straight from its end event.
+Operation base_operation(Phase phase, const memhp_event& ev) {
+    Operation op;
+    op.phase = phase;
+    op.op_id = ev.op_id;
+    op.tid = ev.tid;
+    op.ts_ns = ev.ts_ns;
+    op.duration_ns = ev.duration_ns;
+    op.nid = ev.nid;
+    op.ret = ev.ret;
+    op.start_pfn = ev.start_pfn;
+    op.nr_pages = ev.nr_pages;
+    return op;
+}
+
+// Memmap pages per node where they sit; an op touches one or two nodes, so a
+// flat vector beats a map.
+struct NodePages {
+    int node = -1;
+    std::uint64_t buddy = 0;
+    std::uint64_t pagetable = 0;
+};
+
+NodePages& node_entry(std::vector<NodePages>& nodes, int node) {
+    for (auto& n : nodes)
+        if (n.node == node) return n;
+    nodes.push_back(NodePages{node, 0, 0});
+    return nodes.back();
+}
+
+std::int64_t as_bytes(std::uint64_t pages, std::uint64_t page_size) {
+    return static_cast<std::int64_t>(pages * page_size);
+}
+}  // namespace
+
+const char* phase_name(Phase p) {
+    switch (p) {
+        case Phase::Add: return "add";
+        case Phase::Populate: return "populate";
+        case Phase::Online: return "online";
+        case Phase::Offline: return "offline";
+        case Phase::Remove: return "remove";
+    }
+    return "unknown";
+}
+
+const char* source_name(MemmapSource s) {
+    switch (s) {
+        case MemmapSource::Altmap: return "altmap";
+        case MemmapSource::PageAllocator: return "page_allocator";
+        case MemmapSource::PageTables: return "page_tables";
+    }
+    return "unknown";
+}
+
+const char* mode_name(MemmapMode m) {
+    switch (m) {
+        case MemmapMode::Altmap: return "altmap";
+        case MemmapMode::PageAllocator: return "page_allocator";
+    }
+    return "unknown";
+}
+
+// ---- Log2Histogram ---------------------------------------------------------
+
+std::size_t Log2Histogram::bucket_of(std::uint64_t ns) {
+    if (ns <= 1) return 0;
+    // Smallest i with ns <= 2^i is the bit width of ns - 1.
+    const auto i = static_cast<std::size_t>(std::bit_width(ns - 1));
+    return i < kBuckets - 1 ? i : kBuckets - 1;
+}
+
+double Log2Histogram::upper_bound_seconds(std::size_t bucket) {
+    if (bucket >= kBuckets - 1) return std::numeric_limits<double>::infinity();
+    return std::ldexp(1e-9, static_cast<int>(bucket));
+}
+
+void Log2Histogram::observe(std::uint64_t ns) {
+    ++buckets_[bucket_of(ns)];
+    ++count_;
+    sum_ns_ += ns;
+}
+
+// ---- Aggregator ------------------------------------------------------------
+
+Aggregator::Aggregator(NodeResolver& nodes, AggregatorConfig cfg) : nodes_(nodes), cfg_(cfg) {}
+
+void Aggregator::add_sink(OperationSink* sink) {
+    if (sink) sinks_.push_back(sink);
+}
+
+void Aggregator::consume(std::span<const std::uint8_t> raw) {
+    ++stats_.events;
+    if (raw.size() != sizeof(memhp_event)) {
+        ++stats_.decode_errors;
+        return;
+    }
+    memhp_event ev;  // the ring buffer gives no alignment guarantee for the struct
+    std::memcpy(&ev, raw.data(), sizeof ev);
+    if (!valid_type(ev.type)) {
+        ++stats_.decode_errors;
+        return;
+    }
+    handle(ev);
+}
+
+void Aggregator::consume(const memhp_event& ev) {
+    ++stats_.events;
+    if (!valid_type(ev.type)) {
+        ++stats_.decode_errors;
+        return;
+    }
+    handle(ev);
+}
+
+void Aggregator::handle(const memhp_event& ev) {
+    switch (ev.type) {
+        case MEMHP_EV_PAGE_ALLOC:
+        case MEMHP_EV_PAGE_FREE: buffer_page_event(ev); return;
+        case MEMHP_EV_ADD: on_add(ev); return;
+        // Populate runs inside its add and shares its op_id: the page events
+        // stay buffered for the add's end event.
+        case MEMHP_EV_POPULATE: on_populate(ev); return;
+        case MEMHP_EV_ONLINE: on_online_offline(ev, Phase::Online); return;
+        case MEMHP_EV_OFFLINE: on_online_offline(ev, Phase::Offline); return;
+        case MEMHP_EV_REMOVE: on_remove(ev); return;
+        default: ++stats_.decode_errors; return;
+    }
+}
+
+void Aggregator::buffer_page_event(const memhp_event& ev) {
+    if (ev.order >= 64) {  // 1 << order would be meaningless: a corrupt record
+        ++stats_.decode_errors;
+        return;
+    }
+    auto it = pending_.find(ev.op_id);
+    if (it == pending_.end()) {
+        // A new op in flight; make room by dropping the oldest if the buffer is full
+        // (its end event was lost or will never come).
+        while (pending_.size() >= kMaxPendingOps && !pending_order_.empty()) {
+            auto oldest = pending_order_.begin();
+            auto victim = pending_.find(oldest->second);
+            if (victim != pending_.end()) {
+                stats_.orphan_page_events += victim->second.pages.size();
+                pending_.erase(victim);
+            }
+            pending_order_.erase(oldest);
+        }
+        const std::uint64_t seq = next_seq_++;
+        it = pending_.emplace(ev.op_id, Pending{seq, {}}).first;
+        pending_order_.emplace(seq, ev.op_id);
+    }
+    auto& pages = it->second.pages;
+    if (pages.size() >= kMaxPageEventsPerOp) {
+        ++stats_.orphan_page_events;
+        return;
+    }
+    pages.push_back(PageRecord{ev.pfn, ev.order, ev.type});
+}
+
+std::vector<Aggregator::PageRecord> Aggregator::take_pages(std::uint64_t op_id) {
+    auto it = pending_.find(op_id);
+    if (it == pending_.end()) return {};
+    pending_order_.erase(it->second.seq);
+    std::vector<PageRecord> pages = std::move(it->second.pages);
+    pending_.erase(it);
+    return pages;
+}
+
+const Aggregator::AddedRange* Aggregator::range_containing(std::uint64_t pfn) const {
+    auto it = ranges_.upper_bound(pfn);
+    if (it == ranges_.begin()) return nullptr;
+    --it;
+    return pfn - it->first < it->second.nr_pages ? &it->second : nullptr;
+}
+
+void Aggregator::count(const Operation& op) {
+    const auto key = std::make_tuple(op.phase, op.nid, op.mode);
+    ++stats_.operations[key];
+    stats_.latency[key].observe(op.duration_ns);
+    if (op.ret < 0) ++stats_.failures[std::make_tuple(op.phase, -op.ret)];
+}
+
+void Aggregator::emit(const Operation& op) {
+    for (auto* sink : sinks_) sink->on_operation(op);
+}
+
+void Aggregator::on_add(const memhp_event& ev) {
+    Operation op = base_operation(Phase::Add, ev);
+    op.mhp_flags = ev.mhp_flags;
+    op.caller = ev.caller == MEMHP_CALLER_DRIVER_MANAGED ? "driver_managed" : "add_memory";
+    op.mode = mode_of_flags(ev.flags);
+    op.memmap.altmap_pages = ev.altmap_pages;
+    op.memmap.local_pages = ev.altmap_pages;
+
+    std::vector<NodePages> per_node;
+    std::uint64_t taken = 0;
+    std::uint64_t freed = 0;
+    for (const auto& p : take_pages(ev.op_id)) {
+        const std::uint64_t n = 1ull << p.order;
+        if (p.type == MEMHP_EV_PAGE_FREE) {
+            freed += n;
+            continue;
+        }
+        taken += n;
+        if (p.order == cfg_.memmap_block_order) {
+            const int node = nodes_.node_of_pfn(p.pfn);
+            op.memmap.buddy_pages += n;
+            (node >= 0 && node == ev.nid ? op.memmap.local_pages : op.memmap.remote_pages) += n;
+            node_entry(per_node, node).buddy += n;
+        } else if (p.order == 0) {
+            op.memmap.pagetable_pages += 1;
+            node_entry(per_node, nodes_.node_of_pfn(p.pfn)).pagetable += 1;
+        } else {
+            op.memmap.other_pages += n;
+        }
+    }
+    const std::uint64_t ps = cfg_.page_size;
+    op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * ps;
+
+    const std::uint64_t bytes = ev.nr_pages * ps;
+    if (cfg_.memmap_on_memory_enabled && ev.ret == 0 && !(ev.flags & MEMHP_F_ALTMAP)) {
+        op.memmap_on_memory_unused = true;
+        const std::uint64_t block = cfg_.block_size_bytes;
+        if (block && bytes > block) {
+            op.unused_reason = "the add spans " + std::to_string(bytes / block + (bytes % block ? 1 : 0)) +
+                               " memory blocks; this kernel uses memmap_on_memory only for single-block adds";
+        } else if (ev.caller == MEMHP_CALLER_DRIVER_MANAGED) {
+            op.unused_reason = "driver-managed add (virtio-mem, dax/kmem) did not request MHP_MEMMAP_ON_MEMORY";
+        } else if (!(ev.mhp_flags & kMhpMemmapOnMemory)) {
+            op.unused_reason =
+                "the caller did not request MHP_MEMMAP_ON_MEMORY (mhp_supports_memmap_on_memory() refused, "
+                "e.g. pageblock alignment)";
+        } else {
+            op.unused_reason = "the kernel did not set up an altmap";
+        }
+    }
+
+    count(op);
+    if (ev.ret == 0) {
+        const int nid = ev.nid;
+        stats_.memmap_pages[{MemmapSource::Altmap, nid, nid}] += ev.altmap_pages;
+        for (const auto& n : per_node) {
+            if (n.buddy) stats_.memmap_pages[{MemmapSource::PageAllocator, nid, n.node}] += n.buddy;
+            if (n.pagetable) stats_.memmap_pages[{MemmapSource::PageTables, nid, n.node}] += n.pagetable;
+        }
+        stats_.free_bytes_consumed[nid] += op.free_bytes_consumed;
+        stats_.present_bytes[nid] += static_cast<std::int64_t>(bytes);
+        if (op.memmap_on_memory_unused) ++stats_.memmap_on_memory_unused;
+
+        AddedRange& range = ranges_[ev.start_pfn];  // a repeated add of a live range accumulates
+        range.nr_pages = std::max<std::uint64_t>(range.nr_pages, ev.nr_pages);
+        range.nid = nid;
+        range.mode = op.mode;
+        auto contribute = [&](MemmapSource source, int node, std::uint64_t pages) {
+            const auto key = std::make_tuple(source, node);
+            const std::int64_t b = as_bytes(pages, ps);
+            stats_.memmap_bytes[key] += b;
+            range.memmap_bytes.emplace_back(key, b);
+        };
+        contribute(MemmapSource::Altmap, nid, ev.altmap_pages);
+        for (const auto& n : per_node) {
+            if (n.buddy) contribute(MemmapSource::PageAllocator, n.node, n.buddy);
+            if (n.pagetable) contribute(MemmapSource::PageTables, n.node, n.pagetable);
+        }
+    }
+    emit(op);
+}
+
+void Aggregator::on_populate(const memhp_event& ev) {
+    Operation op = base_operation(Phase::Populate, ev);
+    op.mode = mode_of_flags(ev.flags);
+    op.populate_direct = (ev.flags & MEMHP_F_POPULATE_DIRECT) != 0;
+    count(op);
+    emit(op);
+}
+
+void Aggregator::on_online_offline(const memhp_event& ev, Phase phase) {
+    Operation op = base_operation(phase, ev);
+    op.zone.assign(ev.zone, ::strnlen(ev.zone, sizeof ev.zone));
+    op.vmemmap_pages = ev.vmemmap_pages;
+    const AddedRange* range = range_containing(ev.start_pfn);
+    if (op.nid < 0) op.nid = range ? range->nid : nodes_.node_of_pfn(ev.start_pfn);
+    if (range)
+        op.mode = range->mode;
+    else
+        op.mode = (ev.vmemmap_pages > 0 || (ev.flags & MEMHP_F_ALTMAP)) ? MemmapMode::Altmap
+                                                                         : MemmapMode::PageAllocator;
+    (void)take_pages(ev.op_id);  // the op is over; its page events say nothing about the memmap
+    count(op);
+    emit(op);
+}
+
+void Aggregator::on_remove(const memhp_event& ev) {
+    Operation op = base_operation(Phase::Remove, ev);
+    const AddedRange* range = range_containing(ev.start_pfn);
+    if (op.nid < 0) op.nid = range ? range->nid : nodes_.node_of_pfn(ev.start_pfn);
+    if (range)
+        op.mode = range->mode;
+    else
+        op.mode = (ev.altmap_pages > 0 || (ev.flags & MEMHP_F_ALTMAP)) ? MemmapMode::Altmap
+                                                                       : MemmapMode::PageAllocator;
+    op.memmap.altmap_pages = ev.altmap_pages;
+    op.memmap.local_pages = ev.altmap_pages;
+    for (const auto& p : take_pages(ev.op_id)) {
+        if (p.type != MEMHP_EV_PAGE_FREE) continue;  // remove gives pages back; allocations are not memmap
+        const std::uint64_t n = 1ull << p.order;
+        if (p.order == cfg_.memmap_block_order) {
+            const int node = nodes_.node_of_pfn(p.pfn);
+            op.memmap.buddy_pages += n;
+            (node >= 0 && node == op.nid ? op.memmap.local_pages : op.memmap.remote_pages) += n;
+        } else if (p.order == 0) {
+            op.memmap.pagetable_pages += 1;
+        } else {
+            op.memmap.other_pages += n;
+        }
+    }
+
+    count(op);
+    if (ev.ret == 0) {
+        stats_.present_bytes[op.nid] -= static_cast<std::int64_t>(ev.nr_pages * cfg_.page_size);
+        // Every added range starting inside the removed span goes, with exactly
+        // the memmap bytes its add put in.
+        for (auto it = ranges_.lower_bound(ev.start_pfn);
+             it != ranges_.end() && it->first - ev.start_pfn < ev.nr_pages;) {
+            for (const auto& [key, bytes] : it->second.memmap_bytes) stats_.memmap_bytes[key] -= bytes;
+            it = ranges_.erase(it);
+        }
+    }
+    emit(op);
+}
+
+// ---- JSON ------------------------------------------------------------------
+
+nlohmann::json to_json(const Operation& op) {
+    nlohmann::json j = {
+        {"schema", kTraceJsonSchema},
+        {"phase", phase_name(op.phase)},
+        {"op_id", op.op_id},
+        {"tid", op.tid},
+        {"ts_ns", op.ts_ns},
+        {"nid", op.nid},
+        {"start_pfn", op.start_pfn},
+        {"nr_pages", op.nr_pages},
+        {"ret", op.ret},
+        {"duration_ns", op.duration_ns},
+        {"mode", mode_name(op.mode)},
+    };
+    if (op.phase == Phase::Add || op.phase == Phase::Remove) {
+        j["memmap"] = {
+            {"altmap_pages", op.memmap.altmap_pages},
+            {"buddy_pages", op.memmap.buddy_pages},
+            {"pagetable_pages", op.memmap.pagetable_pages},
+            {"other_pages", op.memmap.other_pages},
+            {"local_pages", op.memmap.local_pages},
+            {"remote_pages", op.memmap.remote_pages},
+        };
+    }
+    switch (op.phase) {
+        case Phase::Add:
+            j["caller"] = op.caller;
+            j["mhp_flags"] = op.mhp_flags;
+            j["free_bytes_consumed"] = op.free_bytes_consumed;
+            j["memmap_on_memory_unused"] = op.memmap_on_memory_unused;
+            if (op.memmap_on_memory_unused) j["unused_reason"] = op.unused_reason;
+            break;
+        case Phase::Online:
+        case Phase::Offline:
+            j["zone"] = op.zone;
+            j["vmemmap_pages"] = op.vmemmap_pages;
+            break;
+        case Phase::Populate: j["direct"] = op.populate_direct; break;
+        case Phase::Remove: break;
+    }
+    return j;
+}
+
+}  // namespace memhp::collector
