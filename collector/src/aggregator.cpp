@@ -338,11 +338,13 @@ void Aggregator::on_remove(const memhp_event& ev) {
 
     count(op);
     if (ev.ret == 0) {
-        stats_.present_bytes[op.nid] -= static_cast<std::int64_t>(ev.nr_pages * cfg_.page_size);
         // Every added range starting inside the removed span goes, with exactly
-        // the memmap bytes its add put in.
+        // the bytes its add put in: a remove whose add was never seen (memhp
+        // started later) leaves the live gauges alone instead of driving
+        // them negative.
         for (auto it = ranges_.lower_bound(ev.start_pfn);
              it != ranges_.end() && it->first - ev.start_pfn < ev.nr_pages;) {
+            stats_.present_bytes[it->second.nid] -= static_cast<std::int64_t>(it->second.nr_pages * cfg_.page_size);
             for (const auto& [key, bytes] : it->second.memmap_bytes) stats_.memmap_bytes[key] -= bytes;
             it = ranges_.erase(it);
         }

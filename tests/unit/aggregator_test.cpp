@@ -562,6 +562,15 @@ TEST_F(AggregatorTest, FailedRemoveKeepsTheGauges) {
     for (const auto& [key, bytes] : s.memmap_bytes) EXPECT_EQ(bytes, 0);
 }
 
+// memhp started after the add: the remove is reported, the live gauges stay
+// where they were instead of going negative.
+TEST_F(AggregatorTest, RemoveOfAnUnseenAddLeavesTheGaugesAlone) {
+    agg().consume(remove(1, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().phase, Phase::Remove);
+    for (const auto& [node, bytes] : stats().present_bytes) EXPECT_GE(bytes, 0) << "node " << node;
+    for (const auto& [key, bytes] : stats().memmap_bytes) EXPECT_GE(bytes, 0);
+}
+
 TEST_F(AggregatorTest, OnlineOfUnknownMemoryFallsBackToTheResolver) {
     agg().consume(online_offline(MEMHP_EV_ONLINE, 1, kHotPfn, kBlockPages, 512));
     EXPECT_EQ(last().nid, 1);
