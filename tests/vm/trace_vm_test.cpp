@@ -66,6 +66,16 @@ protected:
             },
             raw);
     }
+    // Adds a DIMM of `size` on node 1 and removes it again, never onlined.
+    static std::vector<json> AddAndRemove(std::uint64_t size, std::string* raw) {
+        return traced(
+            *B::guest_,
+            [size] {
+                auto d = B::mem_->add_dimm(size, 1);
+                B::mem_->remove(d);
+            },
+            raw);
+    }
     static void CheckCommon(const std::vector<json>& ops, const std::string& raw) {
         ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
         ASSERT_EQ(of_phase(ops, "online").size(), 1u) << raw;
@@ -139,13 +149,7 @@ TEST_F(Trace61On, MemmapCarvedFromTheAddedBlockIsLocal) {
 // 1 GiB DIMM silently falls back to the page allocator. memhp flags it.
 TEST_F(Trace61On, MultiBlockAddFallbackIsFlagged) {
     std::string raw;
-    auto ops = traced(
-        *guest_,
-        [] {
-            auto d = mem_->add_dimm(8 * kBlock, 1);
-            mem_->remove(d);
-        },
-        &raw);
+    auto ops = AddAndRemove(8 * kBlock, &raw);
     ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
     const auto add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
@@ -168,13 +172,7 @@ TEST_F(Trace612On, OneBlockCycleUsesAltmapAndPopulateIsTimedDirectly) {
 // From 6.6 on every block of a multi-block add gets its own altmap.
 TEST_F(Trace612On, OneGiBAddUsesAltmapForAllEightBlocks) {
     std::string raw;
-    auto ops = traced(
-        *guest_,
-        [] {
-            auto d = mem_->add_dimm(8 * kBlock, 1);
-            mem_->remove(d);
-        },
-        &raw);
+    auto ops = AddAndRemove(8 * kBlock, &raw);
     ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
     const auto add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["memmap"]["altmap_pages"], 8 * kMemmapPages);
