@@ -15,5 +15,8 @@ struct Command {
 Command add_lab_command(CLI::App& app);
 Command add_count_adds_command(CLI::App& app);
 Command add_trace_command(CLI::App& app);
+Command add_ab_command(CLI::App& app);
+Command add_compare_command(CLI::App& app);
+Command add_report_command(CLI::App& app);
 
 }  // namespace memhp::cli

@@ -7,13 +7,14 @@
 
 namespace memhp::cli {
 
-void add_guest_options(CLI::App* cmd, GuestOptions& o) {
+void add_guest_options(CLI::App* cmd, GuestOptions& o, bool with_memmap_flag) {
     cmd->add_option("--kernel", o.kernel,
                     "guest kernel: 6.1 (Debian 12's current 6.1, the default), 6.12 (the archive's current 6.12), "
                     "a package name (linux-image-6.1.0-56-amd64), or a bzImage path. Fetched into the cache "
                     "($XDG_CACHE_HOME/memhp) on first use")
         ->capture_default_str();
-    cmd->add_option("--memmap-on-memory", o.memmap_on_memory,
+    if (with_memmap_flag)
+        cmd->add_option("--memmap-on-memory", o.memmap_on_memory,
                     "memory_hotplug.memmap_on_memory= for the guest: on (memmap carved from the added memory, "
                     "vmem_altmap), off (memmap from the page allocator), default (do not pass it)")
         ->check(CLI::IsMember({"on", "off", "default", "1", "0"}))

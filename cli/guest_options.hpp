@@ -21,7 +21,8 @@ struct GuestOptions {
     std::string qemu = "qemu-system-x86_64";
 };
 
-void add_guest_options(CLI::App* cmd, GuestOptions& o);
+// `with_memmap_flag`: false for commands whose arms set memmap_on_memory.
+void add_guest_options(CLI::App* cmd, GuestOptions& o, bool with_memmap_flag = true);
 // Validates and converts; throws UsageError.
 [[nodiscard]] lab::GuestConfig to_guest_config(const GuestOptions& o);
 // Prints progress lines to stderr, prefixed.

@@ -130,9 +130,10 @@ Command add_lab_command(CLI::App& app) {
                 else std::printf("  %-8s FAILED after %.3f s: %s\n", p.phase.c_str(), p.wall_s, p.error.c_str());
                 std::fflush(stdout);
             });
+            if (!rec.cleanup.empty()) std::printf("  cleanup: %s\n", rec.cleanup.c_str());
             if (rec.ok())
-                std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n", rec.dimm.blocks.front(),
-                            rec.dimm.blocks.back(), rec.dimm.addr, rec.zone.c_str());
+                std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n", rec.dimms.front().blocks.front(),
+                            rec.dimms.back().blocks.back(), rec.dimms.front().addr, rec.zone.c_str());
             if (rec.ok()) {
                 double total = 0;
                 for (const auto& p : rec.phases) {

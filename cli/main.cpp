@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("memhp ") + memhp::kVersion);
     app.require_subcommand(1);
     std::map<CLI::App*, memhp::cli::Runner> runners;
-    for (auto add : {memhp::cli::add_lab_command, memhp::cli::add_count_adds_command,
+    for (auto add : {memhp::cli::add_ab_command, memhp::cli::add_compare_command, memhp::cli::add_report_command,
+                     memhp::cli::add_lab_command, memhp::cli::add_count_adds_command,
                      memhp::cli::add_trace_command}) {
         auto cmd = add(app);
         runners[cmd.app] = std::move(cmd.run);

@@ -13,6 +13,8 @@ packages=(
 	nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
 	# the QEMU lab: emulator, initramfs parts, kernel-package tools
 	qemu-system-x86 busybox-static cpio kmod xz-utils zstd socat
+	# memhp ab / compare: statistics (Mann-Whitney U), plots, schema check in tests
+	libalglib-dev gnuplot-nox python3-jsonschema
 )
 
 missing=()

@@ -32,7 +32,7 @@ protected:
         EXPECT_EQ(Base::mem_->block_size(), kDimm);
         const auto& c = cycle();
         ASSERT_TRUE(c.ok()) << nlohmann::json(lab::to_json(c)).dump(2);
-        ASSERT_EQ(c.dimm.blocks.size(), 1u);
+        ASSERT_EQ(c.dimms.at(0).blocks.size(), 1u);
         const auto* add = c.phase("add");
         const auto* online = c.phase("online");
         const auto* remove = c.phase("remove");

@@ -19,6 +19,33 @@ const PhaseRecord* CycleRecord::phase(const std::string& name) const {
     return nullptr;
 }
 
+namespace {
+
+// After a failed phase, takes the cycle's DIMMs out again where that cannot
+// hang: blocks that never went online (or were offlined) are removed; blocks
+// still online after a failed offline stay (an eject would wait for an offline
+// the kernel already refused). Returns what it did, for the record.
+std::string clean_up(MemoryLab& lab, const CycleRecord& c, const std::string& failed, const CycleOptions& opts) {
+    if (c.dimms.empty() || failed == "remove") return {};
+    std::string done;
+    int removed = 0;
+    for (const auto& d : c.dimms) {
+        try {
+            if (failed == "online") lab.offline(d);  // some blocks may be online
+            else if (failed == "offline") return "left " + std::to_string(c.dimms.size()) + " DIMM(s) in the guest: offline failed";
+            lab.remove(d, opts.timeout);
+            ++removed;
+        } catch (const Interrupted&) {
+            throw;
+        } catch (const std::exception& e) {
+            done += (done.empty() ? "" : "; ") + std::string("could not take out ") + d.id + ": " + e.what();
+        }
+    }
+    return "removed " + std::to_string(removed) + " DIMM(s)" + (done.empty() ? "" : "; " + done);
+}
+
+}  // namespace
+
 CycleRecord run_cycle(MemoryLab& lab, const CycleOptions& opts, int index,
                       const std::function<void(const CycleRecord&, const PhaseRecord&)>& on_phase) {
     CycleRecord c;
@@ -37,12 +64,18 @@ CycleRecord run_cycle(MemoryLab& lab, const CycleOptions& opts, int index,
         p.phase = name;
         const auto t0 = Clock::now();
         try {
-            if (name == "add") c.dimm = lab.add_dimm(opts.dimm_size, opts.node, opts.timeout);
-            else if (name == "online") lab.online(c.dimm, opts.zone);
-            else if (name == "offline") lab.offline(c.dimm);
-            else c.device_deleted = lab.remove(c.dimm, opts.timeout);
+            if (name == "add") {
+                for (int i = 0; i < opts.dimms; ++i) c.dimms.push_back(lab.add_dimm(opts.dimm_size, opts.node, opts.timeout));
+            } else if (name == "online") {
+                for (const auto& d : c.dimms) lab.online(d, opts.zone);
+            } else if (name == "offline") {
+                for (const auto& d : c.dimms) lab.offline(d);
+            } else {
+                c.device_deleted = true;
+                for (const auto& d : c.dimms) c.device_deleted = lab.remove(d, opts.timeout) && c.device_deleted;
+            }
             p.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
-            if (name == "online") c.zone = lab.zone_of(c.dimm);
+            if (name == "online") c.zone = lab.zone_of(c.dimms.front());
             p.after = lab.snapshot();
         } catch (const Interrupted&) {
             throw;
@@ -63,7 +96,20 @@ CycleRecord run_cycle(MemoryLab& lab, const CycleOptions& opts, int index,
         }
         c.phases.push_back(p);
         if (on_phase) on_phase(c, c.phases.back());
-        if (!p.ok) break;
+        if (!p.ok) {
+            if (!c.guest_lost) {
+                try {
+                    (void)lab.snapshot();  // still answering? then tidy up
+                    c.cleanup = clean_up(lab, c, name, opts);
+                } catch (const Interrupted&) {
+                    throw;
+                } catch (const std::exception& e) {
+                    c.guest_lost = true;
+                    c.cleanup = std::string("guest stopped answering: ") + e.what();
+                }
+            }
+            break;
+        }
     }
     return c;
 }
@@ -80,9 +126,13 @@ nlohmann::json to_json(const CycleRecord& c) {
         }
         phases.push_back(j);
     }
-    return {{"index", c.index}, {"ok", c.ok()}, {"dimm", to_json(c.dimm)}, {"zone", c.zone},
-            {"device_deleted", c.device_deleted}, {"guest_lost", c.guest_lost}, {"before", to_json(c.before)},
-            {"phases", phases}};
+    nlohmann::json dimms = nlohmann::json::array();
+    for (const auto& d : c.dimms) dimms.push_back(to_json(d));
+    nlohmann::json j{{"index", c.index}, {"ok", c.ok()}, {"dimms", dimms}, {"zone", c.zone},
+                     {"device_deleted", c.device_deleted}, {"guest_lost", c.guest_lost}, {"before", to_json(c.before)},
+                     {"phases", phases}};
+    if (!c.cleanup.empty()) j["cleanup"] = c.cleanup;
+    return j;
 }
 
 }  // namespace memhp::lab

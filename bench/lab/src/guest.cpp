@@ -91,6 +91,12 @@ std::vector<std::string> qemu_command(const GuestConfig& cfg, const fs::path& vm
 }
 
 std::unique_ptr<Guest> Guest::boot(const GuestConfig& cfg, const Progress& progress) {
+    auto g = start(cfg, progress);
+    g->wait_ready();
+    return g;
+}
+
+std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& progress) {
     validate(cfg);
     auto say = [&](const std::string& s) {
         if (progress) progress(s);
@@ -118,10 +124,21 @@ std::unique_ptr<Guest> Guest::boot(const GuestConfig& cfg, const Progress& progr
     write_file(dir / "qemu.cmdline", shell_join(argv) + "\n");
     say("booting " + (g->kernel_.package.empty() ? g->kernel_.vmlinuz.string() : g->kernel_.package) + " under " +
         (cfg.accel == "tcg" ? "TCG (software emulation)" : "KVM"));
-    const auto t0 = Clock::now();
+    g->progress_ = progress;
+    g->started_ = Clock::now();
     g->qemu_ = ChildProcess::spawn(argv, dir / "qemu.log");
+    return g;
+}
 
-    Guest* self = g.get();
+void Guest::wait_ready() {
+    auto say = [this](const std::string& s) {
+        if (progress_) progress_(s);
+    };
+    const auto& cfg = cfg_;
+    const auto& dir = run_dir_.path();
+    const auto t0 = started_;
+    Guest* self = this;
+    Guest* g = this;
     auto last_report = t0;
     auto tick = [self] { self->check_alive(); };
     auto boot_tick = [self, &say, &last_report, t0, &cfg] {
@@ -166,7 +183,6 @@ std::unique_ptr<Guest> Guest::boot(const GuestConfig& cfg, const Progress& progr
             policy && trim(*policy) != "offline")
             g->agent_.write("/sys/devices/system/memory/auto_online_blocks", "offline");
     }
-    return g;
 }
 
 Guest::~Guest() { qemu_.terminate(std::chrono::milliseconds(2000)); }

@@ -19,6 +19,7 @@ struct CycleOptions {
     int node = 1;
     Zone zone = Zone::Movable;
     std::chrono::milliseconds timeout{120000};  // per wait inside a phase
+    int dimms = 1;                               // DIMMs of dimm_size added (and removed) together each cycle
 };
 
 struct PhaseRecord {
@@ -32,18 +33,22 @@ struct PhaseRecord {
 
 struct CycleRecord {
     int index = 0;
-    Dimm dimm;
+    std::vector<Dimm> dimms;  // the DIMMs added this cycle, in order
     MemorySnapshot before;
     std::vector<PhaseRecord> phases;
     std::string zone;  // as the guest reports it after online
     bool device_deleted = false;
     bool guest_lost = false;  // QEMU died or the guest stopped answering
+    // After a failed phase: what was done to leave the guest as it was
+    // ("removed 1 DIMM", "left 2 DIMMs online: ..."); empty when nothing was needed.
+    std::string cleanup;
     [[nodiscard]] bool ok() const;
     [[nodiscard]] const PhaseRecord* phase(const std::string& name) const;
 };
 
 // Runs one cycle. Failures are recorded in the phase (the remaining phases
-// are skipped), never thrown, except Interrupted. `on_phase` runs after each phase.
+// are skipped, and DIMMs that were added are taken out again where that is
+// safe), never thrown, except Interrupted. `on_phase` runs after each phase.
 CycleRecord run_cycle(MemoryLab& lab, const CycleOptions& opts, int index,
                       const std::function<void(const CycleRecord&, const PhaseRecord&)>& on_phase = {});
 

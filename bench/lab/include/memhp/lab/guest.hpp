@@ -64,6 +64,11 @@ public:
     // Fetches the kernel and initramfs if needed, starts QEMU and waits for
     // the agent. Throws GuestError (with console tail) or Error.
     static std::unique_ptr<Guest> boot(const GuestConfig& cfg, const Progress& progress = {});
+    // boot() in two steps, so several guests boot at once: start() fetches
+    // the kernel and starts QEMU (call it from the thread that will own the
+    // guest: QEMU dies with that thread), wait_ready() waits for the agent.
+    static std::unique_ptr<Guest> start(const GuestConfig& cfg, const Progress& progress = {});
+    void wait_ready();
     ~Guest();
     Guest(const Guest&) = delete;
     Guest& operator=(const Guest&) = delete;
@@ -97,6 +102,8 @@ private:
     ChildProcess qemu_;
     QmpClient qmp_;
     AgentClient agent_;
+    Progress progress_;
+    std::chrono::steady_clock::time_point started_;
     double boot_seconds_ = 0;
     double uptime_at_ready_ = 0;
     std::string release_;

@@ -1,0 +1,14 @@
+#pragma once
+// Plots of an A/B run, drawn by gnuplot (Debian: gnuplot-nox) from data
+// files written beside its script, so a reader can re-render or restyle them.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+namespace memhp::ab {
+
+// Writes latency (per phase and arm), memmap (source and locality), free
+// memory cost and, for a scale run, the cost curve, each as SVG and PNG.
+// Returns {"name": "path", ...}. Throws Error when gnuplot is missing or fails.
+nlohmann::json write_plots(const nlohmann::json& results, const std::filesystem::path& dir);
+
+}  // namespace memhp::ab

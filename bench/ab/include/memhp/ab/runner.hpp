@@ -1,0 +1,71 @@
+#pragma once
+// `memhp ab`: boots one lab guest per arm, runs memhp's tracer in each, and
+// runs interleaved hot-plug cycles (or the scale ramp), recording per cycle
+// the probes' phase latencies, the host's wall times, the memmap's source
+// and locality and the free memory the add consumed. Writes results.json,
+// summary.md and plots into the output directory as it goes.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "memhp/ab/report.hpp"
+#include "memhp/lab/cycle.hpp"
+#include "memhp/lab/guest.hpp"
+#include "memhp/lab/memory.hpp"
+
+namespace memhp::ab {
+
+struct ArmSpec {
+    std::string name;
+    lab::GuestConfig guest;
+    std::string memmap_on_memory = "default";  // on | off | default, as asked
+};
+
+// "NAME:key=value,key=value..." with keys kernel, mmo (on|off|default),
+// append (one kernel command-line word; repeatable) and node-mem. Unset
+// keys come from `base`. Throws UsageError.
+[[nodiscard]] ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base);
+// The default pair on `base`'s kernel: "page-alloc" (memmap_on_memory=0,
+// memmap from alloc_pages_node) and "altmap" (memmap_on_memory=1).
+[[nodiscard]] std::vector<ArmSpec> default_arms(const lab::GuestConfig& base);
+
+struct AbConfig {
+    std::vector<ArmSpec> arms;
+    int cycles = 20;  // rounds; each round runs one cycle per arm
+    std::uint64_t dimm_size = std::uint64_t{128} << 20;
+    int dimms = 1;
+    int node = 1;
+    std::string zone = "movable";
+    std::chrono::seconds timeout{120};
+    // Kernel of an extra guest (memmap_on_memory=1) for the multi-block
+    // fallback check; empty: no extra guest. The check also runs in every
+    // arm whose guest has memmap_on_memory enabled, unless fallback_size is 0.
+    std::string fallback_kernel = "6.12";
+    std::uint64_t fallback_size = std::uint64_t{1} << 30;
+    bool scale = false;  // the scale ramp instead of cycles
+    std::uint64_t scale_size = std::uint64_t{8} << 30;
+    std::filesystem::path out;
+    bool plots = true;
+    CompareOptions compare;
+    std::string title;
+};
+
+using Progress = std::function<void(const std::string&)>;
+
+// Throws UsageError for a configuration that cannot work (before any boot).
+void validate(const AbConfig& cfg);
+
+// Runs the benchmark. Returns the exit status: 0 all good, 1 a failure
+// (recorded in the results). Throws Interrupted after saving what was
+// measured. The results document is left in `results`.
+int run_ab(const AbConfig& cfg, const Progress& progress, nlohmann::json& results);
+
+// Per-cycle metrics (see metrics.hpp) from a cycle and the trace records
+// that belong to it.
+[[nodiscard]] nlohmann::json cycle_metrics(const lab::CycleRecord& c, const std::vector<nlohmann::json>& ops, int node);
+
+}  // namespace memhp::ab

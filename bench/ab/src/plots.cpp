@@ -1,0 +1,161 @@
+#include "memhp/ab/plots.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "memhp/ab/report.hpp"
+#include "memhp/ab/stats.hpp"
+#include "memhp/error.hpp"
+#include "memhp/files.hpp"
+#include "memhp/process.hpp"
+
+namespace memhp::ab {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kProbePhases = {"add", "populate", "online", "offline", "remove"};
+
+std::string quoted_names(const json& arms) {
+    std::string s;
+    for (const auto& a : arms) s += (s.empty() ? "" : " ") + a["name"].get<std::string>();
+    return "\"" + s + "\"";
+}
+
+double median_or0(const std::map<std::string, std::vector<double>>& s, const std::string& k) {
+    auto it = s.find(k);
+    return it == s.end() || it->second.empty() ? 0 : summarize(it->second).median;
+}
+
+// One plot: `body` is the gnuplot commands after the terminal is set; it
+// is rendered once per format.
+void render(const fs::path& dir, const std::string& name, const std::string& body, json& out) {
+    std::ostringstream gp;
+    gp << "# memhp ab: " << name << " (gnuplot " << name << ".gp renders it again)\n";
+    gp << "set terminal svg size 960,540 dynamic noenhanced font 'sans,12' background '#ffffff'\n";
+    gp << "set output '" << (dir / (name + ".svg")).string() << "'\n" << body << "\nunset output\n";
+    gp << "set terminal pngcairo size 960,540 noenhanced font 'sans,10'\n";
+    gp << "set output '" << (dir / (name + ".png")).string() << "'\nreplot\nunset output\n";
+    const auto script = dir / (name + ".gp");
+    write_file(script, gp.str());
+    RunOptions ro;
+    ro.timeout = std::chrono::seconds(60);
+    ro.cwd = dir;
+    auto r = run({"gnuplot", script.string()}, ro);
+    if (r.exit_code != 0)
+        throw Error("gnuplot failed on " + script.string() + ":\n" + last_lines(r.err + r.out, 10));
+    out[name] = (dir / (name + ".svg")).string();
+}
+
+}  // namespace
+
+json write_plots(const json& results, const fs::path& dir) {
+    if (!find_program("gnuplot"))
+        throw Error("gnuplot not found: install gnuplot-nox (scripts/install-deps.sh does) or pass --no-plots");
+    fs::create_directories(dir);
+    json out = json::object();
+    const auto& arms = results["arms"];
+    const std::size_t na = arms.size();
+    if (results["options"].value("mode", "cycles") == "cycles") {
+        // Latency: one box per phase and arm, from the probes' durations.
+        bool any = false;
+        for (std::size_t a = 0; a < na; ++a) {
+            std::ofstream f(dir / ("latency-" + std::to_string(a) + ".dat"));
+            f << "# phase_index duration_ms (" << arms[a]["name"].get<std::string>() << ")\n";
+            auto s = arm_samples(arms[a]);
+            for (std::size_t p = 0; p < kProbePhases.size(); ++p)
+                for (double v : s["probe_" + kProbePhases[p] + "_s"]) {
+                    f << p << " " << v * 1e3 << "\n";
+                    any = true;
+                }
+        }
+        if (any) {
+            std::ostringstream b;
+            b << "names = " << quoted_names(arms) << "\nna = " << na << "\n";
+            b << "set title 'Hot-plug phase latency in the guest kernel (memhp probes), per cycle'\n"
+                 "set ylabel 'duration [ms] (log scale)'\nset logscale y\nset grid ytics\n"
+                 "set style fill solid 0.35 border -1\nset style boxplot outliers pointtype 7\n"
+                 "set style data boxplot\nset boxwidth 0.7\nset key outside right top\n"
+                 "set xtics (";
+            for (std::size_t p = 0; p < kProbePhases.size(); ++p)
+                b << (p ? ", " : "") << "'" << kProbePhases[p] << "' " << p * (na + 1) + (na + 1) / 2.0;
+            b << ")\nset xrange [0:" << kProbePhases.size() * (na + 1) << "]\n";
+            b << "plot for [a=0:na-1] for [ph=0:" << kProbePhases.size() - 1
+              << "] sprintf('latency-%d.dat', a) using (ph*(na+1)+a+1):($1==ph ? $2 : 1/0) lc a+1 "
+                 "title (ph==0 ? word(names, a+1) : '')";
+            render(dir, "latency", b.str(), out);
+        }
+        // Memmap: where it came from and where it sits (median per cycle).
+        {
+            std::ofstream f(dir / "memmap.dat");
+            f << "# arm altmap_local_MiB page_allocator_local_MiB page_allocator_remote_MiB page_tables_MiB\n";
+            for (const auto& a : arms) {
+                auto s = arm_samples(a);
+                const double mib = 1 << 20;
+                const double buddy = median_or0(s, "memmap_page_allocator_bytes"), remote = median_or0(s, "memmap_remote_bytes");
+                f << "\"" << a["name"].get<std::string>() << "\" " << median_or0(s, "memmap_altmap_bytes") / mib << " "
+                  << std::max(0.0, buddy - remote) / mib << " " << remote / mib << " "
+                  << median_or0(s, "memmap_page_table_bytes") / mib << "\n";
+            }
+            f.close();
+            render(dir, "memmap",
+                   "set title 'Memmap per cycle: source and NUMA locality (median)'\nset ylabel 'MiB'\n"
+                   "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.8 border -1\n"
+                   "set boxwidth 0.5\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
+                   "plot 'memmap.dat' using 2:xtic(1) title 'altmap (on the added memory, local)' lc rgb '#2a9d8f', "
+                   "'' using 3 title 'page allocator, local' lc rgb '#e9c46a', "
+                   "'' using 4 title 'page allocator, remote node' lc rgb '#e76f51', "
+                   "'' using 5 title 'page tables' lc rgb '#8d99ae'",
+                   out);
+        }
+        // Free memory: what the add took from memory already online.
+        {
+            std::ofstream f(dir / "free-memory.dat");
+            f << "# arm free_consumed_MiB_probe memfree_drop_MiB_meminfo\n";
+            for (const auto& a : arms) {
+                auto s = arm_samples(a);
+                f << "\"" << a["name"].get<std::string>() << "\" " << median_or0(s, "free_consumed_bytes") / (1 << 20) << " "
+                  << median_or0(s, "memfree_drop_at_add_bytes") / (1 << 20) << "\n";
+            }
+            f.close();
+            render(dir, "free-memory",
+                   "set title 'Free memory consumed by one hot-add, before the new memory is online (median)'\n"
+                   "set ylabel 'MiB'\nset style data histograms\nset style histogram clustered gap 1\n"
+                   "set style fill solid 0.8 border -1\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
+                   "plot 'free-memory.dat' using 2:xtic(1) title 'page-allocator pages taken (memhp probes)' lc rgb '#264653', "
+                   "'' using 3 title 'MemFree drop (/proc/meminfo)' lc rgb '#e76f51'",
+                   out);
+        }
+    } else {
+        // Scale: per-block add and online cost against memory already present.
+        bool any = false;
+        for (std::size_t a = 0; a < na; ++a) {
+            std::ofstream f(dir / ("scale-" + std::to_string(a) + ".dat"));
+            f << "# present_before_GiB probe_add_ms probe_online_ms wall_add_ms wall_online_ms\n";
+            for (const auto& s : arms[a].value("scale", json::array())) {
+                if (!s.value("ok", false)) continue;
+                any = true;
+                f << s["present_before_bytes"].get<double>() / (1 << 30) << " " << s["probe_add_s"].get<double>() * 1e3 << " "
+                  << s["probe_online_s"].get<double>() * 1e3 << " " << s["wall_add_s"].get<double>() * 1e3 << " "
+                  << s["wall_online_s"].get<double>() * 1e3 << "\n";
+            }
+        }
+        if (any) {
+            std::ostringstream b;
+            b << "names = " << quoted_names(arms) << "\nna = " << na << "\n"
+              << "set title 'Per-block hot-plug cost as memory accumulates (memhp probes)'\n"
+                 "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel 'duration [ms]'\nset grid\n"
+                 "set key outside right top\nset yrange [0:*]\n"
+                 "plot for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:2 with linespoints lc a+1 pt 7 ps 0.5 "
+                 "title word(names, a+1).' add', "
+                 "for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:3 with linespoints lc a+1 dt 2 pt 5 ps 0.5 "
+                 "title word(names, a+1).' online'";
+            render(dir, "scale", b.str(), out);
+        }
+    }
+    return out;
+}
+
+}  // namespace memhp::ab

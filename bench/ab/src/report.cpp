@@ -1,0 +1,316 @@
+#include "memhp/ab/report.hpp"
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <regex>
+#include <sstream>
+
+#include "memhp/files.hpp"
+
+namespace memhp::ab {
+
+using nlohmann::json;
+
+const char* verdict_word(Verdict v) {
+    switch (v) {
+        case Verdict::Same: return "same";
+        case Verdict::Better: return "better";
+        case Verdict::Worse: return "**worse**";
+        case Verdict::Differs: return "differs";
+        case Verdict::TooFew: return "too few samples";
+    }
+    return "?";
+}
+
+std::map<std::string, std::vector<double>> arm_samples(const json& arm) {
+    std::map<std::string, std::vector<double>> out;
+    for (const auto& c : arm.value("cycles", json::array())) {
+        if (!c.value("ok", false) || !c.contains("metrics")) continue;
+        for (const auto& [name, v] : c["metrics"].items())
+            if (v.is_number()) out[name].push_back(v.get<double>());
+    }
+    return out;
+}
+
+namespace {
+
+constexpr std::size_t kMinSamples = 5;  // ALGLIB's U test needs 5 per side
+
+double ratio_of(double base, double cand) {
+    if (base == 0) return cand == 0 ? 1 : std::numeric_limits<double>::infinity();
+    return cand / base;
+}
+
+Verdict judge(const MetricDef& d, const Summary& b, const Summary& c, double ratio, double p, const CompareOptions& o) {
+    if (b.n < kMinSamples || c.n < kMinSamples) return Verdict::TooFew;
+    if (p >= o.alpha || std::fabs(ratio - 1) <= o.threshold) return Verdict::Same;
+    if (d.better == Better::Neither) return Verdict::Differs;
+    return ratio > 1 ? Verdict::Worse : Verdict::Better;
+}
+
+std::string ratio_text(double r) {
+    if (std::isinf(r)) return "∞";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", r);
+    return buf;
+}
+
+}  // namespace
+
+std::vector<Comparison> compare_arms(const json& base, const json& cand, const CompareOptions& opts) {
+    const auto bs = arm_samples(base), cs = arm_samples(cand);
+    std::vector<Comparison> out;
+    for (const auto& def : metric_defs()) {
+        if (!opts.metrics.empty() && std::find(opts.metrics.begin(), opts.metrics.end(), def.name) == opts.metrics.end())
+            continue;
+        auto bi = bs.find(def.name);
+        auto ci = cs.find(def.name);
+        if (bi == bs.end() && ci == cs.end()) continue;
+        static const std::vector<double> none;
+        const auto& b = bi == bs.end() ? none : bi->second;
+        const auto& c = ci == cs.end() ? none : ci->second;
+        Comparison cmp;
+        cmp.def = &def;
+        cmp.base = summarize(b);
+        cmp.cand = summarize(c);
+        cmp.ratio = ratio_of(cmp.base.median, cmp.cand.median);
+        cmp.p = mann_whitney_p(b, c);
+        cmp.verdict = judge(def, cmp.base, cmp.cand, cmp.ratio, cmp.p, opts);
+        out.push_back(cmp);
+    }
+    return out;
+}
+
+bool any_worse(const std::vector<Comparison>& cs) {
+    for (const auto& c : cs)
+        if (c.verdict == Verdict::Worse) return true;
+    return false;
+}
+
+std::string format_value(double v, const std::string& unit) {
+    char buf[48];
+    if (unit == "s") {
+        const double a = std::fabs(v);
+        if (a == 0) return "0";
+        if (a >= 1) std::snprintf(buf, sizeof buf, "%.3f s", v);
+        else if (a >= 1e-3) std::snprintf(buf, sizeof buf, "%.3f ms", v * 1e3);
+        else std::snprintf(buf, sizeof buf, "%.1f µs", v * 1e6);
+        return buf;
+    }
+    if (unit == "bytes") {
+        const double a = std::fabs(v);
+        if (a >= 1 << 30) std::snprintf(buf, sizeof buf, "%.2f GiB", v / (1 << 30));
+        else if (a >= 1 << 20) std::snprintf(buf, sizeof buf, "%.2f MiB", v / (1 << 20));
+        else if (a >= 1 << 10) std::snprintf(buf, sizeof buf, "%.1f KiB", v / (1 << 10));
+        else std::snprintf(buf, sizeof buf, "%.0f B", v);
+        return buf;
+    }
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+namespace {
+
+std::string cell(const Summary& s, const std::string& unit) {
+    if (s.n == 0) return "–";
+    if (s.p25 == s.p75) return format_value(s.median, unit);
+    return format_value(s.median, unit) + " (" + format_value(s.p25, unit) + "–" + format_value(s.p75, unit) + ")";
+}
+
+}  // namespace
+
+std::string markdown_table(const std::vector<Comparison>& cs, const std::string& base_label,
+                           const std::string& cand_label, const CompareOptions& opts) {
+    std::ostringstream md;
+    md << "| metric | " << base_label << " | " << cand_label << " | ratio | p | verdict |\n";
+    md << "|---|---:|---:|---:|---:|---|\n";
+    for (const auto& c : cs) {
+        char p[16];
+        std::snprintf(p, sizeof p, "%.4f", c.p);
+        md << "| " << c.def->name << " | " << cell(c.base, c.def->unit) << " | " << cell(c.cand, c.def->unit) << " | "
+           << ratio_text(c.ratio) << " | " << p << " | " << verdict_word(c.verdict) << " |\n";
+    }
+    char foot[200];
+    std::snprintf(foot, sizeof foot,
+                  "\nmedian (p25–p75) over good cycles; ratio = %s / %s; p: two-sided Mann-Whitney U; a difference "
+                  "counts when p < %.2g and the ratio moves more than %.0f%%.\n",
+                  cand_label.c_str(), base_label.c_str(), opts.alpha, opts.threshold * 100);
+    md << foot;
+    return md.str();
+}
+
+json load_results(const std::filesystem::path& path) {
+    auto text = try_read_file(path);
+    if (!text) throw BadResults(path.string() + ": cannot read the file (does it exist?)");
+    json j = json::parse(*text, nullptr, false);
+    if (j.is_discarded())
+        throw BadResults(path.string() + ": not valid JSON (truncated? a results file is written by `memhp ab --out DIR` as DIR/results.json)");
+    if (!j.is_object() || !j.contains("schema"))
+        throw BadResults(path.string() + ": not a memhp ab results file (no \"schema\" field)");
+    if (j["schema"] != kResultsSchema)
+        throw BadResults(path.string() + ": schema " + j["schema"].dump() + " is not supported; this memhp reads " +
+                         kResultsSchema);
+    if (!j.contains("arms") || !j["arms"].is_array() || j["arms"].empty())
+        throw BadResults(path.string() + ": no arms in the results");
+    for (const auto& a : j["arms"])
+        if (!a.is_object() || !a.contains("name") || !a["name"].is_string() || !a.contains("cycles") ||
+            !a["cycles"].is_array())
+            throw BadResults(path.string() + ": an arm lacks \"name\" or \"cycles\"");
+    return j;
+}
+
+const json* find_arm(const json& results, const std::string& name) {
+    for (const auto& a : results["arms"])
+        if (a["name"] == name) return &a;
+    return nullptr;
+}
+
+namespace {
+
+// Median of one metric over an arm's good cycles; nullopt when absent.
+std::optional<double> median_of(const json& arm, const std::string& metric) {
+    auto s = arm_samples(arm);
+    auto it = s.find(metric);
+    if (it == s.end() || it->second.empty()) return std::nullopt;
+    return summarize(it->second).median;
+}
+
+std::string claims_markdown(const json& results) {
+    std::ostringstream md;
+    const auto& arms = results["arms"];
+    const double per = results["options"].value("dimm_bytes", 0.0) * results["options"].value("dimms", 1);
+    const double blocks128 = per / double(128 << 20);
+    bool any = false;
+    std::ostringstream rows;
+    // 1. free memory consumed per 128 MiB, 2. locality on the target node.
+    for (const auto& a : arms) {
+        auto free = median_of(a, "free_consumed_bytes");
+        auto remote = median_of(a, "memmap_remote_bytes");
+        auto alt = median_of(a, "memmap_altmap_bytes");
+        auto buddy = median_of(a, "memmap_page_allocator_bytes");
+        if (!free || blocks128 <= 0) continue;
+        any = true;
+        const double memmap = alt.value_or(0) + buddy.value_or(0);
+        std::string where = memmap == 0 ? "–"
+                            : remote.value_or(0) == 0 ? "local (on the node it serves)"
+                            : *remote >= memmap      ? "remote (on another node)"
+                                                     : "partly remote";
+        rows << "| " << a["name"].get<std::string>() << " | " << format_value(*free / blocks128, "bytes") << " | "
+             << format_value(alt.value_or(0) / blocks128, "bytes") << " altmap, "
+             << format_value(buddy.value_or(0) / blocks128, "bytes") << " page allocator | " << where << " |\n";
+    }
+    if (any) {
+        md << "\n### What hot-add costs (medians per 128 MiB hot-added)\n\n"
+           << "| arm | free memory consumed | memmap source | memmap locality (node " << results["options"].value("node", 1)
+           << ") |\n|---|---:|---|---|\n"
+           << rows.str();
+    }
+    // 3. the multi-block fallback check.
+    if (results.contains("fallback_check") && !results["fallback_check"].empty()) {
+        md << "\n### A " << format_value(results["fallback_check"][0].value("dimm_bytes", 0.0), "bytes")
+           << " DIMM (several memory blocks) with memmap_on_memory=1\n\n"
+           << "| guest | kernel | altmap | page allocator | memhp's verdict |\n|---|---|---:|---:|---|\n";
+        for (const auto& f : results["fallback_check"]) {
+            md << "| " << f.value("guest", "?") << " | " << f.value("release", "?") << " | ";
+            if (f.contains("error")) {
+                md << "– | – | failed: " << f["error"].get<std::string>() << " |\n";
+                continue;
+            }
+            md << format_value(f.value("altmap_bytes", 0.0), "bytes") << " | "
+               << format_value(f.value("page_allocator_bytes", 0.0), "bytes") << " | "
+               << (f.value("unused", false) ? "memmap_on_memory requested but unused: " + f.value("reason", std::string())
+                                            : std::string("memmap on the added memory"))
+               << " |\n";
+        }
+    }
+    return md.str();
+}
+
+}  // namespace
+
+// "attached 21 of 23 probes in 3981 ms; vmemmap populate inferred ..." -> "21/23, populate inferred"
+std::string probes_cell(const std::string& line) {
+    std::smatch m;
+    if (!std::regex_search(line, m, std::regex("attached (\\d+) of (\\d+) probes"))) return "–";
+    std::string cell = m[1].str() + "/" + m[2].str();
+    if (line.find("populate inferred") != std::string::npos) cell += ", populate inferred";
+    else if (line.find("populate timed") != std::string::npos) cell += ", populate direct";
+    return cell;
+}
+
+std::string scale_markdown(const json& results) {
+    if (results["options"].value("mode", "cycles") != "scale") return {};
+    std::ostringstream md;
+    md << "\n### Scale ramp: per-block cost as hot-plugged memory accumulates\n\n"
+       << "| arm | steps | add, first 8 | add, last 8 | growth | online, first 8 | online, last 8 | growth |\n"
+       << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& a : results["arms"]) {
+        std::vector<double> add, online;
+        for (const auto& s : a.value("scale", json::array()))
+            if (s.value("ok", false)) {
+                add.push_back(s.value("probe_add_s", 0.0));
+                online.push_back(s.value("probe_online_s", 0.0));
+            }
+        if (add.size() < 16) continue;
+        auto med = [](const std::vector<double>& v, bool head) {
+            return summarize(head ? std::vector<double>(v.begin(), v.begin() + 8) : std::vector<double>(v.end() - 8, v.end())).median;
+        };
+        auto row = [&](const std::vector<double>& v) {
+            const double h = med(v, true), t = med(v, false);
+            char g[16];
+            std::snprintf(g, sizeof g, "%.2f×", h > 0 ? t / h : 0);
+            return format_value(h, "s") + " | " + format_value(t, "s") + " | " + g;
+        };
+        md << "| " << a["name"].get<std::string>() << " | " << add.size() << " | " << row(add) << " | " << row(online) << " |\n";
+    }
+    md << "\nmedians of the probes' add_memory_resource() and online_pages() durations over the first and last 8 steps.\n";
+    return md.str();
+}
+
+std::string summary_markdown(const json& results, const CompareOptions& opts) {
+    std::ostringstream md;
+    const auto& o = results["options"];
+    md << "## memhp ab: " << results.value("title", std::string("hot-add A/B")) << "\n\n";
+    if (o.value("mode", "cycles") == "scale")
+        md << "Each arm's guest hot-adds " << format_value(o.value("scale_bytes", 0.0), "bytes") << " in "
+           << format_value(o.value("dimm_bytes", 0.0), "bytes") << " DIMMs on node " << o.value("node", 1)
+           << ", onlining each (" << o.value("zone", std::string("movable")) << ") before the next; steps interleaved.\n\n";
+    else
+        md << "Each cycle hot-adds " << o.value("dimms", 1) << " × " << format_value(o.value("dimm_bytes", 0.0), "bytes")
+           << " on node " << o.value("node", 1) << ", onlines it (" << o.value("zone", std::string("movable"))
+           << "), offlines and removes it; arms interleaved over " << o.value("cycles", 0) << " rounds.\n\n";
+    md << "| arm | kernel | memmap_on_memory | boot | probes | cycles ok | failed |\n|---|---|---|---:|---|---:|---:|\n";
+    for (const auto& a : results["arms"]) {
+        int ok = 0, bad = 0;
+        for (const auto& c : a["cycles"]) (c.value("ok", false) ? ok : bad)++;
+        const auto g = a.value("guest", json::object());
+        char boot[32];
+        std::snprintf(boot, sizeof boot, "%.1f s", g.value("boot_s", 0.0));
+        md << "| " << a["name"].get<std::string>() << " | " << g.value("release", a.value("kernel_spec", std::string("?")))
+           << " | " << g.value("memmap_on_memory", std::string("?")) << " | " << boot << " | "
+           << probes_cell(g.value("probes", std::string())) << " | " << ok << " | " << bad << " |\n";
+    }
+    const auto& arms = results["arms"];
+    for (std::size_t i = 1; i < arms.size(); ++i) {
+        const auto base = arms[0]["name"].get<std::string>(), cand = arms[i]["name"].get<std::string>();
+        const auto cs = compare_arms(arms[0], arms[i], opts);
+        if (cs.empty()) continue;
+        md << "\n### " << cand << " vs " << base << "\n\n" << markdown_table(cs, base, cand, opts);
+    }
+    md << claims_markdown(results);
+    md << scale_markdown(results);
+    std::ostringstream fails;
+    for (const auto& a : arms)
+        for (const auto& c : a["cycles"])
+            for (const auto& p : c.value("phases", json::array()))
+                if (!p.value("ok", true))
+                    fails << "- " << a["name"].get<std::string>() << " cycle " << c.value("index", 0) << ": " << p["phase"].get<std::string>()
+                          << " failed: " << p.value("error", std::string()) << "\n";
+    for (const auto& e : results.value("errors", json::array())) fails << "- " << e.get<std::string>() << "\n";
+    if (!fails.str().empty()) md << "\n### Failures\n\n" << fails.str();
+    return md.str();
+}
+
+}  // namespace memhp::ab

@@ -1,0 +1,570 @@
+#include "memhp/ab/runner.hpp"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <regex>
+#include <sstream>
+
+#include "memhp/ab/guest_trace.hpp"
+#include "memhp/ab/plots.hpp"
+#include "memhp/files.hpp"
+#include "memhp/lab/cycle.hpp"
+#include "memhp/size.hpp"
+#include "memhp/stop.hpp"
+#include "memhp/version.hpp"
+
+namespace memhp::ab {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+constexpr std::uint64_t kPage = 4096;
+constexpr std::uint64_t kBlock = std::uint64_t{128} << 20;  // x86-64 memory block
+
+namespace {
+
+std::string mmo_word(const std::optional<bool>& v) { return !v ? "default" : *v ? "on" : "off"; }
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, sep)) out.push_back(item);
+    return out;
+}
+
+std::string now_iso() {
+    char buf[32];
+    std::time_t t = std::time(nullptr);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
+
+}  // namespace
+
+ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
+    ArmSpec a;
+    a.guest = base;
+    a.guest.append = base.append;
+    const auto colon = text.find(':');
+    a.name = text.substr(0, colon);
+    if (!std::regex_match(a.name, std::regex("[A-Za-z0-9][A-Za-z0-9._-]{0,31}")))
+        throw UsageError("--arm '" + text + "': the name must be 1-32 letters, digits, '.', '_' or '-' (NAME:key=value,...)");
+    a.memmap_on_memory = mmo_word(base.memmap_on_memory);
+    if (colon == std::string::npos) return a;
+    for (const auto& kv : split(text.substr(colon + 1), ',')) {
+        const auto eq = kv.find('=');
+        if (eq == std::string::npos)
+            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, mmo, append, node-mem)");
+        const auto key = kv.substr(0, eq), value = kv.substr(eq + 1);
+        if (key == "kernel") {
+            a.guest.kernel = value;
+            (void)lab::classify_kernel_spec(value);
+        } else if (key == "mmo" || key == "memmap-on-memory") {
+            if (value == "on" || value == "1") a.guest.memmap_on_memory = true;
+            else if (value == "off" || value == "0") a.guest.memmap_on_memory = false;
+            else if (value == "default") a.guest.memmap_on_memory.reset();
+            else throw UsageError("--arm '" + text + "': mmo must be on, off or default");
+            a.memmap_on_memory = mmo_word(a.guest.memmap_on_memory);
+        } else if (key == "append") {
+            a.guest.append.push_back(value);
+        } else if (key == "node-mem") {
+            a.guest.node_mem.clear();
+            for (const auto& item : split(value, '+')) a.guest.node_mem.push_back(item == "0" ? 0 : parse_size(item));
+        } else {
+            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, mmo, append, node-mem)");
+        }
+    }
+    lab::validate(a.guest);
+    return a;
+}
+
+std::vector<ArmSpec> default_arms(const lab::GuestConfig& base) {
+    return {parse_arm("page-alloc:mmo=off", base), parse_arm("altmap:mmo=on", base)};
+}
+
+void validate(const AbConfig& cfg) {
+    if (cfg.arms.empty()) throw UsageError("no arms to run");
+    for (std::size_t i = 0; i < cfg.arms.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j)
+            if (cfg.arms[i].name == cfg.arms[j].name) throw UsageError("two arms are named '" + cfg.arms[i].name + "'");
+    if (cfg.dimm_size == 0 || cfg.dimm_size % kBlock)
+        throw UsageError("--dimm " + format_size_exact(cfg.dimm_size) +
+                         " is not a multiple of the x86 guest's 128M memory block size");
+    if (cfg.fallback_size % kBlock)
+        throw UsageError("--fallback-size " + format_size_exact(cfg.fallback_size) + " is not a multiple of 128M");
+    if (cfg.scale && (cfg.scale_size == 0 || cfg.scale_size % cfg.dimm_size))
+        throw UsageError("--scale-size " + format_size_exact(cfg.scale_size) + " is not a multiple of --dimm " +
+                         format_size_exact(cfg.dimm_size));
+    if (cfg.dimms < 1) throw UsageError("--dimms must be at least 1");
+    for (const auto& a : cfg.arms)
+        if (cfg.node >= static_cast<int>(a.guest.node_mem.size()))
+            throw UsageError("--node " + std::to_string(cfg.node) + " does not exist in arm '" + a.name + "': its guest has " +
+                             std::to_string(a.guest.node_mem.size()) + " node(s)");
+    (void)lab::parse_zone(cfg.zone);
+    if (cfg.out.empty()) throw UsageError("no output directory");
+}
+
+json cycle_metrics(const lab::CycleRecord& c, const std::vector<json>& ops, int node) {
+    json m = json::object();
+    double total = 0;
+    for (const auto& p : c.phases) {
+        m["wall_" + p.phase + "_s"] = p.wall_s;
+        total += p.wall_s;
+    }
+    if (c.ok()) m["wall_cycle_s"] = total;
+    for (const char* phase : {"add", "populate", "online", "offline", "remove"}) {
+        std::uint64_t ns = 0;
+        std::size_t n = 0;
+        for (const auto& o : ops)
+            if (o.value("phase", "") == phase) {
+                ns += o.value("duration_ns", std::uint64_t{0});
+                ++n;
+            }
+        if (n) m[std::string("probe_") + phase + "_s"] = static_cast<double>(ns) / 1e9;
+    }
+    std::uint64_t alt = 0, buddy = 0, pt = 0, remote = 0, free_b = 0;
+    std::size_t adds = 0;
+    for (const auto& o : ops) {
+        if (o.value("phase", "") != "add") continue;
+        ++adds;
+        const auto mm = o.value("memmap", json::object());
+        alt += mm.value("altmap_pages", std::uint64_t{0});
+        buddy += mm.value("buddy_pages", std::uint64_t{0});
+        pt += mm.value("pagetable_pages", std::uint64_t{0});
+        remote += mm.value("remote_pages", std::uint64_t{0});
+        free_b += o.value("free_bytes_consumed", std::uint64_t{0});
+    }
+    if (adds) {
+        m["memmap_altmap_bytes"] = alt * kPage;
+        m["memmap_page_allocator_bytes"] = buddy * kPage;
+        m["memmap_page_table_bytes"] = pt * kPage;
+        m["memmap_remote_bytes"] = remote * kPage;
+        m["free_consumed_bytes"] = free_b;
+    }
+    if (const auto* add = c.phase("add"); add && add->ok)
+        m["memfree_drop_at_add_bytes"] =
+            (static_cast<double>(c.before.mem_free_kb) - static_cast<double>(add->after.mem_free_kb)) * 1024;
+    if (const auto* on = c.phase("online"); on && on->ok)
+        m["node_memtotal_after_online_bytes"] = on->after.node(node).total_kb * 1024;
+    return m;
+}
+
+namespace {
+
+// One guest of the run: an arm, or the extra guest of the fallback check.
+struct Runner {
+    std::string name;
+    lab::GuestConfig config;
+    std::string mmo_asked;
+    bool is_arm = true;
+    std::unique_ptr<lab::Guest> guest;
+    std::unique_ptr<lab::MemoryLab> mem;
+    std::unique_ptr<GuestTrace> trace;
+    std::string error;  // why it is out of the run
+    json* record = nullptr;
+};
+
+std::string ms(double s) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.0f ms", s * 1e3);
+    return b;
+}
+
+class AbRun {
+public:
+    AbRun(const AbConfig& cfg, const Progress& progress, json& results)
+        : cfg_(cfg), progress_(progress), results_(results) {}
+
+    int run() {
+        t0_ = Clock::now();
+        std::filesystem::create_directories(cfg_.out);
+        init_results();
+        try {
+            boot_all();
+            if (!failed_) {
+                if (cfg_.scale) scale_ramp();
+                else rounds();
+            }
+            if (!failed_ && !cfg_.scale) fallback_checks();
+            stop_tracers();
+            results_["status"] = failed_ ? "failed" : "complete";
+        } catch (const Interrupted&) {
+            results_["status"] = "interrupted";
+            results_["errors"].push_back("interrupted by a signal; the cycles measured so far are kept");
+            finish();
+            throw;
+        }
+        finish();
+        int bad = 0;
+        for (const auto& a : results_["arms"])
+            for (const auto& c : a["cycles"]) bad += !c.value("ok", false);
+        if (bad) say(std::to_string(bad) + " cycle(s) failed; see the results");
+        return failed_ || bad || plot_failed_ ? 1 : 0;
+    }
+
+private:
+    void say(const std::string& s) {
+        if (progress_) progress_(s);
+    }
+
+    void save() { write_file_atomic(cfg_.out / "results.json", results_.dump(1) + "\n"); }
+
+    void init_results() {
+        json arms = json::array();
+        for (const auto& a : cfg_.arms)
+            arms.push_back({{"name", a.name},
+                            {"kernel_spec", a.guest.kernel},
+                            {"memmap_on_memory_requested", a.memmap_on_memory},
+                            {"append", a.guest.append},
+                            {"node_mem_bytes", a.guest.node_mem},
+                            {"guest", nullptr},
+                            {"cycles", json::array()}});
+        results_ = {{"schema", kResultsSchema},
+                    {"memhp_version", kVersion},
+                    {"title", cfg_.title.empty() ? std::string(cfg_.scale ? "scale ramp" : "hot-add A/B") : cfg_.title},
+                    {"started", now_iso()},
+                    {"status", "running"},
+                    {"options",
+                     {{"mode", cfg_.scale ? "scale" : "cycles"},
+                      {"cycles", cfg_.cycles},
+                      {"dimm_bytes", cfg_.dimm_size},
+                      {"dimms", cfg_.dimms},
+                      {"node", cfg_.node},
+                      {"zone", cfg_.zone},
+                      {"order", "interleaved, alternating (ABBA...)"},
+                      {"scale_bytes", cfg_.scale ? cfg_.scale_size : 0},
+                      {"fallback_kernel", cfg_.fallback_kernel},
+                      {"fallback_bytes", cfg_.fallback_size}}},
+                    {"arms", arms},
+                    {"fallback_check", json::array()},
+                    {"errors", json::array()}};
+        save();
+    }
+
+    void fail(Runner& r, const std::string& what) {
+        r.error = what;
+        failed_ = true;
+        results_["errors"].push_back(r.name + ": " + what);
+        if (r.record) (*r.record)["error"] = what;
+        say("error: " + r.name + ": " + what);
+        save();
+    }
+
+    void boot_all() {
+        for (std::size_t i = 0; i < cfg_.arms.size(); ++i) {
+            Runner r;
+            r.name = cfg_.arms[i].name;
+            r.config = cfg_.arms[i].guest;
+            r.mmo_asked = cfg_.arms[i].memmap_on_memory;
+            runners_.push_back(std::move(r));
+        }
+        const bool ref_needed =
+            !cfg_.scale && !cfg_.fallback_kernel.empty() && cfg_.fallback_size > 0 &&
+            std::none_of(cfg_.arms.begin(), cfg_.arms.end(), [&](const ArmSpec& a) {
+                return a.guest.kernel == cfg_.fallback_kernel && a.memmap_on_memory == "on";
+            });
+        if (ref_needed) {
+            Runner r;
+            r.name = "fallback-" + cfg_.fallback_kernel;
+            r.config = cfg_.arms.front().guest;
+            r.config.kernel = cfg_.fallback_kernel;
+            r.config.memmap_on_memory = true;
+            r.mmo_asked = "on";
+            r.is_arm = false;
+            runners_.push_back(std::move(r));
+        }
+        for (std::size_t i = 0; i < cfg_.arms.size(); ++i) runners_[i].record = &results_["arms"][i];
+        if (cfg_.scale)
+            for (auto& r : runners_) {
+                const auto steps = cfg_.scale_size / cfg_.dimm_size;
+                r.config.slots = std::max<unsigned>(r.config.slots, static_cast<unsigned>(steps + 2));
+                std::uint64_t boot = 0;
+                for (auto b : r.config.node_mem) boot += b;
+                r.config.maxmem = std::max(r.config.maxmem, boot + cfg_.scale_size + (std::uint64_t{1} << 30));
+            }
+        // Start every QEMU from this thread (they die with it), then wait.
+        for (auto& r : runners_) {
+            say("starting guest '" + r.name + "': kernel " + r.config.kernel + ", memmap_on_memory=" + r.mmo_asked);
+            try {
+                r.guest = lab::Guest::start(r.config, [this, name = r.name](const std::string& s) { say("[" + name + "] " + s); });
+            } catch (const Interrupted&) {
+                throw;
+            } catch (const std::exception& e) {
+                fail(r, std::string("could not start the guest: ") + e.what());
+                return;
+            }
+        }
+        for (auto& r : runners_) {
+            try {
+                r.guest->wait_ready();
+                r.mem = std::make_unique<lab::MemoryLab>(*r.guest);
+                const auto param = r.mem->memmap_on_memory_param();
+                say("[" + r.name + "] attaching memhp's probes in the guest");
+                r.trace = std::make_unique<GuestTrace>(*r.guest);
+                say("[" + r.name + "] " + r.trace->attach_line() + " (" + ms(r.trace->attach_seconds()) + " from spawn)");
+                if (r.record) {
+                    const auto& k = r.guest->kernel();
+                    (*r.record)["guest"] = {{"package", k.package},
+                                            {"version", k.version},
+                                            {"release", r.guest->release()},
+                                            {"memmap_on_memory", param},
+                                            {"block_size_bytes", r.mem->block_size()},
+                                            {"boot_s", r.guest->boot_seconds()},
+                                            {"qemu_pid", r.guest->qemu_pid()},
+                                            {"attach_s", r.trace->attach_seconds()},
+                                            {"probes", r.trace->attach_line().substr(std::string("memhp: ").size())},
+                                            {"qemu_cmdline", trim(read_file(r.guest->run_dir() / "qemu.cmdline"))}};
+                }
+                if (r.mem->block_size() != kBlock) {
+                    fail(r, "the guest's memory block is " + format_size_exact(r.mem->block_size()) + ", not 128M");
+                    return;
+                }
+            } catch (const Interrupted&) {
+                throw;
+            } catch (const std::exception& e) {
+                fail(r, std::string("the guest did not get ready: ") + e.what());
+                return;
+            }
+        }
+        save();
+    }
+
+    // The trace records of what just happened in `r`'s guest: waits until
+    // every expected remove (or add) arrived.
+    std::vector<json> take_ops(Runner& r, const lab::CycleRecord& c) {
+        const std::size_t want = c.dimms.size();
+        const bool complete = c.ok();
+        return r.trace->take(
+            [&](const std::vector<json>& ops) {
+                return complete ? count_phase(ops, "remove") >= want : count_phase(ops, "add") >= want;
+            },
+            std::chrono::milliseconds(complete ? 10000 : 2000));
+    }
+
+    void rounds() {
+        const lab::CycleOptions copts{cfg_.dimm_size, cfg_.node, lab::parse_zone(cfg_.zone),
+                                      std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout), cfg_.dimms};
+        const std::size_t n = cfg_.arms.size();
+        for (int round = 1; round <= cfg_.cycles && !failed_; ++round) {
+            std::string line = "round " + std::to_string(round) + "/" + std::to_string(cfg_.cycles) + ":";
+            for (std::size_t k = 0; k < n && !failed_; ++k) {
+                // ABBA...: the arm that goes first alternates, so slow drift
+                // of the machine lands on both arms alike.
+                auto& r = runners_[round % 2 ? k : n - 1 - k];
+                auto c = lab::run_cycle(*r.mem, copts, round);
+                std::vector<json> ops;
+                if (!c.guest_lost) {
+                    try {
+                        ops = take_ops(r, c);
+                    } catch (const Interrupted&) {
+                        throw;
+                    } catch (const std::exception& e) {
+                        c.guest_lost = true;
+                        c.cleanup = std::string("lost the guest reading the trace: ") + e.what();
+                    }
+                }
+                json cj = lab::to_json(c);
+                cj["round"] = round;
+                cj["position"] = round % 2 ? k : n - 1 - k;
+                cj["metrics"] = cycle_metrics(c, ops, cfg_.node);
+                cj["ops"] = ops;
+                if (c.ok() && count_phase(ops, "add") < c.dimms.size()) {
+                    cj["ok"] = false;
+                    cj["error"] = "memhp's probes reported no add for this cycle";
+                }
+                (*r.record)["cycles"].push_back(cj);
+                const auto& m = cj["metrics"];
+                line += " " + r.name + (cj["ok"].get<bool>() ? "" : " FAILED");
+                if (m.contains("probe_add_s")) line += " add " + ms(m["probe_add_s"]);
+                if (m.contains("probe_online_s")) line += " online " + ms(m["probe_online_s"]);
+                if (m.contains("free_consumed_bytes"))
+                    line += " free-used " + format_size_human(m["free_consumed_bytes"].get<std::uint64_t>());
+                line += ";";
+                if (c.guest_lost) {
+                    std::string why = "guest lost in cycle " + std::to_string(round);
+                    for (const auto& p : c.phases)
+                        if (!p.ok) why += " (" + p.phase + ": " + p.error + ")";
+                    fail(r, why);
+                }
+            }
+            say(line);
+            save();
+        }
+    }
+
+    void scale_ramp() {
+        const int steps = static_cast<int>(cfg_.scale_size / cfg_.dimm_size);
+        const auto zone = lab::parse_zone(cfg_.zone);
+        const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout);
+        std::vector<std::vector<lab::Dimm>> dimms(cfg_.arms.size());
+        for (auto& r : runners_)
+            if (r.record) (*r.record)["scale"] = json::array();
+        for (int step = 1; step <= steps && !failed_; ++step) {
+            std::string line = "step " + std::to_string(step) + "/" + std::to_string(steps) + ":";
+            const std::size_t n = cfg_.arms.size();
+            for (std::size_t k = 0; k < n && !failed_; ++k) {
+                const std::size_t i = step % 2 ? k : n - 1 - k;
+                auto& r = runners_[i];
+                json s{{"step", step}, {"present_before_bytes", static_cast<std::uint64_t>(step - 1) * cfg_.dimm_size}};
+                try {
+                    auto t = Clock::now();
+                    auto d = r.mem->add_dimm(cfg_.dimm_size, cfg_.node, timeout);
+                    s["wall_add_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+                    dimms[i].push_back(d);
+                    t = Clock::now();
+                    r.mem->online(d, zone);
+                    s["wall_online_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+                    auto ops = r.trace->take([&](const std::vector<json>& o) { return count_phase(o, "online") >= d.blocks.size(); });
+                    for (const char* phase : {"add", "populate", "online"}) {
+                        std::uint64_t ns = 0;
+                        for (const auto& o : ops)
+                            if (o.value("phase", "") == phase) ns += o.value("duration_ns", std::uint64_t{0});
+                        s[std::string("probe_") + phase + "_s"] = static_cast<double>(ns) / 1e9;
+                    }
+                    for (const auto& o : ops)
+                        if (o.value("phase", "") == "add") s["memmap"] = o.value("memmap", json::object());
+                    s["ok"] = true;
+                    line += " " + r.name + " add " + ms(s["probe_add_s"]) + " online " + ms(s["probe_online_s"]) + ";";
+                } catch (const Interrupted&) {
+                    throw;
+                } catch (const std::exception& e) {
+                    s["ok"] = false;
+                    s["error"] = e.what();
+                    (*r.record)["scale"].push_back(s);
+                    fail(r, "scale step " + std::to_string(step) + " failed: " + e.what());
+                    break;
+                }
+                (*r.record)["scale"].push_back(s);
+            }
+            say(line);
+            save();
+        }
+        // Take it all out again, newest first; the totals go in the record.
+        for (std::size_t i = 0; i < cfg_.arms.size(); ++i) {
+            auto& r = runners_[i];
+            if (!r.error.empty() || dimms[i].empty()) continue;
+            say("[" + r.name + "] offlining and removing " + std::to_string(dimms[i].size()) + " DIMMs");
+            const auto t = Clock::now();
+            try {
+                for (auto it = dimms[i].rbegin(); it != dimms[i].rend(); ++it) {
+                    r.mem->offline(*it);
+                    r.mem->remove(*it, std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout));
+                }
+                (*r.record)["scale_teardown_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+            } catch (const Interrupted&) {
+                throw;
+            } catch (const std::exception& e) {
+                fail(r, std::string("tearing the scale ramp down failed: ") + e.what());
+            }
+        }
+    }
+
+    // A multi-block add with memmap_on_memory=1: 6.1 silently falls back to
+    // the page allocator, later kernels use the altmap for every block.
+    void fallback_checks() {
+        if (cfg_.fallback_size == 0) return;
+        for (auto& r : runners_) {
+            if (!r.error.empty() || !r.guest) continue;
+            std::string param;
+            try {
+                param = r.mem->memmap_on_memory_param();
+            } catch (const std::exception&) {
+                continue;
+            }
+            if (param != "Y" && param != "force") continue;
+            say("[" + r.name + "] fallback check: one " + format_size_human(cfg_.fallback_size) + " DIMM with memmap_on_memory=" + param);
+            json f{{"guest", r.name}, {"release", r.guest->release()}, {"dimm_bytes", cfg_.fallback_size}};
+            try {
+                auto d = r.mem->add_dimm(cfg_.fallback_size, cfg_.node, std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout));
+                auto ops = r.trace->take([&](const std::vector<json>& o) { return count_phase(o, "add") >= 1; });
+                r.mem->remove(d, std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout));
+                (void)r.trace->take([&](const std::vector<json>& o) { return count_phase(o, "remove") >= 1; });
+                std::uint64_t alt = 0, buddy = 0;
+                bool unused = false;
+                std::string reason;
+                for (const auto& o : ops)
+                    if (o.value("phase", "") == "add") {
+                        alt += o["memmap"].value("altmap_pages", std::uint64_t{0});
+                        buddy += o["memmap"].value("buddy_pages", std::uint64_t{0});
+                        unused = unused || o.value("memmap_on_memory_unused", false);
+                        if (o.contains("unused_reason")) reason = o["unused_reason"];
+                    }
+                f["altmap_bytes"] = alt * kPage;
+                f["page_allocator_bytes"] = buddy * kPage;
+                f["unused"] = unused;
+                if (!reason.empty()) f["reason"] = reason;
+                f["ops"] = ops;
+                say("[" + r.name + "]   altmap " + format_size_human(alt * kPage) + ", page allocator " +
+                    format_size_human(buddy * kPage) + (unused ? ", flagged: " + reason : ""));
+            } catch (const Interrupted&) {
+                throw;
+            } catch (const std::exception& e) {
+                f["error"] = e.what();
+                say("[" + r.name + "]   fallback check failed: " + e.what());
+            }
+            results_["fallback_check"].push_back(f);
+        }
+        save();
+    }
+
+    void stop_tracers() {
+        for (auto& r : runners_) {
+            if (!r.trace || !r.error.empty()) continue;
+            try {
+                const auto text = r.trace->stop();
+                if (r.record) {
+                    auto dropped = text.rfind("dropped ");
+                    if (dropped != std::string::npos)
+                        (*r.record)["guest"]["trace_dropped_events"] = std::stoull(text.substr(dropped + 8));
+                }
+            } catch (const Interrupted&) {
+                throw;
+            } catch (const std::exception& e) {
+                results_["errors"].push_back(r.name + ": " + e.what());
+            }
+            r.trace.reset();
+        }
+    }
+
+    void finish() {
+        results_["finished"] = now_iso();
+        results_["wall_s"] = std::chrono::duration<double>(Clock::now() - t0_).count();
+        for (auto& r : runners_) {
+            r.trace.reset();
+            r.mem.reset();
+            if (r.guest) r.guest->shutdown();
+            r.guest.reset();
+        }
+        save();
+        if (cfg_.plots) {
+            try {
+                results_["plots"] = write_plots(results_, cfg_.out / "plots");
+            } catch (const std::exception& e) {
+                plot_failed_ = true;
+                results_["errors"].push_back(std::string("plots: ") + e.what());
+            }
+        }
+        write_file_atomic(cfg_.out / "summary.md", summary_markdown(results_, cfg_.compare));
+        save();
+    }
+
+    const AbConfig& cfg_;
+    Progress progress_;
+    json& results_;
+    std::vector<Runner> runners_;
+    bool failed_ = false;
+    bool plot_failed_ = false;
+    Clock::time_point t0_;
+};
+
+}  // namespace
+
+int run_ab(const AbConfig& cfg, const Progress& progress, json& results) {
+    validate(cfg);
+    AbRun run(cfg, progress, results);
+    return run.run();
+}
+
+}  // namespace memhp::ab
