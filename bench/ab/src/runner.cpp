@@ -367,7 +367,7 @@ private:
                 }
                 json cj = lab::to_json(c);
                 cj["round"] = round;
-                cj["position"] = round % 2 ? k : n - 1 - k;
+                cj["position"] = k;  // 0 = ran first in its round
                 cj["metrics"] = cycle_metrics(c, ops, cfg_.node);
                 cj["ops"] = ops;
                 if (c.ok() && count_phase(ops, "add") < c.dimms.size()) {
