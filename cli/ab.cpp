@@ -52,6 +52,7 @@ Command add_ab_command(CLI::App& app) {
         bool scale = false;
         std::string scale_size = "8G";
         bool no_plots = false;
+        bool list_metrics = false;
         ab::CompareOptions compare;
     };
     auto o = std::make_shared<Opts>();
@@ -102,8 +103,13 @@ Command add_ab_command(CLI::App& app) {
                   "record how per-block add and online cost grows with the memory already present (cost curve)");
     cmd->add_option("--scale-size", o->scale_size, "memory the scale ramp hot-adds")->capture_default_str();
     cmd->add_flag("--no-plots", o->no_plots, "do not draw plots (gnuplot)");
+    cmd->add_flag("--list-metrics", o->list_metrics, "print the per-cycle metrics (markdown table) and exit");
     add_compare_flags(cmd, o->compare);
     return {cmd, [o] {
+        if (o->list_metrics) {
+            std::printf("%s", ab::metrics_markdown().c_str());
+            return 0;
+        }
         ab::AbConfig cfg;
         auto base = to_guest_config(o->guest);
         if (o->arms.empty()) cfg.arms = ab::default_arms(base);

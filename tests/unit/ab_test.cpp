@@ -336,3 +336,15 @@ TEST(AbCli, HelpExplainsEveryFlag) {
 
 }  // namespace
 }  // namespace memhp::ab
+
+namespace memhp::ab {
+namespace {
+
+TEST(AbDocs, MetricsTableInDocsIsCurrent) {
+    const auto doc = read_file(MEMHP_SOURCE_DIR "/docs/ab-json.md");
+    EXPECT_NE(doc.find(metrics_markdown()), std::string::npos)
+        << "docs/ab-json.md is stale: paste the output of `memhp ab --list-metrics` into it";
+}
+
+}  // namespace
+}  // namespace memhp::ab

@@ -31,4 +31,11 @@ const MetricDef* find_metric(const std::string& name) {
     return nullptr;
 }
 
+std::string metrics_markdown() {
+    std::string md = "| metric | unit | better | meaning |\n|---|---|---|---|\n";
+    for (const auto& d : metric_defs())
+        md += "| `" + d.name + "` | " + d.unit + " | " + (d.better == Better::Lower ? "lower" : "–") + " | " + d.help + " |\n";
+    return md;
+}
+
 }  // namespace memhp::ab

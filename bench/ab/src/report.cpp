@@ -128,7 +128,10 @@ std::string markdown_table(const std::vector<Comparison>& cs, const std::string&
     md << "|---|---:|---:|---:|---:|---|\n";
     for (const auto& c : cs) {
         char p[16];
-        std::snprintf(p, sizeof p, "%.4f", c.p);
+        // ALGLIB's U-test tables stop at 0.0002 and report at most 0.5.
+        if (c.p >= 0.5) std::snprintf(p, sizeof p, "≥0.5");
+        else if (c.p <= 0.0002) std::snprintf(p, sizeof p, "≤0.0002");
+        else std::snprintf(p, sizeof p, "%.4f", c.p);
         md << "| " << c.def->name << " | " << cell(c.base, c.def->unit) << " | " << cell(c.cand, c.def->unit) << " | "
            << ratio_text(c.ratio) << " | " << p << " | " << verdict_word(c.verdict) << " |\n";
     }

@@ -20,5 +20,7 @@ struct MetricDef {
 // Every metric, in report order.
 [[nodiscard]] const std::vector<MetricDef>& metric_defs();
 [[nodiscard]] const MetricDef* find_metric(const std::string& name);
+// The metrics as the markdown table in docs/ab-json.md.
+[[nodiscard]] std::string metrics_markdown();
 
 }  // namespace memhp::ab
