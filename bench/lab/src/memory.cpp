@@ -144,6 +144,12 @@ void MemoryLab::wait_blocks(const std::vector<int>& blocks, bool present, Ms tim
 }
 
 Dimm MemoryLab::add_dimm(std::uint64_t size, int node, Ms timeout) {
+    Dimm d = plug_dimm(size, node);
+    wait_blocks(d.blocks, true, timeout);
+    return d;
+}
+
+Dimm MemoryLab::plug_dimm(std::uint64_t size, int node) {
     if (size == 0 || size % block_size_)
         throw UsageError("DIMM size " + format_size_exact(size) + " is not a multiple of the guest's memory block size (" +
                          format_size_exact(block_size_) + ")");
@@ -170,7 +176,6 @@ Dimm MemoryLab::add_dimm(std::uint64_t size, int node, Ms timeout) {
     }
     if (!d.addr) throw Error("QEMU did not report an address for " + d.id);
     for (std::uint64_t a = d.addr; a < d.addr + size; a += block_size_) d.blocks.push_back(static_cast<int>(a / block_size_));
-    wait_blocks(d.blocks, true, timeout);
     return d;
 }
 

@@ -65,6 +65,9 @@ public:
     // object-add + device_add a pc-dimm, then waits until the guest shows
     // every block of it. Throws on QMP errors or timeout.
     Dimm add_dimm(std::uint64_t size, int node, Ms timeout = Ms(120000));
+    // add_dimm() without the wait: the DIMM is plugged in QEMU, the guest
+    // may still be adding it (or have failed to). Throws on QMP errors.
+    Dimm plug_dimm(std::uint64_t size, int node);
     // Onlines every block of `d` into `zone`; throws AgentError (with errno) on failure.
     void online(const Dimm& d, Zone zone);
     // Offlines every block; throws AgentError (EBUSY, ...) on failure.

@@ -1,0 +1,83 @@
+#include "memhp/lab/buddyinfo.hpp"
+
+#include <sstream>
+
+namespace memhp::lab {
+
+std::uint64_t BuddyZone::blocks_at_least(unsigned order) const {
+    std::uint64_t n = 0;
+    for (std::size_t o = order; o < free.size(); ++o) n += free[o];
+    return n;
+}
+
+std::uint64_t BuddyZone::free_pages() const {
+    std::uint64_t n = 0;
+    for (std::size_t o = 0; o < free.size(); ++o) n += free[o] << o;
+    return n;
+}
+
+std::vector<BuddyZone> parse_buddyinfo(std::string_view text) {
+    std::vector<BuddyZone> out;
+    std::istringstream in{std::string(text)};
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream ls(line);
+        std::string word, node, zone_word;
+        BuddyZone z;
+        if (!(ls >> word) || word != "Node" || !(ls >> node) || !(ls >> zone_word) || zone_word != "zone" ||
+            !(ls >> z.zone) || node.empty())
+            continue;
+        if (node.back() == ',') node.pop_back();
+        try {
+            z.node = std::stoi(node);
+        } catch (const std::exception&) {
+            continue;
+        }
+        std::uint64_t v = 0;
+        while (ls >> v) z.free.push_back(v);
+        if (!z.free.empty()) out.push_back(std::move(z));
+    }
+    return out;
+}
+
+std::uint64_t high_order_free_blocks(const std::vector<BuddyZone>& zones, int node, unsigned order) {
+    std::uint64_t n = 0;
+    for (const auto& z : zones)
+        if (z.node == node) n += z.blocks_at_least(order);
+    return n;
+}
+
+std::vector<ZoneWatermarks> parse_zoneinfo(std::string_view text) {
+    std::vector<ZoneWatermarks> out;
+    std::istringstream in{std::string(text)};
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream ls(line);
+        std::string first;
+        ls >> first;
+        if (first == "Node") {  // "Node 0, zone    DMA32"
+            std::string node, zone_word;
+            ZoneWatermarks z;
+            ls >> node >> zone_word >> z.zone;
+            if (!node.empty() && node.back() == ',') node.pop_back();
+            try {
+                z.node = std::stoi(node);
+            } catch (const std::exception&) {
+                continue;
+            }
+            out.push_back(z);
+            continue;
+        }
+        if (out.empty()) continue;
+        std::uint64_t v = 0;
+        if (!(ls >> v)) continue;
+        auto& z = out.back();
+        if (first == "min") z.min_pages = v;
+        else if (first == "low") z.low_pages = v;
+        else if (first == "high") z.high_pages = v;
+        else if (first == "managed") z.managed_pages = v;
+    }
+    return out;
+}
+
+}  // namespace memhp::lab
