@@ -284,6 +284,13 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 {
 	if (!inflight)
 		return 0;
+	/* mm_page_alloc also fires for an allocation that failed (page NULL),
+	 * e.g. vmemmap's order-9 attempt before its base-page fallback: nothing
+	 * was taken. */
+	unsigned long page_addr = 0;
+	bpf_probe_read_kernel(&page_addr, sizeof(page_addr), &ctx[0]);
+	if (!page_addr)
+		return 0;
 	__u32 t = tid();
 	struct op *o = bpf_map_lookup_elem(&ops, &t);
 	if (!o)
@@ -296,10 +303,8 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 	e->op_id = o->id;
 	e->op_type = o->type;
 	e->ts_ns = bpf_ktime_get_ns();
-	/* The tracepoint's page pointer, as a plain number: the verifier allows
-	 * no arithmetic on the trusted pointer itself. */
-	unsigned long page_addr = 0;
-	bpf_probe_read_kernel(&page_addr, sizeof(page_addr), &ctx[0]);
+	/* The tracepoint's page pointer, as a plain number (read above): the
+	 * verifier allows no arithmetic on the trusted pointer itself. */
 	e->pfn = vmemmap_to_pfn(page_addr);
 	e->order = order;
 	e->gfp = gfp;
