@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -223,6 +224,18 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     if (g_cwd.empty()) g_cwd = "/";
     ::signal(SIGPIPE, SIG_IGN);
+    // Never the OOM killer's victim: the scenarios push the guest to OOM on
+    // purpose. Inherited by what it starts (memhp trace); memhp-hog raises
+    // its own back up.
+    try {
+        memhp::write_file("/proc/self/oom_score_adj", "-1000");
+    } catch (const std::exception& e) {
+        std::cerr << "memhp-agent: " << e.what() << "\n";
+    }
+    // Near the watermarks reclaim evicts file pages, our own text among them,
+    // read back over 9p under TCG: the agent would stall for seconds.
+    if (::mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+        std::cerr << "memhp-agent: mlockall: " << std::strerror(errno) << "\n";
 
     int fd = ::open(port.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) {
