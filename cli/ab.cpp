@@ -54,6 +54,8 @@ Command add_ab_command(CLI::App& app) {
         bool no_plots = false;
         bool list_metrics = false;
         ab::CompareOptions compare;
+        std::string scenario;
+        std::string margins = "96M,64M,56M,48M";
     };
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand(
@@ -66,7 +68,9 @@ Command add_ab_command(CLI::App& app) {
         "  memhp ab                                  # the default comparison, about a minute\n"
         "  memhp ab --kernel 6.12 --cycles 30\n"
         "  memhp ab --arm old:kernel=6.1,mmo=on --arm new:kernel=6.12,mmo=on\n"
-        "  memhp ab --scale                          # 8 GiB in 128M DIMMs: cost curve in both modes");
+        "  memhp ab --scale                          # 8 GiB in 128M DIMMs: cost curve in both modes\n"
+        "  memhp ab --scenario fragmented            # hot-add with no free order-9 block on node 0\n"
+        "  memhp ab --scenario pressure --margins 64M,48M   # hot-add with node 0's free memory locked down");
     add_guest_options(cmd, o->guest, false);
     cmd->add_option("--arm", o->arms,
                     "an arm, NAME:key=value,... with keys kernel (as --kernel), mmo (on|off|default), append (one "
@@ -104,8 +108,20 @@ Command add_ab_command(CLI::App& app) {
     cmd->add_option("--scale-size", o->scale_size, "memory the scale ramp hot-adds")->capture_default_str();
     cmd->add_flag("--no-plots", o->no_plots, "do not draw plots (gnuplot)");
     cmd->add_flag("--list-metrics", o->list_metrics, "print the per-cycle metrics (markdown table) and exit");
+    cmd->add_option("--scenario", o->scenario,
+                    "set every guest's memory up with memhp-hog before the cycles, then classify each add (succeeded, "
+                    "failed with errno, memmap from 4 KiB base pages instead of a PMD, OOM kill, free memory consumed): "
+                    "'pressure' locks node 0's free memory down to each of --margins in turn; 'fragmented' leaves node 0 "
+                    "plenty of free memory but no free block of order >= 9, with compaction off. Scenario defaults: "
+                    "--cycles 2 (per margin), --dimms 4 (single-block DIMMs, so 6.1 can use the altmap), no fallback check")
+        ->check(CLI::IsMember({"pressure", "fragmented"}));
+    cmd->add_option("--margins", o->margins,
+                    "--scenario pressure: node 0 MemFree the hog leaves, comma-separated, swept largest first; the summary "
+                    "names the margin where each arm starts failing. Margins below the kernel's min watermark cannot be "
+                    "reached (the hog is OOM-killed; recorded)")
+        ->capture_default_str();
     add_compare_flags(cmd, o->compare);
-    return {cmd, [o] {
+    return {cmd, [o, cmd] {
         if (o->list_metrics) {
             std::printf("%s", ab::metrics_markdown().c_str());
             return 0;
@@ -128,6 +144,14 @@ Command add_ab_command(CLI::App& app) {
         cfg.out = o->out.empty() ? default_out_dir() : o->out;
         cfg.plots = !o->no_plots;
         cfg.compare = o->compare;
+        cfg.scenario = ab::parse_scenario(o->scenario);
+        if (cfg.scenario != ab::Scenario::None) {
+            if (!cmd->count("--cycles")) cfg.cycles = 2;
+            if (!cmd->count("--dimms")) cfg.dimms = 4;
+            if (!cmd->count("--fallback-size")) cfg.fallback_size = 0;
+            if (cfg.scenario == ab::Scenario::Pressure) cfg.margins = ab::parse_margins(o->margins);
+            cfg.title = std::string("hot-add A/B, scenario ") + ab::scenario_name(cfg.scenario);
+        }
         ab::validate(cfg);  // before any download or boot
 
         std::mutex mu;

@@ -1,4 +1,5 @@
 #include "memhp/ab/report.hpp"
+#include "memhp/ab/scenario.hpp"
 
 #include <cinttypes>
 #include <cmath>
@@ -304,6 +305,7 @@ std::string summary_markdown(const json& results, const CompareOptions& opts) {
     }
     md << claims_markdown(results);
     md << scale_markdown(results);
+    md << scenario_markdown(results);
     std::ostringstream fails;
     for (const auto& a : arms)
         for (const auto& c : a["cycles"])

@@ -98,6 +98,9 @@ void validate(const AbConfig& cfg) {
         throw UsageError("--scale-size " + format_size_exact(cfg.scale_size) + " is not a multiple of --dimm " +
                          format_size_exact(cfg.dimm_size));
     if (cfg.dimms < 1) throw UsageError("--dimms must be at least 1");
+    if (cfg.scenario != Scenario::None && cfg.scale) throw UsageError("--scenario and --scale do not go together");
+    if (cfg.scenario == Scenario::Pressure && cfg.margins.empty())
+        throw UsageError("--scenario pressure needs --margins (e.g. 64M,48M)");
     for (const auto& a : cfg.arms)
         if (cfg.node >= static_cast<int>(a.guest.node_mem.size()))
             throw UsageError("--node " + std::to_string(cfg.node) + " does not exist in arm '" + a.name + "': its guest has " +
@@ -162,6 +165,7 @@ struct Runner {
     std::unique_ptr<lab::Guest> guest;
     std::unique_ptr<lab::MemoryLab> mem;
     std::unique_ptr<GuestTrace> trace;
+    std::unique_ptr<GuestHog> hog;  // --scenario
     std::string error;  // why it is out of the run
     json* record = nullptr;
 };
@@ -185,9 +189,10 @@ public:
             boot_all();
             if (!failed_) {
                 if (cfg_.scale) scale_ramp();
+                else if (cfg_.scenario != Scenario::None) scenario_steps();
                 else rounds();
             }
-            if (!failed_ && !cfg_.scale) fallback_checks();
+            if (!failed_ && !cfg_.scale && cfg_.scenario == Scenario::None) fallback_checks();
             stop_tracers();
             results_["status"] = failed_ ? "failed" : "complete";
         } catch (const Interrupted&) {
@@ -199,7 +204,8 @@ public:
         finish();
         int bad = 0;
         for (const auto& a : results_["arms"])
-            for (const auto& c : a["cycles"]) bad += !c.value("ok", false);
+            for (const auto& c : a["cycles"])  // a scenario's failed add is a result, not a failure
+                bad += !c.value("ok", false) && !c.value("scenario", json::object()).value("harness_ok", false);
         if (bad) say(std::to_string(bad) + " cycle(s) failed; see the results");
         return failed_ || bad || plot_failed_ ? 1 : 0;
     }
@@ -240,6 +246,10 @@ private:
                     {"arms", arms},
                     {"fallback_check", json::array()},
                     {"errors", json::array()}};
+        if (cfg_.scenario != Scenario::None) {
+            results_["options"]["scenario"] = scenario_name(cfg_.scenario);
+            if (cfg_.scenario == Scenario::Pressure) results_["options"]["margins_bytes"] = cfg_.margins;
+        }
         save();
     }
 
@@ -531,7 +541,9 @@ private:
     void finish() {
         results_["finished"] = now_iso();
         results_["wall_s"] = std::chrono::duration<double>(Clock::now() - t0_).count();
+        if (cfg_.scenario != Scenario::None) results_["scenario"] = scenario_summary(results_);
         for (auto& r : runners_) {
+            r.hog.reset();
             r.trace.reset();
             r.mem.reset();
             if (r.guest) r.guest->shutdown();
@@ -549,6 +561,117 @@ private:
         write_file_atomic(cfg_.out / "summary.md", summary_markdown(results_, cfg_.compare));
         save();
     }
+
+    // ---- memhp ab --scenario (scenario.hpp) ----------------------------------
+
+    // (Re)starts r's memhp-hog; false (recorded in `step`) when it could not
+    // get ready, e.g. killed on the way to a margin below the watermarks.
+    bool start_hog(Runner& r, std::uint64_t margin, json& step) {
+        r.hog.reset();
+        say("[" + r.name + "] memhp-hog " + scenario_name(cfg_.scenario) +
+            (cfg_.scenario == Scenario::Pressure ? " --margin " + format_size_human(margin) : std::string()));
+        try {
+            r.hog = std::make_unique<GuestHog>(*r.guest, cfg_.scenario, margin, cfg_.hog_node,
+                                               std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.hog_timeout));
+            const auto& h = r.hog->ready();
+            step["hog"] = h;
+            say("[" + r.name + "]   ready in " + ms(h.value("setup_s", 0.0)) + ": node " + std::to_string(cfg_.hog_node) +
+                " MemFree " + format_size_human(h.value("mem_free_bytes", std::uint64_t{0})) + ", free blocks of order >= 9: " +
+                std::to_string(h.value("high_order_free_blocks", 0)));
+            return true;
+        } catch (const Interrupted&) {
+            throw;
+        } catch (const std::exception& e) {
+            r.hog.reset();
+            step["hog_error"] = e.what();
+            say("[" + r.name + "]   memhp-hog failed: " + e.what());
+            if (!r.guest->alive()) fail(r, std::string("guest lost setting up memhp-hog: ") + e.what());
+            return false;
+        }
+    }
+
+    void scenario_steps() {
+        const lab::CycleOptions copts{cfg_.dimm_size, cfg_.node, lab::parse_zone(cfg_.zone),
+                                      std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout), cfg_.dimms};
+        const std::vector<std::uint64_t> margins =
+            cfg_.scenario == Scenario::Pressure ? cfg_.margins : std::vector<std::uint64_t>{0};
+        const std::size_t n = cfg_.arms.size();
+        int round = 0;
+        for (std::size_t si = 0; si < margins.size() && !failed_; ++si) {
+            const auto margin = margins[si];
+            const std::string label = cfg_.scenario == Scenario::Pressure ? "margin " + format_size_human(margin) : "fragmented";
+            for (std::size_t i = 0; i < n && !failed_; ++i) {
+                auto& r = runners_[i];
+                json step{{"step", si + 1}};
+                if (cfg_.scenario == Scenario::Pressure) step["margin_bytes"] = margin;
+                (void)start_hog(r, margin, step);
+                (*r.record)["scenario_steps"].push_back(step);
+            }
+            save();
+            for (int k = 1; k <= cfg_.cycles && !failed_; ++k) {
+                ++round;
+                std::string line = label + ", round " + std::to_string(k) + "/" + std::to_string(cfg_.cycles) + ":";
+                for (std::size_t pos = 0; pos < n && !failed_; ++pos) {
+                    auto& r = runners_[round % 2 ? pos : n - 1 - pos];
+                    json extra = json::object();
+                    if (!r.hog || !r.hog->alive()) {  // the OOM killer took it: set it up again
+                        if (r.hog && r.hog->exit_code()) extra["hog_exit_code"] = *r.hog->exit_code();
+                        json step{{"step", si + 1}, {"restart", true}};
+                        if (cfg_.scenario == Scenario::Pressure) step["margin_bytes"] = margin;
+                        const bool ok = start_hog(r, margin, step);
+                        (*r.record)["scenario_steps"].push_back(step);
+                        if (!ok) {
+                            line += " " + r.name + " skipped (no memhp-hog);";
+                            continue;
+                        }
+                        extra["hog_restarted"] = true;
+                    }
+                    auto sc = run_scenario_cycle(*r.guest, *r.mem, *r.trace, copts, round);
+                    json cj = lab::to_json(sc.cycle);
+                    cj["round"] = round;
+                    cj["position"] = pos;
+                    cj["metrics"] = cycle_metrics(sc.cycle, sc.ops, cfg_.node);
+                    cj["ops"] = sc.ops;
+                    sc.scenario["step"] = si + 1;
+                    if (cfg_.scenario == Scenario::Pressure) sc.scenario["margin_bytes"] = margin;
+                    sc.scenario["hog_pid"] = r.hog ? r.hog->pid() : -1;
+                    sc.scenario.update(extra);
+                    cj["scenario"] = sc.scenario;
+                    (*r.record)["cycles"].push_back(cj);
+                    int ok = 0, base = 0, oom = 0;
+                    std::uint64_t used = 0;
+                    for (const auto& a : sc.scenario["adds"]) {
+                        ok += a.value("ok", false);
+                        base += a.value("base_pages", false);
+                        oom += a.value("oom_kills", 0) > 0;
+                        used += a.value("free_consumed_bytes", std::uint64_t{0});
+                    }
+                    const auto adds = sc.scenario["adds"].size();
+                    line += " " + r.name + " " + std::to_string(ok) + "/" + std::to_string(adds) + " added";
+                    if (adds > static_cast<std::size_t>(ok)) line += ", " + std::to_string(adds - ok) + " failed";
+                    if (base) line += ", " + std::to_string(base) + " base-page memmap";
+                    if (oom) line += ", " + std::to_string(oom) + " OOM kill";
+                    line += ", free used " + format_size_human(used) + ";";
+                    if (sc.cycle.guest_lost) fail(r, "guest lost in scenario cycle " + std::to_string(round) + ": " + sc.cycle.cleanup);
+                }
+                say(line);
+                save();
+            }
+            for (auto& r : runners_) {
+                if (!r.hog) continue;
+                try {
+                    r.hog->stop();
+                } catch (const Interrupted&) {
+                    throw;
+                } catch (const std::exception& e) {
+                    results_["errors"].push_back(r.name + ": stopping memhp-hog: " + e.what());
+                }
+                r.hog.reset();
+            }
+        }
+    }
+
+    // ---- end of --scenario ----------------------------------------------------
 
     const AbConfig& cfg_;
     Progress progress_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "memhp/ab/report.hpp"
+#include "memhp/ab/scenario.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/lab/guest.hpp"
 #include "memhp/lab/memory.hpp"
@@ -52,6 +53,12 @@ struct AbConfig {
     bool plots = true;
     CompareOptions compare;
     std::string title;
+    // --scenario (scenario.hpp): memhp-hog sets each guest's memory up
+    // before the cycles; pressure runs `cycles` rounds at every margin.
+    Scenario scenario = Scenario::None;
+    std::vector<std::uint64_t> margins;  // pressure: node 0 MemFree the hog leaves, largest first
+    int hog_node = 0;
+    std::chrono::seconds hog_timeout{600};
 };
 
 using Progress = std::function<void(const std::string&)>;
