@@ -600,11 +600,12 @@ private:
         for (std::size_t si = 0; si < margins.size() && !failed_; ++si) {
             const auto margin = margins[si];
             const std::string label = cfg_.scenario == Scenario::Pressure ? "margin " + format_size_human(margin) : "fragmented";
+            std::vector<bool> unreachable(n, false);  // the hog never got ready at this margin
             for (std::size_t i = 0; i < n && !failed_; ++i) {
                 auto& r = runners_[i];
                 json step{{"step", si + 1}};
                 if (cfg_.scenario == Scenario::Pressure) step["margin_bytes"] = margin;
-                (void)start_hog(r, margin, step);
+                unreachable[i] = !start_hog(r, margin, step);
                 (*r.record)["scenario_steps"].push_back(step);
             }
             save();
@@ -612,7 +613,13 @@ private:
                 ++round;
                 std::string line = label + ", round " + std::to_string(k) + "/" + std::to_string(cfg_.cycles) + ":";
                 for (std::size_t pos = 0; pos < n && !failed_; ++pos) {
-                    auto& r = runners_[round % 2 ? pos : n - 1 - pos];
+                    const std::size_t i = round % 2 ? pos : n - 1 - pos;
+                    auto& r = runners_[i];
+                    if (!r.error.empty()) continue;
+                    if (unreachable[i]) {
+                        line += " " + r.name + " skipped (memhp-hog could not hold the margin);";
+                        continue;
+                    }
                     json extra = json::object();
                     if (!r.hog || !r.hog->alive()) {  // the OOM killer took it: set it up again
                         if (r.hog && r.hog->exit_code()) extra["hog_exit_code"] = *r.hog->exit_code();

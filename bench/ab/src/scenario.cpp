@@ -413,7 +413,13 @@ json scenario_summary(const json& results) {
             if (t.failing() && !first_fail) first_fail = margin;
             if (t.base && !first_base) first_base = margin;
         }
+        std::vector<std::uint64_t> unreachable;  // margins the hog never got ready at
+        for (const auto& st : a.value("scenario_steps", json::array()))
+            if (st.contains("hog_error") && !st.value("restart", false) && st.contains("margin_bytes") &&
+                !by.count(st["margin_bytes"].get<std::uint64_t>()))
+                unreachable.push_back(st["margin_bytes"]);
         if (name == "pressure") {
+            arm["unreachable_margins_bytes"] = unreachable;
             arm["first_failing_margin_bytes"] = first_fail ? json(*first_fail) : json(nullptr);
             arm["first_base_pages_margin_bytes"] = first_base ? json(*first_base) : json(nullptr);
         }
@@ -432,8 +438,13 @@ json scenario_summary(const json& results) {
             if (all.oom) cl << ", " << all.oom << " triggered the OOM killer";
             if (name == "pressure") {
                 if (first_fail) cl << "; it first failed at a margin of " << mib(static_cast<double>(*first_fail));
-                else cl << "; it never failed down to " << mib(static_cast<double>(by.rbegin()->first));
+                else if (!by.empty()) cl << "; it never failed down to " << mib(static_cast<double>(by.rbegin()->first));
             }
+        }
+        if (!unreachable.empty()) {
+            cl << " (memhp-hog could not hold node 0 at";
+            for (auto m : unreachable) cl << " " << mib(static_cast<double>(m));
+            cl << ": it was killed on the way)";
         }
         clauses.push_back(cl.str());
         out["arms"].push_back(arm);

@@ -1,0 +1,209 @@
+// memhp ab --scenario end to end, as a user runs it (the real binary, real
+// Debian 6.1 guests). What is asserted is what 6.1 did when checked by hand:
+//   fragmented: with memmap_on_memory=0 the order-9 memmap allocation fails
+//     ("vmemmap alloc failure: order:9") and the add succeeds with 512
+//     order-0 memmap pages (vmemmap_populate_basepages); with =1 the add
+//     carves its 512 memmap pages from the added memory.
+//   pressure: every page-allocator add takes its 2 MiB from the little that
+//     is left (and succeeds: reclaim of file pages covers it, down to the
+//     lowest margin the hog can hold); the altmap add takes (almost) nothing.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "memhp/files.hpp"
+#include "memhp/process.hpp"
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+constexpr std::uint64_t kMiB = 1 << 20;
+constexpr std::uint64_t kMemmapPages = 512;  // per 128 MiB block
+
+std::string memhp_bin() { return (fs::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }
+
+struct Run {
+    memhp::RunResult result;
+    json results;
+    std::string summary;
+    fs::path out;
+};
+
+Run run_ab(const memhp::TempDir& dir, std::vector<std::string> args) {
+    Run r;
+    r.out = dir.path() / "out";
+    args.insert(args.begin(), {memhp_bin(), "ab"});
+    for (const auto* a : {"--no-plots", "--out"}) args.push_back(a);
+    args.push_back(r.out.string());
+    std::cerr << "running memhp ab";
+    for (std::size_t i = 2; i < args.size(); ++i) std::cerr << " " << args[i];
+    std::cerr << std::endl;
+    r.result = memhp::run(args, {.timeout = std::chrono::minutes(14)});
+    std::cerr << r.result.err << std::endl;
+    if (auto text = memhp::try_read_file(r.out / "results.json")) r.results = json::parse(*text, nullptr, false);
+    r.summary = memhp::try_read_file(r.out / "summary.md").value_or("");
+    return r;
+}
+
+const json& arm(const json& results, const std::string& name) {
+    for (const auto& a : results["arms"])
+        if (a["name"] == name) return a;
+    throw std::runtime_error("no arm " + name);
+}
+
+std::vector<json> adds_of(const json& a) {
+    std::vector<json> out;
+    for (const auto& c : a["cycles"])
+        for (const auto& add : c["scenario"]["adds"]) out.push_back(add);
+    return out;
+}
+
+void expect_schema_valid(const fs::path& results) {
+    auto v = memhp::run({"/usr/bin/python3", "-m", "jsonschema", "-i", results.string(),
+                         MEMHP_SOURCE_DIR "/docs/ab-results.schema.json"});
+    EXPECT_EQ(v.exit_code, 0) << "results.json does not match docs/ab-results.schema.json:\n" << v.out << v.err;
+}
+
+// Two rounds of two single-block DIMMs per arm.
+class AbScenarioFragmented : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dir_ = std::make_unique<memhp::TempDir>("memhp-scn-frag");
+        run_ = run_ab(*dir_, {"--scenario", "fragmented", "--cycles", "2", "--dimms", "2"});
+    }
+    static void TearDownTestSuite() { dir_.reset(); }
+    static inline std::unique_ptr<memhp::TempDir> dir_;
+    static inline Run run_;
+};
+
+TEST_F(AbScenarioFragmented, RunsCleanlyAndTheResultsMatchTheirSchema) {
+    ASSERT_EQ(run_.result.exit_code, 0) << run_.result.out << run_.result.err;
+    ASSERT_TRUE(run_.results.is_object());
+    EXPECT_EQ(run_.results["status"], "complete");
+    EXPECT_EQ(run_.results["options"]["scenario"], "fragmented");
+    expect_schema_valid(run_.out / "results.json");
+}
+
+TEST_F(AbScenarioFragmented, TheHogLeavesFreeMemoryButNoOrder9Block) {
+    for (const char* name : {"page-alloc", "altmap"}) {
+        const auto& steps = arm(run_.results, name)["scenario_steps"];
+        ASSERT_FALSE(steps.empty()) << name;
+        const auto& hog = steps[0]["hog"];
+        ASSERT_TRUE(hog.is_object()) << steps.dump();
+        EXPECT_EQ(hog["high_order_free_blocks"], 0) << hog["buddyinfo"];
+        EXPECT_GT(hog["mem_free_bytes"].get<std::uint64_t>(), 256 * kMiB) << "plenty of free memory, all of it scattered";
+        EXPECT_EQ(hog["knobs"]["/proc/sys/vm/compact_unevictable_allowed"], "0");
+    }
+}
+
+TEST_F(AbScenarioFragmented, ClassicMemmapFallsBackToBasePagesAltmapIsUntouched) {
+    const auto off = adds_of(arm(run_.results, "page-alloc"));
+    const auto on = adds_of(arm(run_.results, "altmap"));
+    ASSERT_EQ(off.size(), 4u);
+    ASSERT_EQ(on.size(), 4u);
+    int judged = 0;
+    for (const auto& a : off) {
+        ASSERT_TRUE(a["ok"].get<bool>()) << "6.1 does not fail the add, it falls back: " << a.dump();
+        EXPECT_EQ(a["oom_kills"], 0) << a.dump();
+        if (a["high_order_free_blocks_before"] != 0) continue;  // reclaim freed one meanwhile
+        ++judged;
+        EXPECT_TRUE(a["base_pages"].get<bool>()) << a.dump();
+        EXPECT_EQ(a["memmap"]["base_pages"], kMemmapPages) << a.dump();
+        EXPECT_EQ(a["memmap"]["pmd_pages"], 0) << a.dump();
+    }
+    EXPECT_GE(judged, 3) << "the hog should keep node 0 free of order-9 blocks before most adds";
+    for (const auto& a : on) {
+        ASSERT_TRUE(a["ok"].get<bool>()) << a.dump();
+        EXPECT_EQ(a["memmap"]["altmap_pages"], kMemmapPages) << a.dump();
+        EXPECT_EQ(a["memmap"]["base_pages"], 0) << a.dump();
+        EXPECT_FALSE(a["base_pages"].get<bool>());
+        EXPECT_LT(a["free_consumed_bytes"].get<std::uint64_t>(), 64 * 1024) << a.dump();
+    }
+    const auto& s = run_.results["scenario"]["arms"];
+    EXPECT_EQ(s[0]["total"]["base_pages"], judged + 0) << s.dump();
+    EXPECT_EQ(s[1]["total"]["base_pages"], 0);
+    EXPECT_NE(run_.summary.find("### Scenario: fragmented"), std::string::npos) << run_.summary;
+    EXPECT_NE(run_.summary.find("mapped the memmap with 4 KiB base pages"), std::string::npos) << run_.summary;
+}
+
+// A margin 8 MiB above the min watermark (44 MiB in this guest), four
+// single-block DIMMs per cycle; then 46 MiB, which the hog cannot hold: the
+// OOM killer takes it on the way (by hand: twice out of two, both modes).
+class AbScenarioPressure : public ::testing::Test {
+protected:
+    static constexpr std::uint64_t kMargin = 52 * kMiB;
+    static constexpr std::uint64_t kTooLow = 46 * kMiB;
+    static void SetUpTestSuite() {
+        dir_ = std::make_unique<memhp::TempDir>("memhp-scn-press");
+        run_ = run_ab(*dir_, {"--scenario", "pressure", "--margins", "52M,46M", "--cycles", "1", "--dimms", "4"});
+    }
+    static void TearDownTestSuite() { dir_.reset(); }
+    static inline std::unique_ptr<memhp::TempDir> dir_;
+    static inline Run run_;
+};
+
+TEST_F(AbScenarioPressure, RunsAndTheResultsMatchTheirSchema) {
+    ASSERT_EQ(run_.result.exit_code, 0) << run_.result.out << run_.result.err;
+    EXPECT_EQ(run_.results["status"], "complete");
+    EXPECT_EQ(run_.results["options"]["margins_bytes"], json::array({kMargin, kTooLow}));
+    expect_schema_valid(run_.out / "results.json");
+}
+
+TEST_F(AbScenarioPressure, TheHogHoldsNode0AtTheMargin) {
+    for (const char* name : {"page-alloc", "altmap"}) {
+        const auto& a = arm(run_.results, name);
+        const auto& hog = a["scenario_steps"][0]["hog"];
+        ASSERT_TRUE(hog.is_object()) << a["scenario_steps"].dump();
+        const auto free = hog["mem_free_bytes"].get<std::uint64_t>();
+        EXPECT_LE(free, kMargin + 512 * 1024) << name;
+        EXPECT_GE(free + 4 * kMiB, kMargin) << name;
+        for (const auto& c : a["cycles"])  // before the first add, reclaim may have given a little back
+            EXPECT_LE(c["scenario"]["node0_free_before_bytes"].get<std::uint64_t>(), kMargin + 16 * kMiB) << name;
+    }
+}
+
+TEST_F(AbScenarioPressure, ClassicAddsTakeFreeMemoryAltmapAddsDoNot) {
+    const auto off = adds_of(arm(run_.results, "page-alloc"));
+    const auto on = adds_of(arm(run_.results, "altmap"));
+    ASSERT_EQ(off.size(), 4u);
+    ASSERT_EQ(on.size(), 4u);
+    for (const auto& a : off) {
+        if (!a["ok"].get<bool>()) {  // a failure is a result: it must say why
+            EXPECT_TRUE(a.contains("errno") || a.contains("error")) << a.dump();
+            continue;
+        }
+        EXPECT_GE(a["free_consumed_bytes"].get<std::uint64_t>(), kMemmapPages * 4096) << a.dump();
+    }
+    for (const auto& a : on) {
+        ASSERT_TRUE(a["ok"].get<bool>()) << a.dump();
+        EXPECT_EQ(a["memmap"]["altmap_pages"], kMemmapPages);
+        EXPECT_LT(a["free_consumed_bytes"].get<std::uint64_t>(), 64 * 1024) << a.dump();
+    }
+    EXPECT_NE(run_.summary.find("### Scenario: pressure"), std::string::npos) << run_.summary;
+    EXPECT_NE(run_.summary.find("With node 0's free memory locked down to each margin"), std::string::npos);
+}
+
+// The OOM kill of the hog is recorded, the run goes on and ends cleanly.
+TEST_F(AbScenarioPressure, SurvivesTheOomKillerTakingTheHog) {
+    ASSERT_EQ(run_.result.exit_code, 0) << run_.result.err;
+    for (const char* name : {"page-alloc", "altmap"}) {
+        const auto& a = arm(run_.results, name);
+        bool killed = false;
+        for (const auto& st : a["scenario_steps"])
+            if (st.value("margin_bytes", std::uint64_t{0}) == kTooLow && st.contains("hog_error")) {
+                EXPECT_NE(st["hog_error"].get<std::string>().find("exited (137"), std::string::npos) << st.dump();
+                killed = true;
+            }
+        EXPECT_TRUE(killed) << name << ": " << a["scenario_steps"].dump();
+        EXPECT_EQ(a["cycles"].size(), 1u) << "the 52M cycle, none at 46M";
+        EXPECT_FALSE(a.contains("error")) << a["error"];
+    }
+    for (const auto& s : run_.results["scenario"]["arms"])
+        EXPECT_EQ(s["unreachable_margins_bytes"], json::array({kTooLow})) << s.dump();
+    EXPECT_NE(run_.summary.find("could not hold node 0 at 46.00 MiB"), std::string::npos) << run_.summary;
+}
+
+}  // namespace
