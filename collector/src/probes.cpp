@@ -122,4 +122,15 @@ std::string HotplugProbes::describe() const {
     return out;
 }
 
+std::vector<std::pair<std::string, int>> HotplugProbes::program_fds() const {
+    std::vector<std::pair<std::string, int>> out;
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel_->obj) {
+        const std::string name = bpf_program__name(prog);
+        for (const auto& st : report_)
+            if (st.program == name && st.attached) out.emplace_back(name, bpf_program__fd(prog));
+    }
+    return out;
+}
+
 }  // namespace memhp::collector

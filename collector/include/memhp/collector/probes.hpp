@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct hotplug;  // the generated skeleton
@@ -43,6 +44,8 @@ public:
     [[nodiscard]] std::uint64_t dropped_events() const;
     // One line per program: "fentry add_memory_resource: attached".
     [[nodiscard]] std::string describe() const;
+    // Attached programs as (name, fd): the exporter reads their run time.
+    [[nodiscard]] std::vector<std::pair<std::string, int>> program_fds() const;
 
 private:
     static int on_record(void* ctx, void* data, std::size_t size);
