@@ -15,6 +15,8 @@ packages=(
 	qemu-system-x86 busybox-static cpio kmod xz-utils zstd socat
 	# memhp ab / compare: statistics (Mann-Whitney U), plots, schema check in tests
 	libalglib-dev gnuplot-nox python3-jsonschema
+	# exporter tests and benchmarks: Prometheus server + promtool, HTTP client, HTTP load (panels render with gnuplot)
+	prometheus curl wrk
 )
 
 missing=()
