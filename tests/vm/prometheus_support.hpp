@@ -176,9 +176,10 @@ inline std::string expand_variables(std::string expr, const std::string& rate_in
     return expr;
 }
 
-// A line chart of `series` (one line each) into `png`, with gnuplot.
+// A line chart of `series` (one line each) into `png`, with gnuplot; values
+// are multiplied by `scale` (e.g. bytes -> MiB) to match `ylabel`.
 inline void render_png(const fs::path& png, const std::string& title, const std::string& ylabel,
-                       const std::vector<std::pair<std::string, Series>>& series, double t0) {
+                       const std::vector<std::pair<std::string, Series>>& series, double t0, double scale = 1) {
     fs::create_directories(png.parent_path());
     const fs::path dat = png.parent_path() / (png.stem().string() + ".dat");
     std::string data, plot;
@@ -187,7 +188,7 @@ inline void render_png(const fs::path& png, const std::string& title, const std:
         bool any = false;
         for (const auto& [t, v] : s.points)
             if (std::isfinite(v)) {
-                data += std::to_string(t - t0) + " " + std::to_string(v) + "\n";
+                data += std::to_string(t - t0) + " " + std::to_string(v * scale) + "\n";
                 any = true;
             }
         if (!any) continue;
@@ -203,7 +204,7 @@ inline void render_png(const fs::path& png, const std::string& title, const std:
     const std::string script = "set terminal pngcairo size 900,420 font 'sans,9'\nset output '" + png.string() +
                                "'\nset title \"" + title + "\"\nset xlabel 'seconds since the exporter started'\n"
                                "set ylabel \"" + ylabel + "\"\nset key outside right top\nset grid\n" +
-                               "set format y '%.3s%c'\n" + plot + "\n";
+                               "set format y '%.4g'\nset yrange [0:*]\n" + plot + "\n";
     write_file(png.parent_path() / (png.stem().string() + ".gp"), script);
     run_checked({"gnuplot", (png.parent_path() / (png.stem().string() + ".gp")).string()},
                 {.timeout = std::chrono::seconds(60)});
