@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "exporter_large_state.hpp"
+#include "memhp/exporter/daemon.hpp"
 #include "memhp/stop.hpp"
 
 namespace {
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
     memhp::install_stop_handlers();
     auto source = std::make_shared<Fixed>();
     auto collectable = std::make_shared<memhp::exporter::MetricsCollectable>(source, source);
-    prometheus::Exposer exposer({"listening_ports", listen, "num_threads", "2"});
+    prometheus::Exposer exposer(memhp::exporter::http_options(memhp::exporter::parse_listen(listen)));
     exposer.RegisterCollectable(collectable);
     std::printf("listening %d\n", exposer.GetListeningPorts().at(0));
     std::fflush(stdout);

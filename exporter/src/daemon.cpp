@@ -63,6 +63,11 @@ ListenAddress parse_listen(const std::string& text) {
     return a;
 }
 
+std::vector<std::string> http_options(const ListenAddress& a) {
+    return {"listening_ports", a.civetweb(), "num_threads", "4", "enable_keep_alive", "yes",
+            "keep_alive_timeout_ms", "5000"};
+}
+
 namespace {
 
 // civetweb says only "null context"; binding the address ourselves tells why.
@@ -97,8 +102,7 @@ std::string bind_failure_reason(const ListenAddress& a) {
 
 std::unique_ptr<prometheus::Exposer> listen_on(const ListenAddress& a) {
     try {
-        return std::make_unique<prometheus::Exposer>(
-            std::vector<std::string>{"listening_ports", a.civetweb(), "num_threads", "2"});
+        return std::make_unique<prometheus::Exposer>(http_options(a));
     } catch (const std::exception&) {
         throw Error("cannot listen on " + a.civetweb() + ": " + bind_failure_reason(a) + " (--listen ADDR:PORT)");
     }

@@ -3,6 +3,7 @@
 // /metrics until SIGINT/SIGTERM. Shared by the memhp-exporter binary.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace memhp::exporter {
 
@@ -22,6 +23,11 @@ struct ListenAddress {
 // "ADDR:PORT" with a numeric IPv4 address or a bracketed IPv6 one; port 0
 // picks a free port. Throws UsageError saying what is wrong.
 [[nodiscard]] ListenAddress parse_listen(const std::string& text);
+
+// The HTTP server's settings: keep-alive (Prometheus reuses its connection;
+// closing after every scrape costs a handshake each time) and 4 worker threads,
+// so a couple of scrapers and a person with curl never wait on each other.
+[[nodiscard]] std::vector<std::string> http_options(const ListenAddress& a);
 
 struct ExporterOptions {
     std::string listen = kDefaultListen;
