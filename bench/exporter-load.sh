@@ -15,7 +15,8 @@ target=$build/bin/memhp_exporter_load_target
 command -v wrk >/dev/null || { echo "memhp: wrk missing: run scripts/install-deps.sh" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+pid=
+trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$target" 127.0.0.1:0 >"$work/target.out" 2>&1 &
 pid=$!
 for _ in $(seq 50); do grep -q '^listening' "$work/target.out" && break; sleep 0.1; done
@@ -33,8 +34,10 @@ timeout $((seconds + 30)) wrk -t2 -c4 -d"${seconds}s" --timeout 5s --latency -s 
 	"http://127.0.0.1:$port/metrics" | tee "$work/wrk.out"
 kill -TERM "$pid"
 wait "$pid" || true
+pid=
 grep -E 'VmHWM|VmRSS' "$work/target.out"
 if grep -qE 'Non-2xx|Socket errors' "$work/wrk.out"; then
 	echo "memhp: wrk reported errors" >&2
 	exit 1
 fi
+exit 0
