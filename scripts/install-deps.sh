@@ -15,6 +15,8 @@ packages=(
 	qemu-system-x86 busybox-static cpio kmod xz-utils zstd socat
 	# memhp ab / compare: statistics (Mann-Whitney U), plots, schema check in tests
 	libalglib-dev gnuplot-nox python3-jsonschema
+	# the patched lab kernel (kernel-patches/build.sh): Debian's source, kernel build tools, pahole for BTF
+	linux-source-6.1 dwarves bc flex bison libssl-dev patch
 )
 
 missing=()
