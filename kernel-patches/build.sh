@@ -151,6 +151,8 @@ if [ $mode = build ] && [ -f "$entry/bzImage" ]; then
 	exit 0
 fi
 
+# ARCH stays the host's (x86; lab.config sets 64BIT): the lab boots x86-64.
+[ "$(uname -m)" = x86_64 ] || die "the lab kernel is x86-64: build it on an x86_64 host"
 for t in make gcc flex bison bc pahole perl patch; do need $t "a kernel build dependency"; done
 [ -f /usr/include/openssl/opensslv.h ] || die "OpenSSL headers are missing (libssl-dev): run scripts/install-deps.sh"
 [ -f /usr/include/libelf.h ] || die "libelf headers are missing (libelf-dev): run scripts/install-deps.sh"
@@ -194,9 +196,9 @@ mkdir -p "$obj" "$entry.partial"
 log=$entry.partial/build.log
 say "configuring: tinyconfig + $(basename "$here")/lab.config"
 {
-	make -C "$src" O="$obj" ARCH=x86_64 tinyconfig &&
+	make -C "$src" O="$obj" tinyconfig &&
 		"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$here/lab.config" &&
-		make -C "$src" O="$obj" ARCH=x86_64 olddefconfig
+		make -C "$src" O="$obj" olddefconfig
 } >"$log" 2>&1 || { tail -20 "$log" >&2; die "configuring failed (log: $log)"; }
 # Every =y of the fragment must survive olddefconfig (a dependency missing
 # would silently drop it).
@@ -205,8 +207,8 @@ missing=$(grep -o '^CONFIG_[A-Z0-9_]*=y' "$here/lab.config" | while read -r o; d
 done)
 [ -z "$missing" ] || die "lab.config options dropped by olddefconfig (unmet dependencies?): $missing"
 
-say "building bzImage with make -j$jobs (from scratch: ~5 min on 2 idle cores; log: $log)"
-make -C "$src" O="$obj" ARCH=x86_64 -j"$jobs" bzImage >>"$log" 2>&1 &
+say "building bzImage with make -j$jobs (a clean build takes ~5 min on 2 idle cores; log: $log)"
+make -C "$src" O="$obj" -j"$jobs" bzImage >>"$log" 2>&1 &
 mk=$!
 trap 'kill $mk 2>/dev/null' EXIT INT TERM
 while kill -0 $mk 2>/dev/null; do
