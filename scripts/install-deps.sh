@@ -17,6 +17,8 @@ packages=(
 	libalglib-dev gnuplot-nox python3-jsonschema
 	# exporter tests and benchmarks: Prometheus server + promtool, HTTP client, HTTP load (panels render with gnuplot)
 	prometheus curl wrk
+	# the patched lab kernel (kernel-patches/build.sh): Debian's source, kernel build tools, pahole for BTF
+	linux-source-6.1 dwarves bc flex bison libssl-dev patch
 )
 
 missing=()
