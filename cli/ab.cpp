@@ -65,7 +65,7 @@ Command add_ab_command(CLI::App& app) {
         "runs memhp's probes in each and interleaved add -> online -> offline -> remove cycles, then writes "
         "results.json, summary.md (per metric: both arms' median and spread, ratio, Mann-Whitney p) and plots.\n"
         "Examples:\n"
-        "  memhp ab                                  # the default comparison, about a minute\n"
+        "  memhp ab                                  # the default comparison, 2-3 minutes under TCG\n"
         "  memhp ab --kernel 6.12 --cycles 30\n"
         "  memhp ab --arm old:kernel=6.1,mmo=on --arm new:kernel=6.12,mmo=on\n"
         "  memhp ab --scale                          # 8 GiB in 128M DIMMs: cost curve in both modes\n"

@@ -151,7 +151,7 @@ Command add_trace_command(CLI::App& app) {
         std::fprintf(stderr,
                      "memhp: attached %zu of %zu probes in %.0f ms; vmemmap populate %s; memmap_on_memory=%s\n%s",
                      attached, probes.attach_report().size(), attach_ms,
-                     probes.populate_direct() ? "timed at vmemmap_populate" : "inferred from __add_pages",
+                     probes.populate_timing().c_str(),
                      param ? trim(*param).c_str() : "absent", probes.describe().c_str());
         std::fflush(stderr);
 

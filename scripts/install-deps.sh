@@ -15,6 +15,10 @@ packages=(
 	qemu-system-x86 busybox-static cpio kmod xz-utils zstd socat
 	# memhp ab / compare: statistics (Mann-Whitney U), plots, schema check in tests
 	libalglib-dev gnuplot-nox python3-jsonschema
+	# exporter tests and benchmarks: Prometheus server + promtool, HTTP client, HTTP load (panels render with gnuplot)
+	prometheus curl wrk
+	# the patched lab kernel (kernel-patches/build.sh): Debian's source, kernel build tools, pahole for BTF
+	linux-source-6.1 dwarves bc flex bison libssl-dev patch
 )
 
 missing=()

@@ -5,9 +5,11 @@
 #include <linux/types.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/tp_probes.hpp"
 
 // clang-format off
 #include "memhp_event.h"
@@ -37,6 +39,23 @@ bool is_required(const std::string& prog) { return prog == "add_entry" || prog =
 
 HotplugProbes::HotplugProbes(Handler handler) : handler_(std::move(handler)) {
     check_bpf_prerequisites();
+
+    // ---- memory_hotplug tracepoint path (kernel-patches/, tp_probes.cpp) ----
+    // A kernel with memhp's trace events gets hotplug_tp.bpf.c instead of
+    // this file's object: every phase is observed directly, nothing inferred.
+    if (const char* forced = std::getenv("MEMHP_PROBES"); !forced || std::string(forced) != "fentry") {
+        btf* kernel_btf = btf__load_vmlinux_btf();
+        const bool has_tp = has_hotplug_tracepoints(kernel_btf);
+        btf__free(kernel_btf);
+        if (has_tp) {
+            tp_ = std::make_unique<TracepointProbes>(report_);
+            populate_direct_ = true;
+            ring_.reset(ring_buffer__new(tp_->events_fd(), &HotplugProbes::on_record, this, nullptr));
+            if (!ring_) throw BpfError(std::string("cannot set up the ring buffer: ") + std::strerror(errno));
+            return;
+        }
+    }
+    // ---- end of the tracepoint path ----
     skel_.reset(hotplug__open());
     if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
 
@@ -111,13 +130,32 @@ int HotplugProbes::on_record(void* ctx, void* data, std::size_t size) {
 int HotplugProbes::poll(int timeout_ms) { return ring_buffer__poll(ring_.get(), timeout_ms); }
 
 std::uint64_t HotplugProbes::dropped_events() const {
+    if (tp_) return tp_->dropped_events();  // tracepoint path
     return __atomic_load_n(&skel_->bss->dropped_events, __ATOMIC_RELAXED);
 }
 
+std::string HotplugProbes::path() const { return tp_ ? "memory_hotplug tracepoints" : "fentry/fexit"; }
+
+std::string HotplugProbes::populate_timing() const {
+    if (tp_) return "timed at the mhp_vmemmap_populate_begin/end events";
+    return populate_direct_ ? "timed at vmemmap_populate" : "inferred from __add_pages";
+}
+
 std::string HotplugProbes::describe() const {
-    std::string out;
+    std::string out = "  path: " + path() + "\n";  // which path is active (tracepoint path)
     for (const auto& st : report_) {
         out += "  " + st.mode + " " + st.target + ": " + (st.attached ? "attached" : "unavailable: " + st.reason) + "\n";
+    }
+    return out;
+}
+
+std::vector<std::pair<std::string, int>> HotplugProbes::program_fds() const {
+    std::vector<std::pair<std::string, int>> out;
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel_->obj) {
+        const std::string name = bpf_program__name(prog);
+        for (const auto& st : report_)
+            if (st.program == name && st.attached) out.emplace_back(name, bpf_program__fd(prog));
     }
     return out;
 }

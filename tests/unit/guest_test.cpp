@@ -191,5 +191,23 @@ TEST(QemuCommand, ExtraAppendWordsComeLast) {
     EXPECT_TRUE(c.ends_with(" memory_hotplug.memmap_on_memory=1 movable_node memhp.debug=1")) << c;
 }
 
+TEST(QemuCommand, NoNetworkByDefault) {
+    const auto argv = command(GuestConfig{});
+    EXPECT_TRUE(values_of(argv, "-netdev").empty());
+    EXPECT_THAT(value_of(argv, "-append"), Not(HasSubstr("memhp.net")));
+}
+
+TEST(QemuCommand, TcpForwardsBindToHostLoopback) {
+    GuestConfig cfg;
+    cfg.tcp_forwards = {{18080, 10466}, {18081, 22}};
+    const auto argv = command(cfg);
+    EXPECT_EQ(value_of(argv, "-netdev"),
+              "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:18080-:10466,hostfwd=tcp:127.0.0.1:18081-:22");
+    EXPECT_THAT(values_of(argv, "-device"), Contains("virtio-net-pci,netdev=net0"));
+    EXPECT_THAT(value_of(argv, "-append"), HasSubstr(" memhp.net=1"));
+    cfg.tcp_forwards = {{0, 10466}};
+    EXPECT_THROW(validate(cfg), UsageError);
+}
+
 }  // namespace
 }  // namespace memhp::lab

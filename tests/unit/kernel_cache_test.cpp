@@ -118,5 +118,81 @@ TEST(KernelCache, MissingImageIsAUsageError) {
     EXPECT_THROW((void)cache.ensure("no-such-kernel"), UsageError);
 }
 
+// ---- --kernel patched (kernel-patches/build.sh) ------------------------------
+
+TEST(ClassifyKernelSpec, PatchedIsItsOwnKind) { expect_request("patched", Kind::Patched, "patched"); }
+
+TEST(PatchedKernelEntry, ReadsVersionAndRelease) {
+    auto k = patched_kernel_entry("/c/patched-kernel/6.1.192-2-abc",
+                                  "source linux-source-6.1 6.1.192-2\nrelease 6.1.192\nseries a.patch\n");
+    EXPECT_EQ(k.version, "6.1.192-2");
+    EXPECT_EQ(k.release, "6.1.192");
+    EXPECT_EQ(k.vmlinuz, fs::path("/c/patched-kernel/6.1.192-2-abc/bzImage"));
+    EXPECT_EQ(k.config, fs::path("/c/patched-kernel/6.1.192-2-abc/config"));
+    EXPECT_TRUE(k.modules_dir.empty()) << "everything is built in: no modules to load";
+}
+
+// A stand-in for kernel-patches/build.sh with the same interface.
+class PatchedKernel : public ::testing::Test {
+protected:
+    void SetUp() override {
+        entry_ = dir_.path() / "entry";
+        ::setenv("MEMHP_KERNEL_PATCHES", dir_.path().c_str(), 1);
+    }
+    void TearDown() override { ::unsetenv("MEMHP_KERNEL_PATCHES"); }
+    void script(const std::string& build_body) {
+        write_file(dir_.path() / "build.sh",
+                   "entry=" + entry_.string() + "\n"
+                   "if [ \"$1\" = --print-dir ]; then echo $entry; [ -f $entry/bzImage ] && exit 0 || exit 3; fi\n" +
+                       build_body);
+    }
+    TempDir dir_;
+    fs::path entry_;
+};
+
+TEST_F(PatchedKernel, BuildsOnceWithProgressThenUsesTheCache) {
+    script("echo 'memhp-kernel: applying 0001.patch' >&2\n"
+           "echo 'make noise that is not progress' >&2\n"
+           "mkdir -p $entry && echo img > $entry/bzImage && echo y > $entry/config\n"
+           "printf 'source linux-source-6.1 6.1.192-2\\nrelease 6.1.192\\n' > $entry/memhp-kernel.txt\n"
+           "echo $entry\n");
+    std::vector<std::string> progress;
+    KernelCache cache(dir_.path() / "cache", [&](const std::string& s) { progress.push_back(s); });
+    auto k = cache.ensure("patched");
+    EXPECT_EQ(k.vmlinuz, entry_ / "bzImage");
+    EXPECT_EQ(k.release, "6.1.192");
+    EXPECT_EQ(k.spec, "patched");
+    ASSERT_EQ(progress.size(), 2u);
+    EXPECT_THAT(progress[0], HasSubstr("building the patched kernel"));
+    EXPECT_EQ(progress[1], "applying 0001.patch");
+
+    progress.clear();
+    auto again = cache.ensure("patched");
+    EXPECT_EQ(again.vmlinuz, k.vmlinuz);
+    EXPECT_TRUE(progress.empty()) << "cached: no build";
+}
+
+TEST_F(PatchedKernel, FailedBuildSaysWhy) {
+    script("echo 'memhp-kernel: error: the kernel build failed (log: /x/build.log)' >&2; exit 1\n");
+    KernelCache cache(dir_.path() / "cache");
+    try {
+        (void)cache.ensure("patched");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("building the patched kernel failed"));
+        EXPECT_THAT(e.what(), HasSubstr("/x/build.log"));
+    }
+}
+
+TEST_F(PatchedKernel, MissingScriptNamesTheFix) {
+    KernelCache cache(dir_.path() / "cache");
+    try {
+        (void)cache.ensure("patched");
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("MEMHP_KERNEL_PATCHES"));
+    }
+}
+
 }  // namespace
 }  // namespace memhp::lab

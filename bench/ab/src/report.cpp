@@ -285,10 +285,12 @@ std::string summary_markdown(const json& results, const CompareOptions& opts) {
         md << "Each cycle hot-adds " << o.value("dimms", 1) << " × " << format_value(o.value("dimm_bytes", 0.0), "bytes")
            << " on node " << o.value("node", 1) << ", onlines it (" << o.value("zone", std::string("movable"))
            << "), offlines and removes it; arms interleaved over " << o.value("cycles", 0) << " rounds.\n\n";
-    md << "| arm | kernel | memmap_on_memory | boot | probes | cycles ok | failed |\n|---|---|---|---:|---|---:|---:|\n";
+    md << "| arm | kernel | memmap_on_memory | boot | probes | " << (o.value("mode", "cycles") == "scale" ? "steps" : "cycles")
+       << " ok | failed |\n|---|---|---|---:|---|---:|---:|\n";
     for (const auto& a : results["arms"]) {
         int ok = 0, bad = 0;
         for (const auto& c : a["cycles"]) (c.value("ok", false) ? ok : bad)++;
+        for (const auto& c : a.value("scale", json::array())) (c.value("ok", false) ? ok : bad)++;
         const auto g = a.value("guest", json::object());
         char boot[32];
         std::snprintf(boot, sizeof boot, "%.1f s", g.value("boot_s", 0.0));

@@ -31,6 +31,20 @@ while read -r m; do
 	insmod "/lib/modules/$m" || fail "insmod $m failed"
 done </modules.list
 
+# Networking only when asked (memhp.net=1): QEMU user networking, guest
+# address 10.0.2.15, reachable from the host through forwarded ports.
+if [ "$(arg net)" = 1 ]; then
+	echo "memhp-init: bringing up the network"
+	while read -r m; do
+		[ -n "$m" ] || continue
+		insmod "/lib/modules/$m" || fail "insmod $m failed"
+	done </modules.net.list
+	ip link set lo up || fail "cannot bring up lo"
+	ip link set eth0 up || fail "no eth0: is the virtio-net device there?"
+	ip addr add 10.0.2.15/24 dev eth0 || fail "cannot address eth0"
+	ip route add default via 10.0.2.2 2>/dev/null
+fi
+
 mkdir -p /lower /rw /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /lower ||
 	fail "cannot mount the host root over 9p (is -virtfs mount_tag=hostroot given?)"

@@ -41,12 +41,15 @@ void validate(const GuestConfig& cfg) {
         throw UsageError("--maxmem (" + format_size_exact(cfg.maxmem) + ") must exceed the boot memory (" +
                          format_size_exact(boot) + ") to leave room for hot-add");
     if (cfg.boot_timeout.count() <= 0) throw UsageError("--boot-timeout must be positive");
+    for (const auto& f : cfg.tcp_forwards)
+        if (f.host_port == 0 || f.guest_port == 0) throw UsageError("a TCP forward needs a host and a guest port");
 }
 
 std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const fs::path& cwd) {
     std::string c = "console=ttyS0 panic=-1 oops=panic memhp.agent=" + agent.string() +
                     " memhp.cwd=" + cwd.string();
     if (cfg.memmap_on_memory) c += std::string(" memory_hotplug.memmap_on_memory=") + (*cfg.memmap_on_memory ? "1" : "0");
+    if (!cfg.tcp_forwards.empty()) c += " memhp.net=1";
     for (const auto& a : cfg.append) c += " " + a;
     return c;
 }
@@ -87,6 +90,14 @@ std::vector<std::string> qemu_command(const GuestConfig& cfg, const fs::path& vm
         // A second QMP socket for a person poking at a --keep guest.
         "-qmp", "unix:" + (run_dir / "qmp-user.sock").string() + ",server=on,wait=off",
     });
+    if (!cfg.tcp_forwards.empty()) {
+        // User networking bound to the host's loopback only; restrict=on cuts
+        // the guest off from everything but the forwarded ports.
+        std::string netdev = "user,id=net0,restrict=on";
+        for (const auto& f : cfg.tcp_forwards)
+            netdev += ",hostfwd=tcp:127.0.0.1:" + std::to_string(f.host_port) + "-:" + std::to_string(f.guest_port);
+        a.insert(a.end(), {"-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"});
+    }
     return a;
 }
 

@@ -1,5 +1,6 @@
 #include "memhp/lab/initramfs.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
@@ -91,14 +92,18 @@ fs::path ensure_initramfs(const KernelImage& kernel, const fs::path& cache_root,
     if (!fs::exists(busybox))
         throw Error(busybox.string() + " is missing: install busybox-static (scripts/install-deps.sh does)");
     std::vector<std::string> modules;
+    std::vector<std::string> net_modules;  // not already in `modules`
     if (!kernel.modules_dir.empty()) {
-        modules = resolve_module_load_order(read_file(kernel.modules_dir / "modules.dep"),
-                                            try_read_file(kernel.modules_dir / "modules.builtin").value_or(""),
-                                            kGuestModules);
+        const auto dep = read_file(kernel.modules_dir / "modules.dep");
+        const auto builtin = try_read_file(kernel.modules_dir / "modules.builtin").value_or("");
+        modules = resolve_module_load_order(dep, builtin, kGuestModules);
+        for (const auto& m : resolve_module_load_order(dep, builtin, kGuestNetModules))
+            if (std::find(modules.begin(), modules.end(), m) == modules.end()) net_modules.push_back(m);
     }
     std::string key_material = std::string(embedded::guest_init) + "\n" + kernel.release + "\n" +
                                kernel.vmlinuz.string() + "\n" + std::to_string(fs::file_size(busybox));
     for (const auto& m : modules) key_material += m + "\n";
+    for (const auto& m : net_modules) key_material += "net " + m + "\n";
     const fs::path dir = cache_root / "initramfs";
     fs::create_directories(dir);
     const fs::path out = dir / ("initramfs-" + kernel.release + "-" + hex64(fnv1a(key_material)) + ".cpio");
@@ -114,14 +119,18 @@ fs::path ensure_initramfs(const KernelImage& kernel, const fs::path& cache_root,
     write_file(root / "init", embedded::guest_init);
     fs::permissions(root / "init", fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                        fs::perms::others_read | fs::perms::others_exec);
-    std::string list;
-    for (const auto& m : modules) {
-        std::string base = fs::path(m).filename().string();
-        base = base.substr(0, base.find(".ko")) + ".ko";
-        install_module(kernel.modules_dir / m, root / "lib" / "modules" / base);
-        list += base + "\n";
-    }
-    write_file(root / "modules.list", list);
+    auto install_list = [&](const std::vector<std::string>& mods, const char* list_name) {
+        std::string list;
+        for (const auto& m : mods) {
+            std::string base = fs::path(m).filename().string();
+            base = base.substr(0, base.find(".ko")) + ".ko";
+            install_module(kernel.modules_dir / m, root / "lib" / "modules" / base);
+            list += base + "\n";
+        }
+        write_file(root / list_name, list);
+    };
+    install_list(modules, "modules.list");
+    install_list(net_modules, "modules.net.list");
 
     std::string files;
     for (const auto& ent : fs::recursive_directory_iterator(root))

@@ -7,20 +7,24 @@
 #include "memhp/error.hpp"
 #include "memhp/files.hpp"
 #include "memhp/process.hpp"
+#include "memhp/stop.hpp"
 
 namespace memhp::lab {
 
 KernelRequest classify_kernel_spec(std::string_view spec_view) {
     std::string spec(spec_view);
-    if (spec.empty()) throw UsageError("--kernel is empty: use 6.1, 6.12, a linux-image-* package or a bzImage path");
+    if (spec.empty())
+        throw UsageError("--kernel is empty: use 6.1, 6.12, patched, a linux-image-* package or a bzImage path");
     if (spec == "6.1" || spec == "default") return {KernelRequest::Kind::MetaPackage, "linux-image-amd64"};
+    if (spec == "patched") return {KernelRequest::Kind::Patched, spec};
     static const std::regex series(R"(^(\d+)\.(\d+)$)");
     if (std::regex_match(spec, series)) return {KernelRequest::Kind::MetaPackage, "linux-image-" + spec + "-amd64"};
     static const std::regex pkg(R"(^linux-image-[a-z0-9.+~-]+$)");
     if (std::regex_match(spec, pkg)) return {KernelRequest::Kind::Package, spec};
     if (spec.find('/') != std::string::npos || fs::exists(spec)) return {KernelRequest::Kind::File, spec};
     throw UsageError("unknown kernel '" + spec +
-                     "': use 6.1 (Debian 12's default), 6.12, a Debian package name such as "
+                     "': use 6.1 (Debian 12's default), 6.12, patched (6.1 with memhp's kernel-patches/), "
+                     "a Debian package name such as "
                      "linux-image-6.1.0-56-amd64, or the path of a bzImage");
 }
 
@@ -149,9 +153,83 @@ KernelImage KernelCache::load_entry(const std::string& spec, const std::string& 
     return k;
 }
 
+fs::path patched_kernel_script() {
+    if (const char* d = std::getenv("MEMHP_KERNEL_PATCHES"); d && *d) return fs::path(d) / "build.sh";
+    return fs::path(MEMHP_SOURCE_DIR) / "kernel-patches" / "build.sh";
+}
+
+KernelImage patched_kernel_entry(const fs::path& entry, std::string_view meta) {
+    KernelImage k;
+    k.spec = "patched";
+    k.vmlinuz = entry / "bzImage";
+    k.config = entry / "config";
+    std::istringstream in{std::string(meta)};
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream words(line);
+        std::string key, a, b;
+        words >> key >> a >> b;
+        if (key == "source") k.version = b;  // "source linux-source-6.1 6.1.192-2"
+        if (key == "release") k.release = a;
+    }
+    if (k.release.empty()) k.release = "patched";
+    return k;
+}
+
+// Builds (once) the kernel of kernel-patches/ through its build.sh, which
+// caches it outside the repo; its progress is passed on as it comes.
+KernelImage KernelCache::ensure_patched(const std::string& spec) {
+    const fs::path script = patched_kernel_script();
+    if (!fs::exists(script))
+        throw Error(script.string() + " is missing: --kernel patched needs memhp's source tree (or set "
+                    "MEMHP_KERNEL_PATCHES to its kernel-patches folder)");
+    auto where = run({"bash", script.string(), "--print-dir"}, {.timeout = std::chrono::minutes(1)});
+    const fs::path entry = trim(where.out);
+    if (entry.empty() || (where.exit_code != 0 && where.exit_code != 3))
+        throw Error(script.string() + " --print-dir failed: " + last_lines(where.err, 3));
+    if (where.exit_code == 3) {
+        if (progress_)
+            progress_("building the patched kernel (kernel-patches/, about 5 min on 2 idle cores; once per "
+                      "version of the patches)");
+        TempDir tmp("memhp-kbuild");
+        const fs::path log = tmp.path() / "build.out";
+        auto child = ChildProcess::spawn({"bash", script.string()}, log);
+        std::size_t shown = 0;
+        auto pass_on = [&] {
+            auto text = try_read_file(log).value_or("");
+            if (text.size() <= shown) return;
+            auto end = text.rfind('\n');
+            if (end == std::string::npos || end < shown) return;
+            std::istringstream lines(text.substr(shown, end + 1 - shown));
+            shown = end + 1;
+            for (std::string l; std::getline(lines, l);)
+                if (progress_ && l.starts_with("memhp-kernel: ")) progress_(l.substr(14));
+        };
+        while (!child.wait_for(std::chrono::seconds(1))) {
+            pass_on();
+            if (stop_requested()) {
+                child.terminate();
+                throw Interrupted();
+            }
+        }
+        pass_on();
+        if (child.exit_code().value_or(-1) != 0)
+            throw Error("building the patched kernel failed (" + script.string() + "):\n" +
+                        last_lines(try_read_file(log).value_or(""), 12));
+    }
+    auto meta = try_read_file(entry / "memhp-kernel.txt");
+    if (!meta || !fs::exists(entry / "bzImage"))
+        throw Error("the patched kernel's cache entry " + entry.string() + " is incomplete: run " + script.string() +
+                    " --force");
+    KernelImage k = patched_kernel_entry(entry, *meta);
+    k.spec = spec;
+    return k;
+}
+
 KernelImage KernelCache::ensure(std::string_view spec_view) {
     const std::string spec(spec_view);
     auto req = classify_kernel_spec(spec);
+    if (req.kind == KernelRequest::Kind::Patched) return ensure_patched(spec);
     if (req.kind == KernelRequest::Kind::File) {
         if (!fs::is_regular_file(req.name))
             throw UsageError("kernel image " + req.name + " does not exist or is not a file");

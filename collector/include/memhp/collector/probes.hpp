@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct hotplug;  // the generated skeleton
@@ -14,6 +15,8 @@ struct bpf_link;
 struct ring_buffer;
 
 namespace memhp::collector {
+
+class TracepointProbes;  // tp_probes.hpp
 
 struct AttachStatus {
     std::string program;  // BPF program name
@@ -43,6 +46,14 @@ public:
     [[nodiscard]] std::uint64_t dropped_events() const;
     // One line per program: "fentry add_memory_resource: attached".
     [[nodiscard]] std::string describe() const;
+    // Attached programs as (name, fd): the exporter reads their run time.
+    [[nodiscard]] std::vector<std::pair<std::string, int>> program_fds() const;
+    // Which probe path is active: "memory_hotplug tracepoints" when the
+    // kernel has kernel-patches/' events (MEMHP_PROBES=fentry forces the
+    // fentry path), else "fentry/fexit".
+    [[nodiscard]] std::string path() const;
+    // How vmemmap population is timed, for the attach message.
+    [[nodiscard]] std::string populate_timing() const;
 
 private:
     static int on_record(void* ctx, void* data, std::size_t size);
@@ -61,6 +72,7 @@ private:
     std::unique_ptr<ring_buffer, RingDeleter> ring_;
     std::vector<AttachStatus> report_;
     bool populate_direct_ = false;
+    std::unique_ptr<TracepointProbes> tp_;  // set when the tracepoint path is active
 };
 
 }  // namespace memhp::collector

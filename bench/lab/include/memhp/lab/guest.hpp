@@ -22,6 +22,12 @@
 
 namespace memhp::lab {
 
+// A guest TCP port reachable from the host at 127.0.0.1:host_port.
+struct PortForward {
+    std::uint16_t host_port = 0;
+    std::uint16_t guest_port = 0;
+};
+
 struct GuestConfig {
     std::string kernel = "6.1";                  // see classify_kernel_spec()
     std::optional<bool> memmap_on_memory;        // memory_hotplug.memmap_on_memory=; unset: kernel default
@@ -36,6 +42,10 @@ struct GuestConfig {
     std::string qemu = "qemu-system-x86_64";
     std::filesystem::path agent;                 // default: memhp-agent beside the running binary
     bool auto_online = false;                    // false: the lab onlines blocks itself
+    // Non-empty: a virtio-net NIC on QEMU user networking (restrict=on: no
+    // way out) with these forwards, and the guest brings up lo and eth0
+    // (10.0.2.15/24). Empty: no network at all, as before.
+    std::vector<PortForward> tcp_forwards;
 };
 
 // Throws UsageError for an impossible configuration.

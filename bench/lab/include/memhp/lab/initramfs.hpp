@@ -15,6 +15,8 @@ namespace memhp::lab {
 // Built-in ones (modules.builtin) are skipped.
 inline const std::vector<std::string> kGuestModules = {"virtio_pci", "virtio_console", "9pnet_virtio", "9p",
                                                        "overlay"};
+// Loaded only when the guest is asked for networking (memhp.net=1).
+inline const std::vector<std::string> kGuestNetModules = {"virtio_net"};
 
 // Module name as the kernel sees it: basename without .ko[.xz|.zst|.gz], '-' -> '_'.
 [[nodiscard]] std::string module_name(std::string_view path);

@@ -27,14 +27,15 @@ struct KernelImage {
 
 // How a --kernel value is to be resolved.
 struct KernelRequest {
-    enum class Kind { MetaPackage, Package, File };
+    enum class Kind { MetaPackage, Package, File, Patched };
     Kind kind;
     std::string name;  // the meta package, the package, or the path
 };
 
 // "6.1" -> meta linux-image-amd64 (bookworm's default kernel);
 // "6.12" -> meta linux-image-6.12-amd64; "linux-image-..." -> that package;
-// an existing file or anything with a '/' -> File. Throws UsageError otherwise.
+// an existing file or anything with a '/' -> File; "patched" -> Patched (the
+// kernel built from kernel-patches/). Throws UsageError otherwise.
 [[nodiscard]] KernelRequest classify_kernel_spec(std::string_view spec);
 
 // The first "Depends: linux-image-..." of `apt-cache depends` output.
@@ -42,6 +43,14 @@ struct KernelRequest {
 
 // The release (uname -r) from an unpacked package's boot/vmlinuz-<release>.
 [[nodiscard]] std::optional<std::string> release_from_boot_dir(const fs::path& boot_dir);
+
+// kernel-patches/build.sh: $MEMHP_KERNEL_PATCHES/build.sh if set, else the
+// source tree's (the lab runs from the build tree).
+[[nodiscard]] fs::path patched_kernel_script();
+
+// A patched-kernel cache entry's memhp-kernel.txt ("source linux-source-6.1
+// 6.1.192-2", "release 6.1.192", ...) as a KernelImage rooted at `entry`.
+[[nodiscard]] KernelImage patched_kernel_entry(const fs::path& entry, std::string_view meta);
 
 class KernelCache {
 public:
@@ -53,6 +62,7 @@ public:
     [[nodiscard]] fs::path entry_dir(const std::string& package) const;
 
 private:
+    KernelImage ensure_patched(const std::string& spec);
     std::string resolve_meta(const std::string& meta);
     KernelImage load_entry(const std::string& spec, const std::string& package);
     void fetch(const std::string& package);

@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: GPL-2.0
+/* memhp's hot-plug probes on the memory_hotplug trace events that
+ * kernel-patches/ adds to the kernel.
+ *
+ * The loader picks this object instead of hotplug.bpf.c when the running
+ * kernel's BTF has btf_trace_mhp_add_memory_begin. It sends the very records
+ * hotplug.bpf.c sends (memhp_event.h), so the aggregator cannot tell the two
+ * apart, except that every populate record here is timed at the section's
+ * own begin/end events (MEMHP_F_POPULATE_DIRECT): nothing is inferred.
+ *
+ * The page counts still come from kmem:mm_page_alloc/mm_page_free, as in
+ * hotplug.bpf.c: the memmap that remove gives back has no memory_hotplug
+ * event, and counting both sides the same way keeps the paths comparable.
+ * mhp_memmap_alloc adds what only it knows: a huge memmap block that could
+ * not be allocated, after which the vmemmap falls back to base pages.
+ *
+ * The per-task operation helpers mirror hotplug.bpf.c's (kept separate so
+ * the two objects can change independently).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "memhp_event.h"
+
+#define MAX_OPS 1024
+
+/* enum mhp_memmap_source of include/trace/events/memory_hotplug.h; the
+ * committed vmlinux.h comes from an unpatched kernel and lacks it. */
+#define MHP_MEMMAP_ALTMAP 0
+#define MHP_MEMMAP_PAGE_ALLOC 1
+#define MHP_MEMMAP_BASE_PAGES 2
+
+struct op {
+	__u64 id;
+	__u64 t0;
+	__u64 populate_t0;
+	__u32 type;
+	__s32 nid;
+	__u64 start_pfn;
+	__u64 nr_pages;
+	__u64 mhp_flags;
+	__u64 altmap_pages;
+	__u64 vmemmap_pages;
+	__u32 flags;
+	__u32 _pad;
+	char zone[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_OPS);
+	__type(key, __u32); /* tid */
+	__type(value, struct op);
+} ops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+volatile __u32 inflight = 0;
+__u64 next_op_id = 0;
+__u64 dropped_events = 0;
+/* mhp_memmap_alloc events seen during adds, and failed ones among them */
+__u64 memmap_blocks = 0;
+__u64 memmap_alloc_failures = 0;
+
+static __always_inline __u32 tid(void)
+{
+	return (__u32)bpf_get_current_pid_tgid();
+}
+
+static __always_inline struct op *op_start(__u32 type)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (o)
+		return 0; /* another op in flight on this task: keep it */
+	struct op fresh = {};
+	fresh.id = __sync_fetch_and_add(&next_op_id, 1) + 1;
+	fresh.t0 = bpf_ktime_get_ns();
+	fresh.type = type;
+	fresh.nid = -1;
+	if (bpf_map_update_elem(&ops, &t, &fresh, BPF_NOEXIST))
+		return 0;
+	__sync_fetch_and_add(&inflight, 1);
+	return bpf_map_lookup_elem(&ops, &t);
+}
+
+static __always_inline struct op *op_current(__u32 type)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (!o || o->type != type)
+		return 0;
+	return o;
+}
+
+static __always_inline void op_drop(void)
+{
+	__u32 t = tid();
+	if (bpf_map_delete_elem(&ops, &t) == 0)
+		__sync_fetch_and_sub(&inflight, 1);
+}
+
+static __always_inline struct memhp_event *reserve(void)
+{
+	struct memhp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&dropped_events, 1);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	return e;
+}
+
+static __always_inline void op_finish(struct op *o, int ret)
+{
+	struct memhp_event *e = reserve();
+	if (e) {
+		e->type = o->type;
+		e->tid = tid();
+		e->op_id = o->id;
+		e->ts_ns = bpf_ktime_get_ns();
+		e->duration_ns = e->ts_ns - o->t0;
+		e->nid = o->nid;
+		e->ret = ret;
+		e->start_pfn = o->start_pfn;
+		e->nr_pages = o->nr_pages;
+		e->mhp_flags = o->mhp_flags;
+		e->altmap_pages = o->altmap_pages;
+		e->vmemmap_pages = o->vmemmap_pages;
+		e->flags = o->flags;
+		e->caller = MEMHP_CALLER_ADD_MEMORY;
+		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
+		bpf_ringbuf_submit(e, 0);
+	}
+	op_drop();
+}
+
+/* ---- add ---------------------------------------------------------------- */
+
+SEC("tp_btf/mhp_add_memory_begin")
+int BPF_PROG(add_begin, int nid, u64 start, u64 size, int mhp_flags)
+{
+	struct op *o = op_start(MEMHP_EV_ADD);
+	if (!o)
+		return 0;
+	o->nid = nid; /* a memory group id for ACPI DIMMs: add_end has the node */
+	o->start_pfn = start >> 12;
+	o->nr_pages = size >> 12;
+	o->mhp_flags = (__u32)mhp_flags;
+	return 0;
+}
+
+SEC("tp_btf/mhp_add_memory_end")
+int BPF_PROG(add_end, int nid, u64 start, u64 size, int mhp_flags, struct vmem_altmap *altmap, int ret)
+{
+	struct op *o = op_current(MEMHP_EV_ADD);
+	if (!o)
+		return 0;
+	o->nid = nid;
+	if (altmap) {
+		o->flags |= MEMHP_F_ALTMAP;
+		o->altmap_pages = BPF_CORE_READ(altmap, alloc);
+	}
+	op_finish(o, ret);
+	return 0;
+}
+
+/* ---- vmemmap population, per section -------------------------------------- */
+
+SEC("tp_btf/mhp_vmemmap_populate_begin")
+int BPF_PROG(populate_begin)
+{
+	struct op *o = op_current(MEMHP_EV_ADD);
+	if (o)
+		o->populate_t0 = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tp_btf/mhp_vmemmap_populate_end")
+int BPF_PROG(populate_end, unsigned long pfn, unsigned long nr_pages, int nid, struct vmem_altmap *altmap, int ret)
+{
+	struct op *o = op_current(MEMHP_EV_ADD);
+	if (!o || !o->populate_t0)
+		return 0;
+	struct memhp_event *e = reserve();
+	if (!e)
+		return 0;
+	e->type = MEMHP_EV_POPULATE;
+	e->tid = tid();
+	e->op_id = o->id;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->duration_ns = e->ts_ns - o->populate_t0;
+	e->nid = nid;
+	e->ret = ret;
+	e->start_pfn = pfn;
+	e->nr_pages = nr_pages;
+	e->flags = (altmap ? MEMHP_F_ALTMAP : 0) | MEMHP_F_POPULATE_DIRECT;
+	bpf_ringbuf_submit(e, 0);
+	o->populate_t0 = 0;
+	return 0;
+}
+
+SEC("tp_btf/mhp_memmap_alloc")
+int BPF_PROG(memmap_alloc, unsigned long pfn, unsigned long nr_pages, int nid, int actual_nid, int source)
+{
+	if (!op_current(MEMHP_EV_ADD))
+		return 0;
+	__sync_fetch_and_add(&memmap_blocks, 1);
+	if (actual_nid < 0 && source != MHP_MEMMAP_ALTMAP)
+		__sync_fetch_and_add(&memmap_alloc_failures, 1);
+	return 0;
+}
+
+/* ---- page allocator (as in hotplug.bpf.c) ---------------------------------- */
+
+extern const void vmemmap_base __ksym;
+
+static __always_inline __u64 vmemmap_to_pfn(unsigned long addr)
+{
+	unsigned long base = 0;
+	bpf_probe_read_kernel(&base, sizeof(base), &vmemmap_base);
+	return (addr - base) / bpf_core_type_size(struct page);
+}
+
+static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsigned int order, gfp_t gfp)
+{
+	if (!inflight)
+		return 0;
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (!o)
+		return 0;
+	struct memhp_event *e = reserve();
+	if (!e)
+		return 0;
+	e->type = type;
+	e->tid = t;
+	e->op_id = o->id;
+	e->op_type = o->type;
+	e->ts_ns = bpf_ktime_get_ns();
+	unsigned long page_addr = 0;
+	bpf_probe_read_kernel(&page_addr, sizeof(page_addr), &ctx[0]);
+	e->pfn = vmemmap_to_pfn(page_addr);
+	e->order = order;
+	e->gfp = gfp;
+	e->nid = o->nid;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/mm_page_alloc")
+int BPF_PROG(page_alloc, struct page *page, unsigned int order, gfp_t gfp_flags, int migratetype)
+{
+	return page_event(MEMHP_EV_PAGE_ALLOC, ctx, order, gfp_flags);
+}
+
+SEC("tp_btf/mm_page_free")
+int BPF_PROG(page_free, struct page *page, unsigned int order)
+{
+	return page_event(MEMHP_EV_PAGE_FREE, ctx, order, 0);
+}
+
+/* ---- online / offline, per memory block ------------------------------------ */
+
+static __always_inline void block_begin(__u32 type, struct zone *zone, unsigned long start_pfn,
+					unsigned long nr_pages, unsigned long nr_vmemmap_pages)
+{
+	struct op *o = op_start(type);
+	if (!o)
+		return;
+	o->start_pfn = start_pfn;
+	o->nr_pages = nr_pages;
+	o->vmemmap_pages = nr_vmemmap_pages;
+	bpf_probe_read_kernel_str(o->zone, sizeof(o->zone), BPF_CORE_READ(zone, name));
+	o->nid = BPF_CORE_READ(zone, zone_pgdat, node_id);
+}
+
+static __always_inline void block_end(__u32 type, int ret)
+{
+	struct op *o = op_current(type);
+	if (o)
+		op_finish(o, ret);
+}
+
+SEC("tp_btf/mhp_online_begin")
+int BPF_PROG(online_begin, struct zone *zone, unsigned long start_pfn, unsigned long nr_pages,
+	     unsigned long nr_vmemmap_pages)
+{
+	block_begin(MEMHP_EV_ONLINE, zone, start_pfn, nr_pages, nr_vmemmap_pages);
+	return 0;
+}
+
+SEC("tp_btf/mhp_online_end")
+int BPF_PROG(online_end, struct zone *zone, unsigned long start_pfn, unsigned long nr_pages,
+	     unsigned long nr_vmemmap_pages, int ret)
+{
+	block_end(MEMHP_EV_ONLINE, ret);
+	return 0;
+}
+
+SEC("tp_btf/mhp_offline_begin")
+int BPF_PROG(offline_begin, struct zone *zone, unsigned long start_pfn, unsigned long nr_pages,
+	     unsigned long nr_vmemmap_pages)
+{
+	block_begin(MEMHP_EV_OFFLINE, zone, start_pfn, nr_pages, nr_vmemmap_pages);
+	return 0;
+}
+
+SEC("tp_btf/mhp_offline_end")
+int BPF_PROG(offline_end, struct zone *zone, unsigned long start_pfn, unsigned long nr_pages,
+	     unsigned long nr_vmemmap_pages, int ret)
+{
+	block_end(MEMHP_EV_OFFLINE, ret);
+	return 0;
+}
+
+/* ---- remove -------------------------------------------------------------- */
+
+SEC("tp_btf/mhp_remove_memory_begin")
+int BPF_PROG(remove_begin, u64 start, u64 size)
+{
+	struct op *o = op_start(MEMHP_EV_REMOVE);
+	if (o) {
+		o->start_pfn = start >> 12;
+		o->nr_pages = size >> 12;
+	}
+	return 0;
+}
+
+SEC("tp_btf/mhp_remove_memory_end")
+int BPF_PROG(remove_end, int nid, u64 start, u64 size, struct vmem_altmap *altmap, int ret)
+{
+	struct op *o = op_current(MEMHP_EV_REMOVE);
+	if (!o)
+		return 0;
+	o->nid = nid;
+	if (altmap) {
+		o->flags |= MEMHP_F_ALTMAP;
+		o->altmap_pages = BPF_CORE_READ(altmap, alloc);
+	}
+	op_finish(o, ret);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,75 @@
+#include "memhp/collector/tp_probes.hpp"
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <linux/types.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "memhp/collector/bpf_support.hpp"
+
+// clang-format off
+#include "memhp_event.h"
+#include "hotplug_tp.skel.h"
+// clang-format on
+
+namespace memhp::collector {
+
+void TracepointProbes::SkelDeleter::operator()(hotplug_tp* s) const { hotplug_tp__destroy(s); }
+void TracepointProbes::LinkDeleter::operator()(bpf_link* l) const { bpf_link__destroy(l); }
+
+std::string btf_trace_type(const std::string& event) { return "btf_trace_" + event; }
+
+bool has_hotplug_tracepoints(const btf* vmlinux_btf) {
+    return vmlinux_btf &&
+           btf__find_by_name_kind(vmlinux_btf, btf_trace_type("mhp_add_memory_begin").c_str(), BTF_KIND_TYPEDEF) >= 0;
+}
+
+TracepointProbes::TracepointProbes(std::vector<AttachStatus>& report) {
+    skel_.reset(hotplug_tp__open());
+    if (!skel_) throw BpfError(std::string("cannot open the tracepoint BPF object: ") + std::strerror(errno));
+    clear_libbpf_log();
+    if (int err = hotplug_tp__load(skel_.get()))
+        throw BpfError("cannot load memhp's memory_hotplug tracepoint programs: " + std::string(std::strerror(-err)) +
+                       (err == -EPERM ? " (run as root, or with CAP_BPF and CAP_PERFMON)" : "") +
+                       "\nlibbpf said:\n" + libbpf_log_tail(12));
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel_->obj) {
+        AttachStatus st;
+        st.program = bpf_program__name(prog);
+        st.mode = "tp_btf";
+        std::string sec = bpf_program__section_name(prog);
+        st.target = sec.substr(sec.find('/') + 1);
+        st.required = true;
+        bpf_link* link = bpf_program__attach(prog);
+        if (!link) {
+            const int err = errno;
+            throw BpfError("cannot attach tp_btf " + st.target + ": " + std::strerror(err) +
+                           ". The kernel has memhp's memory_hotplug events but refused a program on them; "
+                           "check CONFIG_BPF_EVENTS and libbpf's messages:\n" + libbpf_log_tail(6));
+        }
+        links_.emplace_back(link);
+        st.attached = true;
+        report.push_back(st);
+    }
+}
+
+TracepointProbes::~TracepointProbes() {
+    links_.clear();
+    skel_.reset();
+}
+
+int TracepointProbes::events_fd() const { return bpf_map__fd(skel_->maps.events); }
+
+std::uint64_t TracepointProbes::dropped_events() const {
+    return __atomic_load_n(&skel_->bss->dropped_events, __ATOMIC_RELAXED);
+}
+std::uint64_t TracepointProbes::memmap_blocks() const {
+    return __atomic_load_n(&skel_->bss->memmap_blocks, __ATOMIC_RELAXED);
+}
+std::uint64_t TracepointProbes::memmap_alloc_failures() const {
+    return __atomic_load_n(&skel_->bss->memmap_alloc_failures, __ATOMIC_RELAXED);
+}
+
+}  // namespace memhp::collector

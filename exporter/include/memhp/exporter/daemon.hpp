@@ -1,0 +1,41 @@
+#pragma once
+// memhp-exporter's main loop: bind the HTTP listener, attach the probes, serve
+// /metrics until SIGINT/SIGTERM. Shared by the memhp-exporter binary.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace memhp::exporter {
+
+// Not in the 9100-9999 range, which Prometheus' default port allocation list
+// has fully handed out; see README "Run it on a real host".
+inline constexpr std::uint16_t kDefaultPort = 10466;
+inline const std::string kDefaultListen = "127.0.0.1:" + std::to_string(kDefaultPort);
+
+struct ListenAddress {
+    std::string host;  // "127.0.0.1", "::1"
+    std::uint16_t port = 0;
+    bool ipv6 = false;
+    [[nodiscard]] std::string civetweb() const;  // "127.0.0.1:10466", "[::1]:10466"
+    [[nodiscard]] std::string url(std::uint16_t actual_port) const;
+};
+
+// "ADDR:PORT" with a numeric IPv4 address or a bracketed IPv6 one; port 0
+// picks a free port. Throws UsageError saying what is wrong.
+[[nodiscard]] ListenAddress parse_listen(const std::string& text);
+
+// The HTTP server's settings: keep-alive (Prometheus reuses its connection;
+// closing after every scrape costs a handshake each time) and 4 worker threads,
+// so a couple of scrapers and a person with curl never wait on each other.
+[[nodiscard]] std::vector<std::string> http_options(const ListenAddress& a);
+
+struct ExporterOptions {
+    std::string listen = kDefaultListen;
+    bool verbose = false;
+};
+
+// Runs until a stop signal; returns the exit code. Throws Error/BpfError with
+// a remedy when it cannot listen or attach.
+int run_exporter(const ExporterOptions& opts);
+
+}  // namespace memhp::exporter

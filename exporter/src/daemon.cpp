@@ -1,0 +1,159 @@
+#include "memhp/exporter/daemon.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <prometheus/exposer.h>
+
+#include <cerrno>
+#include <csignal>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/probes.hpp"
+#include "memhp/error.hpp"
+#include "memhp/exporter/live_state.hpp"
+#include "memhp/exporter/metrics.hpp"
+#include "memhp/files.hpp"
+#include "memhp/stop.hpp"
+#include "memhp/version.hpp"
+
+namespace memhp::exporter {
+
+std::string ListenAddress::civetweb() const {
+    return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::string ListenAddress::url(std::uint16_t actual_port) const {
+    return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(actual_port) + "/metrics";
+}
+
+ListenAddress parse_listen(const std::string& text) {
+    const std::string example = " (e.g. 127.0.0.1:" + std::to_string(kDefaultPort) + ", 0.0.0.0:" +
+                                std::to_string(kDefaultPort) + " or [::1]:" + std::to_string(kDefaultPort) + ")";
+    ListenAddress a;
+    std::string port_text;
+    if (text.starts_with("[")) {
+        const auto close = text.find("]:");
+        if (close == std::string::npos) throw UsageError("--listen '" + text + "': expected [IPV6]:PORT" + example);
+        a.host = text.substr(1, close - 1);
+        a.ipv6 = true;
+        port_text = text.substr(close + 2);
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string::npos || colon == 0)
+            throw UsageError("--listen '" + text + "': expected ADDR:PORT" + example);
+        a.host = text.substr(0, colon);
+        port_text = text.substr(colon + 1);
+    }
+    unsigned char buf[sizeof(in6_addr)];
+    if (::inet_pton(a.ipv6 ? AF_INET6 : AF_INET, a.host.c_str(), buf) != 1)
+        throw UsageError("--listen '" + text + "': '" + a.host + "' is not a numeric " + (a.ipv6 ? "IPv6" : "IPv4") +
+                         " address" + example);
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
+        throw UsageError("--listen '" + text + "': the port must be a number from 0 to 65535" + example);
+    a.port = static_cast<std::uint16_t>(port);
+    return a;
+}
+
+std::vector<std::string> http_options(const ListenAddress& a) {
+    return {"listening_ports", a.civetweb(), "num_threads", "4", "enable_keep_alive", "yes",
+            "keep_alive_timeout_ms", "5000"};
+}
+
+namespace {
+
+// civetweb says only "null context"; binding the address ourselves tells why.
+std::string bind_failure_reason(const ListenAddress& a) {
+    const int fd = ::socket(a.ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::strerror(errno);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int r;
+    if (a.ipv6) {
+        sockaddr_in6 sa{};
+        sa.sin6_family = AF_INET6;
+        sa.sin6_port = htons(a.port);
+        ::inet_pton(AF_INET6, a.host.c_str(), &sa.sin6_addr);
+        r = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    } else {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(a.port);
+        ::inet_pton(AF_INET, a.host.c_str(), &sa.sin_addr);
+        r = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    }
+    const int err = errno;
+    ::close(fd);
+    if (r == 0) return "the HTTP server could not start";
+    std::string why = std::strerror(err);
+    if (err == EADDRINUSE) why += ": another process listens there (another memhp-exporter?); pick a free port";
+    else if (err == EADDRNOTAVAIL) why += ": no interface of this host has that address";
+    else if (err == EACCES) why += ": ports below 1024 need root or CAP_NET_BIND_SERVICE";
+    return why;
+}
+
+std::unique_ptr<prometheus::Exposer> listen_on(const ListenAddress& a) {
+    try {
+        return std::make_unique<prometheus::Exposer>(http_options(a));
+    } catch (const std::exception&) {
+        throw Error("cannot listen on " + a.civetweb() + ": " + bind_failure_reason(a) + " (--listen ADDR:PORT)");
+    }
+}
+
+}  // namespace
+
+int run_exporter(const ExporterOptions& opts) {
+    const ListenAddress addr = parse_listen(opts.listen);
+    collector::install_libbpf_logging(opts.verbose);
+    // Listen first: a taken port is reported before anything is loaded into the kernel.
+    auto exposer = listen_on(addr);
+    const auto ports = exposer->GetListeningPorts();
+    const auto port = static_cast<std::uint16_t>(ports.empty() ? addr.port : ports.front());
+
+    auto nodes = std::make_unique<collector::SysfsNodeResolver>("/");
+    collector::AggregatorConfig cfg;
+    auto param = try_read_file("/sys/module/memory_hotplug/parameters/memmap_on_memory");
+    cfg.memmap_on_memory_enabled = param && (trim(*param) == "Y" || trim(*param) == "force");
+    cfg.block_size_bytes = nodes->block_size_bytes();
+    auto state = std::make_shared<LiveState>(std::move(nodes), cfg);
+
+    collector::HotplugProbes probes([&state](std::span<const std::uint8_t> raw) { state->consume(raw); });
+    state->set_probes(&probes);
+    std::size_t attached = 0;
+    for (const auto& st : probes.attach_report()) attached += st.attached;
+
+    auto collectable = std::make_shared<MetricsCollectable>(state, std::make_shared<SysfsHostSource>("/"));
+    exposer->RegisterCollectable(collectable);
+    std::fprintf(stderr, "memhp-exporter %s: serving %s; attached %zu of %zu probes; memmap_on_memory=%s\n%s",
+                 kVersion, addr.url(port).c_str(), attached, probes.attach_report().size(),
+                 param ? trim(*param).c_str() : "absent", probes.describe().c_str());
+    std::fflush(stderr);
+
+    int rc = 0;
+    while (!stop_requested()) {
+        const int r = probes.poll(100);
+        if (r < 0 && r != -EINTR) {
+            std::fprintf(stderr, "memhp-exporter: ring buffer poll failed: %s\n", std::strerror(-r));
+            rc = 1;
+            break;
+        }
+    }
+    // Stop serving before the probes and the state go away.
+    exposer.reset();
+    probes.poll(0);
+    if (stop_requested())
+        std::fprintf(stderr, "memhp-exporter: %s received, %llu events consumed, shut down cleanly\n",
+                     stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT",
+                     static_cast<unsigned long long>(state->events()));
+    return rc;
+}
+
+}  // namespace memhp::exporter

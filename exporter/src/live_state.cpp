@@ -1,0 +1,57 @@
+#include "memhp/exporter/live_state.hpp"
+
+#include <bpf/bpf.h>
+
+namespace memhp::exporter {
+
+LiveState::LiveState(std::unique_ptr<collector::NodeResolver> nodes, collector::AggregatorConfig cfg)
+    : nodes_(std::move(nodes)), agg_(*nodes_, cfg) {}
+
+void LiveState::consume(std::span<const std::uint8_t> raw) {
+    std::lock_guard lock(mu_);
+    agg_.consume(raw);
+}
+
+void LiveState::consume(const memhp_event& ev) {
+    std::lock_guard lock(mu_);
+    agg_.consume(ev);
+}
+
+void LiveState::set_probes(const collector::HotplugProbes* probes) {
+    std::lock_guard lock(mu_);
+    probes_ = probes;
+}
+
+std::uint64_t LiveState::events() const {
+    std::lock_guard lock(mu_);
+    return agg_.stats().events;
+}
+
+ProbeSnapshot LiveState::snapshot(bool with_run_stats) const {
+    ProbeSnapshot s;
+    const collector::HotplugProbes* probes = nullptr;
+    {
+        std::lock_guard lock(mu_);
+        s.stats = agg_.stats();
+        probes = probes_;
+    }
+    // Outside the lock: the probes' report is immutable once attached, the drop
+    // counter is an atomic read of BPF memory, run stats are syscalls.
+    if (probes) {
+        s.dropped_events = probes->dropped_events();
+        s.probes = probes->attach_report();
+        if (with_run_stats)
+            for (const auto& [name, fd] : probes->program_fds())
+                if (auto r = program_run_stats(name, fd)) s.run_stats.push_back(*r);
+    }
+    return s;
+}
+
+std::optional<ProgramRunStats> program_run_stats(const std::string& name, int fd) {
+    bpf_prog_info info{};
+    __u32 len = sizeof info;
+    if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return std::nullopt;
+    return ProgramRunStats{name, info.run_time_ns, info.run_cnt};
+}
+
+}  // namespace memhp::exporter

@@ -1,0 +1,175 @@
+// memhp-exporter as a program: bad flags and addresses give clear errors and
+// a non-zero exit before anything touches the kernel; a real HTTP scrape of
+// the exporter's /metrics passes `promtool check metrics` with no findings.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <prometheus/exposer.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "memhp/exporter/live_state.hpp"
+#include "memhp/exporter/metrics.hpp"
+#include "memhp/process.hpp"
+
+namespace memhp::exporter {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string exporter_bin() {
+    return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp-exporter").string();
+}
+
+RunResult run_exporter_bin(std::vector<std::string> args) {
+    args.insert(args.begin(), exporter_bin());
+    return run(args, {.timeout = std::chrono::seconds(20)});
+}
+
+// A listening TCP socket on 127.0.0.1 (a port someone else holds).
+class HeldPort {
+public:
+    HeldPort() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd_, 1) != 0)
+            throw std::runtime_error(std::string("cannot hold a port: ") + std::strerror(errno));
+        socklen_t len = sizeof sa;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+        port_ = ntohs(sa.sin_port);
+    }
+    ~HeldPort() { ::close(fd_); }
+    [[nodiscard]] int port() const { return port_; }
+
+private:
+    int fd_ = -1;
+    int port_ = 0;
+};
+
+TEST(ExporterCli, UnknownFlagExitsTwo) {
+    auto r = run_exporter_bin({"--bogus"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.err, HasSubstr("--bogus"));
+}
+
+TEST(ExporterCli, MalformedListenExitsTwoWithAnExample) {
+    auto r = run_exporter_bin({"--listen", "localhost:80"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.err, HasSubstr("not a numeric IPv4 address"));
+    EXPECT_THAT(r.err, HasSubstr("127.0.0.1:10466"));
+}
+
+TEST(ExporterCli, PortInUseIsReportedBeforeLoadingAnything) {
+    HeldPort held;
+    const std::string addr = "127.0.0.1:" + std::to_string(held.port());
+    auto r = run_exporter_bin({"--listen", addr});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("cannot listen on " + addr));
+    EXPECT_THAT(r.err, HasSubstr("Address already in use"));
+    EXPECT_THAT(r.err, Not(HasSubstr("BPF"))) << "the port is checked first";
+}
+
+TEST(ExporterCli, AddressNotOnThisHost) {
+    auto r = run_exporter_bin({"--listen", "192.0.2.1:10466"});  // TEST-NET-1: never local
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("no interface of this host has that address"));
+}
+
+TEST(ExporterCli, HelpAndVersion) {
+    auto h = run_exporter_bin({"--help"});
+    EXPECT_EQ(h.exit_code, 0);
+    for (const char* s : {"--listen", "--list-metrics", "--version", "CAP_BPF", "127.0.0.1:10466", "SIGTERM"})
+        EXPECT_THAT(h.out, HasSubstr(s));
+    auto v = run_exporter_bin({"--version"});
+    EXPECT_EQ(v.exit_code, 0);
+    EXPECT_THAT(v.out, HasSubstr("memhp-exporter 0."));
+}
+
+TEST(ExporterCli, ListMetricsPrintsTheGeneratedTable) {
+    auto r = run_exporter_bin({"--list-metrics"});
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_EQ(r.out, metrics_markdown());
+}
+
+// ---- a real scrape through prometheus-cpp's HTTP server ----------------------------
+
+class TwoNodes : public collector::NodeResolver {
+public:
+    int node_of_pfn(std::uint64_t pfn) override { return pfn < 0x100000 ? 0 : 1; }
+};
+
+class FixedHost : public HostSource {
+public:
+    HostState read() override {
+        HostState h;
+        h.block_size_bytes = 128ull << 20;
+        h.blocks[{0, "online", "Normal"}] = 8;
+        h.blocks[{1, "online", "Movable"}] = 1;
+        h.memmap_on_memory = "Y";
+        h.auto_online_policy = "offline";
+        h.bpf_stats_enabled = true;
+        return h;
+    }
+};
+
+// Every family populated, served over HTTP, linted by promtool.
+TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
+    ASSERT_TRUE(find_program("promtool")) << "promtool missing: run scripts/install-deps.sh (Debian package prometheus)";
+    ASSERT_TRUE(find_program("curl")) << "curl missing: run scripts/install-deps.sh";
+    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
+    auto e = [](std::uint32_t type, std::uint64_t id, int ret = 0) {
+        memhp_event ev{};
+        ev.type = type;
+        ev.op_id = id;
+        ev.nid = 1;
+        ev.start_pfn = 0x140000;
+        ev.nr_pages = 32768;
+        ev.duration_ns = 3'000'000;
+        ev.ret = ret;
+        return ev;
+    };
+    auto alloc = e(MEMHP_EV_PAGE_ALLOC, 1);
+    alloc.pfn = 0x10000;
+    alloc.order = 9;
+    state->consume(alloc);
+    for (auto t : {MEMHP_EV_POPULATE, MEMHP_EV_ADD}) state->consume(e(t, 1));
+    state->consume(e(MEMHP_EV_ONLINE, 2));
+    state->consume(e(MEMHP_EV_OFFLINE, 3, -EBUSY));
+
+    class WithProbes : public SnapshotSource {
+    public:
+        explicit WithProbes(std::shared_ptr<LiveState> s) : s_(std::move(s)) {}
+        ProbeSnapshot snapshot(bool with_run_stats) const override {
+            auto snap = s_->snapshot(with_run_stats);
+            snap.probes = {{"add_exit", "add_memory_resource", "fexit", true, true, ""}};
+            snap.run_stats = {{"add_exit", 12345, 6}};
+            return snap;
+        }
+
+    private:
+        std::shared_ptr<LiveState> s_;
+    };
+    auto source = std::make_shared<WithProbes>(state);
+    auto collectable = std::make_shared<MetricsCollectable>(source, std::make_shared<FixedHost>());
+    prometheus::Exposer exposer("127.0.0.1:0");
+    exposer.RegisterCollectable(collectable);
+    const auto port = exposer.GetListeningPorts().at(0);
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+    auto scrape = run({"curl", "-sS", "--fail", "--max-time", "10", url}, {.timeout = std::chrono::seconds(15)});
+    ASSERT_TRUE(scrape.ok()) << scrape.err;
+    for (const auto& d : metric_catalog()) EXPECT_THAT(scrape.out, HasSubstr("# TYPE " + d.name + " ")) << d.name;
+    auto lint = run({"promtool", "check", "metrics"}, {.timeout = std::chrono::seconds(30), .stdin_data = scrape.out});
+    EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
+    EXPECT_EQ(lint.out + lint.err, "") << "promtool findings on a real scrape";
+}
+
+}  // namespace
+}  // namespace memhp::exporter

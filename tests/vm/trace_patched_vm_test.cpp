@@ -1,0 +1,188 @@
+// memhp trace on the patched kernel (kernel-patches/): the collector takes the
+// memory_hotplug tracepoint path, and gives the page counts and locality the
+// fentry path gives on stock 6.1 (trace_vm_test.cpp has the same scenarios),
+// with vmemmap population timed directly. Each suite boots the patched kernel
+// once; scripts/test.sh builds it first when its cache entry is missing.
+#include "trace_support.hpp"
+
+namespace memhp::vmtest {
+namespace {
+
+constexpr std::uint64_t kBlock = 128 * kMiB;
+constexpr std::uint64_t kBlockPages = kBlock / 4096;      // 32768
+constexpr std::uint64_t kMemmapPages = kBlockPages / 64;  // 512
+
+template <typename Derived>
+class PatchedSuite : public GuestSuite<Derived> {
+protected:
+    using B = GuestSuite<Derived>;
+    static std::vector<json> OneBlockCycle(std::string* raw, const std::vector<std::string>& env = {}) {
+        return traced_with(
+            *B::guest_, env,
+            [] {
+                auto c = lab::run_cycle(*B::mem_, {kBlock, 1, lab::Zone::Movable}, 1);
+                if (!c.ok()) throw Error("cycle failed: " + lab::to_json(c).dump());
+            },
+            raw);
+    }
+    static std::vector<json> AddAndRemove(std::uint64_t size, std::string* raw) {
+        return traced_with(
+            *B::guest_, {},
+            [size] {
+                auto d = B::mem_->add_dimm(size, 1);
+                B::mem_->remove(d);
+            },
+            raw);
+    }
+    // What every one-block cycle must show, on either path.
+    static void CheckCycle(const std::vector<json>& ops, const std::string& raw) {
+        ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
+        ASSERT_EQ(of_phase(ops, "online").size(), 1u) << raw;
+        ASSERT_EQ(of_phase(ops, "offline").size(), 1u) << raw;
+        ASSERT_EQ(of_phase(ops, "remove").size(), 1u) << raw;
+        const auto add = of_phase(ops, "add")[0];
+        EXPECT_EQ(add["nid"], 1) << raw;
+        EXPECT_EQ(add["nr_pages"], kBlockPages);
+        EXPECT_EQ(add["ret"], 0);
+        EXPECT_GT(add["duration_ns"].get<std::uint64_t>(), 0u);
+        const auto online = of_phase(ops, "online")[0];
+        EXPECT_EQ(online["nid"], 1);
+        EXPECT_EQ(online["zone"], "Movable");
+        EXPECT_EQ(online["nr_pages"], kBlockPages);
+        EXPECT_EQ(online["ret"], 0);
+        EXPECT_EQ(of_phase(ops, "offline")[0]["ret"], 0);
+        EXPECT_EQ(of_phase(ops, "offline")[0]["zone"], "Movable");
+        EXPECT_EQ(of_phase(ops, "remove")[0]["ret"], 0);
+        EXPECT_EQ(of_phase(ops, "remove")[0]["nr_pages"], kBlockPages);
+        EXPECT_NE(raw.find("live: hot-plugged 0 B, memmap 0 B"), std::string::npos) << raw;
+    }
+    // The tracepoint path: one populate per 128 MiB section, timed at its
+    // own begin/end events.
+    static void CheckTracepointPath(const std::vector<json>& ops, const std::string& raw, std::size_t sections) {
+        EXPECT_NE(raw.find("path: memory_hotplug tracepoints"), std::string::npos) << raw;
+        EXPECT_NE(raw.find("tp_btf mhp_vmemmap_populate_end: attached"), std::string::npos) << raw;
+        EXPECT_EQ(raw.find("fentry "), std::string::npos) << "no fentry program on this path:\n" << raw;
+        const auto populates = of_phase(ops, "populate");
+        ASSERT_EQ(populates.size(), sections) << raw;
+        for (const auto& p : populates) {
+            EXPECT_EQ(p["direct"], true) << p.dump();
+            EXPECT_EQ(p["nid"], 1) << p.dump();
+            EXPECT_EQ(p["ret"], 0) << p.dump();
+            EXPECT_EQ(p["nr_pages"], kBlockPages) << p.dump();
+            EXPECT_GT(p["duration_ns"].get<std::uint64_t>(), 0u) << p.dump();
+            EXPECT_LT(p["duration_ns"].get<std::uint64_t>(), of_phase(ops, "add")[0]["duration_ns"].get<std::uint64_t>())
+                << "populate runs inside the add";
+        }
+    }
+};
+
+class PatchedMemmapOff : public PatchedSuite<PatchedMemmapOff> {
+public:
+    static lab::GuestConfig Config() { return config("patched", false); }
+};
+class PatchedMemmapOn : public PatchedSuite<PatchedMemmapOn> {
+public:
+    static lab::GuestConfig Config() { return config("patched", true); }
+};
+
+TEST_F(PatchedMemmapOff, TracepointPathSeesARemotePageAllocatorMemmap) {
+    std::string raw;
+    auto ops = OneBlockCycle(&raw);
+    CheckCycle(ops, raw);
+    CheckTracepointPath(ops, raw, 1);
+    const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["mode"], "page_allocator");
+    EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
+    EXPECT_EQ(add["memmap"]["buddy_pages"], kMemmapPages) << "one order-9 block";
+    EXPECT_EQ(add["memmap"]["remote_pages"], kMemmapPages) << "node 1 is memoryless: the memmap sits on node 0";
+    EXPECT_EQ(add["memmap"]["local_pages"], 0);
+    EXPECT_GE(add["memmap"]["pagetable_pages"].get<int>(), 1);
+    EXPECT_GE(add["free_bytes_consumed"].get<std::uint64_t>(), kMemmapPages * 4096);
+    EXPECT_EQ(add["memmap_on_memory_unused"], false);
+    EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["buddy_pages"], kMemmapPages) << "the order-9 block goes back";
+    EXPECT_EQ(of_phase(ops, "online")[0]["vmemmap_pages"], 0);
+    for (const auto& p : of_phase(ops, "populate")) EXPECT_EQ(p["mode"], "page_allocator") << p.dump();
+}
+
+// Offlining boot memory that holds kernel data fails; the mhp_offline_end
+// event carries the errno.
+TEST_F(PatchedMemmapOff, FailedOfflineIsRecordedWithErrno) {
+    std::string raw;
+    int guest_errno = 0;
+    auto ops = traced_with(
+        *guest_, {},
+        [&] {
+            try {
+                guest_->agent().write("/sys/devices/system/memory/memory0/state", "offline");
+            } catch (const lab::AgentError& e) {
+                guest_errno = e.guest_errno();
+            }
+        },
+        &raw);
+    ASSERT_NE(guest_errno, 0) << "offlining boot memory block 0 should fail";
+    auto offlines = of_phase(ops, "offline");
+    ASSERT_EQ(offlines.size(), 1u) << raw;
+    EXPECT_EQ(offlines[0]["ret"], -guest_errno) << offlines[0].dump();
+    EXPECT_EQ(offlines[0]["nid"], 0) << offlines[0].dump();
+    EXPECT_EQ(offlines[0]["start_pfn"], 0) << offlines[0].dump();
+}
+
+TEST_F(PatchedMemmapOn, TracepointPathSeesALocalAltmapMemmap) {
+    std::string raw;
+    auto ops = OneBlockCycle(&raw);
+    CheckCycle(ops, raw);
+    CheckTracepointPath(ops, raw, 1);
+    const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["mode"], "altmap");
+    EXPECT_EQ(add["memmap"]["altmap_pages"], kMemmapPages);
+    EXPECT_EQ(add["memmap"]["buddy_pages"], 0) << "the page allocator supplies only page tables";
+    EXPECT_EQ(add["memmap"]["local_pages"], kMemmapPages);
+    EXPECT_EQ(add["memmap"]["remote_pages"], 0);
+    EXPECT_GE(add["memmap"]["pagetable_pages"].get<int>(), 1);
+    EXPECT_LT(add["free_bytes_consumed"].get<std::uint64_t>(), kMemmapPages * 4096);
+    EXPECT_EQ(of_phase(ops, "online")[0]["vmemmap_pages"], kMemmapPages);
+    EXPECT_EQ(of_phase(ops, "offline")[0]["vmemmap_pages"], kMemmapPages);
+    EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["altmap_pages"], kMemmapPages);
+    for (const auto& p : of_phase(ops, "populate")) EXPECT_EQ(p["mode"], "altmap") << p.dump();
+}
+
+// The same cycle on the same kernel through the fentry path: the two paths
+// agree on every page count.
+TEST_F(PatchedMemmapOn, FentryPathOnTheSameKernelAgrees) {
+    std::string tp_raw, fentry_raw;
+    auto tp = OneBlockCycle(&tp_raw);
+    auto fentry = OneBlockCycle(&fentry_raw, {"MEMHP_PROBES=fentry"});
+    EXPECT_NE(fentry_raw.find("path: fentry/fexit"), std::string::npos) << fentry_raw;
+    CheckCycle(fentry, fentry_raw);
+    for (const char* phase : {"add", "remove"}) {
+        const auto a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
+        for (const char* k : {"altmap_pages", "buddy_pages", "local_pages", "remote_pages"})
+            EXPECT_EQ(a["memmap"][k], b["memmap"][k]) << phase << " " << k << "\n" << a.dump() << "\n" << b.dump();
+        EXPECT_EQ(a["nid"], b["nid"]) << phase;
+        EXPECT_EQ(a["mode"], b["mode"]) << phase;
+    }
+    for (const char* phase : {"online", "offline"}) {
+        const auto a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
+        for (const char* k : {"nid", "zone", "start_pfn", "nr_pages", "vmemmap_pages"})
+            EXPECT_EQ(a[k], b[k]) << phase << " " << k << "\n" << a.dump() << "\n" << b.dump();
+    }
+}
+
+// 6.1 uses the altmap only for single-block adds: a 1 GiB DIMM falls back
+// to the page allocator, one memmap block per section, and memhp flags it.
+TEST_F(PatchedMemmapOn, MultiBlockAddFallbackIsFlagged) {
+    std::string raw;
+    auto ops = AddAndRemove(8 * kBlock, &raw);
+    ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
+    CheckTracepointPath(ops, raw, 8);
+    const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
+    EXPECT_EQ(add["memmap"]["buddy_pages"], 8 * kMemmapPages);
+    EXPECT_EQ(add["memmap"]["remote_pages"], 8 * kMemmapPages);
+    EXPECT_EQ(add["memmap_on_memory_unused"], true);
+    EXPECT_NE(add["unused_reason"].get<std::string>().find("spans 8 memory blocks"), std::string::npos) << add.dump();
+    EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["buddy_pages"], 8 * kMemmapPages);
+}
+
+}  // namespace
+}  // namespace memhp::vmtest
