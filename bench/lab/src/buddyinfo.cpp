@@ -4,6 +4,24 @@
 
 namespace memhp::lab {
 
+namespace {
+
+// "Node 0, zone   DMA32 ..." (the stream is at the line's start): reads the
+// node and zone name and leaves the stream after them. False for other lines.
+bool read_zone_header(std::istringstream& ls, int& node, std::string& zone) {
+    std::string word, nid, zone_word;
+    if (!(ls >> word) || word != "Node" || !(ls >> nid >> zone_word >> zone) || zone_word != "zone") return false;
+    if (!nid.empty() && nid.back() == ',') nid.pop_back();
+    try {
+        node = std::stoi(nid);
+    } catch (const std::exception&) {
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
 std::uint64_t BuddyZone::blocks_at_least(unsigned order) const {
     std::uint64_t n = 0;
     for (std::size_t o = order; o < free.size(); ++o) n += free[o];
@@ -22,17 +40,8 @@ std::vector<BuddyZone> parse_buddyinfo(std::string_view text) {
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream ls(line);
-        std::string word, node, zone_word;
         BuddyZone z;
-        if (!(ls >> word) || word != "Node" || !(ls >> node) || !(ls >> zone_word) || zone_word != "zone" ||
-            !(ls >> z.zone) || node.empty())
-            continue;
-        if (node.back() == ',') node.pop_back();
-        try {
-            z.node = std::stoi(node);
-        } catch (const std::exception&) {
-            continue;
-        }
+        if (!read_zone_header(ls, z.node, z.zone)) continue;
         std::uint64_t v = 0;
         while (ls >> v) z.free.push_back(v);
         if (!z.free.empty()) out.push_back(std::move(z));
@@ -53,21 +62,15 @@ std::vector<ZoneWatermarks> parse_zoneinfo(std::string_view text) {
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream ls(line);
-        std::string first;
-        ls >> first;
-        if (first == "Node") {  // "Node 0, zone    DMA32"
-            std::string node, zone_word;
-            ZoneWatermarks z;
-            ls >> node >> zone_word >> z.zone;
-            if (!node.empty() && node.back() == ',') node.pop_back();
-            try {
-                z.node = std::stoi(node);
-            } catch (const std::exception&) {
-                continue;
-            }
-            out.push_back(z);
+        ZoneWatermarks head;
+        if (read_zone_header(ls, head.node, head.zone)) {
+            out.push_back(head);
             continue;
         }
+        ls.clear();
+        ls.str(line);
+        std::string first;
+        ls >> first;
         if (out.empty()) continue;
         std::uint64_t v = 0;
         if (!(ls >> v)) continue;
