@@ -25,15 +25,15 @@ constexpr std::uint64_t kMemmapPages = 512;  // per 128 MiB block
 
 std::string memhp_bin() { return (fs::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }
 
-struct Run {
+struct AbRun {
     memhp::RunResult result;
     json results;
     std::string summary;
     fs::path out;
 };
 
-Run run_ab(const memhp::TempDir& dir, std::vector<std::string> args) {
-    Run r;
+AbRun run_ab(const memhp::TempDir& dir, std::vector<std::string> args) {
+    AbRun r;
     r.out = dir.path() / "out";
     args.insert(args.begin(), {memhp_bin(), "ab"});
     for (const auto* a : {"--no-plots", "--out"}) args.push_back(a);
@@ -76,7 +76,7 @@ protected:
     }
     static void TearDownTestSuite() { dir_.reset(); }
     static inline std::unique_ptr<memhp::TempDir> dir_;
-    static inline Run run_;
+    static inline AbRun run_;
 };
 
 TEST_F(AbScenarioFragmented, RunsCleanlyAndTheResultsMatchTheirSchema) {
@@ -142,7 +142,7 @@ protected:
     }
     static void TearDownTestSuite() { dir_.reset(); }
     static inline std::unique_ptr<memhp::TempDir> dir_;
-    static inline Run run_;
+    static inline AbRun run_;
 };
 
 TEST_F(AbScenarioPressure, RunsAndTheResultsMatchTheirSchema) {
