@@ -118,7 +118,7 @@ TEST(Scenario, SummaryCountsOutcomesAndFindsTheFirstFailingMargin) {
     EXPECT_EQ(off["total"]["failed"], 3);
     EXPECT_EQ(off["total"]["base_pages"], 1);
     EXPECT_EQ(off["total"]["oom_kill"], 1);
-    EXPECT_EQ(off["total"]["failed_by_errno"]["12"], 1);
+    EXPECT_EQ(off["total"]["failed_by_errno"]["12"], 3);
     EXPECT_EQ(off["first_failing_margin_bytes"], 48u << 20);
     EXPECT_EQ(off["first_base_pages_margin_bytes"], 48u << 20);
     EXPECT_EQ(off["by_margin"][0]["margin_bytes"], 64u << 20) << "largest margin first";
