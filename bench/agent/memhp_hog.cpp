@@ -8,21 +8,24 @@
 //             order >= 9: fills memory with 4 KiB pages, frees every page
 //             with an odd frame number (its buddy, even, stays locked, so no
 //             two free pages can merge), takes any high-order block left
-//             with transparent huge pages (again whenever reclaim frees one
-//             while it waits), and switches compaction off so the kernel
-//             cannot rebuild order-9 blocks.
+//             (and the order-9 pages the per-CPU lists cache) with
+//             transparent huge pages, again and again while it waits, and
+//             switches compaction off so the kernel cannot rebuild order-9
+//             blocks.
 //
 // Prints "memhp-hog: ready {json}" once set up (or "memhp-hog: failed: ..."
 // and exits 1), then waits for SIGTERM/SIGINT. It makes itself the OOM
 // killer's first choice (oom_score_adj 1000): under pressure the hog, not the
 // agent or the tracer, is what a hot-add's OOM kill takes.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -138,18 +141,47 @@ json pressure(int node, std::uint64_t margin) {
 // The area huge pages are faulted into to take free order >= 9 blocks.
 struct ThpArea {
     unsigned char* base = nullptr;
-    std::uint64_t size = 0, touched = 0;
+    std::uint64_t size = 0, touched = 0;  // touched: 2 MiB slots holding a huge page
     int node = 0;
+    int pagemap = -1;
 } g_thp;
 
-// Faults huge pages in until the node has no free block of order >= 9 (or
-// the area is used up). Reclaim keeps creating such blocks (file pages that
-// were contiguous get evicted), so the hog calls this again while it waits.
+// True when `addr` (2 MiB aligned, just touched) got a huge page: a 4 KiB
+// anonymous fault maps one page, so the next page is present only in a THP.
+bool got_huge_page(const unsigned char* addr) {
+    std::uint64_t e = 0;
+    const auto off = static_cast<off_t>((reinterpret_cast<std::uintptr_t>(addr) / kPage + 1) * sizeof e);
+    return ::pread(g_thp.pagemap, &e, sizeof e, off) == sizeof e && (e >> 63);
+}
+
+// Faults huge pages in, on every CPU, until a fault gets none: that takes
+// the free order >= 9 blocks of the buddy lists and the order-9 pages the
+// per-CPU lists cache (6.1 keeps THP-sized pages there, out of
+// /proc/buddyinfo's sight, and the vmemmap allocation takes them first).
+// Reclaim and khugepaged keep making such blocks, so the hog repeats this
+// while it waits. The area is not locked: without swap, with compaction off
+// and no THP defrag, nothing moves or reclaims these pages.
 void take_high_order_blocks() {
-    while (g_thp.touched < g_thp.size && high_order_blocks(g_thp.node) > 0) {
-        g_thp.base[g_thp.touched] = 1;
-        g_thp.touched += kHuge;
+    const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    for (long cpu = 0; cpu < std::max(cpus, 1L); ++cpu) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(static_cast<int>(cpu), &set);
+        (void)::sched_setaffinity(0, sizeof set, &set);
+        while (g_thp.touched < g_thp.size) {
+            unsigned char* slot = g_thp.base + g_thp.touched;
+            slot[0] = 1;
+            if (!got_huge_page(slot)) {  // a 4 KiB page: give it back, the slot is reused
+                (void)::madvise(slot, kHuge, MADV_DONTNEED);
+                break;
+            }
+            g_thp.touched += kHuge;
+        }
     }
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (long cpu = 0; cpu < std::max(cpus, 1L); ++cpu) CPU_SET(static_cast<int>(cpu), &all);
+    (void)::sched_setaffinity(0, sizeof all, &all);
 }
 
 // Fragment: see the file comment.
@@ -203,12 +235,13 @@ json fragment(int node, std::uint64_t reserve, json& knobs) {
 
     // Whatever high-order blocks stayed free (memory the fill never reached),
     // take with huge pages, 2 MiB at a time, until none is left.
-    g_thp.size = std::uint64_t{512} << 20;
+    g_thp.size = std::uint64_t{1} << 30;
     auto* raw = static_cast<unsigned char*>(map_anon(g_thp.size + kHuge));
     g_thp.base = reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(raw) + kHuge - 1) / kHuge * kHuge);
-    (void)::madvise(g_thp.base, g_thp.size, MADV_HUGEPAGE);
-    if (::mlock2(g_thp.base, g_thp.size, MLOCK_ONFAULT) != 0)  // every page faulted in stays
-        throw memhp::Error(memhp::errno_text("mlock2 of the huge-page area", errno));
+    if (::madvise(g_thp.base, g_thp.size, MADV_HUGEPAGE) != 0)
+        throw memhp::Error(memhp::errno_text("madvise(MADV_HUGEPAGE) (transparent hugepages built in?)", errno));
+    g_thp.pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (g_thp.pagemap < 0) throw memhp::Error(memhp::errno_text("open /proc/self/pagemap", errno));
     g_thp.node = node;
     take_high_order_blocks();
     return {{"filled_bytes", size}, {"freed_bytes", freed * kPage}, {"locked_bytes", size - freed * kPage + g_thp.touched},
