@@ -4,9 +4,11 @@
 //     ("vmemmap alloc failure: order:9") and the add succeeds with 512
 //     order-0 memmap pages (vmemmap_populate_basepages); with =1 the add
 //     carves its 512 memmap pages from the added memory.
-//   pressure: every page-allocator add takes its 2 MiB from the little that
-//     is left (and succeeds: reclaim of file pages covers it, down to the
-//     lowest margin the hog can hold); the altmap add takes (almost) nothing.
+//   pressure (52 MiB, 8 above the min watermark, 4 DIMMs): the classic adds
+//     take their memmap from the little that is left; they succeeded every
+//     time, but some runs saw the last one fall back to base pages with the
+//     OOM killer taking the hog (and a shell) meanwhile; the altmap adds take
+//     (almost) nothing. 46 MiB: the hog is OOM-killed before it gets there.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -158,7 +160,7 @@ TEST_F(AbScenarioPressure, TheHogHoldsNode0AtTheMargin) {
         const auto& hog = a["scenario_steps"][0]["hog"];
         ASSERT_TRUE(hog.is_object()) << a["scenario_steps"].dump();
         const auto free = hog["mem_free_bytes"].get<std::uint64_t>();
-        EXPECT_LE(free, kMargin + 512 * 1024) << name;
+        EXPECT_LE(free, kMargin + 2 * kMiB) << name << ": kswapd may still give a little back";
         EXPECT_GE(free + 4 * kMiB, kMargin) << name;
         for (const auto& c : a["cycles"])  // before the first add, reclaim may have given a little back
             EXPECT_LE(c["scenario"]["node0_free_before_bytes"].get<std::uint64_t>(), kMargin + 16 * kMiB) << name;
@@ -170,18 +172,31 @@ TEST_F(AbScenarioPressure, ClassicAddsTakeFreeMemoryAltmapAddsDoNot) {
     const auto on = adds_of(arm(run_.results, "altmap"));
     ASSERT_EQ(off.size(), 4u);
     ASSERT_EQ(on.size(), 4u);
+    std::uint64_t off_total = 0, on_total = 0;
     for (const auto& a : off) {
+        off_total += a.value("free_consumed_bytes", std::uint64_t{0});
         if (!a["ok"].get<bool>()) {  // a failure is a result: it must say why
             EXPECT_TRUE(a.contains("errno") || a.contains("error")) << a.dump();
             continue;
         }
-        EXPECT_GE(a["free_consumed_bytes"].get<std::uint64_t>(), kMemmapPages * 4096) << a.dump();
+        // The memmap came from the page allocator, as a PMD or (when the
+        // order-9 attempt failed) as base pages; direct reclaim in the same
+        // task gives pages back, so the net taken was 0.8-2 MiB per add.
+        EXPECT_EQ(a["memmap"]["pmd_pages"].get<std::uint64_t>() + a["memmap"]["base_pages"].get<std::uint64_t>(),
+                  kMemmapPages) << a.dump();
+        EXPECT_GT(a["free_consumed_bytes"].get<std::uint64_t>(), 0u) << a.dump();
+        if (a["oom_kills"] > 0) {
+            EXPECT_FALSE(a["oom_victims"].empty()) << a.dump();
+        }
     }
     for (const auto& a : on) {
         ASSERT_TRUE(a["ok"].get<bool>()) << a.dump();
         EXPECT_EQ(a["memmap"]["altmap_pages"], kMemmapPages);
         EXPECT_LT(a["free_consumed_bytes"].get<std::uint64_t>(), 64 * 1024) << a.dump();
+        on_total += a["free_consumed_bytes"].get<std::uint64_t>();
     }
+    EXPECT_GE(off_total, 4 * kMiB) << "four classic adds at the margin";
+    EXPECT_LT(on_total, 256 * 1024);
     EXPECT_NE(run_.summary.find("### Scenario: pressure"), std::string::npos) << run_.summary;
     EXPECT_NE(run_.summary.find("With node 0's free memory locked down to each margin"), std::string::npos);
 }
