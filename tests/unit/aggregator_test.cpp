@@ -44,6 +44,7 @@ memhp_event event(std::uint32_t type, std::uint64_t op_id) {
     ev.tid = 4242;
     ev.ts_ns = 1000 + op_id;
     ev.nid = -1;
+    ev.page_nid = -1;  // as BPF sends when it cannot read page->flags
     return ev;
 }
 
