@@ -39,8 +39,8 @@ enum class MemmapMode { Altmap, PageAllocator };
 
 struct MemmapSplit {
     std::uint64_t altmap_pages = 0;     // carved from the added range
-    std::uint64_t buddy_pages = 0;      // memmap blocks from the page allocator (PMD-sized, order 9 on x86)
-    std::uint64_t pagetable_pages = 0;  // order-0 pages (vmemmap page tables) from the page allocator
+    std::uint64_t buddy_pages = 0;      // memmap from the page allocator (usually PMD-sized, order 9 on x86)
+    std::uint64_t pagetable_pages = 0;  // page tables (the vmemmap's, the direct map's) from the page allocator
     std::uint64_t other_pages = 0;      // any other page-allocator pages taken during the op (slab, sysfs, ...)
     std::uint64_t local_pages = 0;      // memmap pages (altmap + buddy) on the node they serve
     std::uint64_t remote_pages = 0;     // memmap pages (buddy) on another node
@@ -210,7 +210,7 @@ private:
 };
 
 // The versioned NDJSON schema of `memhp trace --json` (docs/trace-json.md).
-inline constexpr int kTraceJsonSchema = 1;
+inline constexpr int kTraceJsonSchema = 2;
 [[nodiscard]] nlohmann::json to_json(const Operation& op);
 
 }  // namespace memhp::collector
