@@ -607,6 +607,8 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 	e->gfp = gfp;
 	e->nid = o->nid;
 	e->page_nid = page_nid((struct page *)page);
+	if (e->page_nid >= 0)
+		e->flags |= MEMHP_F_PAGE_NID;
 	e->site = site;
 	bpf_ringbuf_submit(e, 0);
 	return 0;

@@ -25,6 +25,7 @@ enum memhp_caller {
 /* flags */
 #define MEMHP_F_ALTMAP 0x1         /* a vmem_altmap was in effect (memmap on the added memory) */
 #define MEMHP_F_POPULATE_DIRECT 0x2 /* populate timed at vmemmap_populate itself, not inferred */
+#define MEMHP_F_PAGE_NID 0x4        /* page events: page_nid holds the node from page->flags */
 
 /* Page-allocator pages taken during an op, by call site (the kernel stack
  * at mm_page_alloc against kernel function ranges from /proc/kallsyms). */
@@ -57,7 +58,7 @@ struct memhp_event {
 	__u32 op_type;       /* page events: the type of the op in flight (MEMHP_EV_ADD, ...) */
 	__u32 _pad;
 	char zone[16];       /* online/offline: zone name */
-	__s32 page_nid;      /* page events: node from page->flags; -1 unknown */
+	__s32 page_nid;      /* page events: node from page->flags, valid with MEMHP_F_PAGE_NID */
 	__u32 site;          /* page events: enum memhp_alloc_site */
 };
 

@@ -175,7 +175,9 @@ void Aggregator::buffer_page_event(const memhp_event& ev) {
         ++stats_.orphan_page_events;
         return;
     }
-    pages.push_back(PageRecord{ev.pfn, ev.order, ev.type, ev.page_nid, ev.site});
+    // Zero-filled records from other producers (hotplug_tp.bpf.c) carry no node: the flag says.
+    const std::int32_t page_nid = (ev.flags & MEMHP_F_PAGE_NID) ? ev.page_nid : -1;
+    pages.push_back(PageRecord{ev.pfn, ev.order, ev.type, page_nid, ev.site});
 }
 
 std::vector<Aggregator::PageRecord> Aggregator::take_pages(std::uint64_t op_id) {

@@ -157,11 +157,8 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
 
     for (const auto& f : functions)
         if (syms.text.contains(f) && (!k.traceable || k.traceable->contains(f))) k.kprobe_symbols.insert(f);
-    for (const char* bl : {"/sys/kernel/debug/kprobes/blacklist"}) {
-        std::ifstream in(bl);
-        if (!in) continue;
+    if (std::ifstream in("/sys/kernel/debug/kprobes/blacklist"); in)
         for (const auto& f : parse_kprobe_blacklist(in, functions)) k.kprobe_symbols.erase(f);
-    }
     for (const auto& tp : tps) {
         if (k.btf_tracepoints.contains(tp)) {
             k.tracepoints.insert(tp);

@@ -44,7 +44,6 @@ memhp_event event(std::uint32_t type, std::uint64_t op_id) {
     ev.tid = 4242;
     ev.ts_ns = 1000 + op_id;
     ev.nid = -1;
-    ev.page_nid = -1;  // as BPF sends when it cannot read page->flags
     return ev;
 }
 
@@ -688,7 +687,10 @@ TEST_F(AggregatorTest, JsonOfAdd) {
 memhp_event sited(std::uint64_t op_id, std::uint64_t pfn, std::uint32_t order, std::uint32_t site, int page_nid) {
     auto ev = page(MEMHP_EV_PAGE_ALLOC, op_id, pfn, order);
     ev.site = site;
-    ev.page_nid = page_nid;
+    if (page_nid >= 0) {
+        ev.page_nid = page_nid;
+        ev.flags |= MEMHP_F_PAGE_NID;
+    }
     return ev;
 }
 
@@ -769,11 +771,20 @@ TEST(AggregatorNodes, PageFlagsNodeFillsInWhereSysfsKnowsNothing) {
     EXPECT_EQ(sink.ops[0].node_checked_pages, 0u);
 }
 
+TEST_F(AggregatorTest, ZeroFilledPageNidWithoutTheFlagIsUnknown) {
+    auto ev = page(MEMHP_EV_PAGE_ALLOC, 1, kNode1Start + 5, 9);  // node 1 by sysfs, page_nid 0, no flag
+    agg().consume(ev);
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().node_checked_pages, 0u);
+    EXPECT_EQ(last().node_mismatched_pages, 0u);
+}
+
 TEST_F(AggregatorTest, RemoveChecksFreedPagesToo) {
     add_page_allocator(1);
     agg().consume(sited(2, kBootPfn, 9, MEMHP_SITE_UNKNOWN, 0));
     auto freed = page(MEMHP_EV_PAGE_FREE, 2, kBootPfn, 9, MEMHP_EV_REMOVE);
     freed.page_nid = 1;
+    freed.flags |= MEMHP_F_PAGE_NID;
     agg().consume(freed);
     agg().consume(remove(2, kHotPfn, kBlockPages));
     EXPECT_EQ(last().memmap.buddy_pages, 512u);
