@@ -264,5 +264,36 @@ TEST_F(Trace61Off, FailedOfflineIsRecordedWithErrno) {
     EXPECT_NE(raw.find("failures: offline errno " + std::to_string(guest_errno)), std::string::npos) << raw;
 }
 
+// Last in its suite: it may leave a ZONE_NORMAL DIMM behind.
+// A node-1 page checked both ways. Node-0 pages read node 0 from page->flags
+// whatever NODES_SHIFT the BPF side derives, so they alone prove little.
+// With a first DIMM onlined to ZONE_NORMAL, node 1 can serve GFP_KERNEL and
+// a second DIMM's memmap comes from node 1 itself.
+TEST_F(Trace61Off, NodeOnePagesAgreeBothWays) {
+    auto first = mem_->add_dimm(kBlock, 1);
+    mem_->online(first, lab::Zone::Normal);
+    std::string raw;
+    auto ops = traced(
+        *guest_,
+        [&] {
+            auto second = mem_->add_dimm(kBlock, 1);
+            mem_->remove(second);
+        },
+        &raw);
+    ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
+    const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["memmap"]["buddy_pages"], kMemmapPages) << add.dump();
+    EXPECT_EQ(add["memmap"]["local_pages"], kMemmapPages) << "node 1 has ZONE_NORMAL memory now: " << add.dump();
+    EXPECT_EQ(add["memmap"]["pagetable_pages"], 0) << "the first DIMM's direct-map page table covers this GiB";
+    EXPECT_GE(add["node_check"]["pages"].get<std::uint64_t>(), kMemmapPages) << add.dump();
+    EXPECT_EQ(add["node_check"]["mismatched"], 0) << add.dump();
+    try {  // leave the guest as found if the kernel lets us; ZONE_NORMAL may refuse to go offline
+        mem_->offline(first);
+        mem_->remove(first);
+    } catch (const std::exception& e) {
+        std::cerr << "first DIMM stays: " << e.what() << std::endl;
+    }
+}
+
 }  // namespace
 }  // namespace memhp::vmtest
