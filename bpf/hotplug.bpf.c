@@ -7,21 +7,31 @@
  * the page allocator's tracepoints attribute pages to the operation in flight
  * on the same task, and the outermost function's exit sends one event.
  *
- * Kernel differences are handled at attach time by the loader: programs whose
- * target cannot be attached (vmemmap_populate is __meminit and notrace up to
- * 6.10) are left unattached and the rest keeps working; populate is then
- * inferred from __add_pages, which covers sparse_add_section() and with it
- * vmemmap population.
+ * Every hook is one static handler with two entry points, as in bcc's
+ * libbpf-tools: fentry/fexit (or tp_btf) and kprobe/kretprobe (or raw_tp).
+ * The loader decides per hook from what it found out about the kernel
+ * (collector/src/attach_plan.cpp) and switches the loser off with
+ * bpf_program__set_autoload() before load. A kretprobe cannot read the
+ * function's arguments, so where an exit handler needs them a kprobe twin
+ * saves them in `saved_args`, keyed by task and function.
+ *
+ * Programs whose target cannot be attached (vmemmap_populate is __meminit and
+ * notrace up to 6.10) are left out and the rest keeps working; populate is
+ * then inferred from __add_pages, which covers sparse_add_section() and with
+ * it vmemmap population. Kernel differences in the structures read are
+ * handled with CO-RE checks, each naming the kernel change.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "hotplug.h"
 #include "memhp_event.h"
 
 #define PAGE_SHIFT 12
 #define MAX_OPS 1024
+#define MAX_FRAMES 24
 
 struct op {
 	__u64 id;
@@ -49,18 +59,54 @@ struct {
 	__type(value, struct op);
 } ops SEC(".maps");
 
+/* Entry arguments for kretprobe handlers. */
+enum saved_fn {
+	SAVED_ARCH_ADD = 1,
+	SAVED_ADD_PAGES = 2,
+	SAVED_POPULATE = 3,
+};
+
+struct saved_key {
+	__u32 tid;
+	__u32 fn; /* enum saved_fn */
+};
+
+struct saved_args {
+	__u64 arg[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_OPS);
+	__type(key, struct saved_key);
+	__type(value, struct saved_args);
+} saved_args SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
+
+/* Set by the loader before load, from /proc/kallsyms. */
+const volatile __u64 vmemmap_base_addr = 0; /* &vmemmap_base (KASLR moves the vmemmap) */
+
+/* Call sites, as kernel function ranges. */
+#define MAX_PT_CALLERS 5
+/* vmemmap_alloc_block(): every page-allocator page of the vmemmap. */
+const volatile struct memhp_code_range site_block = {};
+/* Its callers that want page tables, not struct pages:
+ * vmemmap_alloc_block_zero() and vmemmap_{pgd,p4d,pud,pmd}_populate(). */
+const volatile struct memhp_code_range site_pt_callers[MAX_PT_CALLERS] = {};
+/* init_memory_mapping(): the direct map of the new range (x86). */
+const volatile struct memhp_code_range site_directmap = {};
 
 /* Operations in flight, system-wide: the page-allocator hooks return at
  * once when this is zero. */
 volatile __u32 inflight = 0;
 __u64 next_op_id = 0;
 __u64 dropped_events = 0;
-/* Set by the loader once fexit/vmemmap_populate is attached: populate events
- * then come from there and __add_pages no longer infers them. */
+/* Set by the loader once the vmemmap_populate exit is attached: populate
+ * events then come from there and __add_pages no longer infers them. */
 volatile __u32 populate_direct = 0;
 
 static __always_inline __u32 tid(void)
@@ -134,10 +180,30 @@ static __always_inline void op_finish(__u32 type, int ret)
 		e->vmemmap_pages = o->vmemmap_pages;
 		e->flags = o->flags;
 		e->caller = o->caller;
+		e->page_nid = -1;
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
 	op_drop();
+}
+
+static __always_inline void save_args(__u32 fn, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+{
+	struct saved_key k = {.tid = tid(), .fn = fn};
+	struct saved_args v = {.arg = {a0, a1, a2, a3}};
+	bpf_map_update_elem(&saved_args, &k, &v, BPF_ANY);
+}
+
+/* The arguments the kprobe twin saved, once; false when there are none. */
+static __always_inline bool take_args(__u32 fn, struct saved_args *out)
+{
+	struct saved_key k = {.tid = tid(), .fn = fn};
+	struct saved_args *v = bpf_map_lookup_elem(&saved_args, &k);
+	if (!v)
+		return false;
+	*out = *v;
+	bpf_map_delete_elem(&saved_args, &k);
+	return true;
 }
 
 static __always_inline void zone_info(struct op *o, struct zone *zone)
@@ -147,10 +213,75 @@ static __always_inline void zone_info(struct op *o, struct zone *zone)
 	o->nid = BPF_CORE_READ(zone, zone_pgdat, node_id);
 }
 
+/* ---- CO-RE: structures that differ between kernels ------------------------ */
+
+/* 6.6 ("mm/memory_hotplug: embed vmem_altmap details in memory block")
+ * replaced memory_block.nr_vmemmap_pages with a vmem_altmap pointer whose
+ * ->free holds the same count (memory_block_online() reads it so). */
+struct memory_block___nr_vmemmap {
+	unsigned long nr_vmemmap_pages;
+} __attribute__((preserve_access_index));
+
+struct memory_block___altmap {
+	struct vmem_altmap *altmap;
+} __attribute__((preserve_access_index));
+
+/* The memmap pages a memory block carries on its own memory (0 without
+ * memmap_on_memory); `dev` is the block's struct device. */
+static __always_inline __u64 block_vmemmap_pages(struct device *dev)
+{
+	void *mem = (void *)dev - bpf_core_field_offset(struct memory_block, dev);
+	if (bpf_core_field_exists(struct memory_block___nr_vmemmap, nr_vmemmap_pages))
+		return BPF_CORE_READ((struct memory_block___nr_vmemmap *)mem, nr_vmemmap_pages);
+	if (bpf_core_field_exists(struct memory_block___altmap, altmap)) {
+		struct vmem_altmap *altmap = BPF_CORE_READ((struct memory_block___altmap *)mem, altmap);
+		return altmap ? BPF_CORE_READ(altmap, free) : 0;
+	}
+	return 0;
+}
+
+/* 6.18 ("mm: introduce memdesc_flags_t") wraps page->flags in a struct. */
+typedef struct {
+	unsigned long f;
+} memdesc_flags_t___memhp;
+
+struct page___memdesc {
+	memdesc_flags_t___memhp flags;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 page_flags(struct page *page)
+{
+	if (bpf_core_type_exists(memdesc_flags_t___memhp))
+		return BPF_CORE_READ((struct page___memdesc *)page, flags.f);
+	return BPF_CORE_READ(page, flags);
+}
+
+/* page_to_nid() for x86-64 SPARSEMEM_VMEMMAP: no section bits in
+ * page->flags, so the node sits in its top NODES_SHIFT bits
+ * (include/linux/page-flags-layout.h). NODES_SHIFT is not in BTF, but
+ * struct zonelist holds MAX_NUMNODES * MAX_NR_ZONES + 1 zonerefs. */
+static __always_inline int page_nid(struct page *page)
+{
+	__u64 zonerefs = bpf_core_type_size(struct zonelist) / bpf_core_type_size(struct zoneref);
+	__u64 zones = bpf_core_enum_value(enum zone_type, __MAX_NR_ZONES);
+	if (!zones || zonerefs < 2)
+		return -1;
+	__u64 max_nodes = (zonerefs - 1) / zones;
+	int shift = 0;
+	for (int i = 0; i < 16; i++) {
+		if ((1ull << i) >= max_nodes) {
+			shift = i;
+			break;
+		}
+	}
+	if (!shift)
+		return 0; /* one node: no node bits */
+	return (int)(page_flags(page) >> (64 - shift));
+}
+
 /* ---- add ---------------------------------------------------------------- */
 
-SEC("fentry/add_memory_driver_managed")
-int BPF_PROG(add_driver_managed_entry)
+static __always_inline int handle_driver_managed_entry(void)
 {
 	struct op *o = op_start(MEMHP_EV_ADD);
 	if (o)
@@ -158,8 +289,7 @@ int BPF_PROG(add_driver_managed_entry)
 	return 0;
 }
 
-SEC("fexit/add_memory_driver_managed")
-int BPF_PROG(add_driver_managed_exit)
+static __always_inline int handle_driver_managed_exit(void)
 {
 	/* Normally add_memory_resource's exit has sent and dropped the op; if
 	 * the driver-managed add failed before getting there, forget it. */
@@ -168,8 +298,31 @@ int BPF_PROG(add_driver_managed_exit)
 	return 0;
 }
 
-SEC("fentry/add_memory_resource")
-int BPF_PROG(add_entry, int nid, struct resource *res, mhp_t mhp_flags)
+SEC("fentry/add_memory_driver_managed")
+int BPF_PROG(add_driver_managed_fentry)
+{
+	return handle_driver_managed_entry();
+}
+
+SEC("kprobe/add_memory_driver_managed")
+int BPF_KPROBE(add_driver_managed_kprobe)
+{
+	return handle_driver_managed_entry();
+}
+
+SEC("fexit/add_memory_driver_managed")
+int BPF_PROG(add_driver_managed_fexit)
+{
+	return handle_driver_managed_exit();
+}
+
+SEC("kretprobe/add_memory_driver_managed")
+int BPF_KRETPROBE(add_driver_managed_kretprobe)
+{
+	return handle_driver_managed_exit();
+}
+
+static __always_inline int handle_add_entry(int nid, struct resource *res, mhp_t mhp_flags)
 {
 	struct op *o = op_start(MEMHP_EV_ADD);
 	if (!o)
@@ -182,15 +335,33 @@ int BPF_PROG(add_entry, int nid, struct resource *res, mhp_t mhp_flags)
 	return 0;
 }
 
+SEC("fentry/add_memory_resource")
+int BPF_PROG(add_fentry, int nid, struct resource *res, mhp_t mhp_flags)
+{
+	return handle_add_entry(nid, res, mhp_flags);
+}
+
+SEC("kprobe/add_memory_resource")
+int BPF_KPROBE(add_kprobe, int nid, struct resource *res, mhp_t mhp_flags)
+{
+	return handle_add_entry(nid, res, mhp_flags);
+}
+
 SEC("fexit/add_memory_resource")
-int BPF_PROG(add_exit, int nid, struct resource *res, mhp_t mhp_flags, int ret)
+int BPF_PROG(add_fexit, int nid, struct resource *res, mhp_t mhp_flags, int ret)
 {
 	op_finish(MEMHP_EV_ADD, ret);
 	return 0;
 }
 
-SEC("fexit/arch_add_memory")
-int BPF_PROG(arch_add_exit, int nid, u64 start, u64 size, struct mhp_params *params, int ret)
+SEC("kretprobe/add_memory_resource")
+int BPF_KRETPROBE(add_kretprobe, int ret)
+{
+	op_finish(MEMHP_EV_ADD, ret);
+	return 0;
+}
+
+static __always_inline int handle_arch_add_exit(int nid, struct mhp_params *params)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (!o)
@@ -205,6 +376,29 @@ int BPF_PROG(arch_add_exit, int nid, u64 start, u64 size, struct mhp_params *par
 		o->flags |= MEMHP_F_ALTMAP;
 	}
 	return 0;
+}
+
+SEC("fexit/arch_add_memory")
+int BPF_PROG(arch_add_fexit, int nid, u64 start, u64 size, struct mhp_params *params, int ret)
+{
+	return handle_arch_add_exit(nid, params);
+}
+
+SEC("kprobe/arch_add_memory")
+int BPF_KPROBE(arch_add_kprobe_args, int nid, u64 start, u64 size, struct mhp_params *params)
+{
+	if (op_current(MEMHP_EV_ADD))
+		save_args(SAVED_ARCH_ADD, nid, 0, 0, (__u64)params);
+	return 0;
+}
+
+SEC("kretprobe/arch_add_memory")
+int BPF_KRETPROBE(arch_add_kretprobe)
+{
+	struct saved_args a;
+	if (!take_args(SAVED_ARCH_ADD, &a))
+		return 0;
+	return handle_arch_add_exit((int)a.arg[0], (struct mhp_params *)a.arg[3]);
 }
 
 /* ---- vmemmap population --------------------------------------------------- */
@@ -225,11 +419,11 @@ static __always_inline void send_populate(struct op *o, __u64 t0, int nid, __u64
 	e->start_pfn = pfn;
 	e->nr_pages = nr;
 	e->flags = flags;
+	e->page_nid = -1;
 	bpf_ringbuf_submit(e, 0);
 }
 
-SEC("fentry/__add_pages")
-int BPF_PROG(add_pages_entry)
+static __always_inline int handle_add_pages_entry(void)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (o)
@@ -237,8 +431,8 @@ int BPF_PROG(add_pages_entry)
 	return 0;
 }
 
-SEC("fexit/__add_pages")
-int BPF_PROG(add_pages_exit, int nid, unsigned long pfn, unsigned long nr_pages, struct mhp_params *params, int ret)
+static __always_inline int handle_add_pages_exit(int nid, unsigned long pfn, unsigned long nr_pages,
+						 struct mhp_params *params, int ret)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (!o || populate_direct)
@@ -248,8 +442,49 @@ int BPF_PROG(add_pages_exit, int nid, unsigned long pfn, unsigned long nr_pages,
 	return 0;
 }
 
-SEC("fentry/vmemmap_populate")
-int BPF_PROG(populate_entry)
+SEC("fentry/__add_pages")
+int BPF_PROG(add_pages_fentry)
+{
+	return handle_add_pages_entry();
+}
+
+SEC("kprobe/__add_pages")
+int BPF_KPROBE(add_pages_kprobe)
+{
+	return handle_add_pages_entry();
+}
+
+SEC("fexit/__add_pages")
+int BPF_PROG(add_pages_fexit, int nid, unsigned long pfn, unsigned long nr_pages, struct mhp_params *params, int ret)
+{
+	return handle_add_pages_exit(nid, pfn, nr_pages, params, ret);
+}
+
+SEC("kprobe/__add_pages")
+int BPF_KPROBE(add_pages_kprobe_args, int nid, unsigned long pfn, unsigned long nr_pages, struct mhp_params *params)
+{
+	if (op_current(MEMHP_EV_ADD))
+		save_args(SAVED_ADD_PAGES, nid, pfn, nr_pages, (__u64)params);
+	return 0;
+}
+
+SEC("kretprobe/__add_pages")
+int BPF_KRETPROBE(add_pages_kretprobe, int ret)
+{
+	struct saved_args a;
+	if (!take_args(SAVED_ADD_PAGES, &a))
+		return 0;
+	return handle_add_pages_exit((int)a.arg[0], a.arg[1], a.arg[2], (struct mhp_params *)a.arg[3], ret);
+}
+
+static __always_inline __u64 vmemmap_to_pfn(unsigned long addr)
+{
+	unsigned long base = 0;
+	bpf_probe_read_kernel(&base, sizeof(base), (const void *)vmemmap_base_addr);
+	return (addr - base) / bpf_core_type_size(struct page);
+}
+
+static __always_inline int handle_populate_entry(void)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (o)
@@ -257,17 +492,8 @@ int BPF_PROG(populate_entry)
 	return 0;
 }
 
-extern const void vmemmap_base __ksym;
-
-static __always_inline __u64 vmemmap_to_pfn(unsigned long addr)
-{
-	unsigned long base = 0;
-	bpf_probe_read_kernel(&base, sizeof(base), &vmemmap_base);
-	return (addr - base) / bpf_core_type_size(struct page);
-}
-
-SEC("fexit/vmemmap_populate")
-int BPF_PROG(populate_exit, unsigned long start, unsigned long end, int node, struct vmem_altmap *altmap, int ret)
+static __always_inline int handle_populate_exit(unsigned long start, unsigned long end, int node,
+						struct vmem_altmap *altmap, int ret)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (!o)
@@ -278,8 +504,84 @@ int BPF_PROG(populate_exit, unsigned long start, unsigned long end, int node, st
 	return 0;
 }
 
+SEC("fentry/vmemmap_populate")
+int BPF_PROG(populate_fentry)
+{
+	return handle_populate_entry();
+}
+
+SEC("kprobe/vmemmap_populate")
+int BPF_KPROBE(populate_kprobe)
+{
+	return handle_populate_entry();
+}
+
+SEC("fexit/vmemmap_populate")
+int BPF_PROG(populate_fexit, unsigned long start, unsigned long end, int node, struct vmem_altmap *altmap, int ret)
+{
+	return handle_populate_exit(start, end, node, altmap, ret);
+}
+
+SEC("kprobe/vmemmap_populate")
+int BPF_KPROBE(populate_kprobe_args, unsigned long start, unsigned long end, int node, struct vmem_altmap *altmap)
+{
+	if (op_current(MEMHP_EV_ADD))
+		save_args(SAVED_POPULATE, start, end, node, (__u64)altmap);
+	return 0;
+}
+
+SEC("kretprobe/vmemmap_populate")
+int BPF_KRETPROBE(populate_kretprobe, int ret)
+{
+	struct saved_args a;
+	if (!take_args(SAVED_POPULATE, &a))
+		return 0;
+	return handle_populate_exit(a.arg[0], a.arg[1], (int)a.arg[2], (struct vmem_altmap *)a.arg[3], ret);
+}
+
 /* ---- page allocator ------------------------------------------------------ */
 
+/* Who asked for the pages: the kernel stack against the code ranges above.
+ * Anything under init_memory_mapping() is a direct-map page table. Under
+ * vmemmap_alloc_block() the caller decides: the page-table populators want
+ * page tables; everything else (vmemmap_alloc_block_buf(), or
+ * vmemmap_populate() where 6.1 inlines it) wants struct pages. */
+static __always_inline bool in_range(__u64 ip, __u64 start, __u64 end)
+{
+	/* ip is a return address: it can sit one past a final call. */
+	return start && ip > start && ip <= end;
+}
+
+static __always_inline __u32 alloc_site(void *ctx)
+{
+	if (!site_block.start && !site_directmap.start)
+		return MEMHP_SITE_UNKNOWN;
+	__u64 ips[MAX_FRAMES] = {};
+	long n = bpf_get_stack(ctx, ips, sizeof(ips), 0);
+	if (n <= 0)
+		return MEMHP_SITE_UNKNOWN;
+	__u32 frames = n / sizeof(__u64);
+	for (__u32 i = 0; i < MAX_FRAMES; i++) {
+		if (i >= frames)
+			break;
+		__u64 ip = ips[i];
+		if (in_range(ip, site_directmap.start, site_directmap.end))
+			return MEMHP_SITE_PAGETABLE;
+		if (!in_range(ip, site_block.start, site_block.end))
+			continue;
+		if (i + 1 >= frames || i + 1 >= MAX_FRAMES)
+			return MEMHP_SITE_MEMMAP;
+		__u64 caller = ips[i + 1];
+		for (int j = 0; j < MAX_PT_CALLERS; j++)
+			if (in_range(caller, site_pt_callers[j].start, site_pt_callers[j].end))
+				return MEMHP_SITE_PAGETABLE;
+		return MEMHP_SITE_MEMMAP;
+	}
+	return MEMHP_SITE_OTHER;
+}
+
+/* ctx[0] is the tracepoint's struct page *, read as a plain number: the
+ * verifier allows no arithmetic on tp_btf's trusted pointer. */
 static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsigned int order, gfp_t gfp)
 {
 	if (!inflight)
@@ -287,14 +589,16 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 	/* mm_page_alloc also fires for an allocation that failed (page NULL),
 	 * e.g. vmemmap's order-9 attempt before its base-page fallback: nothing
 	 * was taken. */
-	unsigned long page_addr = 0;
-	bpf_probe_read_kernel(&page_addr, sizeof(page_addr), &ctx[0]);
-	if (!page_addr)
+	unsigned long page = 0;
+	bpf_probe_read_kernel(&page, sizeof(page), &ctx[0]);
+	if (!page)
 		return 0;
 	__u32 t = tid();
 	struct op *o = bpf_map_lookup_elem(&ops, &t);
 	if (!o)
 		return 0;
+	/* Before the reservation: the stack walk needs no ring-buffer space held. */
+	__u32 site = type == MEMHP_EV_PAGE_ALLOC ? alloc_site(ctx) : MEMHP_SITE_UNKNOWN;
 	struct memhp_event *e = reserve();
 	if (!e)
 		return 0;
@@ -303,58 +607,103 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 	e->op_id = o->id;
 	e->op_type = o->type;
 	e->ts_ns = bpf_ktime_get_ns();
-	/* The tracepoint's page pointer, as a plain number (read above): the
-	 * verifier allows no arithmetic on the trusted pointer itself. */
-	e->pfn = vmemmap_to_pfn(page_addr);
+	e->pfn = vmemmap_to_pfn(page);
 	e->order = order;
 	e->gfp = gfp;
 	e->nid = o->nid;
+	e->page_nid = page_nid((struct page *)page);
+	if (e->page_nid >= 0)
+		e->flags |= MEMHP_F_PAGE_NID;
+	e->site = site;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
 SEC("tp_btf/mm_page_alloc")
-int BPF_PROG(page_alloc, struct page *page, unsigned int order, gfp_t gfp_flags, int migratetype)
+int BPF_PROG(page_alloc_tp_btf, struct page *page, unsigned int order, gfp_t gfp_flags)
+{
+	return page_event(MEMHP_EV_PAGE_ALLOC, ctx, order, gfp_flags);
+}
+
+SEC("raw_tp/mm_page_alloc")
+int BPF_PROG(page_alloc_raw_tp, struct page *page, unsigned int order, gfp_t gfp_flags)
 {
 	return page_event(MEMHP_EV_PAGE_ALLOC, ctx, order, gfp_flags);
 }
 
 SEC("tp_btf/mm_page_free")
-int BPF_PROG(page_free, struct page *page, unsigned int order)
+int BPF_PROG(page_free_tp_btf, struct page *page, unsigned int order)
+{
+	return page_event(MEMHP_EV_PAGE_FREE, ctx, order, 0);
+}
+
+SEC("raw_tp/mm_page_free")
+int BPF_PROG(page_free_raw_tp, struct page *page, unsigned int order)
 {
 	return page_event(MEMHP_EV_PAGE_FREE, ctx, order, 0);
 }
 
 /* ---- online / offline ---------------------------------------------------- */
 
-SEC("fentry/memory_subsys_online")
-int BPF_PROG(online_entry)
+static __always_inline int handle_block_entry(__u32 type, struct device *dev)
 {
-	op_start(MEMHP_EV_ONLINE);
+	struct op *o = op_start(type);
+	if (o)
+		o->vmemmap_pages = block_vmemmap_pages(dev);
 	return 0;
 }
 
+SEC("fentry/memory_subsys_online")
+int BPF_PROG(online_fentry, struct device *dev)
+{
+	return handle_block_entry(MEMHP_EV_ONLINE, dev);
+}
+
+SEC("kprobe/memory_subsys_online")
+int BPF_KPROBE(online_kprobe, struct device *dev)
+{
+	return handle_block_entry(MEMHP_EV_ONLINE, dev);
+}
+
 SEC("fexit/memory_subsys_online")
-int BPF_PROG(online_exit, struct device *dev, int ret)
+int BPF_PROG(online_fexit, struct device *dev, int ret)
 {
 	op_finish(MEMHP_EV_ONLINE, ret);
 	return 0;
 }
 
-SEC("fentry/mhp_init_memmap_on_memory")
-int BPF_PROG(init_memmap_entry, unsigned long pfn, unsigned long nr_pages)
+SEC("kretprobe/memory_subsys_online")
+int BPF_KRETPROBE(online_kretprobe, int ret)
+{
+	op_finish(MEMHP_EV_ONLINE, ret);
+	return 0;
+}
+
+/* Later kernels add a fourth argument (altmap->inaccessible); the first two
+ * are the same everywhere. */
+static __always_inline int handle_init_memmap(unsigned long pfn, unsigned long nr_pages)
 {
 	struct op *o = op_current(MEMHP_EV_ONLINE);
 	if (o) {
 		o->start_pfn = pfn; /* the block's start: the altmap pages come first */
-		o->vmemmap_pages += nr_pages;
 		o->nr_pages += nr_pages;
 	}
 	return 0;
 }
 
-SEC("fentry/online_pages")
-int BPF_PROG(online_pages_entry, unsigned long pfn, unsigned long nr_pages, struct zone *zone)
+SEC("fentry/mhp_init_memmap_on_memory")
+int BPF_PROG(init_memmap_fentry, unsigned long pfn, unsigned long nr_pages)
+{
+	return handle_init_memmap(pfn, nr_pages);
+}
+
+SEC("kprobe/mhp_init_memmap_on_memory")
+int BPF_KPROBE(init_memmap_kprobe, unsigned long pfn, unsigned long nr_pages)
+{
+	return handle_init_memmap(pfn, nr_pages);
+}
+
+static __always_inline int handle_online_pages(unsigned long pfn, unsigned long nr_pages, struct zone *zone)
 {
 	struct op *o = op_current(MEMHP_EV_ONLINE);
 	if (!o)
@@ -366,22 +715,46 @@ int BPF_PROG(online_pages_entry, unsigned long pfn, unsigned long nr_pages, stru
 	return 0;
 }
 
-SEC("fentry/memory_subsys_offline")
-int BPF_PROG(offline_entry)
+SEC("fentry/online_pages")
+int BPF_PROG(online_pages_fentry, unsigned long pfn, unsigned long nr_pages, struct zone *zone)
 {
-	op_start(MEMHP_EV_OFFLINE);
-	return 0;
+	return handle_online_pages(pfn, nr_pages, zone);
+}
+
+SEC("kprobe/online_pages")
+int BPF_KPROBE(online_pages_kprobe, unsigned long pfn, unsigned long nr_pages, struct zone *zone)
+{
+	return handle_online_pages(pfn, nr_pages, zone);
+}
+
+SEC("fentry/memory_subsys_offline")
+int BPF_PROG(offline_fentry, struct device *dev)
+{
+	return handle_block_entry(MEMHP_EV_OFFLINE, dev);
+}
+
+SEC("kprobe/memory_subsys_offline")
+int BPF_KPROBE(offline_kprobe, struct device *dev)
+{
+	return handle_block_entry(MEMHP_EV_OFFLINE, dev);
 }
 
 SEC("fexit/memory_subsys_offline")
-int BPF_PROG(offline_exit, struct device *dev, int ret)
+int BPF_PROG(offline_fexit, struct device *dev, int ret)
 {
 	op_finish(MEMHP_EV_OFFLINE, ret);
 	return 0;
 }
 
-SEC("fentry/offline_pages")
-int BPF_PROG(offline_pages_entry, unsigned long start_pfn, unsigned long nr_pages, struct zone *zone)
+SEC("kretprobe/memory_subsys_offline")
+int BPF_KRETPROBE(offline_kretprobe, int ret)
+{
+	op_finish(MEMHP_EV_OFFLINE, ret);
+	return 0;
+}
+
+static __always_inline int handle_offline_pages_entry(unsigned long start_pfn, unsigned long nr_pages,
+						      struct zone *zone)
 {
 	struct op *o = op_current(MEMHP_EV_OFFLINE);
 	if (!o)
@@ -393,9 +766,7 @@ int BPF_PROG(offline_pages_entry, unsigned long start_pfn, unsigned long nr_page
 	return 0;
 }
 
-SEC("fexit/offline_pages")
-int BPF_PROG(offline_pages_exit, unsigned long start_pfn, unsigned long nr_pages, struct zone *zone,
-	     struct memory_group *group, int ret)
+static __always_inline int handle_offline_pages_exit(int ret)
 {
 	struct op *o = op_current(MEMHP_EV_OFFLINE);
 	if (o && ret)
@@ -403,23 +774,57 @@ int BPF_PROG(offline_pages_exit, unsigned long start_pfn, unsigned long nr_pages
 	return 0;
 }
 
-SEC("fentry/mhp_deinit_memmap_on_memory")
-int BPF_PROG(deinit_memmap_entry, unsigned long pfn, unsigned long nr_pages)
+SEC("fentry/offline_pages")
+int BPF_PROG(offline_pages_fentry, unsigned long start_pfn, unsigned long nr_pages, struct zone *zone)
+{
+	return handle_offline_pages_entry(start_pfn, nr_pages, zone);
+}
+
+SEC("kprobe/offline_pages")
+int BPF_KPROBE(offline_pages_kprobe, unsigned long start_pfn, unsigned long nr_pages, struct zone *zone)
+{
+	return handle_offline_pages_entry(start_pfn, nr_pages, zone);
+}
+
+SEC("fexit/offline_pages")
+int BPF_PROG(offline_pages_fexit, unsigned long start_pfn, unsigned long nr_pages, struct zone *zone,
+	     struct memory_group *group, int ret)
+{
+	return handle_offline_pages_exit(ret);
+}
+
+SEC("kretprobe/offline_pages")
+int BPF_KRETPROBE(offline_pages_kretprobe, int ret)
+{
+	return handle_offline_pages_exit(ret);
+}
+
+static __always_inline int handle_deinit_memmap(unsigned long pfn, unsigned long nr_pages)
 {
 	struct op *o = op_current(MEMHP_EV_OFFLINE);
 	if (o) {
 		if (!o->start_pfn || pfn < o->start_pfn)
 			o->start_pfn = pfn;
-		o->vmemmap_pages += nr_pages;
 		o->nr_pages += nr_pages;
 	}
 	return 0;
 }
 
+SEC("fentry/mhp_deinit_memmap_on_memory")
+int BPF_PROG(deinit_memmap_fentry, unsigned long pfn, unsigned long nr_pages)
+{
+	return handle_deinit_memmap(pfn, nr_pages);
+}
+
+SEC("kprobe/mhp_deinit_memmap_on_memory")
+int BPF_KPROBE(deinit_memmap_kprobe, unsigned long pfn, unsigned long nr_pages)
+{
+	return handle_deinit_memmap(pfn, nr_pages);
+}
+
 /* ---- remove -------------------------------------------------------------- */
 
-SEC("fentry/try_remove_memory")
-int BPF_PROG(remove_entry, u64 start, u64 size)
+static __always_inline int handle_remove_entry(u64 start, u64 size)
 {
 	struct op *o = op_start(MEMHP_EV_REMOVE);
 	if (o) {
@@ -429,15 +834,33 @@ int BPF_PROG(remove_entry, u64 start, u64 size)
 	return 0;
 }
 
+SEC("fentry/try_remove_memory")
+int BPF_PROG(remove_fentry, u64 start, u64 size)
+{
+	return handle_remove_entry(start, size);
+}
+
+SEC("kprobe/try_remove_memory")
+int BPF_KPROBE(remove_kprobe, u64 start, u64 size)
+{
+	return handle_remove_entry(start, size);
+}
+
 SEC("fexit/try_remove_memory")
-int BPF_PROG(remove_exit, u64 start, u64 size, int ret)
+int BPF_PROG(remove_fexit, u64 start, u64 size, int ret)
 {
 	op_finish(MEMHP_EV_REMOVE, ret);
 	return 0;
 }
 
-SEC("fentry/arch_remove_memory")
-int BPF_PROG(arch_remove_entry, u64 start, u64 size, struct vmem_altmap *altmap)
+SEC("kretprobe/try_remove_memory")
+int BPF_KRETPROBE(remove_kretprobe, int ret)
+{
+	op_finish(MEMHP_EV_REMOVE, ret);
+	return 0;
+}
+
+static __always_inline int handle_arch_remove_entry(struct vmem_altmap *altmap)
 {
 	struct op *o = op_current(MEMHP_EV_REMOVE);
 	if (o && altmap) {
@@ -445,6 +868,18 @@ int BPF_PROG(arch_remove_entry, u64 start, u64 size, struct vmem_altmap *altmap)
 		o->flags |= MEMHP_F_ALTMAP;
 	}
 	return 0;
+}
+
+SEC("fentry/arch_remove_memory")
+int BPF_PROG(arch_remove_fentry, u64 start, u64 size, struct vmem_altmap *altmap)
+{
+	return handle_arch_remove_entry(altmap);
+}
+
+SEC("kprobe/arch_remove_memory")
+int BPF_KPROBE(arch_remove_kprobe, u64 start, u64 size, struct vmem_altmap *altmap)
+{
+	return handle_arch_remove_entry(altmap);
 }
 
 char LICENSE[] SEC("license") = "GPL";

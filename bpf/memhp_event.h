@@ -5,7 +5,7 @@
  * buffer. Shared by hotplug.bpf.c and the collector: fixed-width fields only;
  * the C++ side static_asserts the size. Bump MEMHP_EVENT_VERSION on change. */
 
-#define MEMHP_EVENT_VERSION 1
+#define MEMHP_EVENT_VERSION 2
 
 enum memhp_event_type {
 	MEMHP_EV_ADD = 1,        /* add_memory_resource() returned */
@@ -25,6 +25,16 @@ enum memhp_caller {
 /* flags */
 #define MEMHP_F_ALTMAP 0x1         /* a vmem_altmap was in effect (memmap on the added memory) */
 #define MEMHP_F_POPULATE_DIRECT 0x2 /* populate timed at vmemmap_populate itself, not inferred */
+#define MEMHP_F_PAGE_NID 0x4        /* page events: page_nid holds the node from page->flags */
+
+/* Page-allocator pages taken during an op, by call site (the kernel stack
+ * at mm_page_alloc against kernel function ranges from /proc/kallsyms). */
+enum memhp_alloc_site {
+	MEMHP_SITE_UNKNOWN = 0,   /* no symbol ranges, no stack, or a free */
+	MEMHP_SITE_MEMMAP = 1,    /* vmemmap_alloc_block() for struct pages */
+	MEMHP_SITE_PAGETABLE = 2, /* page tables: the vmemmap's, or the direct map's (init_memory_mapping) */
+	MEMHP_SITE_OTHER = 3,     /* anything else (slab pages for sysfs/kernfs, section bookkeeping) */
+};
 
 struct memhp_event {
 	__u32 type;        /* enum memhp_event_type */
@@ -48,6 +58,8 @@ struct memhp_event {
 	__u32 op_type;       /* page events: the type of the op in flight (MEMHP_EV_ADD, ...) */
 	__u32 _pad;
 	char zone[16];       /* online/offline: zone name */
+	__s32 page_nid;      /* page events: node from page->flags, valid with MEMHP_F_PAGE_NID */
+	__u32 site;          /* page events: enum memhp_alloc_site */
 };
 
 #endif

@@ -120,6 +120,7 @@ Command add_trace_command(CLI::App& app) {
         bool json = false;
         double duration = 0;
         bool verbose = false;
+        std::string attach_mode = "auto";
     };
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand(
@@ -131,9 +132,16 @@ Command add_trace_command(CLI::App& app) {
                   "write one JSON object per completed operation to stdout (NDJSON; schema in docs/trace-json.md)");
     cmd->add_option("--duration", o->duration, "stop after this many seconds (0: until Ctrl-C or SIGTERM)")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--attach-mode", o->attach_mode,
+                    "how probes attach: auto (fentry/fexit and tp_btf where the kernel allows, else "
+                    "kprobe/kretprobe and raw_tp), fentry (BTF trampolines only) or kprobe (kprobes and raw "
+                    "tracepoints only, e.g. to compare with fentry)")
+        ->check(CLI::IsMember({"auto", "fentry", "kprobe"}))
+        ->default_str("auto");
     cmd->add_flag("-v,--verbose", o->verbose, "print libbpf's debug messages");
     return {cmd, [o] {
         collector::install_libbpf_logging(o->verbose);
+        collector::check_bpf_prerequisites();  // privileges, BTF, hot-plug: before reading sysfs
         collector::SysfsNodeResolver nodes("/");
         collector::AggregatorConfig cfg;
         auto param = try_read_file("/sys/module/memory_hotplug/parameters/memmap_on_memory");
@@ -144,15 +152,21 @@ Command add_trace_command(CLI::App& app) {
         agg.add_sink(&printer);
 
         const auto t_start = std::chrono::steady_clock::now();
-        collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); });
+        collector::ProbeOptions popts;
+        popts.mode = collector::parse_attach_mode(o->attach_mode);
+        collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); }, popts);
         const double attach_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
         std::size_t attached = 0;
         for (const auto& st : probes.attach_report()) attached += st.attached;
         std::fprintf(stderr,
-                     "memhp: attached %zu of %zu probes in %.0f ms; vmemmap populate %s; memmap_on_memory=%s\n%s",
-                     attached, probes.attach_report().size(), attach_ms,
+                     "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
+                     "memmap_on_memory=%s\n%s",
+                     attached, probes.attach_report().size(), attach_ms, o->attach_mode.c_str(),
                      probes.populate_timing().c_str(),
                      param ? trim(*param).c_str() : "absent", probes.describe().c_str());
+        if (o->verbose)
+            for (const auto& [phase, ms] : probes.startup_phases())
+                std::fprintf(stderr, "memhp: start-up %s: %.0f ms\n", phase.c_str(), ms);
         std::fflush(stderr);
 
         while (!stop_requested()) {

@@ -9,6 +9,8 @@ packages=(
 	cmake make g++ pkg-config clang llvm
 	# BPF: libbpf + skeletons, ELF/zlib for libbpf, libcap for privilege checks
 	libbpf-dev bpftool libelf-dev zlib1g-dev libcap-dev
+	# the start-up baseline of bench/micro (memhp_probe_bench), run in the guest
+	bpftrace
 	# libraries: JSON, CLI parsing, metrics, tests, benchmarks
 	nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
 	# the QEMU lab: emulator, initramfs parts, kernel-package tools

@@ -175,7 +175,9 @@ void Aggregator::buffer_page_event(const memhp_event& ev) {
         ++stats_.orphan_page_events;
         return;
     }
-    pages.push_back(PageRecord{ev.pfn, ev.order, ev.type});
+    // Zero-filled records from other producers (hotplug_tp.bpf.c) carry no node: the flag says.
+    const std::int32_t page_nid = (ev.flags & MEMHP_F_PAGE_NID) ? ev.page_nid : -1;
+    pages.push_back(PageRecord{ev.pfn, ev.order, ev.type, page_nid, ev.site});
 }
 
 std::vector<Aggregator::PageRecord> Aggregator::take_pages(std::uint64_t op_id) {
@@ -201,6 +203,19 @@ void Aggregator::count(const Operation& op) {
     if (op.ret < 0) ++stats_.failures[std::make_tuple(op.phase, -op.ret)];
 }
 
+int Aggregator::page_node(const PageRecord& p, Operation& op) {
+    const int sysfs = nodes_.node_of_pfn(p.pfn);
+    if (p.page_nid < 0) return sysfs;
+    if (sysfs < 0) return p.page_nid;  // a block sysfs does not list (yet): trust page->flags
+    const std::uint64_t n = 1ull << p.order;
+    op.node_checked_pages += n;
+    if (sysfs != p.page_nid) {
+        op.node_mismatched_pages += n;
+        stats_.node_mismatched_pages += n;
+    }
+    return sysfs;
+}
+
 void Aggregator::emit(const Operation& op) {
     for (auto* sink : sinks_) sink->on_operation(op);
 }
@@ -223,16 +238,30 @@ void Aggregator::on_add(const memhp_event& ev) {
             continue;
         }
         taken += n;
-        if (p.order == cfg_.memmap_block_order) {
-            const int node = nodes_.node_of_pfn(p.pfn);
+        // The call site when BPF could tell it; else the order: PMD-sized
+        // blocks are memmap, order 0 is taken for page tables.
+        MemmapSource source = MemmapSource::PageTables;
+        bool memmap = true;
+        switch (p.site) {
+            case MEMHP_SITE_MEMMAP: source = MemmapSource::PageAllocator; break;
+            case MEMHP_SITE_PAGETABLE: source = MemmapSource::PageTables; break;
+            case MEMHP_SITE_OTHER: memmap = false; break;
+            default:
+                if (p.order == cfg_.memmap_block_order) source = MemmapSource::PageAllocator;
+                else if (p.order == 0) source = MemmapSource::PageTables;
+                else memmap = false;
+        }
+        const int node = page_node(p, op);
+        if (!memmap) {
+            op.memmap.other_pages += n;
+        } else if (source == MemmapSource::PageAllocator) {
             op.memmap.buddy_pages += n;
+            if (p.order < cfg_.memmap_block_order) op.memmap.base_pages += n;
             (node >= 0 && node == ev.nid ? op.memmap.local_pages : op.memmap.remote_pages) += n;
             node_entry(per_node, node).buddy += n;
-        } else if (p.order == 0) {
-            op.memmap.pagetable_pages += 1;
-            node_entry(per_node, nodes_.node_of_pfn(p.pfn)).pagetable += 1;
         } else {
-            op.memmap.other_pages += n;
+            op.memmap.pagetable_pages += n;
+            node_entry(per_node, node).pagetable += n;
         }
     }
     const std::uint64_t ps = cfg_.page_size;
@@ -325,8 +354,8 @@ void Aggregator::on_remove(const memhp_event& ev) {
     for (const auto& p : take_pages(ev.op_id)) {
         if (p.type != MEMHP_EV_PAGE_FREE) continue;  // remove gives pages back; allocations are not memmap
         const std::uint64_t n = 1ull << p.order;
+        const int node = page_node(p, op);
         if (p.order == cfg_.memmap_block_order) {
-            const int node = nodes_.node_of_pfn(p.pfn);
             op.memmap.buddy_pages += n;
             (node >= 0 && node == op.nid ? op.memmap.local_pages : op.memmap.remote_pages) += n;
         } else if (p.order == 0) {
@@ -377,6 +406,8 @@ nlohmann::json to_json(const Operation& op) {
             {"local_pages", op.memmap.local_pages},
             {"remote_pages", op.memmap.remote_pages},
         };
+        if (op.phase == Phase::Add) j["memmap"]["base_pages"] = op.memmap.base_pages;
+        j["node_check"] = {{"pages", op.node_checked_pages}, {"mismatched", op.node_mismatched_pages}};
     }
     switch (op.phase) {
         case Phase::Add:

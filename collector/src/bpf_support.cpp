@@ -63,13 +63,8 @@ void clear_libbpf_log() {
 void check_bpf_prerequisites(const std::string& sys_root) {
     namespace fs = std::filesystem;
     const fs::path root(sys_root);
-    if (!fs::exists(root / "sys/kernel/btf/vmlinux"))
-        throw BpfError("this kernel exposes no BTF (" + (root / "sys/kernel/btf/vmlinux").string() +
-                       " is missing): memhp's CO-RE probes need it. Boot a kernel built with "
-                       "CONFIG_DEBUG_INFO_BTF=y (Debian's 6.1 and 6.12 kernels have it).");
-    if (!fs::exists(root / "sys/devices/system/memory"))
-        throw BpfError("this kernel has no memory hot-plug support (" + (root / "sys/devices/system/memory").string() +
-                       " is missing): boot a kernel with CONFIG_MEMORY_HOTPLUG=y.");
+    // Privileges first: a non-root user gets the one remedy that applies to
+    // everyone before any kernel-specific one.
     if (sys_root == "/" && ::geteuid() != 0) {
 #ifdef CAP_BPF
         const bool bpf = has_cap(CAP_BPF);
@@ -85,6 +80,13 @@ void check_bpf_prerequisites(const std::string& sys_root) {
             throw BpfError("memhp needs root, or the capabilities CAP_BPF and CAP_PERFMON, to load its probes: "
                            "run it with sudo, or grant them (e.g. systemd AmbientCapabilities=CAP_BPF CAP_PERFMON).");
     }
+    if (!fs::exists(root / "sys/kernel/btf/vmlinux"))
+        throw BpfError("this kernel exposes no BTF (" + (root / "sys/kernel/btf/vmlinux").string() +
+                       " is missing): memhp's CO-RE probes need it. Boot a kernel built with "
+                       "CONFIG_DEBUG_INFO_BTF=y (Debian's 6.1 and 6.12 kernels have it).");
+    if (!fs::exists(root / "sys/devices/system/memory"))
+        throw BpfError("this kernel has no memory hot-plug support (" + (root / "sys/devices/system/memory").string() +
+                       " is missing): boot a kernel with CONFIG_MEMORY_HOTPLUG=y.");
 }
 
 }  // namespace memhp::collector

@@ -1,18 +1,28 @@
 #include "memhp/collector/probes.hpp"
 
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <linux/bpf.h>
 #include <linux/types.h>
+#include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
 
 #include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/kernel_symbols.hpp"
 #include "memhp/collector/tp_probes.hpp"
 
 // clang-format off
 #include "memhp_event.h"
+#include "hotplug.h"
 #include "hotplug.skel.h"
 // clang-format on
 
@@ -24,26 +34,207 @@ void HotplugProbes::RingDeleter::operator()(ring_buffer* r) const { ring_buffer_
 
 namespace {
 
-// "fentry/add_memory_resource" -> {"fentry", "add_memory_resource"}
-std::pair<std::string, std::string> split_section(const char* sec) {
-    std::string s(sec);
-    auto slash = s.find('/');
-    if (slash == std::string::npos) return {s, ""};
-    return {s.substr(0, slash), s.substr(slash + 1)};
+// Each probe and its programs in hotplug.bpf.c: the BTF family (fentry/fexit,
+// tp_btf) and the classic one (kprobe/kretprobe, raw_tp). A kretprobe that
+// needs the function's arguments comes with a kprobe saving them; that pair
+// attaches or fails together.
+struct ProbeDef {
+    ProbeSpec spec;
+    std::vector<const char*> btf;
+    std::vector<const char*> classic;
+};
+
+constexpr auto kEntry = ProbeKind::Entry;
+constexpr auto kExit = ProbeKind::Exit;
+constexpr auto kTp = ProbeKind::Tracepoint;
+
+const std::vector<ProbeDef>& probe_table() {
+    static const std::vector<ProbeDef> table = {
+        {{"add_memory_resource", kEntry, true}, {"add_fentry"}, {"add_kprobe"}},
+        {{"add_memory_resource", kExit, true}, {"add_fexit"}, {"add_kretprobe"}},
+        {{"add_memory_driver_managed", kEntry}, {"add_driver_managed_fentry"}, {"add_driver_managed_kprobe"}},
+        {{"add_memory_driver_managed", kExit}, {"add_driver_managed_fexit"}, {"add_driver_managed_kretprobe"}},
+        {{"arch_add_memory", kExit}, {"arch_add_fexit"}, {"arch_add_kprobe_args", "arch_add_kretprobe"}},
+        {{"__add_pages", kEntry}, {"add_pages_fentry"}, {"add_pages_kprobe"}},
+        {{"__add_pages", kExit}, {"add_pages_fexit"}, {"add_pages_kprobe_args", "add_pages_kretprobe"}},
+        {{"vmemmap_populate", kEntry}, {"populate_fentry"}, {"populate_kprobe"}},
+        {{"vmemmap_populate", kExit}, {"populate_fexit"}, {"populate_kprobe_args", "populate_kretprobe"}},
+        {{"mm_page_alloc", kTp}, {"page_alloc_tp_btf"}, {"page_alloc_raw_tp"}},
+        {{"mm_page_free", kTp}, {"page_free_tp_btf"}, {"page_free_raw_tp"}},
+        {{"memory_subsys_online", kEntry}, {"online_fentry"}, {"online_kprobe"}},
+        {{"memory_subsys_online", kExit}, {"online_fexit"}, {"online_kretprobe"}},
+        {{"mhp_init_memmap_on_memory", kEntry}, {"init_memmap_fentry"}, {"init_memmap_kprobe"}},
+        {{"online_pages", kEntry}, {"online_pages_fentry"}, {"online_pages_kprobe"}},
+        {{"memory_subsys_offline", kEntry}, {"offline_fentry"}, {"offline_kprobe"}},
+        {{"memory_subsys_offline", kExit}, {"offline_fexit"}, {"offline_kretprobe"}},
+        {{"offline_pages", kEntry}, {"offline_pages_fentry"}, {"offline_pages_kprobe"}},
+        {{"offline_pages", kExit}, {"offline_pages_fexit"}, {"offline_pages_kretprobe"}},
+        {{"mhp_deinit_memmap_on_memory", kEntry}, {"deinit_memmap_fentry"}, {"deinit_memmap_kprobe"}},
+        {{"try_remove_memory", kEntry}, {"remove_fentry"}, {"remove_kprobe"}},
+        {{"try_remove_memory", kExit}, {"remove_fexit"}, {"remove_kretprobe"}},
+        {{"arch_remove_memory", kEntry}, {"arch_remove_fentry"}, {"arch_remove_kprobe"}},
+    };
+    return table;
 }
 
-// Programs without which memhp has nothing to say.
-bool is_required(const std::string& prog) { return prog == "add_entry" || prog == "add_exit"; }
+const char* kind_name(ProbeKind k) {
+    switch (k) {
+        case ProbeKind::Entry: return "entry";
+        case ProbeKind::Exit: return "exit";
+        case ProbeKind::Tracepoint: return "tracepoint";
+    }
+    return "unknown";
+}
+
+// Symbols read from /proc/kallsyms besides the probe targets.
+constexpr const char* kVmemmapBase = "vmemmap_base";
+constexpr const char* kSiteBlock = "vmemmap_alloc_block";
+constexpr const char* kSiteDirectMap = "init_memory_mapping";
+// vmemmap_alloc_block()'s callers that allocate page tables (order as in the BPF array).
+constexpr std::array<const char*, 5> kSitePageTableCallers = {
+    "vmemmap_alloc_block_zero", "vmemmap_pgd_populate", "vmemmap_p4d_populate", "vmemmap_pud_populate",
+    "vmemmap_pmd_populate"};
+
+std::filesystem::path tracefs_dir() {
+    for (const char* d : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"})
+        if (std::filesystem::exists(std::filesystem::path(d) / "available_filter_functions")) return d;
+    return {};
+}
+
+// libbpf-tools' fentry_can_attach(): load a two-instruction fentry program
+// against `btf_id` and attach it. True when BPF trampolines work here.
+bool fentry_try_attach(int btf_id) {
+    bpf_insn insns[2]{};
+    insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = 0
+    insns[0].dst_reg = BPF_REG_0;
+    insns[1].code = BPF_JMP | BPF_EXIT;
+    bpf_prog_load_opts opts{};
+    opts.sz = sizeof opts;
+    opts.expected_attach_type = BPF_TRACE_FENTRY;
+    opts.attach_btf_id = static_cast<__u32>(btf_id);
+    const int prog = bpf_prog_load(BPF_PROG_TYPE_TRACING, "memhp_probe", "GPL", insns, 2, &opts);
+    if (prog < 0) return false;
+    const int link = bpf_raw_tracepoint_open(nullptr, prog);
+    if (link >= 0) ::close(link);
+    ::close(prog);
+    return link >= 0;
+}
+
+// What the kernel offers for `specs`. Reads only what the decision needs:
+// tracefs' function list (large and slow to generate) only when fentry alone
+// cannot settle it.
+KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mode, const KallsymsInfo& syms) {
+    KernelFeatures k;
+    std::set<std::string> functions, tps;
+    for (const auto& s : specs) (s.kind == ProbeKind::Tracepoint ? tps : functions).insert(s.target);
+
+    btf* vmlinux = btf__load_vmlinux_btf();
+    if (!vmlinux)
+        throw BpfError("cannot load the kernel's BTF (/sys/kernel/btf/vmlinux): " + std::string(std::strerror(errno)) +
+                       ". Boot a kernel built with CONFIG_DEBUG_INFO_BTF=y.");
+    int trial_id = -1;
+    for (const auto& s : specs) {
+        if (s.kind == ProbeKind::Tracepoint) {
+            if (btf__find_by_name_kind(vmlinux, ("btf_trace_" + s.target).c_str(), BTF_KIND_TYPEDEF) >= 0)
+                k.btf_tracepoints.insert(s.target);
+            continue;
+        }
+        const int id = btf__find_by_name_kind(vmlinux, s.target.c_str(), BTF_KIND_FUNC);
+        if (id < 0) continue;
+        k.btf_functions.insert(s.target);
+        if (trial_id < 0) trial_id = id;  // the table starts with the required add_memory_resource
+    }
+    btf__free(vmlinux);
+    if (mode != AttachMode::Kprobe && trial_id >= 0) k.fentry_works = fentry_try_attach(trial_id);
+
+    bool fentry_settles = k.fentry_works && mode != AttachMode::Kprobe;
+    for (const auto& f : functions) fentry_settles = fentry_settles && k.btf_functions.contains(f);
+    const auto tracing = tracefs_dir();
+    if (!fentry_settles && !tracing.empty()) {
+        std::ifstream list(tracing / "available_filter_functions");
+        k.traceable = parse_function_list(list, functions);
+    }
+
+    for (const auto& f : functions)
+        if (syms.text.contains(f) && (!k.traceable || k.traceable->contains(f))) k.kprobe_symbols.insert(f);
+    if (std::ifstream in("/sys/kernel/debug/kprobes/blacklist"); in)
+        for (const auto& f : parse_kprobe_blacklist(in, functions)) k.kprobe_symbols.erase(f);
+    for (const auto& tp : tps) {
+        if (k.btf_tracepoints.contains(tp)) {
+            k.tracepoints.insert(tp);
+            continue;
+        }
+        if (tracing.empty()) continue;
+        std::error_code ec;
+        for (const auto& sys : std::filesystem::directory_iterator(tracing / "events", ec))
+            if (std::filesystem::exists(sys.path() / tp, ec)) k.tracepoints.insert(tp);
+    }
+    return k;
+}
+
+const char* attach_hint(int err) {
+    if (err == EINVAL || err == ENOENT || err == ESRCH || err == EBUSY || err == ENOTSUP || err == EOPNOTSUPP)
+        return " (the function is not traceable on this kernel, e.g. __meminit/notrace)";
+    return "";
+}
 
 }  // namespace
 
-HotplugProbes::HotplugProbes(Handler handler) : handler_(std::move(handler)) {
+std::vector<ProbeSpec> hotplug_probe_specs() {
+    std::vector<ProbeSpec> out;
+    for (const auto& d : probe_table()) out.push_back(d.spec);
+    return out;
+}
+
+std::vector<std::string> probe_table_mismatches() {
+    std::vector<std::string> problems;
+    std::unique_ptr<hotplug, void (*)(hotplug*)> skel(hotplug__open(), hotplug__destroy);
+    if (!skel) return {std::string("cannot open the BPF object: ") + std::strerror(errno)};
+    std::map<std::string, int> claimed;
+    for (const auto& d : probe_table()) {
+        for (const char* p : d.btf) ++claimed[p];
+        for (const char* p : d.classic) ++claimed[p];
+    }
+    std::set<std::string> present;
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel->obj) {
+        const std::string name = bpf_program__name(prog);
+        present.insert(name);
+        auto it = claimed.find(name);
+        if (it == claimed.end()) problems.push_back("program " + name + " belongs to no probe");
+        else if (it->second != 1) problems.push_back("program " + name + " belongs to " + std::to_string(it->second) + " probes");
+    }
+    for (const auto& [name, n] : claimed)
+        if (!present.contains(name)) problems.push_back("probe table names " + name + ", which the object lacks");
+    for (const auto& d : probe_table()) {
+        // Each family's programs must target the probe's function.
+        for (const auto* family : {&d.btf, &d.classic})
+            for (const char* p : *family) {
+                bpf_program* bp = bpf_object__find_program_by_name(skel->obj, p);
+                if (!bp) continue;
+                const std::string sec = bpf_program__section_name(bp);
+                if (sec.substr(sec.find('/') + 1) != d.spec.target)
+                    problems.push_back("program " + std::string(p) + " (" + sec + ") is not on " + d.spec.target);
+            }
+    }
+    return problems;
+}
+
+HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(std::move(handler)) {
+    auto t = std::chrono::steady_clock::now();
+    auto phase_done = [&](const char* name) {
+        const auto now = std::chrono::steady_clock::now();
+        phases_.emplace_back(name, std::chrono::duration<double, std::milli>(now - t).count());
+        t = now;
+    };
     check_bpf_prerequisites();
 
     // ---- memory_hotplug tracepoint path (kernel-patches/, tp_probes.cpp) ----
     // A kernel with memhp's trace events gets hotplug_tp.bpf.c instead of
     // this file's object: every phase is observed directly, nothing inferred.
-    if (const char* forced = std::getenv("MEMHP_PROBES"); !forced || std::string(forced) != "fentry") {
+    // MEMHP_PROBES=fentry, or a forced attach mode, keeps the function probes.
+    const char* forced = std::getenv("MEMHP_PROBES");
+    if ((!forced || std::string(forced) != "fentry") && options.mode == AttachMode::Auto) {
         btf* kernel_btf = btf__load_vmlinux_btf();
         const bool has_tp = has_hotplug_tracepoints(kernel_btf);
         btf__free(kernel_btf);
@@ -59,57 +250,101 @@ HotplugProbes::HotplugProbes(Handler handler) : handler_(std::move(handler)) {
     skel_.reset(hotplug__open());
     if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
 
-    // Switch off programs whose target this kernel does not have (BTF lookup),
-    // before load: libbpf would fail the whole object otherwise.
-    btf* vmlinux = btf__load_vmlinux_btf();
-    if (!vmlinux) throw BpfError("cannot load the kernel's BTF (/sys/kernel/btf/vmlinux): " + std::string(std::strerror(errno)));
+    // One pass over /proc/kallsyms: vmemmap_base (KASLR), the vmemmap
+    // allocators' ranges (call-site classification) and kprobe candidates.
+    const auto specs = hotplug_probe_specs();
+    std::set<std::string> wanted = {kVmemmapBase, kSiteBlock, kSiteDirectMap};
+    wanted.insert(kSitePageTableCallers.begin(), kSitePageTableCallers.end());
+    for (const auto& s : specs) wanted.insert(s.target);
+    KallsymsInfo syms;
+    {
+        std::ifstream in("/proc/kallsyms");
+        if (!in) throw BpfError("cannot read /proc/kallsyms: " + std::string(std::strerror(errno)));
+        syms = parse_kallsyms(in, wanted);
+    }
+    if (!syms.address.contains(kVmemmapBase) || syms.address.at(kVmemmapBase) == 0)
+        throw BpfError("cannot find vmemmap_base in /proc/kallsyms (addresses read as 0 without root or "
+                       "CAP_SYSLOG; memhp supports x86-64 kernels with SPARSEMEM_VMEMMAP)");
+    skel_->rodata->vmemmap_base_addr = syms.address.at(kVmemmapBase);
+    // Call-site ranges for classifying page-allocator pages; a symbol this
+    // kernel lacks (inlined) stays 0 and is skipped by the BPF side.
+    auto range_of = [&](const char* name, auto& r) {
+        if (syms.text.contains(name) && syms.end.contains(name)) {
+            r.start = syms.address.at(name);
+            r.end = syms.end.at(name);
+        }
+    };
+    range_of(kSiteBlock, skel_->rodata->site_block);
+    range_of(kSiteDirectMap, skel_->rodata->site_directmap);
+    static_assert(kSitePageTableCallers.size() == sizeof(skel_->rodata->site_pt_callers) /
+                                                      sizeof(skel_->rodata->site_pt_callers[0]));
+    for (std::size_t i = 0; i < kSitePageTableCallers.size(); ++i)
+        range_of(kSitePageTableCallers[i], skel_->rodata->site_pt_callers[i]);
+    phase_done("kallsyms");
+    features_ = probe_features(specs, options.mode, syms);
+    phase_done("features");
+    const auto plan = plan_attach(specs, features_, options.mode);
+
+    // Autoload exactly the chosen family's programs.
+    std::set<std::string> wanted_progs;
+    const auto& table = probe_table();
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        if (!plan[i].available()) continue;
+        for (const char* p : plan[i].btf_family() ? table[i].btf : table[i].classic) wanted_progs.insert(p);
+    }
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, skel_->obj) {
-        AttachStatus st;
-        st.program = bpf_program__name(prog);
-        std::tie(st.mode, st.target) = split_section(bpf_program__section_name(prog));
-        st.required = is_required(st.program);
-        bool present = true;
-        if (st.mode == "tp_btf")
-            present = btf__find_by_name_kind(vmlinux, ("btf_trace_" + st.target).c_str(), BTF_KIND_TYPEDEF) >= 0;
-        else
-            present = btf__find_by_name_kind(vmlinux, st.target.c_str(), BTF_KIND_FUNC) >= 0;
-        if (!present) {
-            bpf_program__set_autoload(prog, false);
-            st.reason = "not in this kernel's BTF (renamed or inlined)";
-        }
-        report_.push_back(st);
+        bpf_program__set_autoload(prog, wanted_progs.contains(bpf_program__name(prog)));
     }
-    btf__free(vmlinux);
 
     clear_libbpf_log();
     if (int err = hotplug__load(skel_.get()))
         throw BpfError("cannot load memhp's BPF programs: " + std::string(std::strerror(-err)) +
                        (err == -EPERM ? " (run as root, or with CAP_BPF and CAP_PERFMON)" : "") + "\nlibbpf said:\n" +
                        libbpf_log_tail(12));
+    phase_done("load");
 
-    std::size_t i = 0;
-    bpf_object__for_each_program(prog, skel_->obj) {
-        auto& st = report_[i++];
-        if (!st.reason.empty()) continue;
-        bpf_link* link = bpf_program__attach(prog);
-        if (!link) {
-            int err = errno;
-            st.reason = std::strerror(err);
-            if (err == EINVAL || err == ENOENT || err == ESRCH || err == EBUSY)
-                st.reason += " (the function is not traceable on this kernel, e.g. __meminit/notrace)";
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        const auto& def = table[i];
+        AttachStatus st;
+        st.target = def.spec.target;
+        st.kind = kind_name(def.spec.kind);
+        st.required = def.spec.required;
+        st.mode = mechanism_name(plan[i].mechanism);
+        if (!plan[i].available()) {
+            st.program = def.btf.front();
+            st.reason = plan[i].reason;
+            report_.push_back(st);
             continue;
         }
-        links_.emplace_back(link);
-        st.attached = true;
-        if (st.target == "vmemmap_populate" && st.mode == "fexit") populate_direct_ = true;
+        const auto& progs = plan[i].btf_family() ? def.btf : def.classic;
+        st.program = progs.back();  // the one doing the work (after any argument saver)
+        std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
+        for (const char* name : progs) {
+            bpf_program* p = bpf_object__find_program_by_name(skel_->obj, name);
+            bpf_link* link = p ? bpf_program__attach(p) : nullptr;
+            if (!link) {
+                const int err = p ? errno : ENOENT;
+                st.reason = std::string(name) + ": " + std::strerror(err) + attach_hint(err);
+                links.clear();
+                break;
+            }
+            links.emplace_back(link);
+        }
+        st.attached = !links.empty();
+        if (st.attached) attached_programs_.insert(progs.begin(), progs.end());
+        for (auto& l : links) links_.push_back(std::move(l));
+        if (st.attached && st.target == "vmemmap_populate" && def.spec.kind == ProbeKind::Exit)
+            populate_direct_ = true;
+        report_.push_back(st);
     }
     for (const auto& st : report_)
         if (st.required && !st.attached)
-            throw BpfError("cannot attach " + st.mode + " " + st.target + ": " + st.reason +
-                           ". memhp needs fentry/fexit (CONFIG_FUNCTION_TRACER, CONFIG_DEBUG_INFO_BTF) "
-                           "on the memory hot-plug path (CONFIG_MEMORY_HOTPLUG).");
+            throw BpfError("cannot attach to " + st.target + " (" + st.kind + "): " + st.reason +
+                           ". memhp needs fentry/fexit (CONFIG_FUNCTION_TRACER, CONFIG_DEBUG_INFO_BTF) or "
+                           "kprobes (CONFIG_KPROBES) on the memory hot-plug path (CONFIG_MEMORY_HOTPLUG).");
     skel_->bss->populate_direct = populate_direct_ ? 1 : 0;
+    phase_done("attach");
 
     ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), &HotplugProbes::on_record, this, nullptr));
     if (!ring_) throw BpfError(std::string("cannot set up the ring buffer: ") + std::strerror(errno));
@@ -134,28 +369,37 @@ std::uint64_t HotplugProbes::dropped_events() const {
     return __atomic_load_n(&skel_->bss->dropped_events, __ATOMIC_RELAXED);
 }
 
-std::string HotplugProbes::path() const { return tp_ ? "memory_hotplug tracepoints" : "fentry/fexit"; }
+std::string HotplugProbes::path() const {
+    if (tp_) return "memory_hotplug tracepoints";
+    bool btf = false, classic = false;
+    for (const auto& st : report_) {
+        if (!st.attached) continue;
+        (st.mode == "kprobe" || st.mode == "kretprobe" || st.mode == "raw_tp" ? classic : btf) = true;
+    }
+    return btf && classic ? "fentry/fexit and kprobe/kretprobe" : classic ? "kprobe/kretprobe" : "fentry/fexit";
+}
 
 std::string HotplugProbes::populate_timing() const {
     if (tp_) return "timed at the mhp_vmemmap_populate_begin/end events";
     return populate_direct_ ? "timed at vmemmap_populate" : "inferred from __add_pages";
 }
 
-std::string HotplugProbes::describe() const {
-    std::string out = "  path: " + path() + "\n";  // which path is active (tracepoint path)
-    for (const auto& st : report_) {
-        out += "  " + st.mode + " " + st.target + ": " + (st.attached ? "attached" : "unavailable: " + st.reason) + "\n";
+std::vector<std::pair<std::string, int>> HotplugProbes::program_fds() const {
+    std::vector<std::pair<std::string, int>> out;
+    if (!skel_) return out;  // tracepoint path
+    bpf_program* prog = nullptr;
+    bpf_object__for_each_program(prog, skel_->obj) {
+        const std::string name = bpf_program__name(prog);
+        if (attached_programs_.contains(name)) out.emplace_back(name, bpf_program__fd(prog));
     }
     return out;
 }
 
-std::vector<std::pair<std::string, int>> HotplugProbes::program_fds() const {
-    std::vector<std::pair<std::string, int>> out;
-    bpf_program* prog = nullptr;
-    bpf_object__for_each_program(prog, skel_->obj) {
-        const std::string name = bpf_program__name(prog);
-        for (const auto& st : report_)
-            if (st.program == name && st.attached) out.emplace_back(name, bpf_program__fd(prog));
+std::string HotplugProbes::describe() const {
+    std::string out = "  path: " + path() + "\n";  // which path is active
+    for (const auto& st : report_) {
+        out += "  " + (st.attached ? st.mode : st.kind) + " " + st.target + ": " +
+               (st.attached ? "attached" : "unavailable: " + st.reason) + "\n";
     }
     return out;
 }

@@ -24,24 +24,14 @@ const json kHello = {{"event", "hello"}, {"proto", kAgentProtocol}, {"release", 
 
 // A fake memhp-agent on the far end of a socketpair; `script` runs on a
 // thread and records the requests it reads.
-class FakeAgent {
+class FakeAgent : public test::JsonPeer {
 public:
     explicit FakeAgent(std::function<void(FakeAgent&)> script)
-        : fds_(test::make_socketpair()), peer_(fds_.far), client_(LineChannel(fds_.near, "agent")),
-          thread_([this, script = std::move(script)] { script(*this); }) {}
+        : FakeAgent(test::make_socketpair(), std::move(script)) {}
     ~FakeAgent() {
         client_ = AgentClient();  // closes our end so a blocked script sees EOF
     }
 
-    void send(const json& msg) { peer_.send(msg.dump() + "\n"); }
-    void send_raw(std::string_view raw) { peer_.send(raw); }
-    json next_request() {
-        auto line = peer_.read_line();
-        if (!line) return nullptr;
-        json req = json::parse(*line);
-        requests.push_back(req);
-        return req;
-    }
     // Reads a request and answers {"id":..,"ok":true} merged with `fields`.
     void reply(json fields = json::object()) {
         json req = next_request();
@@ -53,15 +43,13 @@ public:
     void join() {
         if (thread_.joinable()) thread_.join();
     }
-    void close() { peer_.close(); }
 
     AgentClient& client() { return client_; }
 
-    std::vector<json> requests;
-
 private:
-    test::SocketPair fds_;
-    test::Peer peer_;
+    FakeAgent(test::SocketPair fds, std::function<void(FakeAgent&)> script)
+        : JsonPeer(fds.far), client_(LineChannel(fds.near, "agent")),
+          thread_([this, script = std::move(script)] { script(*this); }) {}
     AgentClient client_;
     std::jthread thread_;  // last: joined first on destruction
 };

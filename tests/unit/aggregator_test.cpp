@@ -654,7 +654,7 @@ TEST_F(AggregatorTest, JsonOfAdd) {
     for (int i = 0; i < 8; ++i) agg().consume(page(MEMHP_EV_PAGE_ALLOC, 3, kBootPfn + 512u * i, 9));
     agg().consume(add(3, 1, kHotPfn, 8 * kBlockPages, 0, 0, 2));
     auto j = to_json(last());
-    EXPECT_EQ(j["schema"], 1);
+    EXPECT_EQ(j["schema"], 2);
     EXPECT_EQ(j["schema"], kTraceJsonSchema);
     EXPECT_EQ(j["phase"], "add");
     EXPECT_EQ(j["op_id"], 3u);
@@ -680,6 +680,123 @@ TEST_F(AggregatorTest, JsonOfAdd) {
     EXPECT_EQ(m["remote_pages"], 4096u);
     EXPECT_FALSE(j.contains("zone"));
     EXPECT_FALSE(j.contains("direct"));
+}
+
+// ---- call sites and the page->flags cross-check --------------------------------
+
+memhp_event sited(std::uint64_t op_id, std::uint64_t pfn, std::uint32_t order, std::uint32_t site, int page_nid) {
+    auto ev = page(MEMHP_EV_PAGE_ALLOC, op_id, pfn, order);
+    ev.site = site;
+    if (page_nid >= 0) {
+        ev.page_nid = page_nid;
+        ev.flags |= MEMHP_F_PAGE_NID;
+    }
+    return ev;
+}
+
+// What 6.1 really hands out for a memmap_on_memory=0 add (kernel stacks in
+// the guest): the order-9 memmap under vmemmap_alloc_block, one direct-map
+// PMD page under init_memory_mapping, slab pages for sysfs.
+TEST_F(AggregatorTest, CallSiteDecidesTheClassNotTheOrder) {
+    agg().consume(sited(1, kBootPfn, 9, MEMHP_SITE_MEMMAP, 0));
+    agg().consume(sited(1, kBootPfn + 0x2000, 0, MEMHP_SITE_PAGETABLE, 0));
+    agg().consume(sited(1, kBootPfn + 0x2001, 0, MEMHP_SITE_OTHER, 0));
+    agg().consume(sited(1, kBootPfn + 0x2002, 0, MEMHP_SITE_OTHER, 0));
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    const auto& m = last().memmap;
+    EXPECT_EQ(m.buddy_pages, 512u);
+    EXPECT_EQ(m.pagetable_pages, 1u);
+    EXPECT_EQ(m.other_pages, 2u) << "slab pages are not page tables";
+    EXPECT_EQ(m.remote_pages, 512u);
+    EXPECT_EQ(last().free_bytes_consumed, 515u * kPage);
+    EXPECT_EQ(value_or_zero(stats().memmap_pages, {MemmapSource::PageTables, 1, 0}), 1u);
+}
+
+TEST_F(AggregatorTest, BasePageMemmapFromVmemmapAllocBlockIsMemmap) {
+    // Where huge pages fail, vmemmap_populate_basepages() takes order-0 struct pages.
+    for (int i = 0; i < 4; ++i) agg().consume(sited(1, kBootPfn + i, 0, MEMHP_SITE_MEMMAP, 0));
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().memmap.buddy_pages, 4u);
+    EXPECT_EQ(last().memmap.pagetable_pages, 0u);
+    EXPECT_EQ(last().memmap.base_pages, 4u) << "the scenarios count the base-page fallback from this";
+    EXPECT_EQ(to_json(last())["memmap"]["base_pages"], 4);
+}
+
+TEST_F(AggregatorTest, PmdMemmapHasNoBasePages) {
+    agg().consume(sited(1, kBootPfn, 9, MEMHP_SITE_MEMMAP, 0));
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().memmap.base_pages, 0u);
+}
+
+TEST_F(AggregatorTest, UnknownSiteFallsBackToTheOrder) {
+    agg().consume(sited(1, kBootPfn, 9, MEMHP_SITE_UNKNOWN, -1));
+    agg().consume(sited(1, kBootPfn + 0x2000, 0, MEMHP_SITE_UNKNOWN, -1));
+    agg().consume(sited(1, kBootPfn + 0x2008, 3, MEMHP_SITE_UNKNOWN, -1));
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    const auto& m = last().memmap;
+    EXPECT_EQ(m.buddy_pages, 512u);
+    EXPECT_EQ(m.pagetable_pages, 1u);
+    EXPECT_EQ(m.other_pages, 8u);
+    EXPECT_EQ(last().node_checked_pages, 0u) << "no page->flags node: nothing to check";
+}
+
+TEST_F(AggregatorTest, PageFlagsNodeAgreeingWithSysfsIsCheckedNotFlagged) {
+    agg().consume(sited(1, kBootPfn, 9, MEMHP_SITE_MEMMAP, 0));
+    agg().consume(sited(1, kBootPfn + 0x2000, 0, MEMHP_SITE_PAGETABLE, 0));
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().node_checked_pages, 513u);
+    EXPECT_EQ(last().node_mismatched_pages, 0u);
+    EXPECT_EQ(stats().node_mismatched_pages, 0u);
+    auto j = to_json(last());
+    EXPECT_EQ(j["node_check"]["pages"], 513u);
+    EXPECT_EQ(j["node_check"]["mismatched"], 0u);
+}
+
+TEST_F(AggregatorTest, PageFlagsNodeDisagreeingWithSysfsIsCountedAndSysfsWins) {
+    agg().consume(sited(1, kBootPfn, 9, MEMHP_SITE_MEMMAP, 1));  // sysfs says node 0
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().node_checked_pages, 512u);
+    EXPECT_EQ(last().node_mismatched_pages, 512u);
+    EXPECT_EQ(stats().node_mismatched_pages, 512u);
+    EXPECT_EQ(last().memmap.remote_pages, 512u) << "the sysfs map decides locality";
+}
+
+// A resolver that knows no block (e.g. sysfs not yet updated).
+class NoNodes : public NodeResolver {
+public:
+    int node_of_pfn(std::uint64_t) override { return -1; }
+};
+
+TEST(AggregatorNodes, PageFlagsNodeFillsInWhereSysfsKnowsNothing) {
+    NoNodes nodes;
+    Aggregator agg(nodes, AggregatorConfig{});
+    Recorder sink;
+    agg.add_sink(&sink);
+    agg.consume(sited(1, kBootPfn, 9, MEMHP_SITE_MEMMAP, 1));
+    agg.consume(add(1, 1, kHotPfn, kBlockPages));
+    ASSERT_EQ(sink.ops.size(), 1u);
+    EXPECT_EQ(sink.ops[0].memmap.local_pages, 512u);
+    EXPECT_EQ(sink.ops[0].node_checked_pages, 0u);
+}
+
+TEST_F(AggregatorTest, ZeroFilledPageNidWithoutTheFlagIsUnknown) {
+    auto ev = page(MEMHP_EV_PAGE_ALLOC, 1, kNode1Start + 5, 9);  // node 1 by sysfs, page_nid 0, no flag
+    agg().consume(ev);
+    agg().consume(add(1, 1, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().node_checked_pages, 0u);
+    EXPECT_EQ(last().node_mismatched_pages, 0u);
+}
+
+TEST_F(AggregatorTest, RemoveChecksFreedPagesToo) {
+    add_page_allocator(1);
+    agg().consume(sited(2, kBootPfn, 9, MEMHP_SITE_UNKNOWN, 0));
+    auto freed = page(MEMHP_EV_PAGE_FREE, 2, kBootPfn, 9, MEMHP_EV_REMOVE);
+    freed.page_nid = 1;
+    freed.flags |= MEMHP_F_PAGE_NID;
+    agg().consume(freed);
+    agg().consume(remove(2, kHotPfn, kBlockPages));
+    EXPECT_EQ(last().memmap.buddy_pages, 512u);
+    EXPECT_EQ(last().node_mismatched_pages, 512u);
 }
 
 TEST_F(AggregatorTest, JsonOmitsUnusedReasonWhenUsed) {

@@ -2,6 +2,8 @@
 // says what is wrong, before anything boots.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "memhp/process.hpp"
@@ -56,6 +58,33 @@ TEST(Cli, MissingQemuIsAClearRuntimeError) {
     auto r = memhp_run({"lab", "--qemu", "/nonexistent/qemu", "--kernel", "6.1"});
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("QEMU binary '/nonexistent/qemu' not found"), std::string::npos) << r.err;
+}
+
+// Without root (as nobody, via util-linux's setpriv when the tests run as
+// root), trace refuses with the remedy before touching BPF.
+TEST(Cli, TraceAsNonRootNamesRootOrTheCapabilities) {
+    std::vector<std::string> argv;
+    if (::geteuid() == 0)
+        argv = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"};
+    argv.push_back(memhp_bin());
+    for (const char* a : {"trace", "--duration", "1"}) argv.emplace_back(a);
+    auto r = memhp::run(argv, {.timeout = std::chrono::seconds(20)});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("CAP_BPF and CAP_PERFMON"), std::string::npos) << r.err;
+}
+
+TEST(Cli, TraceRejectsAnUnknownAttachMode) {
+    auto r = memhp_run({"trace", "--attach-mode", "uprobe"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("--attach-mode"), std::string::npos) << r.err;
+}
+
+TEST(Cli, TraceHelpExplainsEveryFlag) {
+    auto r = memhp_run({"trace", "--help"});
+    EXPECT_EQ(r.exit_code, 0);
+    for (const char* flag : {"--json", "--duration", "--attach-mode", "--verbose"})
+        EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }
 
 TEST(Cli, HelpExplainsEveryLabFlag) {

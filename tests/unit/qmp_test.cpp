@@ -22,21 +22,11 @@ constexpr const char* kGreeting =
 
 // A fake QEMU: the far end of a socketpair, scripted from a thread. Requests
 // it reads are recorded for the test to inspect after join().
-class FakeQemu {
+class FakeQemu : public test::JsonPeer {
 public:
-    FakeQemu() : fds_(test::make_socketpair()), peer_(fds_.far) {}
+    FakeQemu() : FakeQemu(test::make_socketpair()) {}
 
-    QmpClient client(LineChannel::Tick tick = {}) { return QmpClient(LineChannel(fds_.near, "qmp"), std::move(tick)); }
-    void send(const json& msg) { peer_.send(msg.dump() + "\n"); }
-    void send_raw(std::string_view raw) { peer_.send(raw); }
-    // Reads the next request (recorded) and returns it; null on EOF.
-    json next_request() {
-        auto line = peer_.read_line();
-        if (!line) return nullptr;
-        json req = json::parse(*line);
-        requests.push_back(req);
-        return req;
-    }
+    QmpClient client(LineChannel::Tick tick = {}) { return QmpClient(LineChannel(near_, "qmp"), std::move(tick)); }
     // Reads a request and answers it with {"return": ret}.
     void answer(const json& ret) {
         json req = next_request();
@@ -46,13 +36,10 @@ public:
         send_raw(std::string(kGreeting) + "\n");
         answer(json::object());
     }
-    void close() { peer_.close(); }
-
-    std::vector<json> requests;
 
 private:
-    test::SocketPair fds_;
-    test::Peer peer_;
+    explicit FakeQemu(test::SocketPair fds) : JsonPeer(fds.far), near_(fds.near) {}
+    int near_;  // handed to the client, which owns it
 };
 
 // Handshake done on both sides; `script` then plays QEMU's part on a thread.

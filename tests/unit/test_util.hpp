@@ -7,10 +7,12 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace memhp::test {
 
@@ -74,6 +76,30 @@ public:
 private:
     int fd_;
     std::string buf_;
+};
+
+// A fake peer that speaks JSON lines (QEMU's QMP, the guest agent): sends
+// JSON, and records every request it reads for the test to inspect.
+class JsonPeer {
+public:
+    explicit JsonPeer(int fd) : peer_(fd) {}
+
+    void send(const nlohmann::json& msg) { peer_.send(msg.dump() + "\n"); }
+    void send_raw(std::string_view raw) { peer_.send(raw); }
+    // Reads the next request, records it and returns it; null on EOF or timeout.
+    nlohmann::json next_request() {
+        auto line = peer_.read_line();
+        if (!line) return nullptr;
+        nlohmann::json req = nlohmann::json::parse(*line);
+        requests.push_back(req);
+        return req;
+    }
+    void close() { peer_.close(); }
+
+    std::vector<nlohmann::json> requests;
+
+private:
+    Peer peer_;
 };
 
 // Sets (or unsets, with nullopt) an environment variable; restores it on destruction.

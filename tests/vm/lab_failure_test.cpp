@@ -37,13 +37,14 @@ std::string run_dir_in(const std::string& message) {
 TEST(LabFailure, GuestThatNeverBecomesReadyTimesOutAndLeavesNoQemu) {
     auto cfg = config("6.1", std::nullopt);
     cfg.append = {"rdinit=/bin/busybox", "--", "sleep", "3600"};  // an init that never starts the agent
-    cfg.boot_timeout = std::chrono::seconds(25);
+    // Long enough that a loaded 2-core CI machine reaches init before it fires.
+    cfg.boot_timeout = std::chrono::seconds(60);
     try {
         auto g = boot(cfg);
         FAIL() << "boot succeeded with a bogus init";
     } catch (const lab::GuestError& e) {
         const std::string msg = e.what();
-        EXPECT_NE(msg.find("did not become ready within 25 s"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("did not become ready within 60 s"), std::string::npos) << msg;
         EXPECT_NE(msg.find("last console lines"), std::string::npos) << msg;
         EXPECT_NE(msg.find("Run /bin/busybox as init process"), std::string::npos) << "console tail is from the guest:\n" << msg;
         const auto dir = run_dir_in(msg);

@@ -124,7 +124,7 @@ AddMemmap split_add_memmap(const json& add) {
     m.expected = add.value("nr_pages", std::uint64_t{0}) * 64 / kPage;
     m.altmap = mm.value("altmap_pages", std::uint64_t{0});
     const auto buddy = mm.value("buddy_pages", std::uint64_t{0});
-    if (mm.contains("base_pages")) {
+    if (mm.value("base_pages", std::uint64_t{0}) > 0) {
         m.base_pages = mm["base_pages"].get<std::uint64_t>();
         m.pmd = buddy > m.base_pages ? buddy - m.base_pages : 0;
         return m;

@@ -22,7 +22,7 @@
 
 namespace memhp::collector {
 
-static_assert(sizeof(memhp_event) == 128, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+static_assert(sizeof(memhp_event) == 136 && MEMHP_EVENT_VERSION == 2, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
 
 enum class Phase { Add, Populate, Online, Offline, Remove };
 inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
@@ -39,11 +39,15 @@ enum class MemmapMode { Altmap, PageAllocator };
 
 struct MemmapSplit {
     std::uint64_t altmap_pages = 0;     // carved from the added range
-    std::uint64_t buddy_pages = 0;      // memmap blocks from the page allocator (PMD-sized, order 9 on x86)
-    std::uint64_t pagetable_pages = 0;  // order-0 pages (vmemmap page tables) from the page allocator
-    std::uint64_t other_pages = 0;      // any other page-allocator pages taken during the op
+    std::uint64_t buddy_pages = 0;      // memmap from the page allocator (usually PMD-sized, order 9 on x86)
+    std::uint64_t pagetable_pages = 0;  // page tables (the vmemmap's, the direct map's) from the page allocator
+    std::uint64_t other_pages = 0;      // any other page-allocator pages taken during the op (slab, sysfs, ...)
     std::uint64_t local_pages = 0;      // memmap pages (altmap + buddy) on the node they serve
     std::uint64_t remote_pages = 0;     // memmap pages (buddy) on another node
+    // add: the part of buddy_pages allocated below the PMD block order (the
+    // vmemmap mapped with base pages: vmemmap_populate_basepages, the
+    // fallback when no PMD-sized block was free). Known only with call sites.
+    std::uint64_t base_pages = 0;
 };
 
 // One completed hot-plug operation.
@@ -69,6 +73,10 @@ struct Operation {
     // add: memmap_on_memory is enabled but this add did not use it
     bool memmap_on_memory_unused = false;
     std::string unused_reason;
+    // add/remove: page-allocator pages whose node was read both ways (sysfs
+    // memory-block map and page->flags in BPF), and how many disagreed.
+    std::uint64_t node_checked_pages = 0;
+    std::uint64_t node_mismatched_pages = 0;
 };
 
 // The node a pfn lives on.
@@ -138,6 +146,7 @@ struct Stats {
     std::uint64_t events = 0;
     std::uint64_t decode_errors = 0;
     std::uint64_t orphan_page_events = 0;  // page events whose op never completed (bounded buffer)
+    std::uint64_t node_mismatched_pages = 0;  // sysfs and page->flags disagreed on a page's node
 };
 
 struct AggregatorConfig {
@@ -162,6 +171,8 @@ private:
         std::uint64_t pfn = 0;
         std::uint32_t order = 0;
         std::uint32_t type = 0;  // MEMHP_EV_PAGE_ALLOC | MEMHP_EV_PAGE_FREE
+        std::int32_t page_nid = -1;  // from page->flags
+        std::uint32_t site = MEMHP_SITE_UNKNOWN;
     };
     // Page events of an op still in flight.
     struct Pending {
@@ -188,6 +199,8 @@ private:
     void on_online_offline(const memhp_event& ev, Phase phase);
     void on_remove(const memhp_event& ev);
     void count(const Operation& op);  // operations, latency, failures
+    // The page's node from sysfs, cross-checked against page->flags.
+    int page_node(const PageRecord& p, Operation& op);
     void emit(const Operation& op);
 
     NodeResolver& nodes_;
@@ -201,7 +214,7 @@ private:
 };
 
 // The versioned NDJSON schema of `memhp trace --json` (docs/trace-json.md).
-inline constexpr int kTraceJsonSchema = 1;
+inline constexpr int kTraceJsonSchema = 2;
 [[nodiscard]] nlohmann::json to_json(const Operation& op);
 
 }  // namespace memhp::collector

@@ -1,14 +1,20 @@
 #pragma once
 // Loads hotplug.bpf.c, attaches what this kernel allows, and hands ring-buffer
-// records to a callback. Programs whose target is missing or cannot be traced
-// are reported and skipped: running degraded beats refusing to run.
+// records to a callback. Each probe has a BTF-based program (fentry/fexit,
+// tp_btf) and a classic twin (kprobe/kretprobe, raw_tp); which one runs is
+// decided from user-space feature probing (attach_plan.hpp). Probes that can
+// attach neither way are reported and skipped: running degraded beats
+// refusing to run.
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "memhp/collector/attach_plan.hpp"
 
 struct hotplug;  // the generated skeleton
 struct bpf_link;
@@ -19,32 +25,47 @@ namespace memhp::collector {
 class TracepointProbes;  // tp_probes.hpp
 
 struct AttachStatus {
-    std::string program;  // BPF program name
+    std::string program;  // the BPF program doing the probe's work
     std::string target;   // kernel function or tracepoint
-    std::string mode;     // "fentry", "fexit", "tp_btf"
+    std::string mode;     // "fentry", "fexit", "kprobe", "kretprobe", "tp_btf", "raw_tp"; "none" when unavailable
     bool attached = false;
     bool required = false;
     std::string reason;  // why not, when not attached
+    std::string kind;    // "entry", "exit", "tracepoint"
 };
+
+struct ProbeOptions {
+    AttachMode mode = AttachMode::Auto;  // force one family (memhp trace --attach-mode)
+};
+
+// The probes HotplugProbes attaches, in attach-report order.
+[[nodiscard]] std::vector<ProbeSpec> hotplug_probe_specs();
+// Disagreements between that table and the programs in the BPF object (empty
+// when every program belongs to exactly one probe and family). Needs no
+// privileges: it only opens the object.
+[[nodiscard]] std::vector<std::string> probe_table_mismatches();
 
 class HotplugProbes {
 public:
     using Handler = std::function<void(std::span<const std::uint8_t>)>;
     // Throws BpfError (with a remedy) when the prerequisites are missing or a
     // required program (the add path) cannot attach.
-    explicit HotplugProbes(Handler handler);
+    explicit HotplugProbes(Handler handler, ProbeOptions options = {});
     ~HotplugProbes();
     HotplugProbes(const HotplugProbes&) = delete;
     HotplugProbes& operator=(const HotplugProbes&) = delete;
 
     [[nodiscard]] const std::vector<AttachStatus>& attach_report() const { return report_; }
+    [[nodiscard]] const KernelFeatures& kernel_features() const { return features_; }
     // True when vmemmap population is timed at vmemmap_populate itself.
     [[nodiscard]] bool populate_direct() const { return populate_direct_; }
     // Consumes ready records, waiting up to timeout_ms; returns how many, or
     // -errno (-EINTR on a signal is a normal return).
     int poll(int timeout_ms);
     [[nodiscard]] std::uint64_t dropped_events() const;
-    // One line per program: "fentry add_memory_resource: attached".
+    // Where start-up time went: ("kallsyms", ms), ("features", ms), ("load", ms), ("attach", ms).
+    [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const { return phases_; }
+    // One line per probe: "  fexit add_memory_resource: attached".
     [[nodiscard]] std::string describe() const;
     // Attached programs as (name, fd): the exporter reads their run time.
     [[nodiscard]] std::vector<std::pair<std::string, int>> program_fds() const;
@@ -71,6 +92,9 @@ private:
     std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links_;
     std::unique_ptr<ring_buffer, RingDeleter> ring_;
     std::vector<AttachStatus> report_;
+    KernelFeatures features_;
+    std::vector<std::pair<std::string, double>> phases_;
+    std::set<std::string> attached_programs_;  // every program of an attached probe
     bool populate_direct_ = false;
     std::unique_ptr<TracepointProbes> tp_;  // set when the tracepoint path is active
 };

@@ -69,8 +69,9 @@ struct AddMemmap {
     std::uint64_t base_pages = 0;  // order-0 pages from the page allocator: the base-page fallback
 };
 // From a `memhp trace --json` add record. Uses memmap.base_pages when the
-// collector reports it; otherwise the memmap pages that are neither altmap
-// nor PMD blocks came as order-0 pages (counted with the page tables).
+// collector saw such pages (it knew the call sites); otherwise the memmap
+// pages that are neither altmap nor PMD blocks came as order-0 pages, which
+// a collector without call sites counts with the page tables.
 [[nodiscard]] AddMemmap split_add_memmap(const nlohmann::json& add_record);
 
 // /proc/vmstat's oom_kill counter in the guest (0 if absent).

@@ -1,0 +1,64 @@
+#pragma once
+// Which attach mechanism each hot-plug probe uses on this kernel: a pure
+// decision from what user space found out about the kernel (BTF, a trial
+// fentry attach, ftrace-able and kprobe-able symbols, tracepoints) and the
+// mode the user forced, so it is unit-tested without a kernel.
+//
+// Two families, as in bcc's libbpf-tools: BTF-based trampolines (fentry/fexit,
+// tp_btf) are preferred; the classic ones (kprobe/kretprobe, raw_tp) are the
+// fallback where a function is missing from BTF or trampolines do not work.
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace memhp::collector {
+
+// --attach-mode: auto picks per probe; fentry / kprobe force one family
+// (fentry: fentry/fexit + tp_btf; kprobe: kprobe/kretprobe + raw_tp).
+enum class AttachMode { Auto, Fentry, Kprobe };
+[[nodiscard]] const char* attach_mode_name(AttachMode m);  // "auto", "fentry", "kprobe"
+// Throws UsageError for anything but "auto", "fentry", "kprobe".
+[[nodiscard]] AttachMode parse_attach_mode(std::string_view s);
+
+enum class ProbeKind { Entry, Exit, Tracepoint };
+
+struct ProbeSpec {
+    std::string target;  // kernel function, or tracepoint name (e.g. "mm_page_alloc")
+    ProbeKind kind = ProbeKind::Entry;
+    bool required = false;  // memhp has nothing to say without it
+};
+
+// What the loader learned about the running kernel.
+struct KernelFeatures {
+    std::set<std::string> btf_functions;    // BTF_KIND_FUNC names in vmlinux BTF
+    std::set<std::string> btf_tracepoints;  // tracepoints with a btf_trace_<name> typedef (tp_btf)
+    std::set<std::string> tracepoints;      // tracepoints raw_tp can attach to
+    bool fentry_works = false;              // a trial fentry program loaded and attached
+    // Functions ftrace can patch (available_filter_functions); nullopt when
+    // tracefs could not be read. Trampolines need an ftrace site.
+    std::optional<std::set<std::string>> traceable;
+    // Functions a kprobe can be put on (available_filter_functions, else
+    // /proc/kallsyms text symbols, minus the kprobe blacklist).
+    std::set<std::string> kprobe_symbols;
+};
+
+enum class Mechanism { None, Fentry, Fexit, Kprobe, Kretprobe, TpBtf, RawTp };
+[[nodiscard]] const char* mechanism_name(Mechanism m);  // "fentry", ..., "raw_tp"; "none"
+
+struct ProbeChoice {
+    Mechanism mechanism = Mechanism::None;
+    std::string reason;  // why None
+    [[nodiscard]] bool available() const { return mechanism != Mechanism::None; }
+    // True for fentry/fexit/tp_btf.
+    [[nodiscard]] bool btf_family() const;
+};
+
+// One choice per spec, same order. Never throws: what cannot attach is
+// reported with a reason (the caller decides whether a required probe's
+// absence is fatal).
+[[nodiscard]] std::vector<ProbeChoice> plan_attach(const std::vector<ProbeSpec>& probes, const KernelFeatures& k,
+                                                   AttachMode mode);
+
+}  // namespace memhp::collector

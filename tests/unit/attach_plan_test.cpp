@@ -1,0 +1,191 @@
+#include "memhp/collector/attach_plan.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "memhp/collector/probes.hpp"
+#include "memhp/error.hpp"
+
+namespace memhp::collector {
+namespace {
+
+using ::testing::HasSubstr;
+
+const ProbeSpec kAddEntry{"add_memory_resource", ProbeKind::Entry, true};
+const ProbeSpec kAddExit{"add_memory_resource", ProbeKind::Exit, true};
+const ProbeSpec kPopulateExit{"vmemmap_populate", ProbeKind::Exit, false};
+const ProbeSpec kPageAlloc{"mm_page_alloc", ProbeKind::Tracepoint, false};
+
+// Debian 6.1 as seen from user space: everything in BTF and ftrace-able but
+// vmemmap_populate (in BTF, __meminit notrace), trampolines work.
+KernelFeatures debian61() {
+    KernelFeatures k;
+    k.btf_functions = {"add_memory_resource", "vmemmap_populate"};
+    k.btf_tracepoints = {"mm_page_alloc"};
+    k.tracepoints = {"mm_page_alloc"};
+    k.fentry_works = true;
+    k.traceable = std::set<std::string>{"add_memory_resource"};
+    k.kprobe_symbols = {"add_memory_resource"};
+    return k;
+}
+
+ProbeChoice one(const ProbeSpec& p, const KernelFeatures& k, AttachMode m = AttachMode::Auto) {
+    auto v = plan_attach({p}, k, m);
+    EXPECT_EQ(v.size(), 1u);
+    return v.at(0);
+}
+
+TEST(AttachPlan, FentryAndFexitPreferredWhereTheyWork) {
+    const auto k = debian61();
+    auto plan = plan_attach({kAddEntry, kAddExit, kPageAlloc}, k, AttachMode::Auto);
+    ASSERT_EQ(plan.size(), 3u);
+    EXPECT_EQ(plan[0].mechanism, Mechanism::Fentry);
+    EXPECT_EQ(plan[1].mechanism, Mechanism::Fexit);
+    EXPECT_EQ(plan[2].mechanism, Mechanism::TpBtf);
+    for (const auto& c : plan) {
+        EXPECT_TRUE(c.available());
+        EXPECT_TRUE(c.btf_family());
+        EXPECT_TRUE(c.reason.empty());
+    }
+}
+
+TEST(AttachPlan, KprobeFallbackWhenTrampolinesDoNotWork) {
+    auto k = debian61();
+    k.fentry_works = false;
+    EXPECT_EQ(one(kAddEntry, k).mechanism, Mechanism::Kprobe);
+    EXPECT_EQ(one(kAddExit, k).mechanism, Mechanism::Kretprobe);
+    EXPECT_FALSE(one(kAddExit, k).btf_family());
+    // tp_btf needs no trampoline: still preferred.
+    EXPECT_EQ(one(kPageAlloc, k).mechanism, Mechanism::TpBtf);
+}
+
+TEST(AttachPlan, KprobeFallbackWhenTheFunctionIsMissingFromBtf) {
+    auto k = debian61();
+    k.btf_functions.erase("add_memory_resource");
+    EXPECT_EQ(one(kAddEntry, k).mechanism, Mechanism::Kprobe);
+    EXPECT_EQ(one(kAddExit, k).mechanism, Mechanism::Kretprobe);
+}
+
+TEST(AttachPlan, NotTraceableMeansNeitherFentryNorKprobe) {
+    const auto k = debian61();
+    const auto c = one(kPopulateExit, k);
+    EXPECT_EQ(c.mechanism, Mechanism::None);
+    EXPECT_FALSE(c.available());
+    EXPECT_THAT(c.reason, HasSubstr("not traceable"));
+    EXPECT_THAT(c.reason, HasSubstr("kprobe"));
+}
+
+TEST(AttachPlan, UnknownTraceabilityLeavesFentryToTheAttach) {
+    auto k = debian61();
+    k.traceable.reset();  // tracefs unreadable: BTF says it exists, the attach will tell
+    EXPECT_EQ(one(kPopulateExit, k).mechanism, Mechanism::Fexit);
+}
+
+TEST(AttachPlan, SixTwelveTracesVmemmapPopulate) {
+    auto k = debian61();
+    k.traceable->insert("vmemmap_populate");
+    EXPECT_EQ(one(kPopulateExit, k).mechanism, Mechanism::Fexit);
+}
+
+TEST(AttachPlan, ForcedKprobeUsesKprobesAndRawTracepoints) {
+    const auto k = debian61();
+    auto plan = plan_attach({kAddEntry, kAddExit, kPageAlloc}, k, AttachMode::Kprobe);
+    EXPECT_EQ(plan[0].mechanism, Mechanism::Kprobe);
+    EXPECT_EQ(plan[1].mechanism, Mechanism::Kretprobe);
+    EXPECT_EQ(plan[2].mechanism, Mechanism::RawTp);
+}
+
+TEST(AttachPlan, ForcedKprobeWithoutTheSymbolIsUnavailableNotFentry) {
+    auto k = debian61();
+    k.kprobe_symbols.clear();
+    const auto c = one(kAddEntry, k, AttachMode::Kprobe);
+    EXPECT_EQ(c.mechanism, Mechanism::None);
+    EXPECT_THAT(c.reason, HasSubstr("kprobe mode forced"));
+    EXPECT_THAT(c.reason, HasSubstr("blacklist"));
+}
+
+TEST(AttachPlan, ForcedFentryNeverFallsBack) {
+    auto k = debian61();
+    k.fentry_works = false;
+    const auto c = one(kAddEntry, k, AttachMode::Fentry);
+    EXPECT_EQ(c.mechanism, Mechanism::None);
+    EXPECT_THAT(c.reason, HasSubstr("fentry mode forced"));
+    EXPECT_THAT(c.reason, HasSubstr("trial attach failed"));
+}
+
+TEST(AttachPlan, ForcedFentryWithoutBtfTracepointIsUnavailable) {
+    auto k = debian61();
+    k.btf_tracepoints.clear();
+    EXPECT_EQ(one(kPageAlloc, k, AttachMode::Fentry).mechanism, Mechanism::None);
+    EXPECT_EQ(one(kPageAlloc, k, AttachMode::Auto).mechanism, Mechanism::RawTp);
+}
+
+TEST(AttachPlan, MissingTracepointIsUnavailableInEveryMode) {
+    KernelFeatures k;
+    for (auto m : {AttachMode::Auto, AttachMode::Fentry, AttachMode::Kprobe}) {
+        const auto c = one(kPageAlloc, k, m);
+        EXPECT_EQ(c.mechanism, Mechanism::None) << attach_mode_name(m);
+        EXPECT_THAT(c.reason, HasSubstr("mm_page_alloc"));
+    }
+}
+
+TEST(AttachPlan, BtfTypedefImpliesTheRawTracepoint) {
+    KernelFeatures k;
+    k.btf_tracepoints = {"mm_page_alloc"};  // tracefs not read
+    EXPECT_EQ(one(kPageAlloc, k, AttachMode::Kprobe).mechanism, Mechanism::RawTp);
+}
+
+TEST(AttachPlan, NothingKnownGivesBothReasonsOnce) {
+    KernelFeatures k;  // no BTF functions, no symbols, fentry unknown
+    const auto c = one(kAddEntry, k);
+    EXPECT_EQ(c.mechanism, Mechanism::None);
+    EXPECT_THAT(c.reason, HasSubstr("fentry does not work"));
+    EXPECT_THAT(c.reason, HasSubstr("no kprobe-able symbol"));
+}
+
+TEST(AttachPlan, RequiredFlagDoesNotChangeTheChoice) {
+    auto k = debian61();
+    k.fentry_works = false;
+    k.kprobe_symbols.clear();
+    // The plan never throws: whether a missing required probe is fatal is the loader's call.
+    EXPECT_EQ(one(kAddEntry, k).mechanism, Mechanism::None);
+}
+
+TEST(AttachPlan, OneChoicePerSpecInOrder) {
+    const auto k = debian61();
+    const auto specs = hotplug_probe_specs();
+    const auto plan = plan_attach(specs, k, AttachMode::Auto);
+    ASSERT_EQ(plan.size(), specs.size());
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        if (specs[i].target == "add_memory_resource") {
+            EXPECT_TRUE(plan[i].available());
+        } else if (specs[i].kind != ProbeKind::Tracepoint && !k.btf_functions.contains(specs[i].target)) {
+            EXPECT_FALSE(plan[i].available()) << specs[i].target;
+        }
+    }
+}
+
+TEST(AttachPlan, ModeNamesRoundTrip) {
+    for (auto m : {AttachMode::Auto, AttachMode::Fentry, AttachMode::Kprobe})
+        EXPECT_EQ(parse_attach_mode(attach_mode_name(m)), m);
+    EXPECT_THROW((void)parse_attach_mode("uprobe"), UsageError);
+    EXPECT_STREQ(mechanism_name(Mechanism::Kretprobe), "kretprobe");
+    EXPECT_STREQ(mechanism_name(Mechanism::RawTp), "raw_tp");
+}
+
+// The table HotplugProbes attaches from and the programs compiled into
+// hotplug.bpf.o agree: every program has exactly one probe and family.
+TEST(ProbeTable, MatchesTheBpfObject) {
+    EXPECT_THAT(probe_table_mismatches(), ::testing::IsEmpty());
+}
+
+TEST(ProbeTable, AddPathIsRequiredAndEveryProbeHasBothFamilies) {
+    const auto specs = hotplug_probe_specs();
+    int required = 0;
+    for (const auto& s : specs) required += s.required;
+    EXPECT_EQ(required, 2);  // add_memory_resource entry and exit
+    EXPECT_EQ(specs.front().target, "add_memory_resource");
+}
+
+}  // namespace
+}  // namespace memhp::collector
