@@ -2,8 +2,9 @@
 // Debian 6.1 guests). What is asserted is what 6.1 did when checked by hand:
 //   fragmented: with memmap_on_memory=0 the order-9 memmap allocation fails
 //     ("vmemmap alloc failure: order:9") and the add succeeds with 512
-//     order-0 memmap pages (vmemmap_populate_basepages); with =1 the add
-//     carves its 512 memmap pages from the added memory.
+//     order-0 memmap pages (vmemmap_populate_basepages), unless the
+//     allocation's own reclaim freed a 2 MiB block; with =1 the add carves
+//     its 512 memmap pages from the added memory.
 //   pressure (52 MiB, 8 above the min watermark, 4 DIMMs): the classic adds
 //     take their memmap from the little that is left; they succeeded every
 //     time, but some runs saw the last one fall back to base pages with the
@@ -69,12 +70,12 @@ void expect_schema_valid(const fs::path& results) {
     EXPECT_EQ(v.exit_code, 0) << "results.json does not match docs/ab-results.schema.json:\n" << v.out << v.err;
 }
 
-// Two rounds of two single-block DIMMs per arm.
+// Two rounds of three single-block DIMMs per arm.
 class AbScenarioFragmented : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
         dir_ = std::make_unique<memhp::TempDir>("memhp-scn-frag");
-        run_ = run_ab(*dir_, {"--scenario", "fragmented", "--cycles", "2", "--dimms", "2"});
+        run_ = run_ab(*dir_, {"--scenario", "fragmented", "--cycles", "2", "--dimms", "3"});
     }
     static void TearDownTestSuite() { dir_.reset(); }
     static inline std::unique_ptr<memhp::TempDir> dir_;
@@ -104,19 +105,27 @@ TEST_F(AbScenarioFragmented, TheHogLeavesFreeMemoryButNoOrder9Block) {
 TEST_F(AbScenarioFragmented, ClassicMemmapFallsBackToBasePagesAltmapIsUntouched) {
     const auto off = adds_of(arm(run_.results, "page-alloc"));
     const auto on = adds_of(arm(run_.results, "altmap"));
-    ASSERT_EQ(off.size(), 4u);
-    ASSERT_EQ(on.size(), 4u);
-    int judged = 0;
+    ASSERT_EQ(off.size(), 6u);
+    ASSERT_EQ(on.size(), 6u);
+    int fell_back = 0;
     for (const auto& a : off) {
         ASSERT_TRUE(a["ok"].get<bool>()) << "6.1 does not fail the add, it falls back: " << a.dump();
         EXPECT_EQ(a["oom_kills"], 0) << a.dump();
-        if (a["high_order_free_blocks_before"] != 0) continue;  // reclaim freed one meanwhile
-        ++judged;
-        EXPECT_TRUE(a["base_pages"].get<bool>()) << a.dump();
-        EXPECT_EQ(a["memmap"]["base_pages"], kMemmapPages) << a.dump();
+        if (!a["base_pages"].get<bool>()) {
+            // The order-9 attempt (__GFP_RETRY_MAYFAIL) reclaims first; now
+            // and then that frees a contiguous 2 MiB of page cache and the
+            // PMD allocation succeeds after all (seen in 0-2 of 4 adds).
+            EXPECT_EQ(a["memmap"]["pmd_pages"], kMemmapPages) << a.dump();
+            continue;
+        }
+        ++fell_back;
+        // 512 order-0 struct-page pages; the call-site classifier also
+        // counts the PTE page vmemmap_pmd_populate() takes for them (513).
+        EXPECT_GE(a["memmap"]["base_pages"].get<std::uint64_t>(), kMemmapPages) << a.dump();
+        EXPECT_LE(a["memmap"]["base_pages"].get<std::uint64_t>(), kMemmapPages + 1) << a.dump();
         EXPECT_EQ(a["memmap"]["pmd_pages"], 0) << a.dump();
     }
-    EXPECT_GE(judged, 3) << "the hog should keep node 0 free of order-9 blocks before most adds";
+    EXPECT_GE(fell_back, 2) << "most classic adds fall back to base pages on fragmented memory";
     for (const auto& a : on) {
         ASSERT_TRUE(a["ok"].get<bool>()) << a.dump();
         EXPECT_EQ(a["memmap"]["altmap_pages"], kMemmapPages) << a.dump();
@@ -125,7 +134,7 @@ TEST_F(AbScenarioFragmented, ClassicMemmapFallsBackToBasePagesAltmapIsUntouched)
         EXPECT_LT(a["free_consumed_bytes"].get<std::uint64_t>(), 64 * 1024) << a.dump();
     }
     const auto& s = run_.results["scenario"]["arms"];
-    EXPECT_EQ(s[0]["total"]["base_pages"], judged + 0) << s.dump();
+    EXPECT_EQ(s[0]["total"]["base_pages"], fell_back) << s.dump();
     EXPECT_EQ(s[1]["total"]["base_pages"], 0);
     EXPECT_NE(run_.summary.find("### Scenario: fragmented"), std::string::npos) << run_.summary;
     EXPECT_NE(run_.summary.find("mapped the memmap with 4 KiB base pages"), std::string::npos) << run_.summary;
@@ -182,8 +191,10 @@ TEST_F(AbScenarioPressure, ClassicAddsTakeFreeMemoryAltmapAddsDoNot) {
         // The memmap came from the page allocator, as a PMD or (when the
         // order-9 attempt failed) as base pages; direct reclaim in the same
         // task gives pages back, so the net taken was 0.8-2 MiB per add.
-        EXPECT_EQ(a["memmap"]["pmd_pages"].get<std::uint64_t>() + a["memmap"]["base_pages"].get<std::uint64_t>(),
-                  kMemmapPages) << a.dump();
+        const auto from_allocator =
+            a["memmap"]["pmd_pages"].get<std::uint64_t>() + a["memmap"]["base_pages"].get<std::uint64_t>();
+        EXPECT_GE(from_allocator, kMemmapPages) << a.dump();
+        EXPECT_LE(from_allocator, kMemmapPages + 1) << a.dump() << " (base pages: + their PTE page)";
         EXPECT_GT(a["free_consumed_bytes"].get<std::uint64_t>(), 0u) << a.dump();
         if (a["oom_kills"] > 0) {
             EXPECT_FALSE(a["oom_victims"].empty()) << a.dump();
