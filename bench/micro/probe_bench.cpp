@@ -280,13 +280,6 @@ int run_in_guest(const std::string& kernel, const std::vector<std::string>& args
         if (auto j = agent.try_read(guest_out)) memhp::write_file_atomic(*host_out, *j);
         else std::fprintf(stderr, "memhp_probe_bench: the guest wrote no %s\n", guest_out.c_str());
     }
-    // The guest's writes stay in its RAM: bring --benchmark_out back.
-    for (const auto& a : args)
-        if (a.starts_with("--benchmark_out=")) {
-            const std::string path = a.substr(16);
-            if (auto json = agent.try_read(path)) memhp::write_file(path, *json);
-            else std::fprintf(stderr, "memhp_probe_bench: the guest wrote no %s\n", path.c_str());
-        }
     guest->shutdown();
     return code && *code == 0 ? 0 : 1;
 }
