@@ -581,11 +581,11 @@ static __always_inline __u32 alloc_site(void *ctx)
 }
 
 /* ctx[0] is the tracepoint's struct page *, read as a plain number: the
- * verifier allows no arithmetic on tp_btf's trusted pointer. */
-static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsigned int order, gfp_t gfp)
+ * verifier allows no arithmetic on tp_btf's trusted pointer. A subprogram of
+ * its own (not inlined), so the programs on these hot tracepoints keep the
+ * prologue of a near-empty program for their fast path. */
+static __noinline int page_event_slow(__u32 type, unsigned long long *ctx, unsigned int order, gfp_t gfp)
 {
-	if (!inflight)
-		return 0;
 	/* mm_page_alloc also fires for an allocation that failed (page NULL),
 	 * e.g. vmemmap's order-9 attempt before its base-page fallback: nothing
 	 * was taken. */
@@ -617,6 +617,15 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 	e->site = site;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+/* Every page allocation in the system comes here: one global read when no
+ * hot-plug operation is in flight. */
+static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsigned int order, gfp_t gfp)
+{
+	if (!inflight)
+		return 0;
+	return page_event_slow(type, ctx, order, gfp);
 }
 
 SEC("tp_btf/mm_page_alloc")

@@ -163,6 +163,8 @@ for t in make gcc flex bison bc pahole perl patch; do need $t "a kernel build de
 src=$top/src/$SRC_DIR_NAME-$SRC_VERSION
 obj=$top/obj-$SRC_VERSION
 start=$(date +%s)
+[ -L "$src" ] && [ ! -e "$src" ] && rm -f "$src"  # a dangling link: start afresh
+[ -L "$obj" ] && [ ! -e "$obj" ] && rm -f "$obj"
 if [ -f "$src/.memhp-applied/series" ]; then
 	say "reverting the previously applied series in $src"
 	mapfile -t old < <(cat "$src/.memhp-applied/series")

@@ -41,6 +41,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "memhp/collector/bpf_support.hpp"
 #include "memhp/collector/probes.hpp"
 #include "memhp/files.hpp"
@@ -201,10 +203,20 @@ public:
     }
     void ReportRuns(const std::vector<Run>& runs) override {
         ConsoleReporter::ReportRuns(runs);
-        for (const auto& r : runs)
-            if (!r.error_occurred) times[r.run_name.function_name].push_back(r.GetAdjustedRealTime());
+        for (const auto& r : runs) {
+            if (r.error_occurred) continue;
+            times[r.run_name.function_name].push_back(r.GetAdjustedRealTime());
+            json["benchmarks"].push_back({{"name", r.benchmark_name()},
+                                          {"iterations", r.iterations},
+                                          {"real_time", r.GetAdjustedRealTime()},
+                                          {"cpu_time", r.GetAdjustedCPUTime()},
+                                          {"time_unit", benchmark::GetTimeUnitString(r.time_unit)}});
+        }
     }
     std::map<std::string, std::vector<double>> times;  // by function name, in each benchmark's time unit
+    // Every run and the summary, for --benchmark_out: Google Benchmark's own
+    // file output would keep only the last of the interleaved passes.
+    nlohmann::json json = {{"benchmarks", nlohmann::json::array()}, {"summary", nlohmann::json::object()}};
 
 private:
     bool context_done_ = false;
@@ -230,8 +242,19 @@ int run_in_guest(const std::string& kernel, const std::vector<std::string>& args
     cfg.kernel = kernel;
     std::fprintf(stderr, "memhp_probe_bench: booting a %s lab guest (TCG)...\n", kernel.c_str());
     auto guest = memhp::lab::Guest::boot(cfg, [](const std::string& s) { std::fprintf(stderr, "  %s\n", s.c_str()); });
+    // The guest writes into a RAM overlay: --benchmark_out goes to a guest
+    // file that is copied back to the host path afterwards.
     std::vector<std::string> argv = {(self_dir() / "memhp_probe_bench").string()};
-    argv.insert(argv.end(), args.begin(), args.end());
+    std::optional<std::string> host_out;
+    const std::string guest_out = "/tmp/memhp_probe_bench.json";
+    for (const auto& a : args) {
+        if (a.starts_with("--benchmark_out=")) {
+            host_out = a.substr(std::string("--benchmark_out=").size());
+            argv.push_back("--benchmark_out=" + guest_out);
+        } else {
+            argv.push_back(a);
+        }
+    }
     std::fprintf(stderr, "memhp_probe_bench: guest %s up in %.1f s; running %s (several minutes under TCG)\n",
                  guest->release().c_str(), guest->boot_seconds(), memhp::shell_join(argv).c_str());
     // Spawned, its output streamed as it comes: the run takes minutes.
@@ -253,6 +276,9 @@ int run_in_guest(const std::string& kernel, const std::vector<std::string>& args
     if (!code) {
         agent.signal(pid, SIGKILL);
         std::fprintf(stderr, "memhp_probe_bench: no result from the guest within 90 minutes\n");
+    } else if (host_out) {
+        if (auto j = agent.try_read(guest_out)) memhp::write_file_atomic(*host_out, *j);
+        else std::fprintf(stderr, "memhp_probe_bench: the guest wrote no %s\n", guest_out.c_str());
     }
     guest->shutdown();
     return code && *code == 0 ? 0 : 1;
@@ -270,6 +296,7 @@ void usage() {
         "                   is then S, a lower bound\n"
         "  --no-faults      skip the page-fault (always-on cost) benchmarks\n"
         "  --no-startup     skip the start-up comparison with bpftrace\n"
+        "  --benchmark_out=FILE  every run and the summary figures as JSON (with --boot: copied back)\n"
         "  other --benchmark_* flags go to Google Benchmark (e.g. --benchmark_min_time=2)\n",
         stderr);
 }
@@ -281,6 +308,7 @@ int main(int argc, char** argv) {
     std::optional<std::string> boot;
     int reps = 9;
     int bpftrace_reps = 1;
+    std::optional<std::string> json_out;
     bool faults = true, starts = true;
     std::vector<char*> bench_argv = {argv[0]};
     for (int i = 1; i < argc; ++i) {
@@ -312,6 +340,10 @@ int main(int argc, char** argv) {
             faults = false;
         } else if (a == "--no-startup") {
             starts = false;
+        } else if (a.starts_with("--benchmark_out=")) {
+            json_out = a.substr(std::string("--benchmark_out=").size());
+        } else if (a.starts_with("--benchmark_out_format=")) {
+            // JSON only (written by this program)
         } else if (a.starts_with("--benchmark_")) {
             bench_argv.push_back(argv[i]);
         } else {
@@ -366,6 +398,7 @@ int main(int argc, char** argv) {
             const double none = median(t["PageFault/none"]) * per_page;
             const double empty = median_diff(t["PageFault/empty"], t["PageFault/none"]) * per_page;
             const double memhp = median_diff(t["PageFault/memhp"], t["PageFault/none"]) * per_page;
+            reporter.json["summary"]["page_fault_ns_per_page"] = {{"none", none}, {"empty_added", empty}, {"memhp_added", memhp}};
             std::printf("page fault + free, per page: %.0f ns without programs; added by the empty programs %+.0f ns, "
                         "by memhp %+.0f ns\n",
                         none, empty, memhp);
@@ -384,6 +417,7 @@ int main(int argc, char** argv) {
                 Attached on("memhp");
                 m = program_ns_per_run("page_alloc_tp_b", 2000);
             }
+            reporter.json["summary"]["program_ns_per_call"] = {{"empty", e}, {"memhp", m}};
             std::printf("mm_page_alloc program run time per call (BPF_ENABLE_STATS, 2000 loops): empty %.0f ns, "
                         "memhp %.0f ns: %.2fx\n",
                         e, m, e > 0 ? m / e : 0.0);
@@ -392,10 +426,13 @@ int main(int argc, char** argv) {
             const double m = median(reporter.times["Startup/memhp"]);
             const double b = median(reporter.times["Startup/bpftrace"]);
             const char* bound = g_tools["bpftrace"].hit_deadline ? ">= " : "";
+            reporter.json["summary"]["startup_ms"] = {
+                {"memhp", m}, {"bpftrace", b}, {"bpftrace_lower_bound", g_tools["bpftrace"].hit_deadline}};
             std::printf("start-up to all probes attached (%d and %d runs): memhp %.0f ms, bpftrace %s%.0f ms: memhp %s%.1fx "
                         "faster (target >= 5x)\n",
                         g_tools["memhp"].reps, g_tools["bpftrace"].reps, m, bound, b, bound, m > 0 ? b / m : 0.0);
         }
+        if (json_out) memhp::write_file_atomic(*json_out, reporter.json.dump(2) + "\n");
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "memhp_probe_bench: error: %s\n", e.what());

@@ -36,6 +36,7 @@ protected:
     }
     // What every one-block cycle must show, on either path.
     static void CheckCycle(const std::vector<json>& ops, const std::string& raw) {
+        for (const auto& o : ops) ::testing::Test::RecordProperty(o["phase"].get<std::string>(), o.dump());
         ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
         ASSERT_EQ(of_phase(ops, "online").size(), 1u) << raw;
         ASSERT_EQ(of_phase(ops, "offline").size(), 1u) << raw;
@@ -173,6 +174,7 @@ TEST_F(PatchedMemmapOn, FentryPathOnTheSameKernelAgrees) {
 TEST_F(PatchedMemmapOn, MultiBlockAddFallbackIsFlagged) {
     std::string raw;
     auto ops = AddAndRemove(8 * kBlock, &raw);
+    for (const auto& o : ops) RecordProperty(o["phase"].get<std::string>(), o.dump());
     ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
     CheckTracepointPath(ops, raw, 8);
     const auto add = of_phase(ops, "add")[0];
