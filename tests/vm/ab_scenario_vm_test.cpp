@@ -57,10 +57,19 @@ const json& arm(const json& results, const std::string& name) {
     throw std::runtime_error("no arm " + name);
 }
 
-std::vector<json> adds_of(const json& a) {
+// True when the arm's hog was restarted after dying in a cycle.
+bool st_restarted(const json& a) {
+    for (const auto& st : a["scenario_steps"])
+        if (st.value("restart", false)) return true;
+    return false;
+}
+
+// The adds of an arm's cycles; only those at `margin` when it is not 0.
+std::vector<json> adds_of(const json& a, std::uint64_t margin = 0) {
     std::vector<json> out;
     for (const auto& c : a["cycles"])
-        for (const auto& add : c["scenario"]["adds"]) out.push_back(add);
+        if (!margin || c["scenario"].value("margin_bytes", std::uint64_t{0}) == margin)
+            for (const auto& add : c["scenario"]["adds"]) out.push_back(add);
     return out;
 }
 
@@ -178,8 +187,8 @@ TEST_F(AbScenarioPressure, TheHogHoldsNode0AtTheMargin) {
 }
 
 TEST_F(AbScenarioPressure, ClassicAddsTakeFreeMemoryAltmapAddsDoNot) {
-    const auto off = adds_of(arm(run_.results, "page-alloc"));
-    const auto on = adds_of(arm(run_.results, "altmap"));
+    const auto off = adds_of(arm(run_.results, "page-alloc"), kMargin);
+    const auto on = adds_of(arm(run_.results, "altmap"), kMargin);
     ASSERT_EQ(off.size(), 4u);
     ASSERT_EQ(on.size(), 4u);
     std::uint64_t off_total = 0, on_total = 0;
@@ -213,24 +222,33 @@ TEST_F(AbScenarioPressure, ClassicAddsTakeFreeMemoryAltmapAddsDoNot) {
     EXPECT_NE(run_.summary.find("With node 0's free memory locked down to each margin"), std::string::npos);
 }
 
-// The OOM kill of the hog is recorded, the run goes on and ends cleanly.
-TEST_F(AbScenarioPressure, SurvivesTheOomKillerTakingTheHog) {
+// 46 MiB is 2 MiB above the min watermark: in most runs the OOM killer takes
+// the hog on its way there (recorded, the arm skips that margin); when it
+// gets there, the adds run. Either way every OOM kill is recorded, the run
+// goes on and ends cleanly.
+TEST_F(AbScenarioPressure, SurvivesTheOomKiller) {
     ASSERT_EQ(run_.result.exit_code, 0) << run_.result.err;
-    for (const char* name : {"page-alloc", "altmap"}) {
-        const auto& a = arm(run_.results, name);
-        bool killed = false;
+    int oom_kills = 0;
+    for (const auto& s : run_.results["scenario"]["arms"]) {
+        const auto& a = arm(run_.results, s["name"]);
+        EXPECT_FALSE(a.contains("error")) << a["error"];
+        bool hog_killed = false;
         for (const auto& st : a["scenario_steps"])
             if (st.value("margin_bytes", std::uint64_t{0}) == kTooLow && st.contains("hog_error")) {
                 EXPECT_NE(st["hog_error"].get<std::string>().find("exited (137"), std::string::npos) << st.dump();
-                killed = true;
+                hog_killed = true;
+                ++oom_kills;
             }
-        EXPECT_TRUE(killed) << name << ": " << a["scenario_steps"].dump();
-        EXPECT_EQ(a["cycles"].size(), 1u) << "the 52M cycle, none at 46M";
-        EXPECT_FALSE(a.contains("error")) << a["error"];
+        const auto at46 = adds_of(a, kTooLow);
+        if (hog_killed && !st_restarted(a)) {
+            EXPECT_TRUE(at46.empty()) << s["name"] << ": skipped the margin it could not hold";
+            EXPECT_EQ(s["unreachable_margins_bytes"], json::array({kTooLow})) << s.dump();
+        } else {
+            EXPECT_EQ(at46.size(), 4u) << s["name"];
+        }
+        for (const auto& add : adds_of(a)) oom_kills += add["oom_kills"].get<int>();
     }
-    for (const auto& s : run_.results["scenario"]["arms"])
-        EXPECT_EQ(s["unreachable_margins_bytes"], json::array({kTooLow})) << s.dump();
-    EXPECT_NE(run_.summary.find("could not hold node 0 at 46.00 MiB"), std::string::npos) << run_.summary;
+    EXPECT_GE(oom_kills, 1) << "every run so far saw the OOM killer at 52M or 46M";
 }
 
 }  // namespace
