@@ -105,57 +105,18 @@ const volatile struct memhp_code_range site_directmap = {};
 volatile __u32 inflight = 0;
 __u64 next_op_id = 0;
 __u64 dropped_events = 0;
+__u64 interrupt_page_events = 0;
 /* Set by the loader once the vmemmap_populate exit is attached: populate
  * events then come from there and __add_pages no longer infers them. */
 volatile __u32 populate_direct = 0;
 
-static __always_inline __u32 tid(void)
-{
-	return (__u32)bpf_get_current_pid_tgid();
-}
+#include "hotplug_ops.bpf.h"
 
+/* Inner functions of an add (arch_add_memory, __add_pages...) join the op
+ * their outer function started. */
 static __always_inline struct op *op_start(__u32 type)
 {
-	__u32 t = tid();
-	struct op *o = bpf_map_lookup_elem(&ops, &t);
-	if (o)
-		return o; /* nested: the outer function owns the op */
-	struct op fresh = {};
-	fresh.id = __sync_fetch_and_add(&next_op_id, 1) + 1;
-	fresh.t0 = bpf_ktime_get_ns();
-	fresh.type = type;
-	fresh.nid = -1;
-	if (bpf_map_update_elem(&ops, &t, &fresh, BPF_NOEXIST))
-		return 0;
-	__sync_fetch_and_add(&inflight, 1);
-	return bpf_map_lookup_elem(&ops, &t);
-}
-
-static __always_inline struct op *op_current(__u32 type)
-{
-	__u32 t = tid();
-	struct op *o = bpf_map_lookup_elem(&ops, &t);
-	if (!o || o->type != type)
-		return 0;
-	return o;
-}
-
-static __always_inline void op_drop(void)
-{
-	__u32 t = tid();
-	if (bpf_map_delete_elem(&ops, &t) == 0)
-		__sync_fetch_and_sub(&inflight, 1);
-}
-
-static __always_inline struct memhp_event *reserve(void)
-{
-	struct memhp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__sync_fetch_and_add(&dropped_events, 1);
-		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	return e;
+	return op_begin(type, true);
 }
 
 /* Sends the op's event and forgets the op. */
@@ -593,8 +554,7 @@ static __noinline int page_event_slow(__u32 type, unsigned long long *ctx, unsig
 	bpf_probe_read_kernel(&page, sizeof(page), &ctx[0]);
 	if (!page)
 		return 0;
-	__u32 t = tid();
-	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	struct op *o = op_of_page_event(ctx);
 	if (!o)
 		return 0;
 	/* Before the reservation: the stack walk needs no ring-buffer space held. */
@@ -603,7 +563,7 @@ static __noinline int page_event_slow(__u32 type, unsigned long long *ctx, unsig
 	if (!e)
 		return 0;
 	e->type = type;
-	e->tid = t;
+	e->tid = tid();
 	e->op_id = o->id;
 	e->op_type = o->type;
 	e->ts_ns = bpf_ktime_get_ns();

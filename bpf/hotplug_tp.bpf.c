@@ -14,8 +14,7 @@
  * mhp_memmap_alloc adds what only it knows: a huge memmap block that could
  * not be allocated, after which the vmemmap falls back to base pages.
  *
- * The per-task operation helpers mirror hotplug.bpf.c's (kept separate so
- * the two objects can change independently).
+ * The per-task operation helpers are hotplug.bpf.c's (hotplug_ops.bpf.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -63,57 +62,17 @@ struct {
 volatile __u32 inflight = 0;
 __u64 next_op_id = 0;
 __u64 dropped_events = 0;
+__u64 interrupt_page_events = 0;
 /* mhp_memmap_alloc events seen during adds, and failed ones among them */
 __u64 memmap_blocks = 0;
 __u64 memmap_alloc_failures = 0;
 
-static __always_inline __u32 tid(void)
-{
-	return (__u32)bpf_get_current_pid_tgid();
-}
+#include "hotplug_ops.bpf.h"
 
+/* Begin events of a task that already has an op in flight leave it be. */
 static __always_inline struct op *op_start(__u32 type)
 {
-	__u32 t = tid();
-	struct op *o = bpf_map_lookup_elem(&ops, &t);
-	if (o)
-		return 0; /* another op in flight on this task: keep it */
-	struct op fresh = {};
-	fresh.id = __sync_fetch_and_add(&next_op_id, 1) + 1;
-	fresh.t0 = bpf_ktime_get_ns();
-	fresh.type = type;
-	fresh.nid = -1;
-	if (bpf_map_update_elem(&ops, &t, &fresh, BPF_NOEXIST))
-		return 0;
-	__sync_fetch_and_add(&inflight, 1);
-	return bpf_map_lookup_elem(&ops, &t);
-}
-
-static __always_inline struct op *op_current(__u32 type)
-{
-	__u32 t = tid();
-	struct op *o = bpf_map_lookup_elem(&ops, &t);
-	if (!o || o->type != type)
-		return 0;
-	return o;
-}
-
-static __always_inline void op_drop(void)
-{
-	__u32 t = tid();
-	if (bpf_map_delete_elem(&ops, &t) == 0)
-		__sync_fetch_and_sub(&inflight, 1);
-}
-
-static __always_inline struct memhp_event *reserve(void)
-{
-	struct memhp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__sync_fetch_and_add(&dropped_events, 1);
-		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	return e;
+	return op_begin(type, false);
 }
 
 static __always_inline void op_finish(struct op *o, int ret)
@@ -231,20 +190,21 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 {
 	if (!inflight)
 		return 0;
-	__u32 t = tid();
-	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	unsigned long page_addr = 0;
+	bpf_probe_read_kernel(&page_addr, sizeof(page_addr), &ctx[0]);
+	if (!page_addr) /* a failed allocation took nothing */
+		return 0;
+	struct op *o = op_of_page_event(ctx);
 	if (!o)
 		return 0;
 	struct memhp_event *e = reserve();
 	if (!e)
 		return 0;
 	e->type = type;
-	e->tid = t;
+	e->tid = tid();
 	e->op_id = o->id;
 	e->op_type = o->type;
 	e->ts_ns = bpf_ktime_get_ns();
-	unsigned long page_addr = 0;
-	bpf_probe_read_kernel(&page_addr, sizeof(page_addr), &ctx[0]);
 	e->pfn = vmemmap_to_pfn(page_addr);
 	e->order = order;
 	e->gfp = gfp;

@@ -81,7 +81,7 @@ private:
     bool json_;
 };
 
-void print_summary(const collector::Stats& s, std::uint64_t dropped) {
+void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64_t interrupt_pages) {
     std::fprintf(stderr, "\n%-9s %6s %6s %12s\n", "PHASE", "COUNT", "FAILED", "MEAN");
     for (auto phase : collector::kAllPhases) {
         std::uint64_t count = 0, sum = 0, failed = 0;
@@ -109,8 +109,9 @@ void print_summary(const collector::Stats& s, std::uint64_t dropped) {
     std::fprintf(stderr, "live: hot-plugged %s, memmap %s\n", format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(present, 0))).c_str(),
                  format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(memmap, 0))).c_str());
     std::fprintf(stderr, "events %" PRIu64 ", dropped %" PRIu64 ", decode errors %" PRIu64
-                         ", memmap_on_memory requested but unused %" PRIu64 "\n",
-                 s.events, dropped, s.decode_errors, s.memmap_on_memory_unused);
+                         ", memmap_on_memory requested but unused %" PRIu64
+                         ", page events from interrupts (not billed to an op) %" PRIu64 "\n",
+                 s.events, dropped, s.decode_errors, s.memmap_on_memory_unused, interrupt_pages);
 }
 
 }  // namespace
@@ -177,7 +178,7 @@ Command add_trace_command(CLI::App& app) {
             if (r < 0 && r != -EINTR) throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
         }
         probes.poll(0);  // drain what is left
-        print_summary(agg.stats(), probes.dropped_events());
+        print_summary(agg.stats(), probes.dropped_events(), probes.interrupt_page_events());
         return 0;
     }};
 }

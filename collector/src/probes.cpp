@@ -369,6 +369,11 @@ std::uint64_t HotplugProbes::dropped_events() const {
     return __atomic_load_n(&skel_->bss->dropped_events, __ATOMIC_RELAXED);
 }
 
+std::uint64_t HotplugProbes::interrupt_page_events() const {
+    if (tp_) return tp_->interrupt_page_events();
+    return __atomic_load_n(&skel_->bss->interrupt_page_events, __ATOMIC_RELAXED);
+}
+
 std::string HotplugProbes::path() const {
     if (tp_) return "memory_hotplug tracepoints";
     bool btf = false, classic = false;

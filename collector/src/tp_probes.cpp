@@ -65,6 +65,9 @@ int TracepointProbes::events_fd() const { return bpf_map__fd(skel_->maps.events)
 std::uint64_t TracepointProbes::dropped_events() const {
     return __atomic_load_n(&skel_->bss->dropped_events, __ATOMIC_RELAXED);
 }
+std::uint64_t TracepointProbes::interrupt_page_events() const {
+    return __atomic_load_n(&skel_->bss->interrupt_page_events, __ATOMIC_RELAXED);
+}
 std::uint64_t TracepointProbes::memmap_blocks() const {
     return __atomic_load_n(&skel_->bss->memmap_blocks, __ATOMIC_RELAXED);
 }

@@ -63,6 +63,9 @@ public:
     // -errno (-EINTR on a signal is a normal return).
     int poll(int timeout_ms);
     [[nodiscard]] std::uint64_t dropped_events() const;
+    // Page-allocator events an interrupt caused while an op was in flight on
+    // its task: seen, and left out of the op.
+    [[nodiscard]] std::uint64_t interrupt_page_events() const;
     // Where start-up time went: ("kallsyms", ms), ("features", ms), ("load", ms), ("attach", ms).
     [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const { return phases_; }
     // One line per probe: "  fexit add_memory_resource: attached".

@@ -33,6 +33,7 @@ public:
 
     [[nodiscard]] int events_fd() const;
     [[nodiscard]] std::uint64_t dropped_events() const;
+    [[nodiscard]] std::uint64_t interrupt_page_events() const;
     // memmap blocks allocated during adds, and how many of them failed (a
     // failed huge block means the vmemmap fell back to base pages).
     [[nodiscard]] std::uint64_t memmap_blocks() const;

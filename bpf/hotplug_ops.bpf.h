@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The per-task operation state both probe objects share (hotplug.bpf.c on
+ * functions, hotplug_tp.bpf.c on the memory_hotplug trace events).
+ *
+ * Include it after defining, in the object: struct op (with id, t0, type and
+ * nid fields), the `ops` hash map (tid -> struct op), the `events` ring
+ * buffer, and the globals `inflight`, `next_op_id`, `dropped_events` and
+ * `interrupt_page_events`. */
+#ifndef MEMHP_HOTPLUG_OPS_BPF_H
+#define MEMHP_HOTPLUG_OPS_BPF_H
+
+static __always_inline __u32 tid(void)
+{
+	return (__u32)bpf_get_current_pid_tgid();
+}
+
+/* Starts an op of `type` on this task. When one is already in flight,
+ * returns it if `nested_joins` (an inner function of the same operation:
+ * the outer one owns the op), else 0 (keep the op that is there). */
+static __always_inline struct op *op_begin(__u32 type, bool nested_joins)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (o)
+		return nested_joins ? o : 0;
+	struct op fresh = {};
+	fresh.id = __sync_fetch_and_add(&next_op_id, 1) + 1;
+	fresh.t0 = bpf_ktime_get_ns();
+	fresh.type = type;
+	fresh.nid = -1;
+	if (bpf_map_update_elem(&ops, &t, &fresh, BPF_NOEXIST))
+		return 0;
+	__sync_fetch_and_add(&inflight, 1);
+	return bpf_map_lookup_elem(&ops, &t);
+}
+
+static __always_inline struct op *op_current(__u32 type)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (!o || o->type != type)
+		return 0;
+	return o;
+}
+
+static __always_inline void op_drop(void)
+{
+	__u32 t = tid();
+	if (bpf_map_delete_elem(&ops, &t) == 0)
+		__sync_fetch_and_sub(&inflight, 1);
+}
+
+/* x86-64's THREAD_SIZE without KASAN (Debian's kernels, and ours). */
+#define MEMHP_TASK_STACK_SIZE (16 * 1024)
+
+/* The op this task has in flight, for a page-allocator event, or 0.
+ * An interrupt that arrives during the op (say virtio-net refilling its
+ * receive ring in softirq) allocates and frees pages while `current` is
+ * still the op's task, so tid() alone would bill them to the op. Interrupts
+ * and softirqs run on the per-CPU IRQ stack, not the task's: `ctx` (the
+ * tracepoint's argument array, a local of bpf_trace_run*()) tells which
+ * stack this is. Such events are counted in interrupt_page_events. */
+static __always_inline struct op *op_of_page_event(void *ctx)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (!o)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	unsigned long base = (unsigned long)BPF_CORE_READ(task, stack);
+	unsigned long sp = 0;
+	bpf_probe_read_kernel(&sp, sizeof(sp), &ctx);
+	if (sp - base >= MEMHP_TASK_STACK_SIZE) {
+		__sync_fetch_and_add(&interrupt_page_events, 1);
+		return 0;
+	}
+	return o;
+}
+
+/* A zeroed event in the ring buffer, or 0 (counted in dropped_events). */
+static __always_inline struct memhp_event *reserve(void)
+{
+	struct memhp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&dropped_events, 1);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	return e;
+}
+
+#endif /* MEMHP_HOTPLUG_OPS_BPF_H */
