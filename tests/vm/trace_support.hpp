@@ -1,51 +1,31 @@
 #pragma once
 // `memhp trace --json` run inside a lab guest around some work, for the VM
 // tests of the probe paths.
-#include <signal.h>
-#include <unistd.h>
+#include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "memhp/ab/guest_trace.hpp"
 #include "vm_support.hpp"
 
 namespace memhp::vmtest {
 
 using nlohmann::json;
 
-// Starts `memhp trace --json` in the guest (with `env` entries such as
-// MEMHP_PROBES=fentry), waits until it has attached, runs `body`, stops it
-// and returns the operations it reported; the full output goes to `raw`.
+// Runs `memhp trace --json [extra]` in the guest (under `env` entries such
+// as MEMHP_PROBES=fentry) around `body`: waits until it has attached, runs
+// `body`, stops it and returns the operations it reported; the full output
+// goes to `raw`.
 template <typename Fn>
-std::vector<json> traced_with(lab::Guest& g, const std::vector<std::string>& env, Fn&& body, std::string* raw) {
-    auto& agent = g.agent();
-    const std::string memhp = (lab::default_agent_path().parent_path() / "memhp").string();
-    const std::string out = "/tmp/trace-" + std::to_string(::getpid()) + ".out";
-    std::vector<std::string> argv{"/usr/bin/env"};
-    argv.insert(argv.end(), env.begin(), env.end());
-    argv.insert(argv.end(), {memhp, "trace", "--json"});
-    const int pid = agent.spawn(argv, out);
-    std::string text;
-    for (int i = 0; i < 600 && text.find("memhp: attached") == std::string::npos; ++i) {
-        if (auto code = agent.wait(pid, std::chrono::milliseconds(100)))
-            throw Error("memhp trace exited early (" + std::to_string(*code) + "):\n" + agent.try_read(out).value_or(""));
-        text = agent.try_read(out).value_or("");
-    }
-    if (text.find("memhp: attached") == std::string::npos) throw Error("memhp trace never attached:\n" + text);
+std::vector<json> traced_with(lab::Guest& g, const std::vector<std::string>& env, Fn&& body, std::string* raw,
+                              const std::vector<std::string>& extra = {}) {
+    ab::GuestTrace trace(g, extra, env);
     body();
-    agent.signal(pid, SIGINT);
-    auto code = agent.wait(pid, std::chrono::seconds(60));
-    text = agent.read(out);
+    const std::string text = trace.stop();
     if (raw) *raw = text;
-    if (!code || *code != 0) throw Error("memhp trace did not exit cleanly:\n" + text);
-    std::vector<json> ops;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (!line.empty() && line[0] == '{') ops.push_back(json::parse(line));
-    return ops;
+    return ab::parse_ops(text);
 }
 
 inline std::vector<json> of_phase(const std::vector<json>& ops, const std::string& phase) {
@@ -53,6 +33,57 @@ inline std::vector<json> of_phase(const std::vector<json>& ops, const std::strin
     for (const auto& o : ops)
         if (o["phase"] == phase) out.push_back(o);
     return out;
+}
+
+constexpr std::uint64_t kBlock = 128 * kMiB;
+constexpr std::uint64_t kBlockPages = kBlock / 4096;      // 32768
+constexpr std::uint64_t kMemmapPages = kBlockPages / 64;  // 512: 64-byte struct page per 4 KiB page
+
+// One 128 MiB DIMM on memoryless node 1, traced: add, online movable,
+// offline, remove.
+inline std::vector<json> traced_one_block_cycle(lab::Guest& g, lab::MemoryLab& mem, std::string* raw,
+                                                const std::vector<std::string>& env = {},
+                                                const std::vector<std::string>& extra = {}) {
+    return traced_with(
+        g, env,
+        [&mem] {
+            auto c = lab::run_cycle(mem, {kBlock, 1, lab::Zone::Movable}, 1);
+            if (!c.ok()) throw Error("cycle failed: " + lab::to_json(c).dump());
+        },
+        raw, extra);
+}
+
+// A DIMM of `size` on node 1 added and removed again, never onlined, traced.
+inline std::vector<json> traced_add_and_remove(lab::Guest& g, lab::MemoryLab& mem, std::uint64_t size,
+                                               std::string* raw) {
+    return traced_with(
+        g, {},
+        [&mem, size] {
+            auto d = mem.add_dimm(size, 1);
+            mem.remove(d);
+        },
+        raw);
+}
+
+// What every traced one-block cycle shows, whatever the probe path.
+inline void check_one_block_cycle(const std::vector<json>& ops, const std::string& raw) {
+    ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
+    ASSERT_EQ(of_phase(ops, "online").size(), 1u) << raw;
+    ASSERT_EQ(of_phase(ops, "offline").size(), 1u) << raw;
+    ASSERT_EQ(of_phase(ops, "remove").size(), 1u) << raw;
+    const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["nid"], 1) << raw;
+    EXPECT_EQ(add["nr_pages"], kBlockPages);
+    EXPECT_EQ(add["ret"], 0);
+    EXPECT_GT(add["duration_ns"].get<std::uint64_t>(), 0u);
+    const auto online = of_phase(ops, "online")[0];
+    EXPECT_EQ(online["nid"], 1);
+    EXPECT_EQ(online["zone"], "Movable");
+    EXPECT_EQ(online["ret"], 0);
+    EXPECT_EQ(of_phase(ops, "offline")[0]["ret"], 0);
+    EXPECT_EQ(of_phase(ops, "remove")[0]["ret"], 0);
+    EXPECT_EQ(of_phase(ops, "remove")[0]["nr_pages"], kBlockPages);
+    EXPECT_NE(raw.find("live: hot-plugged 0 B, memmap 0 B"), std::string::npos) << "gauges back to zero:\n" << raw;
 }
 
 }  // namespace memhp::vmtest

@@ -3,102 +3,32 @@
 // (BPF in the guest -> ring buffer -> aggregator -> NDJSON).
 #include <signal.h>
 
-#include <nlohmann/json.hpp>
-#include <sstream>
-
-#include "vm_support.hpp"
+#include "trace_support.hpp"
 
 namespace memhp::vmtest {
 namespace {
 
-using nlohmann::json;
-constexpr std::uint64_t kBlock = 128 * kMiB;
-constexpr std::uint64_t kBlockPages = kBlock / 4096;  // 32768
-constexpr std::uint64_t kMemmapPages = kBlockPages / 64;  // 512: 64-byte struct page per 4 KiB page
-
 std::string memhp_path() { return (lab::default_agent_path().parent_path() / "memhp").string(); }
 
-// Runs `memhp trace --json [extra]` in the guest around `body`, returns the
-// operations it reported (and the raw output for messages).
 template <typename Fn>
 std::vector<json> traced(lab::Guest& g, Fn&& body, std::string* raw = nullptr,
                          const std::vector<std::string>& extra = {}) {
-    auto& agent = g.agent();
-    const std::string out = "/tmp/trace.out";
-    std::vector<std::string> argv = {memhp_path(), "trace", "--json"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    const int pid = agent.spawn(argv, out);
-    std::string text;
-    for (int i = 0; i < 600 && text.find("memhp: attached") == std::string::npos; ++i) {
-        if (auto code = agent.wait(pid, std::chrono::milliseconds(100)))
-            throw Error("memhp trace exited early (" + std::to_string(*code) + "):\n" + agent.try_read(out).value_or(""));
-        text = agent.try_read(out).value_or("");
-    }
-    if (text.find("memhp: attached") == std::string::npos) throw Error("memhp trace never attached:\n" + text);
-    body();
-    agent.signal(pid, SIGINT);
-    auto code = agent.wait(pid, std::chrono::seconds(60));
-    text = agent.read(out);
-    if (raw) *raw = text;
-    if (!code || *code != 0) throw Error("memhp trace did not exit cleanly:\n" + text);
-    std::vector<json> ops;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (!line.empty() && line[0] == '{') ops.push_back(json::parse(line));
-    return ops;
-}
-
-std::vector<json> of_phase(const std::vector<json>& ops, const std::string& phase) {
-    std::vector<json> out;
-    for (const auto& o : ops)
-        if (o["phase"] == phase) out.push_back(o);
-    return out;
+    return traced_with(g, {}, std::forward<Fn>(body), raw, extra);
 }
 
 template <typename Derived>
 class TraceSuite : public GuestSuite<Derived> {
 protected:
     using B = GuestSuite<Derived>;
-    // One 128 MiB DIMM on memoryless node 1: add, online movable, offline, remove.
     static std::vector<json> OneBlockCycle(std::string* raw = nullptr, const std::vector<std::string>& extra = {}) {
-        return traced(
-            *B::guest_,
-            [] {
-                auto c = lab::run_cycle(*B::mem_, {kBlock, 1, lab::Zone::Movable}, 1);
-                if (!c.ok()) throw Error("cycle failed: " + lab::to_json(c).dump());
-            },
-            raw, extra);
+        return traced_one_block_cycle(*B::guest_, *B::mem_, raw, {}, extra);
     }
-    // Adds a DIMM of `size` on node 1 and removes it again, never onlined.
     static std::vector<json> AddAndRemove(std::uint64_t size, std::string* raw) {
-        return traced(
-            *B::guest_,
-            [size] {
-                auto d = B::mem_->add_dimm(size, 1);
-                B::mem_->remove(d);
-            },
-            raw);
+        return traced_add_and_remove(*B::guest_, *B::mem_, size, raw);
     }
     static void CheckCommon(const std::vector<json>& ops, const std::string& raw) {
-        ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
-        ASSERT_EQ(of_phase(ops, "online").size(), 1u) << raw;
-        ASSERT_EQ(of_phase(ops, "offline").size(), 1u) << raw;
-        ASSERT_EQ(of_phase(ops, "remove").size(), 1u) << raw;
+        check_one_block_cycle(ops, raw);
         ASSERT_GE(of_phase(ops, "populate").size(), 1u) << raw;
-        const auto add = of_phase(ops, "add")[0];
-        EXPECT_EQ(add["nid"], 1) << raw;
-        EXPECT_EQ(add["nr_pages"], kBlockPages);
-        EXPECT_EQ(add["ret"], 0);
-        EXPECT_GT(add["duration_ns"].get<std::uint64_t>(), 0u);
-        const auto online = of_phase(ops, "online")[0];
-        EXPECT_EQ(online["nid"], 1);
-        EXPECT_EQ(online["zone"], "Movable");
-        EXPECT_EQ(online["ret"], 0);
-        EXPECT_EQ(of_phase(ops, "offline")[0]["ret"], 0);
-        EXPECT_EQ(of_phase(ops, "remove")[0]["ret"], 0);
-        EXPECT_EQ(of_phase(ops, "remove")[0]["nr_pages"], kBlockPages);
-        EXPECT_NE(raw.find("live: hot-plugged 0 B, memmap 0 B"), std::string::npos) << "gauges back to zero:\n" << raw;
     }
 };
 
