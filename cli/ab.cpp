@@ -56,6 +56,8 @@ Command add_ab_command(CLI::App& app) {
         ab::CompareOptions compare;
         std::string scenario;
         std::string margins = "96M,64M,56M,48M";
+        std::string peer;
+        int peer_timeout_s = 900;
     };
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand(
@@ -120,6 +122,15 @@ Command add_ab_command(CLI::App& app) {
                     "names the margin where each arm starts failing. Margins below the kernel's min watermark cannot be "
                     "reached (the hog is OOM-killed; recorded)")
         ->capture_default_str();
+    cmd->add_option("--peer", o->peer,
+                    "also time the add, online, offline and remove phases with an independent tool in every arm's guest, "
+                    "on the same kernel functions and in the same cycles: 'bpftrace' (Debian's). The summary then "
+                    "gives, per phase, memhp's and bpftrace's medians and their per-cycle difference, and both tools' "
+                    "time to attach (about 5-8 s each under TCG)")
+        ->check(CLI::IsMember({"bpftrace"}));
+    cmd->add_option("--peer-timeout", o->peer_timeout_s, "seconds the peer may take to attach its probes in a guest")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     add_compare_flags(cmd, o->compare);
     return {cmd, [o, cmd] {
         if (o->list_metrics) {
@@ -152,6 +163,8 @@ Command add_ab_command(CLI::App& app) {
             if (cfg.scenario == ab::Scenario::Pressure) cfg.margins = ab::parse_margins(o->margins);
             cfg.title = std::string("hot-add A/B, scenario ") + ab::scenario_name(cfg.scenario);
         }
+        cfg.peer = o->peer;
+        cfg.peer_attach_timeout = std::chrono::seconds(o->peer_timeout_s);
         ab::validate(cfg);  // before any download or boot
 
         std::mutex mu;

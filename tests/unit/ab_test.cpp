@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "memhp/ab/peer.hpp"
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/runner.hpp"
 #include "memhp/ab/stats.hpp"
@@ -267,6 +268,19 @@ TEST_F(AbFiles, SummaryCarriesTheSeedClaims) {
     EXPECT_NE(md.find("### altmap vs page-alloc"), std::string::npos) << md;
 }
 
+TEST_F(AbFiles, SummaryOfARunInterruptedDuringBootRenders) {
+    // An arm whose guest never got ready keeps "guest": null in the results.
+    json off = arm_with("page-alloc", "probe_add_s", {1e-3, 2e-3});
+    off["guest"] = {{"release", "6.1.0-56-amd64"}, {"boot_s", 9.0}};
+    json none = arm_with("altmap", "probe_add_s", {});
+    none["guest"] = nullptr;
+    auto r = results_with({off, none});
+    r["status"] = "interrupted";
+    std::string md;
+    ASSERT_NO_THROW(md = summary_markdown(r, {}));
+    EXPECT_NE(md.find("| altmap | "), std::string::npos) << md;
+}
+
 // The real binary on crafted files: exit status and messages.
 std::string memhp_bin() { return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }
 RunResult memhp_run(std::vector<std::string> args) {
@@ -320,6 +334,67 @@ TEST(AbCli, BadSizesAndArmsAreRejectedBeforeAnyBoot) {
     EXPECT_NE(r.err.find("--scale-size"), std::string::npos) << r.err;
     r = memhp_run({"ab", "--fallback-kernel", "banana"});
     EXPECT_EQ(r.exit_code, 2);
+    r = memhp_run({"ab", "--peer", "dtrace"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("bpftrace"), std::string::npos) << r.err;
+    r = memhp_run({"ab", "--peer", "bpftrace", "--scale", "--qemu", "/nonexistent"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("--peer runs with the cycle rounds"), std::string::npos) << r.err;
+}
+
+json op(const char* phase, double ns) { return {{"phase", phase}, {"duration_ns", ns}}; }
+
+TEST(AbPeer, ProgramTimesTheFourPhaseFunctionsWithEntryAndReturnProbes) {
+    const auto& p = bpftrace_peer_program();
+    for (const char* fn : {"add_memory_resource", "memory_subsys_online", "memory_subsys_offline", "try_remove_memory"}) {
+        EXPECT_NE(p.find(std::string("kfunc:") + fn + " "), std::string::npos) << fn;
+        EXPECT_NE(p.find(std::string("kretfunc:") + fn + " "), std::string::npos) << fn;
+    }
+    const auto cmd = bpftrace_peer_command("/usr/bin/bpftrace");
+    EXPECT_EQ(cmd.argv.front(), "/usr/bin/bpftrace");
+    EXPECT_EQ(cmd.argv.back(), p);
+}
+
+TEST(AbPeer, AgreementPairsCyclesPerPhaseAndSetsMismatchesAside) {
+    json arm{{"cycles", json::array()}};
+    // Three cycles: bpftrace 10 % slower on add, equal on online; the third
+    // cycle's online was seen twice by bpftrace only (left out, counted).
+    for (int i = 1; i <= 3; ++i) {
+        json c{{"ops", {op("add", 1e6 * i), op("populate", 5e5), op("online", 2e6)}},
+               {"peer_ops", {op("add", 1.1e6 * i), op("online", 2e6)}}};
+        if (i == 3) c["peer_ops"].push_back(op("online", 1e6));
+        arm["cycles"].push_back(c);
+    }
+    arm["cycles"].push_back({{"ops", {op("add", 9e9)}}});  // no peer records: not a pair
+    const auto a = peer_agreement(arm);
+    ASSERT_TRUE(a.contains("add"));
+    EXPECT_EQ(a["add"]["cycles"], 3);
+    EXPECT_EQ(a["add"]["unmatched"], 0);
+    EXPECT_DOUBLE_EQ(a["add"]["memhp_median_s"].get<double>(), 2e-3);
+    EXPECT_NEAR(a["add"]["ratio"].get<double>(), 1.1, 1e-9);
+    EXPECT_NEAR(a["add"]["median_rel_diff"].get<double>(), 0.1, 1e-9);
+    EXPECT_EQ(a["online"]["cycles"], 2);
+    EXPECT_EQ(a["online"]["unmatched"], 1);
+    EXPECT_DOUBLE_EQ(a["online"]["max_rel_diff"].get<double>(), 0);
+    EXPECT_FALSE(a.contains("populate")) << "bpftrace does not time populate";
+    EXPECT_FALSE(a.contains("offline"));
+
+    json results{{"arms", json::array()}};
+    json with = arm;
+    with["name"] = "altmap";
+    with["guest"] = {{"attach_s", 10.0}, {"peer", {{"tool", "bpftrace"}, {"attach_s", 250.0}, {"phases", a}}}};
+    json without = arm;
+    without["name"] = "page-alloc";
+    without["guest"] = {{"attach_s", 10.0}};
+    results["arms"] = {without, with};
+    const auto md = peer_markdown(results);
+    EXPECT_NE(md.find("| altmap | add | `add_memory_resource` | 3 |"), std::string::npos) << md;
+    EXPECT_NE(md.find("1.10×"), std::string::npos) << md;
+    EXPECT_NE(md.find("2 (1 unmatched)"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 25.0× |"), std::string::npos) << md;
+    EXPECT_EQ(md.find("page-alloc"), std::string::npos) << md;
+    results["arms"] = {without};
+    EXPECT_EQ(peer_markdown(results), "");
 }
 
 TEST(AbCli, HelpExplainsEveryFlag) {
@@ -327,7 +402,7 @@ TEST(AbCli, HelpExplainsEveryFlag) {
     EXPECT_EQ(r.exit_code, 0);
     for (const char* flag : {"--arm", "--cycles", "--dimm", "--dimms", "--node", "--zone", "--out", "--scale",
                              "--scale-size", "--fallback-kernel", "--fallback-size", "--alpha", "--threshold",
-                             "--no-plots", "--kernel", "--node-mem"})
+                             "--no-plots", "--kernel", "--node-mem", "--peer", "--peer-timeout"})
         EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
     r = memhp_run({"compare", "--help"});
     EXPECT_EQ(r.exit_code, 0);

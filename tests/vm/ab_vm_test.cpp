@@ -1,11 +1,13 @@
 // memhp ab end to end, as a user runs it: the real binary boots real guests.
-// A short default A/B checks the outputs and the exact page counts; a run
+// A short default A/B (with the bpftrace peer check) checks the outputs, the
+// exact page counts and the peer's agreement; a run
 // whose guest is killed must keep what it measured and fail.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -31,8 +33,8 @@ protected:
     static void SetUpTestSuite() {
         dir_ = std::make_unique<memhp::TempDir>("memhp-ab-vm");
         const auto out = dir_->path() / "out";
-        std::cerr << "running memhp ab --cycles 5 (three guests)..." << std::endl;
-        result_ = memhp::run({memhp_bin(), "ab", "--cycles", "5", "--out", out.string()},
+        std::cerr << "running memhp ab --cycles 5 --peer bpftrace (three guests)..." << std::endl;
+        result_ = memhp::run({memhp_bin(), "ab", "--cycles", "5", "--peer", "bpftrace", "--out", out.string()},
                              {.timeout = std::chrono::minutes(10)});
         std::cerr << result_.err << std::endl;
         if (auto text = memhp::try_read_file(out / "results.json")) results_ = json::parse(*text, nullptr, false);
@@ -111,6 +113,32 @@ TEST_F(AbEndToEnd, MultiBlockFallbackOn61AndNotOn612) {
             EXPECT_FALSE(f["unused"].get<bool>());
         }
     }
+}
+
+TEST_F(AbEndToEnd, BpftraceTimesTheSamePhasesInTheSameCycles) {
+    for (const char* name : {"page-alloc", "altmap"}) {
+        const auto& g = arm(name)["guest"];
+        ASSERT_TRUE(g.contains("peer")) << name << ": " << g.dump();
+        EXPECT_GT(g["peer"]["attach_s"].get<double>(), 0);
+        for (const auto& c : arm(name)["cycles"]) {
+            // One record per function call: one block per DIMM, so one of each.
+            std::map<std::string, int> n;
+            for (const auto& o : c["peer_ops"]) ++n[o["phase"].get<std::string>()];
+            EXPECT_EQ(n, (std::map<std::string, int>{{"add", 1}, {"offline", 1}, {"online", 1}, {"remove", 1}})) << c["peer_ops"].dump();
+        }
+        for (const char* phase : {"add", "online", "offline", "remove"}) {
+            const auto& p = g["peer"]["phases"][phase];
+            EXPECT_EQ(p["cycles"], 5) << name << " " << phase;
+            EXPECT_EQ(p["unmatched"], 0) << name << " " << phase;
+            // Two tools timing the same call from its entry to its return:
+            // the same figure up to their probes' own cost (about 1 % here).
+            // Far apart would mean they time different things.
+            EXPECT_GT(p["ratio"].get<double>(), 0.5) << name << " " << phase << ": " << p.dump();
+            EXPECT_LT(p["ratio"].get<double>(), 2.0) << name << " " << phase << ": " << p.dump();
+        }
+    }
+    const auto md = memhp::read_file(out() / "summary.md");
+    EXPECT_NE(md.find("### Peer check: memhp against bpftrace"), std::string::npos) << md;
 }
 
 // Kill the guest's QEMU after two cycles: the run stops, keeps the two

@@ -1,8 +1,10 @@
 #include "memhp/ab/guest_trace.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
-#include <sstream>
+#include <atomic>
+#include <string_view>
 #include <thread>
 
 #include "memhp/stop.hpp"
@@ -11,27 +13,63 @@ namespace memhp::ab {
 
 using Clock = std::chrono::steady_clock;
 
-GuestTrace::GuestTrace(lab::Guest& guest, Ms attach_timeout) : guest_(guest) {
+namespace {
+
+// How many BPF links process `pid` of the guest holds.
+int bpf_links(lab::AgentClient& agent, int pid) {
+    const auto r = agent.sh("ls -l /proc/" + std::to_string(pid) + "/fd 2>/dev/null | grep -c 'anon_inode:bpf_link'");
+    try {
+        return std::stoi(r.out);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+}  // namespace
+
+TracerCommand memhp_trace_command(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+    TracerCommand cmd{"memhp trace", {}, "memhp: attached"};
+    if (!env.empty()) {
+        cmd.argv.push_back("/usr/bin/env");
+        cmd.argv.insert(cmd.argv.end(), env.begin(), env.end());
+    }
+    cmd.argv.insert(cmd.argv.end(), {(lab::default_agent_path().parent_path() / "memhp").string(), "trace", "--json"});
+    cmd.argv.insert(cmd.argv.end(), args.begin(), args.end());
+    return cmd;
+}
+
+GuestTrace::GuestTrace(lab::Guest& guest, TracerCommand command, Ms attach_timeout,
+                       const std::function<void(const std::string&)>& waiting)
+    : guest_(guest), name_(std::move(command.name)) {
+    static std::atomic<int> serial{0};  // one output file per tracer, several may run at once
     auto& agent = guest_.agent();
-    const std::string memhp = (lab::default_agent_path().parent_path() / "memhp").string();
-    out_ = "/tmp/memhp-trace." + std::to_string(::getpid()) + ".ndjson";
+    out_ = "/tmp/memhp-trace." + std::to_string(::getpid()) + "." + std::to_string(++serial) + ".ndjson";
     const auto t0 = Clock::now();
-    pid_ = agent.spawn({memhp, "trace", "--json"}, out_);
+    pid_ = agent.spawn(command.argv, out_);
     std::string text;
+    auto next_word = t0 + std::chrono::seconds(30);
     while (true) {
+        if (waiting && Clock::now() >= next_word) {
+            waiting(name_ + " still attaching, " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t0).count()) + " s so far");
+            next_word += std::chrono::seconds(30);
+        }
         text = agent.try_read(out_).value_or("");
-        if (auto at = text.find("memhp: attached"); at != std::string::npos) {
+        if (auto at = text.find(command.attached_marker);
+            at != std::string::npos && bpf_links(agent, pid_) >= command.bpf_links) {
             attach_s_ = std::chrono::duration<double>(Clock::now() - t0).count();
             attach_line_ = text.substr(at, text.find('\n', at) - at);
+            if (command.bpf_links)
+                attach_line_ = name_ + ": " + std::to_string(command.bpf_links) + " BPF links attached";
             return;
         }
         if (auto code = agent.wait(pid_, Ms(100))) {
             pid_ = -1;
-            throw Error("memhp trace exited in the guest before attaching (exit " + std::to_string(*code) + "):\n" +
+            throw Error(name_ + " exited in the guest before attaching (exit " + std::to_string(*code) + "):\n" +
                         agent.try_read(out_).value_or(""));
         }
         if (Clock::now() - t0 > attach_timeout)
-            throw Error("memhp trace did not attach its probes in the guest within " +
+            throw Error(name_ + " did not attach its probes in the guest within " +
                         std::to_string(attach_timeout.count() / 1000) + " s:\n" + text);
         check_stop();
     }
@@ -45,14 +83,15 @@ GuestTrace::~GuestTrace() {
     }
 }
 
-std::vector<nlohmann::json> GuestTrace::parse_all(const std::string& text) const {
+std::vector<nlohmann::json> parse_ops(const std::string& text) {
     std::vector<nlohmann::json> ops;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
+    std::size_t start = 0;
+    for (auto end = text.find('\n'); end != std::string::npos; start = end + 1, end = text.find('\n', start)) {
+        const std::string_view line(text.data() + start, end - start);
         if (line.empty() || line[0] != '{') continue;
         auto j = nlohmann::json::parse(line, nullptr, false);
-        if (!j.is_discarded()) ops.push_back(std::move(j));
+        if (j.is_discarded()) throw Error("a tracer wrote a line that is not JSON: " + std::string(line));
+        ops.push_back(std::move(j));
     }
     return ops;
 }
@@ -62,7 +101,7 @@ std::vector<nlohmann::json> GuestTrace::take(const std::function<bool(const std:
     const auto t0 = Clock::now();
     std::vector<nlohmann::json> all;
     while (true) {
-        all = parse_all(guest_.agent().try_read(out_).value_or(""));
+        all = parse_ops(guest_.agent().try_read(out_).value_or(""));
         std::vector<nlohmann::json> fresh(all.begin() + static_cast<std::ptrdiff_t>(std::min(taken_, all.size())), all.end());
         if (ready(fresh) || Clock::now() - t0 > timeout) {
             taken_ = all.size();
@@ -78,9 +117,9 @@ std::string GuestTrace::stop(Ms timeout) {
     agent.signal(pid_, SIGINT);
     auto code = agent.wait(pid_, timeout);
     const std::string text = agent.try_read(out_).value_or("");
-    if (!code) throw Error("memhp trace did not stop in the guest within " + std::to_string(timeout.count() / 1000) + " s");
+    if (!code) throw Error(name_ + " did not stop in the guest within " + std::to_string(timeout.count() / 1000) + " s");
     pid_ = -1;
-    if (*code != 0) throw Error("memhp trace exited with " + std::to_string(*code) + " in the guest:\n" + text);
+    if (*code != 0) throw Error(name_ + " exited with " + std::to_string(*code) + " in the guest:\n" + text);
     return text;
 }
 

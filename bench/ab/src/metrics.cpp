@@ -6,8 +6,8 @@ const std::vector<MetricDef>& metric_defs() {
     static const std::vector<MetricDef> defs = {
         {"probe_add_s", "s", Better::Lower, "add_memory_resource() duration in the guest kernel (memhp's probes), summed over the cycle's DIMMs"},
         {"probe_populate_s", "s", Better::Lower, "vmemmap population inside the add (direct where the kernel allows, else inferred from __add_pages)"},
-        {"probe_online_s", "s", Better::Lower, "online_pages() duration in the guest kernel"},
-        {"probe_offline_s", "s", Better::Lower, "offline_pages() duration in the guest kernel"},
+        {"probe_online_s", "s", Better::Lower, "memory_subsys_online() duration in the guest kernel (onlines each memory block; includes online_pages()), summed over the blocks"},
+        {"probe_offline_s", "s", Better::Lower, "memory_subsys_offline() duration in the guest kernel (includes offline_pages()), summed over the blocks"},
         {"probe_remove_s", "s", Better::Lower, "try_remove_memory() duration in the guest kernel"},
         {"wall_add_s", "s", Better::Lower, "host wall time of the add phase: QMP object-add + device_add until the guest shows every block"},
         {"wall_online_s", "s", Better::Lower, "host wall time of onlining every block through sysfs"},

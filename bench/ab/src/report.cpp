@@ -1,5 +1,6 @@
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/scenario.hpp"
+#include "memhp/ab/peer.hpp"
 
 #include <cinttypes>
 #include <cmath>
@@ -269,7 +270,7 @@ std::string scale_markdown(const json& results) {
         };
         md << "| " << a["name"].get<std::string>() << " | " << add.size() << " | " << row(add) << " | " << row(online) << " |\n";
     }
-    md << "\nmedians of the probes' add_memory_resource() and online_pages() durations over the first and last 8 steps.\n";
+    md << "\nmedians of the probes' add_memory_resource() and memory_subsys_online() durations over the first and last 8 steps.\n";
     return md.str();
 }
 
@@ -291,7 +292,8 @@ std::string summary_markdown(const json& results, const CompareOptions& opts) {
         int ok = 0, bad = 0;
         for (const auto& c : a["cycles"]) (c.value("ok", false) ? ok : bad)++;
         for (const auto& c : a.value("scale", json::array())) (c.value("ok", false) ? ok : bad)++;
-        const auto g = a.value("guest", json::object());
+        json g = a.value("guest", json::object());
+        if (!g.is_object()) g = json::object();  // null: the guest never got ready
         char boot[32];
         std::snprintf(boot, sizeof boot, "%.1f s", g.value("boot_s", 0.0));
         md << "| " << a["name"].get<std::string>() << " | " << g.value("release", a.value("kernel_spec", std::string("?")))
@@ -308,6 +310,7 @@ std::string summary_markdown(const json& results, const CompareOptions& opts) {
     md << claims_markdown(results);
     md << scale_markdown(results);
     md << scenario_markdown(results);
+    md << peer_markdown(results);
     std::ostringstream fails;
     for (const auto& a : arms)
         for (const auto& c : a["cycles"])

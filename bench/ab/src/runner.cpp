@@ -8,9 +8,11 @@
 #include <sstream>
 
 #include "memhp/ab/guest_trace.hpp"
+#include "memhp/ab/peer.hpp"
 #include "memhp/ab/plots.hpp"
 #include "memhp/files.hpp"
 #include "memhp/lab/cycle.hpp"
+#include "memhp/process.hpp"
 #include "memhp/size.hpp"
 #include "memhp/stop.hpp"
 #include "memhp/version.hpp"
@@ -107,6 +109,13 @@ void validate(const AbConfig& cfg) {
                              std::to_string(a.guest.node_mem.size()) + " node(s)");
     (void)lab::parse_zone(cfg.zone);
     if (cfg.out.empty()) throw UsageError("no output directory");
+    if (!cfg.peer.empty()) {
+        if (cfg.peer != "bpftrace") throw UsageError("--peer " + cfg.peer + ": the only peer is bpftrace");
+        if (cfg.scale || cfg.scenario != Scenario::None)
+            throw UsageError("--peer runs with the cycle rounds, not with --scale or --scenario");
+        if (!find_program("bpftrace"))
+            throw UsageError("--peer bpftrace: bpftrace is not installed; run scripts/install-deps.sh (Debian package bpftrace)");
+    }
 }
 
 json cycle_metrics(const lab::CycleRecord& c, const std::vector<json>& ops, int node) {
@@ -165,6 +174,7 @@ struct Runner {
     std::unique_ptr<lab::Guest> guest;
     std::unique_ptr<lab::MemoryLab> mem;
     std::unique_ptr<GuestTrace> trace;
+    std::unique_ptr<GuestTrace> peer;  // --peer
     std::unique_ptr<GuestHog> hog;  // --scenario
     std::string error;  // why it is out of the run
     json* record = nullptr;
@@ -242,7 +252,8 @@ private:
                       {"order", "interleaved, alternating (ABBA...)"},
                       {"scale_bytes", cfg_.scale ? cfg_.scale_size : 0},
                       {"fallback_kernel", cfg_.fallback_kernel},
-                      {"fallback_bytes", cfg_.fallback_size}}},
+                      {"fallback_bytes", cfg_.fallback_size},
+                      {"peer", cfg_.peer}}},
                     {"arms", arms},
                     {"fallback_check", json::array()},
                     {"errors", json::array()}};
@@ -327,6 +338,7 @@ private:
                                             {"probes", r.trace->attach_line().substr(std::string("memhp: ").size())},
                                             {"qemu_cmdline", trim(read_file(r.guest->run_dir() / "qemu.cmdline"))}};
                 }
+                if (!cfg_.peer.empty() && r.is_arm) attach_peer(r);
                 if (r.mem->block_size() != kBlock) {
                     fail(r, "the guest's memory block is " + format_size_exact(r.mem->block_size()) + ", not 128M");
                     return;
@@ -341,12 +353,25 @@ private:
         save();
     }
 
+    // --peer: bpftrace beside memhp trace in this guest.
+    void attach_peer(Runner& r) {
+        say("[" + r.name + "] attaching bpftrace's probes for the peer check");
+        const auto bpftrace = find_program("bpftrace");
+        r.peer = std::make_unique<GuestTrace>(*r.guest, bpftrace_peer_command(bpftrace ? bpftrace->string() : "bpftrace"),
+                                              std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.peer_attach_timeout),
+                                              [&](const std::string& s) { say("[" + r.name + "] " + s); });
+        say("[" + r.name + "] bpftrace attached (" + ms(r.peer->attach_seconds()) + " from spawn; memhp took " +
+            ms(r.trace->attach_seconds()) + ")");
+        if (r.record) (*r.record)["guest"]["peer"] = {{"tool", "bpftrace"}, {"attach_s", r.peer->attach_seconds()}};
+    }
+
     // The trace records of what just happened in `r`'s guest: waits until
     // every expected remove (or add) arrived.
-    std::vector<json> take_ops(Runner& r, const lab::CycleRecord& c) {
+    std::vector<json> take_ops(Runner& r, const lab::CycleRecord& c) { return take_ops(*r.trace, c); }
+    static std::vector<json> take_ops(GuestTrace& t, const lab::CycleRecord& c) {
         const std::size_t want = c.dimms.size();
         const bool complete = c.ok();
-        return r.trace->take(
+        return t.take(
             [&](const std::vector<json>& ops) {
                 return complete ? count_phase(ops, "remove") >= want : count_phase(ops, "add") >= want;
             },
@@ -364,10 +389,11 @@ private:
                 // of the machine lands on both arms alike.
                 auto& r = runners_[round % 2 ? k : n - 1 - k];
                 auto c = lab::run_cycle(*r.mem, copts, round);
-                std::vector<json> ops;
+                std::vector<json> ops, peer_ops;
                 if (!c.guest_lost) {
                     try {
                         ops = take_ops(r, c);
+                        if (r.peer) peer_ops = take_ops(*r.peer, c);
                     } catch (const Interrupted&) {
                         throw;
                     } catch (const std::exception& e) {
@@ -380,6 +406,7 @@ private:
                 cj["position"] = k;  // 0 = ran first in its round
                 cj["metrics"] = cycle_metrics(c, ops, cfg_.node);
                 cj["ops"] = ops;
+                if (r.peer) cj["peer_ops"] = peer_ops;
                 if (c.ok() && count_phase(ops, "add") < c.dimms.size()) {
                     cj["ok"] = false;
                     cj["error"] = "memhp's probes reported no add for this cycle";
@@ -521,6 +548,16 @@ private:
 
     void stop_tracers() {
         for (auto& r : runners_) {
+            if (r.peer && r.error.empty()) {
+                try {
+                    (void)r.peer->stop();
+                } catch (const Interrupted&) {
+                    throw;
+                } catch (const std::exception& e) {
+                    results_["errors"].push_back(r.name + ": " + e.what());
+                }
+            }
+            r.peer.reset();
             if (!r.trace || !r.error.empty()) continue;
             try {
                 const auto text = r.trace->stop();
@@ -543,7 +580,10 @@ private:
         results_["wall_s"] = std::chrono::duration<double>(Clock::now() - t0_).count();
         if (cfg_.scenario != Scenario::None) results_["scenario"] = scenario_summary(results_);
         for (auto& r : runners_) {
+            if (r.record && (*r.record)["guest"].is_object() && (*r.record)["guest"].contains("peer"))
+                (*r.record)["guest"]["peer"]["phases"] = peer_agreement(*r.record);
             r.hog.reset();
+            r.peer.reset();
             r.trace.reset();
             r.mem.reset();
             if (r.guest) r.guest->shutdown();

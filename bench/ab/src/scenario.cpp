@@ -403,7 +403,8 @@ json scenario_summary(const json& results) {
                 if (add.contains("free_consumed_bytes")) t.free_consumed.push_back(add["free_consumed_bytes"].get<double>());
             }
         }
-        const std::string mmo = a.value("guest", json::object()).value("memmap_on_memory", std::string("?"));
+        const json guest = a.value("guest", json::object());
+        const std::string mmo = guest.is_object() ? guest.value("memmap_on_memory", std::string("?")) : "?";
         json arm{{"name", a["name"]}, {"memmap_on_memory", mmo}, {"total", tally_json(all)}, {"by_margin", json::array()}};
         std::optional<std::uint64_t> first_fail, first_base;
         for (const auto& [margin, t] : by) {

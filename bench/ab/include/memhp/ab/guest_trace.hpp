@@ -1,7 +1,9 @@
 #pragma once
-// `memhp trace --json` running inside a lab guest: started through the agent,
-// its NDJSON read back as the run goes, stopped with SIGINT.
+// A tracer running inside a lab guest (`memhp trace --json`, or bpftrace for
+// the peer check): started through the agent, its NDJSON records read back
+// as the run goes, stopped with SIGINT.
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -10,12 +12,35 @@
 
 namespace memhp::ab {
 
+// What to run: the command line, the text it prints once every probe is
+// attached (its line becomes attach_line()), and a name for messages. A
+// tracer that says nothing once attached (bpftrace 0.17 prints its
+// "Attaching N probes..." before it attaches, and no line after) is
+// attached when it holds `bpf_links` BPF links as well.
+struct TracerCommand {
+    std::string name;
+    std::vector<std::string> argv;
+    std::string attached_marker;
+    int bpf_links = 0;
+};
+
+// `memhp trace --json ARGS...` (the memhp beside memhp-agent), under
+// `env NAME=value...` when `env` is given.
+[[nodiscard]] TracerCommand memhp_trace_command(const std::vector<std::string>& args = {},
+                                                const std::vector<std::string>& env = {});
+
 class GuestTrace {
 public:
     using Ms = std::chrono::milliseconds;
-    // Starts the tracer and waits until it reports its probes attached.
-    // Throws Error with the tracer's output if it exits or never attaches.
-    explicit GuestTrace(lab::Guest& guest, Ms attach_timeout = Ms(60000));
+    // Starts the tracer and waits until it reports its probes attached,
+    // telling `waiting` every 30 s while it does. Throws Error with the
+    // tracer's output if it exits or never attaches.
+    GuestTrace(lab::Guest& guest, TracerCommand command, Ms attach_timeout,
+               const std::function<void(const std::string&)>& waiting = {});
+    // memhp trace, as memhp_trace_command(args, env).
+    explicit GuestTrace(lab::Guest& guest, const std::vector<std::string>& args = {},
+                        const std::vector<std::string>& env = {}, Ms attach_timeout = Ms(60000))
+        : GuestTrace(guest, memhp_trace_command(args, env), attach_timeout) {}
     ~GuestTrace();
     GuestTrace(const GuestTrace&) = delete;
     GuestTrace& operator=(const GuestTrace&) = delete;
@@ -34,14 +59,19 @@ public:
     std::string stop(Ms timeout = Ms(60000));
 
 private:
-    [[nodiscard]] std::vector<nlohmann::json> parse_all(const std::string& text) const;
     lab::Guest& guest_;
+    std::string name_;
     std::string out_;
     int pid_ = -1;
     std::size_t taken_ = 0;
     double attach_s_ = 0;
     std::string attach_line_;
 };
+
+// The operation records in a tracer's output: every complete line that
+// starts with '{' (a last line still being written is left for later).
+// Throws Error on a complete line that is not JSON.
+[[nodiscard]] std::vector<nlohmann::json> parse_ops(const std::string& text);
 
 // Counts the records of one phase.
 [[nodiscard]] std::size_t count_phase(const std::vector<nlohmann::json>& ops, const std::string& phase);

@@ -59,6 +59,10 @@ struct AbConfig {
     std::vector<std::uint64_t> margins;  // pressure: node 0 MemFree the hog leaves, largest first
     int hog_node = 0;
     std::chrono::seconds hog_timeout{600};
+    // --peer: the tool that times the phases a second time in every arm's
+    // guest (peer.hpp); empty: none. Only "bpftrace" so far.
+    std::string peer;
+    std::chrono::seconds peer_attach_timeout{900};
 };
 
 using Progress = std::function<void(const std::string&)>;
