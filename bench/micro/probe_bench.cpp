@@ -12,9 +12,11 @@
 // empty programs' (target <= 1.25x).
 // Start-up: Startup/{memhp,bpftrace} times `memhp trace` and an equivalent
 // bpftrace script (hotplug.bt) from spawn to all probes attached ("memhp:
-// attached"; bpftrace -v prints "Running..." after its last attach; its
-// BEGIN runs before the attaches, so it cannot serve). Target: memhp >= 5x
-// faster.
+// attached"; bpftrace 0.17 prints "Attaching N probes..." before it attaches
+// and nothing after, and its BEGIN runs before the attaches, so it is
+// attached once it holds N attachments: a BPF link per kfunc/kretfunc, a
+// perf event per tracepoint, beyond its perf buffer's one per CPU).
+// Target: memhp >= 5x faster.
 // Modes run interleaved, --reps times, so drift hits all alike; the added
 // costs are medians of per-repetition differences (paired), side by side
 // from the same run. Under TCG a page fault costs ~100 us and the hooks a few
@@ -33,6 +35,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <regex>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -142,15 +145,28 @@ private:
 
 struct Tool {
     std::vector<std::string> argv;
-    std::string ready;  // printed once every probe is attached
+    std::string ready;  // printed once every probe is attached (or, bpftrace, about to be)
     int reps = 1;
+    bool count_attachments = false;  // bpftrace: then also wait for the attachments
     bool hit_deadline = false;  // a run did not get there in time: its figure is a lower bound
 };
 
 std::map<std::string, Tool> g_tools;
 std::chrono::seconds g_deadline{900};
 
-// Spawns the tool, waits for its ready line (at most g_deadline: then the
+// BPF links and perf events process `pid` holds, less its perf buffer's
+// one per online CPU: bpftrace's attached probes.
+int bpftrace_attachments(pid_t pid) {
+    int n = -static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+    std::error_code ec;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+        const auto target = std::filesystem::read_symlink(fd.path(), ec).string();
+        n += target == "anon_inode:bpf_link" || target == "anon_inode:[perf_event]";
+    }
+    return n;
+}
+
+// Spawns the tool, waits until it is attached (at most g_deadline: then the
 // deadline is the figure, a lower bound), stops it with SIGINT.
 double startup_seconds(Tool& tool) {
     memhp::TempDir dir;
@@ -160,7 +176,13 @@ double startup_seconds(Tool& tool) {
     double took = -1;
     const auto deadline = t0 + g_deadline;
     while (Clock::now() < deadline) {
-        if (memhp::try_read_file(out).value_or("").find(tool.ready) != std::string::npos) {
+        const auto text = memhp::try_read_file(out).value_or("");
+        std::smatch m;
+        const bool ready = tool.count_attachments
+                               ? std::regex_search(text, m, std::regex("Attaching (\\d+) probes")) &&
+                                     bpftrace_attachments(child.pid()) >= std::stoi(m[1].str())
+                               : text.find(tool.ready) != std::string::npos;
+        if (ready) {
             took = std::chrono::duration<double>(Clock::now() - t0).count();
             break;
         }
@@ -175,7 +197,7 @@ double startup_seconds(Tool& tool) {
         return std::chrono::duration<double>(g_deadline).count();
     }
     if (took < 0)
-        throw memhp::Error(memhp::shell_join(tool.argv) + " never printed '" + tool.ready + "':\n" +
+        throw memhp::Error(memhp::shell_join(tool.argv) + " exited before all its probes were attached:\n" +
                            memhp::last_lines(memhp::try_read_file(out).value_or(""), 15));
     return took;
 }
@@ -291,7 +313,7 @@ void usage() {
         "  --boot[=KERNEL]  boot a lab guest (default kernel 6.1) and run there; without it, run here\n"
         "                   (needs root and a kernel with BTF)\n"
         "  --reps=N         interleaved repetitions of every mode (default 9)\n"
-        "  --bpftrace-reps=N  start-ups of bpftrace (default 1: it takes minutes under TCG)\n"
+        "  --bpftrace-reps=N  start-ups of bpftrace (default: as --reps)\n"
         "  --deadline=S     give up waiting for a start-up after S seconds (default 900); the figure\n"
         "                   is then S, a lower bound\n"
         "  --no-faults      skip the page-fault (always-on cost) benchmarks\n"
@@ -307,7 +329,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> passthrough;  // to the guest run
     std::optional<std::string> boot;
     int reps = 9;
-    int bpftrace_reps = 1;
+    int bpftrace_reps = 0;  // 0: as --reps
     std::optional<std::string> json_out;
     bool faults = true, starts = true;
     std::vector<char*> bench_argv = {argv[0]};
@@ -352,6 +374,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    if (bpftrace_reps == 0) bpftrace_reps = reps;
     try {
         if (boot) return run_in_guest(*boot, passthrough);
 
@@ -371,7 +394,7 @@ int main(int argc, char** argv) {
             if (!bpftrace) throw memhp::Error("bpftrace not found: run scripts/install-deps.sh (Debian package bpftrace)");
             g_tools["memhp"] = {{(self_dir() / "memhp").string(), "trace"}, "memhp: attached", reps};
             g_tools["bpftrace"] = {
-                {bpftrace->string(), "-v", MEMHP_SOURCE_DIR "/bench/micro/hotplug.bt"}, "Running...", bpftrace_reps};
+                {bpftrace->string(), MEMHP_SOURCE_DIR "/bench/micro/hotplug.bt"}, "Attaching", bpftrace_reps, true};
             for (const auto& [name, tool] : g_tools)
                 benchmark::RegisterBenchmark(("Startup/" + name).c_str(),
                                              [n = name](benchmark::State& s) { startup(s, n); })
