@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 
 #include "memhp/collector/bpf_support.hpp"
@@ -120,18 +121,23 @@ bool fentry_try_attach(int btf_id) {
     return link >= 0;
 }
 
-// What the kernel offers for `specs`. Reads only what the decision needs:
-// tracefs' function list (large and slow to generate) only when fentry alone
-// cannot settle it.
-KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mode, const KallsymsInfo& syms) {
+// The kernel's BTF, or BpfError saying how to get one.
+std::unique_ptr<btf, void (*)(btf*)> load_kernel_btf() {
+    std::unique_ptr<btf, void (*)(btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
+    if (!vmlinux)
+        throw BpfError("cannot load the kernel's BTF (/sys/kernel/btf/vmlinux): " + std::string(std::strerror(errno)) +
+                       ". Boot a kernel built with CONFIG_DEBUG_INFO_BTF=y.");
+    return vmlinux;
+}
+
+// What the kernel offers for `specs`, all but kprobe_symbols (see
+// add_kprobe_symbols). Reads only what the decision needs: tracefs' function
+// list (large and slow to generate) only when fentry alone cannot settle it.
+KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mode, const btf* vmlinux) {
     KernelFeatures k;
     std::set<std::string> functions, tps;
     for (const auto& s : specs) (s.kind == ProbeKind::Tracepoint ? tps : functions).insert(s.target);
 
-    btf* vmlinux = btf__load_vmlinux_btf();
-    if (!vmlinux)
-        throw BpfError("cannot load the kernel's BTF (/sys/kernel/btf/vmlinux): " + std::string(std::strerror(errno)) +
-                       ". Boot a kernel built with CONFIG_DEBUG_INFO_BTF=y.");
     int trial_id = -1;
     for (const auto& s : specs) {
         if (s.kind == ProbeKind::Tracepoint) {
@@ -144,7 +150,6 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
         k.btf_functions.insert(s.target);
         if (trial_id < 0) trial_id = id;  // the table starts with the required add_memory_resource
     }
-    btf__free(vmlinux);
     if (mode != AttachMode::Kprobe && trial_id >= 0) k.fentry_works = fentry_try_attach(trial_id);
 
     bool fentry_settles = k.fentry_works && mode != AttachMode::Kprobe;
@@ -155,10 +160,6 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
         k.traceable = parse_function_list(list, functions);
     }
 
-    for (const auto& f : functions)
-        if (syms.text.contains(f) && (!k.traceable || k.traceable->contains(f))) k.kprobe_symbols.insert(f);
-    if (std::ifstream in("/sys/kernel/debug/kprobes/blacklist"); in)
-        for (const auto& f : parse_kprobe_blacklist(in, functions)) k.kprobe_symbols.erase(f);
     for (const auto& tp : tps) {
         if (k.btf_tracepoints.contains(tp)) {
             k.tracepoints.insert(tp);
@@ -170,6 +171,18 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
             if (std::filesystem::exists(sys.path() / tp, ec)) k.tracepoints.insert(tp);
     }
     return k;
+}
+
+// The functions of `specs` a kprobe can take: kernel text, traceable when
+// that was read, not blacklisted.
+void add_kprobe_symbols(KernelFeatures& k, const std::vector<ProbeSpec>& specs, const KallsymsInfo& syms) {
+    std::set<std::string> functions;
+    for (const auto& s : specs)
+        if (s.kind != ProbeKind::Tracepoint) functions.insert(s.target);
+    for (const auto& f : functions)
+        if (syms.text.contains(f) && (!k.traceable || k.traceable->contains(f))) k.kprobe_symbols.insert(f);
+    if (std::ifstream in("/sys/kernel/debug/kprobes/blacklist"); in)
+        for (const auto& f : parse_kprobe_blacklist(in, functions)) k.kprobe_symbols.erase(f);
 }
 
 const char* attach_hint(int err) {
@@ -233,12 +246,11 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
     // A kernel with memhp's trace events gets hotplug_tp.bpf.c instead of
     // this file's object: every phase is observed directly, nothing inferred.
     // MEMHP_PROBES=fentry, or a forced attach mode, keeps the function probes.
+    const auto kernel_btf = load_kernel_btf();  // parsed once, for both paths' decisions
+    phase_done("btf");
     const char* forced = std::getenv("MEMHP_PROBES");
     if ((!forced || std::string(forced) != "fentry") && options.mode == AttachMode::Auto) {
-        btf* kernel_btf = btf__load_vmlinux_btf();
-        const bool has_tp = has_hotplug_tracepoints(kernel_btf);
-        btf__free(kernel_btf);
-        if (has_tp) {
+        if (has_hotplug_tracepoints(kernel_btf.get())) {
             tp_ = std::make_unique<TracepointProbes>(report_);
             populate_direct_ = true;
             ring_.reset(ring_buffer__new(tp_->events_fd(), &HotplugProbes::on_record, this, nullptr));
@@ -252,16 +264,21 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
 
     // One pass over /proc/kallsyms: vmemmap_base (KASLR), the vmemmap
     // allocators' ranges (call-site classification) and kprobe candidates.
+    // The kernel takes a while to list every symbol (0.4 s under TCG), so it
+    // runs beside the feature probing, which needs none of it.
     const auto specs = hotplug_probe_specs();
     std::set<std::string> wanted = {kVmemmapBase, kSiteBlock, kSiteDirectMap};
     wanted.insert(kSitePageTableCallers.begin(), kSitePageTableCallers.end());
     for (const auto& s : specs) wanted.insert(s.target);
-    KallsymsInfo syms;
-    {
+    auto kallsyms = std::async(std::launch::async, [&wanted] {
         std::ifstream in("/proc/kallsyms");
         if (!in) throw BpfError("cannot read /proc/kallsyms: " + std::string(std::strerror(errno)));
-        syms = parse_kallsyms(in, wanted);
-    }
+        return parse_kallsyms(in, wanted);
+    });
+    features_ = probe_features(specs, options.mode, kernel_btf.get());
+    phase_done("features");
+    const KallsymsInfo syms = kallsyms.get();
+    add_kprobe_symbols(features_, specs, syms);
     if (!syms.address.contains(kVmemmapBase) || syms.address.at(kVmemmapBase) == 0)
         throw BpfError("cannot find vmemmap_base in /proc/kallsyms (addresses read as 0 without root or "
                        "CAP_SYSLOG; memhp supports x86-64 kernels with SPARSEMEM_VMEMMAP)");
@@ -281,8 +298,6 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
     for (std::size_t i = 0; i < kSitePageTableCallers.size(); ++i)
         range_of(kSitePageTableCallers[i], skel_->rodata->site_pt_callers[i]);
     phase_done("kallsyms");
-    features_ = probe_features(specs, options.mode, syms);
-    phase_done("features");
     const auto plan = plan_attach(specs, features_, options.mode);
 
     // Autoload exactly the chosen family's programs.

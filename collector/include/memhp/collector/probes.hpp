@@ -66,7 +66,8 @@ public:
     // Page-allocator events an interrupt caused while an op was in flight on
     // its task: seen, and left out of the op.
     [[nodiscard]] std::uint64_t interrupt_page_events() const;
-    // Where start-up time went: ("kallsyms", ms), ("features", ms), ("load", ms), ("attach", ms).
+    // Where start-up time went: ("btf", ms), ("features", ms; /proc/kallsyms is read meanwhile),
+    // ("kallsyms", ms: what was left of it), ("load", ms), ("attach", ms).
     [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const { return phases_; }
     // One line per probe: "  fexit add_memory_resource: attached".
     [[nodiscard]] std::string describe() const;
