@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "memhp/ab/peer.hpp"
+#include "memhp/ab/plots.hpp"
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/runner.hpp"
 #include "memhp/ab/stats.hpp"
@@ -266,6 +267,28 @@ TEST_F(AbFiles, SummaryCarriesTheSeedClaims) {
     EXPECT_NE(md.find("| altmap | 4.0 KiB | 2.00 MiB altmap, 0 B page allocator | local"), std::string::npos) << md;
     EXPECT_NE(md.find("requested but unused: the add spans 8 memory blocks"), std::string::npos) << md;
     EXPECT_NE(md.find("### altmap vs page-alloc"), std::string::npos) << md;
+}
+
+TEST_F(AbFiles, PlotsGoToARelativeDirectoryToo) {
+    // memhp ab's default --out is relative (memhp-results/ab-TIME).
+    json a = arm_with("page-alloc", "probe_add_s", {1e-3, 2e-3, 3e-3});
+    json b = arm_with("altmap", "probe_add_s", {1e-3, 1.5e-3, 2e-3});
+    for (auto* arm : {&a, &b})
+        for (auto& c : (*arm)["cycles"]) {
+            for (const char* m : {"probe_populate_s", "probe_online_s", "probe_offline_s", "probe_remove_s"})
+                c["metrics"][m] = 4e-3;
+            c["metrics"]["free_consumed_bytes"] = 2 << 20;
+            c["metrics"]["memmap_page_allocator_bytes"] = 2 << 20;
+        }
+    const auto rel = std::filesystem::relative(dir_.path() / "plots");
+    ASSERT_TRUE(rel.is_relative()) << rel;
+    json plots;
+    ASSERT_NO_THROW(plots = write_plots(results_with({a, b}), rel));
+    for (const auto& [name, path] : plots.items()) {
+        EXPECT_TRUE(std::filesystem::path(path.get<std::string>()).is_absolute()) << path;
+        EXPECT_GT(std::filesystem::file_size(path.get<std::string>()), 1000u) << path;
+    }
+    EXPECT_TRUE(plots.contains("latency")) << plots.dump();
 }
 
 TEST_F(AbFiles, SummaryOfARunInterruptedDuringBootRenders) {

@@ -51,9 +51,12 @@ void render(const fs::path& dir, const std::string& name, const std::string& bod
 
 }  // namespace
 
-json write_plots(const json& results, const fs::path& dir) {
+json write_plots(const json& results, const fs::path& out_dir) {
     if (!find_program("gnuplot"))
         throw Error("gnuplot not found: install gnuplot-nox (scripts/install-deps.sh does) or pass --no-plots");
+    // gnuplot runs in the plot directory: every path it is given is absolute
+    // (the default output directory, memhp-results/..., is relative).
+    const fs::path dir = fs::absolute(out_dir);
     fs::create_directories(dir);
     json out = json::object();
     const auto& arms = results["arms"];
