@@ -130,6 +130,21 @@ std::unique_ptr<btf, void (*)(btf*)> load_kernel_btf() {
     return vmlinux;
 }
 
+// The first type id of each of `names` among the BTF's types of `kind`, in
+// one pass: btf__find_by_name_kind() scans every type on each call, and
+// under TCG twenty such scans of the kernel's ~100k types cost 0.2 s.
+std::map<std::string, int> find_btf_ids(const btf* vmlinux, const std::set<std::string>& names, unsigned kind) {
+    std::map<std::string, int> ids;
+    const __u32 count = btf__type_cnt(vmlinux);
+    for (__u32 id = 1; id < count && ids.size() < names.size(); ++id) {
+        const btf_type* t = btf__type_by_id(vmlinux, id);
+        if (btf_kind(t) != kind) continue;
+        const char* name = btf__name_by_offset(vmlinux, t->name_off);
+        if (name && names.contains(name)) ids.emplace(name, static_cast<int>(id));
+    }
+    return ids;
+}
+
 // What the kernel offers for `specs`, all but kprobe_symbols (see
 // add_kprobe_symbols). Reads only what the decision needs: tracefs' function
 // list (large and slow to generate) only when fentry alone cannot settle it.
@@ -138,17 +153,20 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
     std::set<std::string> functions, tps;
     for (const auto& s : specs) (s.kind == ProbeKind::Tracepoint ? tps : functions).insert(s.target);
 
+    std::set<std::string> tp_types;
+    for (const auto& tp : tps) tp_types.insert("btf_trace_" + tp);
+    const auto func_ids = find_btf_ids(vmlinux, functions, BTF_KIND_FUNC);
+    const auto tp_ids = find_btf_ids(vmlinux, tp_types, BTF_KIND_TYPEDEF);
     int trial_id = -1;
     for (const auto& s : specs) {
         if (s.kind == ProbeKind::Tracepoint) {
-            if (btf__find_by_name_kind(vmlinux, ("btf_trace_" + s.target).c_str(), BTF_KIND_TYPEDEF) >= 0)
-                k.btf_tracepoints.insert(s.target);
+            if (tp_ids.contains("btf_trace_" + s.target)) k.btf_tracepoints.insert(s.target);
             continue;
         }
-        const int id = btf__find_by_name_kind(vmlinux, s.target.c_str(), BTF_KIND_FUNC);
-        if (id < 0) continue;
+        const auto id = func_ids.find(s.target);
+        if (id == func_ids.end()) continue;
         k.btf_functions.insert(s.target);
-        if (trial_id < 0) trial_id = id;  // the table starts with the required add_memory_resource
+        if (trial_id < 0) trial_id = id->second;  // the table starts with the required add_memory_resource
     }
     if (mode != AttachMode::Kprobe && trial_id >= 0) k.fentry_works = fentry_try_attach(trial_id);
 

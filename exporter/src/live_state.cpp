@@ -39,6 +39,7 @@ ProbeSnapshot LiveState::snapshot(bool with_run_stats) const {
     // counter is an atomic read of BPF memory, run stats are syscalls.
     if (probes) {
         s.dropped_events = probes->dropped_events();
+        s.interrupt_page_events = probes->interrupt_page_events();
         s.probes = probes->attach_report();
         if (with_run_stats)
             for (const auto& [name, fd] : probes->program_fds())

@@ -78,6 +78,10 @@ const std::vector<MetricDef>& metric_catalog() {
         {"memhp_ring_buffer_dropped_events_total", MetricKind::Counter, {},
          "Events the BPF side could not send because the ring buffer was full: figures undercount when this grows.",
          "exporter"},
+        {"memhp_interrupt_page_events_total", MetricKind::Counter, {},
+         "Page-allocator events of interrupts (e.g. network receive) that arrived while a hot-plug operation ran on "
+         "the interrupted task: seen and left out of the operation's figures.",
+         "exporter"},
         {"memhp_orphan_page_events_total", MetricKind::Counter, {},
          "Page-allocator events whose operation never completed (dropped from the bounded buffer).", "exporter"},
         {"memhp_bpf_stats_enabled", MetricKind::Gauge, {},
@@ -366,6 +370,7 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
     single_counter("memhp_events_total", s.events);
     single_counter("memhp_event_decode_errors_total", s.decode_errors);
     single_counter("memhp_ring_buffer_dropped_events_total", p.dropped_events);
+    single_counter("memhp_interrupt_page_events_total", p.interrupt_page_events);
     single_counter("memhp_orphan_page_events_total", s.orphan_page_events);
     if (host.bpf_stats_enabled) {
         FamilyBuilder f("memhp_bpf_stats_enabled");

@@ -149,6 +149,7 @@ struct Rendered : ::testing::Test {
         feed_cycle(*state, 100);
         snap = state->snapshot(false);
         snap.dropped_events = 3;
+        snap.interrupt_page_events = 7;
         snap.probes = {{"add_exit", "add_memory_resource", "fexit", true, true, ""},
                        {"populate_exit", "vmemmap_populate", "fexit", false, false, "notrace"}};
         snap.run_stats = {{"add_exit", 1'500'000'000, 42}};
@@ -248,6 +249,7 @@ TEST_F(Rendered, TextExpositionHasTheExpectedLines) {
     EXPECT_THAT(text, HasSubstr("memhp_operation_duration_seconds_count{phase=\"offline\","
                                 "memmap_mode=\"page_allocator\"} 4"));
     EXPECT_THAT(text, HasSubstr("memhp_ring_buffer_dropped_events_total 3"));
+    EXPECT_THAT(text, HasSubstr("memhp_interrupt_page_events_total 7"));
     EXPECT_THAT(text, HasSubstr("memhp_probe_attached{program=\"populate_exit\",target=\"vmemmap_populate\","
                                 "attach_mode=\"fexit\"} 0"));
     EXPECT_THAT(text, HasSubstr("memhp_bpf_program_run_seconds_total{program=\"add_exit\"} 1.5"));

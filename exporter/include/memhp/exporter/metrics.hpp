@@ -84,6 +84,7 @@ struct ProgramRunStats {
 struct ProbeSnapshot {
     collector::Stats stats;
     std::uint64_t dropped_events = 0;
+    std::uint64_t interrupt_page_events = 0;
     std::vector<collector::AttachStatus> probes;
     std::vector<ProgramRunStats> run_stats;  // read only when bpf_stats_enabled
 };
