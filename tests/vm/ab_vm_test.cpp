@@ -177,4 +177,22 @@ TEST(AbKilled, GuestKilledMidRunKeepsWhatWasMeasured) {
     EXPECT_NE(log.find("QEMU exited"), std::string::npos) << log;
 }
 
+// A peer that does not attach in time (bpftrace needs seconds under TCG; it
+// gets one) fails the run with a message that says what to do, not a hang.
+TEST(AbKilled, PeerThatDoesNotAttachFailsTheRunAndSaysWhy) {
+    memhp::TempDir dir("memhp-ab-peer");
+    const auto out = dir.path() / "out";
+    const auto r = memhp::run({memhp_bin(), "ab", "--arm", "solo:mmo=on", "--cycles", "1", "--fallback-size", "0",
+                               "--no-plots", "--peer", "bpftrace", "--peer-timeout", "1", "--out", out.string()},
+                              {.timeout = std::chrono::minutes(4)});
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_NE(r.err.find("--peer bpftrace: bpftrace did not attach its probes in the guest within 1 s"), std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("--peer-timeout"), std::string::npos) << r.err;
+    const auto results = json::parse(memhp::read_file(out / "results.json"));
+    EXPECT_EQ(results["status"], "failed");
+    EXPECT_TRUE(results["arms"][0]["cycles"].empty());
+    EXPECT_TRUE(fs::exists(out / "summary.md"));
+}
+
 }  // namespace

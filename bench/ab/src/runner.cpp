@@ -338,7 +338,7 @@ private:
                                             {"probes", r.trace->attach_line().substr(std::string("memhp: ").size())},
                                             {"qemu_cmdline", trim(read_file(r.guest->run_dir() / "qemu.cmdline"))}};
                 }
-                if (!cfg_.peer.empty() && r.is_arm) attach_peer(r);
+                if (!cfg_.peer.empty() && r.is_arm && !attach_peer(r)) return;
                 if (r.mem->block_size() != kBlock) {
                     fail(r, "the guest's memory block is " + format_size_exact(r.mem->block_size()) + ", not 128M");
                     return;
@@ -353,16 +353,29 @@ private:
         save();
     }
 
-    // --peer: bpftrace beside memhp trace in this guest.
-    void attach_peer(Runner& r) {
+    // --peer: bpftrace beside memhp trace in this guest. False (the run
+    // failed, with bpftrace's output in the error) when it did not attach.
+    bool attach_peer(Runner& r) {
         say("[" + r.name + "] attaching bpftrace's probes for the peer check");
         const auto bpftrace = find_program("bpftrace");
-        r.peer = std::make_unique<GuestTrace>(*r.guest, bpftrace_peer_command(bpftrace ? bpftrace->string() : "bpftrace"),
-                                              std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.peer_attach_timeout),
-                                              [&](const std::string& s) { say("[" + r.name + "] " + s); });
+        try {
+            r.peer = std::make_unique<GuestTrace>(
+                *r.guest, bpftrace_peer_command(bpftrace ? bpftrace->string() : "bpftrace"),
+                std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.peer_attach_timeout),
+                [&](const std::string& s) { say("[" + r.name + "] " + s); });
+        } catch (const Interrupted&) {
+            throw;
+        } catch (const lab::GuestError&) {
+            throw;  // the guest itself is gone: reported as such by the caller
+        } catch (const std::exception& e) {
+            fail(r, std::string("--peer bpftrace: ") + e.what() +
+                        "\n(run without --peer, or raise --peer-timeout if bpftrace was still attaching)");
+            return false;
+        }
         say("[" + r.name + "] bpftrace attached (" + ms(r.peer->attach_seconds()) + " from spawn; memhp took " +
             ms(r.trace->attach_seconds()) + ")");
         if (r.record) (*r.record)["guest"]["peer"] = {{"tool", "bpftrace"}, {"attach_s", r.peer->attach_seconds()}};
+        return true;
     }
 
     // The trace records of what just happened in `r`'s guest: waits until
