@@ -114,6 +114,9 @@ private:
     AgentClient agent_;
     Progress progress_;
     std::chrono::steady_clock::time_point started_;
+    std::vector<std::string> qemu_argv_;
+    bool rebooted_ = false;  // wait_ready() boots again once after a boot-time oops
+    void wait_ready_once();
     double boot_seconds_ = 0;
     double uptime_at_ready_ = 0;
     std::string release_;
