@@ -541,20 +541,13 @@ static __always_inline __u32 alloc_site(void *ctx)
 	return MEMHP_SITE_OTHER;
 }
 
-/* ctx[0] is the tracepoint's struct page *, read as a plain number: the
- * verifier allows no arithmetic on tp_btf's trusted pointer. A subprogram of
- * its own (not inlined), so the programs on these hot tracepoints keep the
- * prologue of a near-empty program for their fast path. */
+/* A subprogram of its own (not inlined), so the programs on these hot
+ * tracepoints keep the prologue of a near-empty program for their fast
+ * path. */
 static __noinline int page_event_slow(__u32 type, unsigned long long *ctx, unsigned int order, gfp_t gfp)
 {
-	/* mm_page_alloc also fires for an allocation that failed (page NULL),
-	 * e.g. vmemmap's order-9 attempt before its base-page fallback: nothing
-	 * was taken. */
-	unsigned long page = 0;
-	bpf_probe_read_kernel(&page, sizeof(page), &ctx[0]);
-	if (!page)
-		return 0;
-	struct op *o = op_of_page_event(ctx);
+	unsigned long page;
+	struct op *o = op_of_page_event(ctx, &page);
 	if (!o)
 		return 0;
 	/* Before the reservation: the stack walk needs no ring-buffer space held. */

@@ -53,15 +53,23 @@ static __always_inline void op_drop(void)
 /* x86-64's THREAD_SIZE without KASAN (Debian's kernels, and ours). */
 #define MEMHP_TASK_STACK_SIZE (16 * 1024)
 
-/* The op this task has in flight, for a page-allocator event, or 0.
- * An interrupt that arrives during the op (say virtio-net refilling its
+/* The op this task has in flight, for a page-allocator event whose
+ * struct page * is ctx[0] (stored in *page, as a plain number: the verifier
+ * allows no arithmetic on tp_btf's trusted pointer), or 0.
+ * mm_page_alloc also fires for an allocation that failed (page NULL), e.g.
+ * vmemmap's order-9 attempt before its base-page fallback: nothing was
+ * taken, 0. An interrupt that arrives during the op (say virtio-net refilling its
  * receive ring in softirq) allocates and frees pages while `current` is
  * still the op's task, so tid() alone would bill them to the op. Interrupts
  * and softirqs run on the per-CPU IRQ stack, not the task's: `ctx` (the
  * tracepoint's argument array, a local of bpf_trace_run*()) tells which
  * stack this is. Such events are counted in interrupt_page_events. */
-static __always_inline struct op *op_of_page_event(void *ctx)
+static __always_inline struct op *op_of_page_event(unsigned long long *ctx, unsigned long *page)
 {
+	*page = 0;
+	bpf_probe_read_kernel(page, sizeof(*page), &ctx[0]);
+	if (!*page)
+		return 0;
 	__u32 t = tid();
 	struct op *o = bpf_map_lookup_elem(&ops, &t);
 	if (!o)

@@ -190,11 +190,8 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 {
 	if (!inflight)
 		return 0;
-	unsigned long page_addr = 0;
-	bpf_probe_read_kernel(&page_addr, sizeof(page_addr), &ctx[0]);
-	if (!page_addr) /* a failed allocation took nothing */
-		return 0;
-	struct op *o = op_of_page_event(ctx);
+	unsigned long page_addr;
+	struct op *o = op_of_page_event(ctx, &page_addr);
 	if (!o)
 		return 0;
 	struct memhp_event *e = reserve();

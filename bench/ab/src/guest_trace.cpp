@@ -56,7 +56,7 @@ GuestTrace::GuestTrace(lab::Guest& guest, TracerCommand command, Ms attach_timeo
         }
         text = agent.try_read(out_).value_or("");
         if (auto at = text.find(command.attached_marker);
-            at != std::string::npos && bpf_links(agent, pid_) >= command.bpf_links) {
+            at != std::string::npos && (command.bpf_links == 0 || bpf_links(agent, pid_) >= command.bpf_links)) {
             attach_s_ = std::chrono::duration<double>(Clock::now() - t0).count();
             attach_line_ = text.substr(at, text.find('\n', at) - at);
             if (command.bpf_links)

@@ -378,9 +378,8 @@ private:
         return true;
     }
 
-    // The trace records of what just happened in `r`'s guest: waits until
-    // every expected remove (or add) arrived.
-    std::vector<json> take_ops(Runner& r, const lab::CycleRecord& c) { return take_ops(*r.trace, c); }
+    // Tracer `t`'s records of the cycle that just ran: waits until every
+    // expected remove (or add) arrived.
     static std::vector<json> take_ops(GuestTrace& t, const lab::CycleRecord& c) {
         const std::size_t want = c.dimms.size();
         const bool complete = c.ok();
@@ -405,7 +404,7 @@ private:
                 std::vector<json> ops, peer_ops;
                 if (!c.guest_lost) {
                     try {
-                        ops = take_ops(r, c);
+                        ops = take_ops(*r.trace, c);
                         if (r.peer) peer_ops = take_ops(*r.peer, c);
                     } catch (const Interrupted&) {
                         throw;
