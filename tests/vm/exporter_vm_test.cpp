@@ -21,8 +21,6 @@
 namespace memhp::vmtest {
 namespace {
 
-constexpr std::uint64_t kBlock = 128 * kMiB;
-constexpr std::uint64_t kMemmapPages = kBlock / 4096 / 64;  // 512 struct pages' worth per 128 MiB block
 constexpr std::uint16_t kGuestPort = 10466;
 constexpr int kCycles = 3;
 

@@ -35,10 +35,6 @@ inline std::vector<json> of_phase(const std::vector<json>& ops, const std::strin
     return out;
 }
 
-constexpr std::uint64_t kBlock = 128 * kMiB;
-constexpr std::uint64_t kBlockPages = kBlock / 4096;      // 32768
-constexpr std::uint64_t kMemmapPages = kBlockPages / 64;  // 512: 64-byte struct page per 4 KiB page
-
 // One 128 MiB DIMM on memoryless node 1, traced: add, online movable,
 // offline, remove.
 inline std::vector<json> traced_one_block_cycle(lab::Guest& g, lab::MemoryLab& mem, std::string* raw,

@@ -12,6 +12,9 @@
 namespace memhp::vmtest {
 
 constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+constexpr std::uint64_t kBlock = 128 * kMiB;              // x86's memory block
+constexpr std::uint64_t kBlockPages = kBlock / 4096;      // 32768
+constexpr std::uint64_t kMemmapPages = kBlockPages / 64;  // 512: 64-byte struct page per 4 KiB page
 
 inline lab::GuestConfig config(const std::string& kernel, std::optional<bool> memmap_on_memory) {
     lab::GuestConfig cfg;
