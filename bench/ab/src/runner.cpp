@@ -629,7 +629,10 @@ private:
             step["hog"] = h;
             say("[" + r.name + "]   ready in " + ms(h.value("setup_s", 0.0)) + ": node " + std::to_string(cfg_.hog_node) +
                 " MemFree " + format_size_human(h.value("mem_free_bytes", std::uint64_t{0})) + ", free blocks of order >= 9: " +
-                std::to_string(h.value("high_order_free_blocks", 0)));
+                std::to_string(h.value("high_order_free_blocks", 0)) +
+                (h.value("released_bytes", std::uint64_t{0}) > 0
+                     ? " (gave back " + format_size_human(h["released_bytes"].get<std::uint64_t>()) + " it overshot)"
+                     : std::string()));
             return true;
         } catch (const Interrupted&) {
             throw;
