@@ -87,18 +87,19 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
-/* Set by the loader before load, from /proc/kallsyms. */
-const volatile __u64 vmemmap_base_addr = 0; /* &vmemmap_base (KASLR moves the vmemmap) */
+/* Set by the loader from /proc/kallsyms after load and before attach (in
+ * .bss, not .rodata, so reading kallsyms can overlap the verifier). */
+volatile __u64 vmemmap_base_addr = 0; /* &vmemmap_base (KASLR moves the vmemmap) */
 
 /* Call sites, as kernel function ranges. */
 #define MAX_PT_CALLERS 5
 /* vmemmap_alloc_block(): every page-allocator page of the vmemmap. */
-const volatile struct memhp_code_range site_block = {};
+volatile struct memhp_code_range site_block = {};
 /* Its callers that want page tables, not struct pages:
  * vmemmap_alloc_block_zero() and vmemmap_{pgd,p4d,pud,pmd}_populate(). */
-const volatile struct memhp_code_range site_pt_callers[MAX_PT_CALLERS] = {};
+volatile struct memhp_code_range site_pt_callers[MAX_PT_CALLERS] = {};
 /* init_memory_mapping(): the direct map of the new range (x86). */
-const volatile struct memhp_code_range site_directmap = {};
+volatile struct memhp_code_range site_directmap = {};
 
 /* Operations in flight, system-wide: the page-allocator hooks return at
  * once when this is zero. */

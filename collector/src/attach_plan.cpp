@@ -41,7 +41,9 @@ namespace {
 
 // nullopt when fentry/fexit can attach to `fn`, else why not.
 std::optional<std::string> fentry_obstacle(const std::string& fn, const KernelFeatures& k) {
-    if (!k.fentry_works) return "fentry does not work on this kernel (the trial attach failed)";
+    if (!k.fentry_works)
+        return k.fentry_refused ? "the kernel refused BPF trampolines at the first fentry attach (not supported)"
+                                : "fentry does not work on this kernel (a trial fentry program did not load)";
     if (!k.btf_functions.contains(fn)) return "not in the kernel's BTF (renamed, inlined or static duplicate)";
     if (k.traceable && !k.traceable->contains(fn))
         return "not traceable (no ftrace site: notrace or __meminit, e.g. vmemmap_populate before 6.11)";

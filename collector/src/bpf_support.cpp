@@ -18,6 +18,8 @@ std::string g_log;
 bool g_verbose = false;
 
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+    // Debug lines (hundreds per load) are kept nowhere unless asked for.
+    if (level == LIBBPF_DEBUG && !g_verbose) return 0;
     // The verifier's log arrives as one long message: size the buffer to it.
     va_list copy;
     va_copy(copy, args);

@@ -28,8 +28,7 @@ std::size_t fields(std::string_view line, std::string_view* out, std::size_t n) 
 }
 
 template <typename Fn>
-void for_each_line(const std::string& text, Fn&& fn) {
-    std::string_view all(text);
+void for_each_line(std::string_view all, Fn&& fn) {
     while (!all.empty()) {
         const auto nl = all.find('\n');
         fn(all.substr(0, nl));
@@ -47,17 +46,30 @@ std::unordered_map<std::string_view, const std::string*> index(const std::set<st
 
 }  // namespace
 
-KallsymsInfo parse_kallsyms(std::istream& in, const std::set<std::string>& wanted) {
+KallsymsInfo parse_kallsyms(std::string_view text, const std::set<std::string>& wanted) {
     KallsymsInfo out;
     const auto want = index(wanted);
+    // Most lines are someone else's symbol: rule them out by the name's
+    // length before hashing it, and parse an address only when it matters.
+    std::uint64_t lengths[4] = {};
+    for (const auto& w : wanted)
+        if (w.size() < 256) lengths[w.size() / 64] |= std::uint64_t{1} << (w.size() % 64);
+    const auto maybe_wanted = [&](std::size_t n) { return n < 256 && (lengths[n / 64] >> (n % 64) & 1); };
     std::vector<std::pair<const std::string*, std::uint64_t>> open;  // found, waiting for the next address
-    const std::string text = slurp(in);
+    const auto address_of = [](std::string_view a, std::uint64_t& addr) {
+        auto [ptr, ec] = std::from_chars(a.data(), a.data() + a.size(), addr, 16);
+        return ec == std::errc() && ptr == a.data() + a.size() && !a.empty();
+    };
     for_each_line(text, [&](std::string_view line) {
-        std::string_view f[3];
-        if (fields(line, f, 3) < 3) return;
+        // "address type name[\t[module]]"
+        const auto sp1 = line.find(' ');
+        if (sp1 == std::string_view::npos || sp1 + 3 >= line.size() || line[sp1 + 2] != ' ') return;
+        std::string_view name = line.substr(sp1 + 3);
+        if (const auto tab = name.find('\t'); tab != std::string_view::npos) name = name.substr(0, tab);
+        const bool candidate = maybe_wanted(name.size());
+        if (open.empty() && !candidate) return;
         std::uint64_t addr = 0;
-        auto [ptr, ec] = std::from_chars(f[0].data(), f[0].data() + f[0].size(), addr, 16);
-        if (ec != std::errc() || ptr != f[0].data() + f[0].size()) return;
+        if (!address_of(line.substr(0, sp1), addr)) return;
         // kallsyms is sorted by address within vmlinux: the first higher
         // address ends every symbol still open.
         if (!open.empty()) {
@@ -67,19 +79,24 @@ KallsymsInfo parse_kallsyms(std::istream& in, const std::set<std::string>& wante
                 return true;
             });
         }
-        auto it = want.find(f[2]);
+        if (!candidate) return;
+        auto it = want.find(name);
         if (it == want.end() || out.address.contains(*it->second)) return;
         out.address[*it->second] = addr;
-        if (f[1] == "t" || f[1] == "T") out.text.insert(*it->second);
+        const char type = line[sp1 + 1];
+        if (type == 't' || type == 'T') out.text.insert(*it->second);
         open.emplace_back(it->second, addr);
     });
     return out;
 }
 
-std::set<std::string> parse_function_list(std::istream& in, const std::set<std::string>& wanted) {
+KallsymsInfo parse_kallsyms(std::istream& in, const std::set<std::string>& wanted) {
+    return parse_kallsyms(slurp(in), wanted);
+}
+
+std::set<std::string> parse_function_list(std::string_view text, const std::set<std::string>& wanted) {
     std::set<std::string> out;
     const auto want = index(wanted);
-    const std::string text = slurp(in);
     for_each_line(text, [&](std::string_view line) {
         std::string_view f[2];
         const std::size_t n = fields(line, f, 2);
@@ -94,10 +111,17 @@ std::set<std::string> parse_function_list(std::istream& in, const std::set<std::
     return out;
 }
 
+std::set<std::string> parse_function_list(std::istream& in, const std::set<std::string>& wanted) {
+    return parse_function_list(slurp(in), wanted);
+}
+
 std::set<std::string> parse_kprobe_blacklist(std::istream& in, const std::set<std::string>& wanted) {
+    return parse_kprobe_blacklist(slurp(in), wanted);
+}
+
+std::set<std::string> parse_kprobe_blacklist(std::string_view text, const std::set<std::string>& wanted) {
     std::set<std::string> out;
     const auto want = index(wanted);
-    const std::string text = slurp(in);
     for_each_line(text, [&](std::string_view line) {
         std::string_view f[2];
         if (fields(line, f, 2) < 2) return;

@@ -16,10 +16,12 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <optional>
 
 #include "memhp/collector/bpf_support.hpp"
 #include "memhp/collector/kernel_symbols.hpp"
 #include "memhp/collector/tp_probes.hpp"
+#include "memhp/files.hpp"
 
 // clang-format off
 #include "memhp_event.h"
@@ -102,9 +104,11 @@ std::filesystem::path tracefs_dir() {
     return {};
 }
 
-// libbpf-tools' fentry_can_attach(): load a two-instruction fentry program
-// against `btf_id` and attach it. True when BPF trampolines work here.
-bool fentry_try_attach(int btf_id) {
+// Half of libbpf-tools' fentry_can_attach(): load a two-instruction fentry
+// program against `btf_id`. Its attach half is left to memhp's own first
+// fentry program (see HotplugProbes::attach): attaching and detaching a trial
+// costs 0.2-0.45 s under TCG, as ftrace puts a direct call in and takes it out.
+bool fentry_loads(int btf_id) {
     bpf_insn insns[2]{};
     insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = 0
     insns[0].dst_reg = BPF_REG_0;
@@ -115,11 +119,13 @@ bool fentry_try_attach(int btf_id) {
     opts.attach_btf_id = static_cast<__u32>(btf_id);
     const int prog = bpf_prog_load(BPF_PROG_TYPE_TRACING, "memhp_probe", "GPL", insns, 2, &opts);
     if (prog < 0) return false;
-    const int link = bpf_raw_tracepoint_open(nullptr, prog);
-    if (link >= 0) ::close(link);
     ::close(prog);
-    return link >= 0;
+    return true;
 }
+
+// Errors with which the kernel refuses BPF trampolines altogether (no
+// fentry on this architecture or configuration), as opposed to one function.
+bool trampolines_refused(int err) { return err == 524 /* ENOTSUPP */ || err == EOPNOTSUPP; }
 
 // The kernel's BTF, or BpfError saying how to get one.
 std::unique_ptr<btf, void (*)(btf*)> load_kernel_btf() {
@@ -145,9 +151,17 @@ std::map<std::string, int> find_btf_ids(const btf* vmlinux, const std::set<std::
     return ids;
 }
 
+// True when every function of `specs` is in the kernel's BTF.
+bool all_functions_in_btf(const std::vector<ProbeSpec>& specs, const KernelFeatures& k) {
+    for (const auto& s : specs)
+        if (s.kind != ProbeKind::Tracepoint && !k.btf_functions.contains(s.target)) return false;
+    return true;
+}
+
 // What the kernel offers for `specs`, all but kprobe_symbols (see
 // add_kprobe_symbols). Reads only what the decision needs: tracefs' function
-// list (large and slow to generate) only when fentry alone cannot settle it.
+// list (large and slow to generate) only when fentry alone cannot settle it,
+// and then beside the trial load.
 KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mode, const btf* vmlinux) {
     KernelFeatures k;
     std::set<std::string> functions, tps;
@@ -168,14 +182,18 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
         k.btf_functions.insert(s.target);
         if (trial_id < 0) trial_id = id->second;  // the table starts with the required add_memory_resource
     }
-    if (mode != AttachMode::Kprobe && trial_id >= 0) k.fentry_works = fentry_try_attach(trial_id);
-
-    bool fentry_settles = k.fentry_works && mode != AttachMode::Kprobe;
-    for (const auto& f : functions) fentry_settles = fentry_settles && k.btf_functions.contains(f);
+    const bool in_btf = all_functions_in_btf(specs, k);
     const auto tracing = tracefs_dir();
+    const auto function_list = tracing / "available_filter_functions";
+    std::future<std::optional<std::string>> list;
+    if (!tracing.empty() && (mode == AttachMode::Kprobe || !in_btf))
+        list = std::async(std::launch::async, [&function_list] { return try_read_file(function_list); });
+    if (mode != AttachMode::Kprobe && trial_id >= 0) k.fentry_works = fentry_loads(trial_id);
+
+    const bool fentry_settles = k.fentry_works && mode != AttachMode::Kprobe && in_btf;
     if (!fentry_settles && !tracing.empty()) {
-        std::ifstream list(tracing / "available_filter_functions");
-        k.traceable = parse_function_list(list, functions);
+        const auto text = list.valid() ? list.get() : try_read_file(function_list);
+        if (text) k.traceable = parse_function_list(*text, functions);
     }
 
     for (const auto& tp : tps) {
@@ -191,16 +209,17 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
     return k;
 }
 
-// The functions of `specs` a kprobe can take: kernel text, traceable when
-// that was read, not blacklisted.
-void add_kprobe_symbols(KernelFeatures& k, const std::vector<ProbeSpec>& specs, const KallsymsInfo& syms) {
+// The functions of `specs` a kprobe can take, minus the kprobe blacklist:
+// the traceable ones when tracefs' list was read, else kernel text symbols
+// from /proc/kallsyms (`syms`, read only then).
+void add_kprobe_symbols(KernelFeatures& k, const std::vector<ProbeSpec>& specs, const KallsymsInfo* syms) {
     std::set<std::string> functions;
     for (const auto& s : specs)
         if (s.kind != ProbeKind::Tracepoint) functions.insert(s.target);
     for (const auto& f : functions)
-        if (syms.text.contains(f) && (!k.traceable || k.traceable->contains(f))) k.kprobe_symbols.insert(f);
-    if (std::ifstream in("/sys/kernel/debug/kprobes/blacklist"); in)
-        for (const auto& f : parse_kprobe_blacklist(in, functions)) k.kprobe_symbols.erase(f);
+        if (k.traceable ? k.traceable->contains(f) : syms && syms->text.contains(f)) k.kprobe_symbols.insert(f);
+    if (const auto list = try_read_file("/sys/kernel/debug/kprobes/blacklist"))
+        for (const auto& f : parse_kprobe_blacklist(*list, functions)) k.kprobe_symbols.erase(f);
 }
 
 const char* attach_hint(int err) {
@@ -281,43 +300,62 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
     if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
 
     // One pass over /proc/kallsyms: vmemmap_base (KASLR), the vmemmap
-    // allocators' ranges (call-site classification) and kprobe candidates.
-    // The kernel takes a while to list every symbol (0.4 s under TCG), so it
-    // runs beside the feature probing, which needs none of it.
+    // allocators' ranges (call-site classification) and, without tracefs,
+    // kprobe candidates. The kernel takes a while to list every symbol
+    // (0.35 s under TCG), so it runs beside the feature probing and the
+    // load; the programs read what it finds from .bss, set before attach.
     const auto specs = hotplug_probe_specs();
     std::set<std::string> wanted = {kVmemmapBase, kSiteBlock, kSiteDirectMap};
     wanted.insert(kSitePageTableCallers.begin(), kSitePageTableCallers.end());
     for (const auto& s : specs) wanted.insert(s.target);
     auto kallsyms = std::async(std::launch::async, [&wanted] {
-        std::ifstream in("/proc/kallsyms");
-        if (!in) throw BpfError("cannot read /proc/kallsyms: " + std::string(std::strerror(errno)));
-        return parse_kallsyms(in, wanted);
+        const auto text = try_read_file("/proc/kallsyms");
+        if (!text) throw BpfError("cannot read /proc/kallsyms: " + std::string(std::strerror(errno)));
+        return parse_kallsyms(*text, wanted);
     });
+    std::optional<KallsymsInfo> syms;
     features_ = probe_features(specs, options.mode, kernel_btf.get());
-    phase_done("features");
-    const KallsymsInfo syms = kallsyms.get();
-    add_kprobe_symbols(features_, specs, syms);
-    if (!syms.address.contains(kVmemmapBase) || syms.address.at(kVmemmapBase) == 0)
-        throw BpfError("cannot find vmemmap_base in /proc/kallsyms (addresses read as 0 without root or "
-                       "CAP_SYSLOG; memhp supports x86-64 kernels with SPARSEMEM_VMEMMAP)");
-    skel_->rodata->vmemmap_base_addr = syms.address.at(kVmemmapBase);
-    // Call-site ranges for classifying page-allocator pages; a symbol this
-    // kernel lacks (inlined) stays 0 and is skipped by the BPF side.
-    auto range_of = [&](const char* name, auto& r) {
-        if (syms.text.contains(name) && syms.end.contains(name)) {
-            r.start = syms.address.at(name);
-            r.end = syms.end.at(name);
-        }
+    // Kprobe candidates come from tracefs' list when it was read. Without
+    // it they are kallsyms' text symbols, which matter only when fentry
+    // does not cover every function.
+    const auto add_kprobe_candidates = [&] {
+        if (!features_.traceable && !syms &&
+            !(options.mode != AttachMode::Kprobe && features_.fentry_works && all_functions_in_btf(specs, features_)))
+            syms = kallsyms.get();
+        add_kprobe_symbols(features_, specs, syms ? &*syms : nullptr);
     };
-    range_of(kSiteBlock, skel_->rodata->site_block);
-    range_of(kSiteDirectMap, skel_->rodata->site_directmap);
-    static_assert(kSitePageTableCallers.size() == sizeof(skel_->rodata->site_pt_callers) /
-                                                      sizeof(skel_->rodata->site_pt_callers[0]));
-    for (std::size_t i = 0; i < kSitePageTableCallers.size(); ++i)
-        range_of(kSitePageTableCallers[i], skel_->rodata->site_pt_callers[i]);
-    phase_done("kallsyms");
-    const auto plan = plan_attach(specs, features_, options.mode);
+    add_kprobe_candidates();
+    phase_done("features");
 
+    for (;;) {
+        const auto plan = plan_attach(specs, features_, options.mode);
+        load(plan);
+        phase_done("load");
+        if (!syms) syms = kallsyms.get();
+        set_kernel_addresses(*syms);
+        phase_done("kallsyms");
+        if (attach(plan)) break;
+        // The first fentry attach found that this kernel has no BPF
+        // trampolines after all: start over on kprobes.
+        features_.fentry_works = false;
+        features_.fentry_refused = true;
+        add_kprobe_candidates();
+        skel_.reset(hotplug__open());
+        if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
+    }
+    for (const auto& st : report_)
+        if (st.required && !st.attached)
+            throw BpfError("cannot attach to " + st.target + " (" + st.kind + "): " + st.reason +
+                           ". memhp needs fentry/fexit (CONFIG_FUNCTION_TRACER, CONFIG_DEBUG_INFO_BTF) or "
+                           "kprobes (CONFIG_KPROBES) on the memory hot-plug path (CONFIG_MEMORY_HOTPLUG).");
+    skel_->bss->populate_direct = populate_direct_ ? 1 : 0;
+    phase_done("attach");
+
+    ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), &HotplugProbes::on_record, this, nullptr));
+    if (!ring_) throw BpfError(std::string("cannot set up the ring buffer: ") + std::strerror(errno));
+}
+
+void HotplugProbes::load(const std::vector<ProbeChoice>& plan) {
     // Autoload exactly the chosen family's programs.
     std::set<std::string> wanted_progs;
     const auto& table = probe_table();
@@ -329,14 +367,42 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
     bpf_object__for_each_program(prog, skel_->obj) {
         bpf_program__set_autoload(prog, wanted_progs.contains(bpf_program__name(prog)));
     }
-
     clear_libbpf_log();
     if (int err = hotplug__load(skel_.get()))
         throw BpfError("cannot load memhp's BPF programs: " + std::string(std::strerror(-err)) +
                        (err == -EPERM ? " (run as root, or with CAP_BPF and CAP_PERFMON)" : "") + "\nlibbpf said:\n" +
                        libbpf_log_tail(12));
-    phase_done("load");
+}
 
+void HotplugProbes::set_kernel_addresses(const KallsymsInfo& syms) {
+    if (!syms.address.contains(kVmemmapBase) || syms.address.at(kVmemmapBase) == 0)
+        throw BpfError("cannot find vmemmap_base in /proc/kallsyms (addresses read as 0 without root or "
+                       "CAP_SYSLOG; memhp supports x86-64 kernels with SPARSEMEM_VMEMMAP)");
+    skel_->bss->vmemmap_base_addr = syms.address.at(kVmemmapBase);
+    // Call-site ranges for classifying page-allocator pages; a symbol this
+    // kernel lacks (inlined) stays 0 and is skipped by the BPF side.
+    auto range_of = [&](const char* name, auto& r) {
+        if (syms.text.contains(name) && syms.end.contains(name)) {
+            r.start = syms.address.at(name);
+            r.end = syms.end.at(name);
+        }
+    };
+    range_of(kSiteBlock, skel_->bss->site_block);
+    range_of(kSiteDirectMap, skel_->bss->site_directmap);
+    static_assert(kSitePageTableCallers.size() ==
+                  sizeof(skel_->bss->site_pt_callers) / sizeof(skel_->bss->site_pt_callers[0]));
+    for (std::size_t i = 0; i < kSitePageTableCallers.size(); ++i)
+        range_of(kSitePageTableCallers[i], skel_->bss->site_pt_callers[i]);
+}
+
+bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan) {
+    report_.clear();
+    links_.clear();
+    attached_programs_.clear();
+    populate_direct_ = false;
+    const auto& table = probe_table();
+    const bool fail_fentry = std::getenv("MEMHP_TEST_REFUSE_FENTRY") != nullptr;  // tests the fallback below
+    bool first_trampoline = true;
     for (std::size_t i = 0; i < table.size(); ++i) {
         const auto& def = table[i];
         AttachStatus st;
@@ -350,20 +416,24 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
             report_.push_back(st);
             continue;
         }
+        const bool trampoline = plan[i].mechanism == Mechanism::Fentry || plan[i].mechanism == Mechanism::Fexit;
         const auto& progs = plan[i].btf_family() ? def.btf : def.classic;
         st.program = progs.back();  // the one doing the work (after any argument saver)
         std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
         for (const char* name : progs) {
             bpf_program* p = bpf_object__find_program_by_name(skel_->obj, name);
-            bpf_link* link = p ? bpf_program__attach(p) : nullptr;
+            bpf_link* link = p && !(trampoline && fail_fentry) ? bpf_program__attach(p) : nullptr;
             if (!link) {
-                const int err = p ? errno : ENOENT;
+                const int err = !p ? ENOENT : trampoline && fail_fentry ? 524 : errno;
+                // The first trampoline tells whether fentry works at all.
+                if (trampoline && first_trampoline && trampolines_refused(err)) return false;
                 st.reason = std::string(name) + ": " + std::strerror(err) + attach_hint(err);
                 links.clear();
                 break;
             }
             links.emplace_back(link);
         }
+        if (trampoline) first_trampoline = false;
         st.attached = !links.empty();
         if (st.attached) attached_programs_.insert(progs.begin(), progs.end());
         for (auto& l : links) links_.push_back(std::move(l));
@@ -371,16 +441,7 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
             populate_direct_ = true;
         report_.push_back(st);
     }
-    for (const auto& st : report_)
-        if (st.required && !st.attached)
-            throw BpfError("cannot attach to " + st.target + " (" + st.kind + "): " + st.reason +
-                           ". memhp needs fentry/fexit (CONFIG_FUNCTION_TRACER, CONFIG_DEBUG_INFO_BTF) or "
-                           "kprobes (CONFIG_KPROBES) on the memory hot-plug path (CONFIG_MEMORY_HOTPLUG).");
-    skel_->bss->populate_direct = populate_direct_ ? 1 : 0;
-    phase_done("attach");
-
-    ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), &HotplugProbes::on_record, this, nullptr));
-    if (!ring_) throw BpfError(std::string("cannot set up the ring buffer: ") + std::strerror(errno));
+    return true;
 }
 
 HotplugProbes::~HotplugProbes() {
@@ -435,6 +496,8 @@ std::vector<std::pair<std::string, int>> HotplugProbes::program_fds() const {
 
 std::string HotplugProbes::describe() const {
     std::string out = "  path: " + path() + "\n";  // which path is active
+    if (features_.fentry_refused)
+        out += "  note: the kernel refused BPF trampolines at the first fentry attach, so kprobes stand in\n";
     for (const auto& st : report_) {
         out += "  " + (st.attached ? st.mode : st.kind) + " " + st.target + ": " +
                (st.attached ? "attached" : "unavailable: " + st.reason) + "\n";

@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -16,11 +17,28 @@
 namespace memhp {
 
 std::optional<std::string> try_read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    // Plain read(2) in large chunks: procfs lists such as /proc/kallsyms are
+    // megabytes generated on the fly, and memhp reads them at start-up.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::string out;
+    std::size_t used = 0;
+    for (;;) {
+        if (used == out.size()) out.resize(std::max<std::size_t>(out.size() * 2, 4096));  // sysfs files stay small
+        const ssize_t n = ::read(fd, out.data() + used, out.size() - used);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            ::close(fd);
+            errno = err;
+            return std::nullopt;
+        }
+        if (n == 0) break;
+        used += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    out.resize(used);
+    return out;
 }
 
 std::string read_file(const fs::path& path) {

@@ -110,7 +110,19 @@ TEST(AttachPlan, ForcedFentryNeverFallsBack) {
     const auto c = one(kAddEntry, k, AttachMode::Fentry);
     EXPECT_EQ(c.mechanism, Mechanism::None);
     EXPECT_THAT(c.reason, HasSubstr("fentry mode forced"));
-    EXPECT_THAT(c.reason, HasSubstr("trial attach failed"));
+    EXPECT_THAT(c.reason, HasSubstr("did not load"));
+}
+
+// The first fentry attach refused trampolines: auto starts over on kprobes
+// and says why fentry is out.
+TEST(AttachPlan, RefusedTrampolinesFallBackToKprobesWithTheReason) {
+    auto k = debian61();
+    k.fentry_works = false;
+    k.fentry_refused = true;
+    EXPECT_EQ(one(kAddEntry, k, AttachMode::Auto).mechanism, Mechanism::Kprobe);
+    const auto c = one(kAddEntry, k, AttachMode::Fentry);
+    EXPECT_EQ(c.mechanism, Mechanism::None);
+    EXPECT_THAT(c.reason, HasSubstr("refused BPF trampolines"));
 }
 
 TEST(AttachPlan, ForcedFentryWithoutBtfTracepointIsUnavailable) {

@@ -115,6 +115,25 @@ TEST_F(Trace61Off, KprobeModeGivesTheSameCountsAsFentry) {
     EXPECT_EQ(of_phase(kprobe, "add")[0]["memmap"]["buddy_pages"], kMemmapPages);
 }
 
+// memhp learns whether BPF trampolines work from its first fentry attach.
+// A kernel that refuses them (ENOTSUPP, as on architectures without
+// trampolines; MEMHP_TEST_REFUSE_FENTRY makes that attach fail so) sends auto
+// mode back to the start on kprobes, with fresh programs and maps: the
+// cycle must come out as exactly as on fentry.
+TEST_F(Trace61On, RefusedTrampolinesFallBackToKprobesWithTheSameCounts) {
+    std::string raw;
+    auto ops = traced_one_block_cycle(*guest_, *mem_, &raw, {"MEMHP_TEST_REFUSE_FENTRY=1"});
+    CheckCommon(ops, raw);
+    EXPECT_NE(raw.find("refused BPF trampolines at the first fentry attach"), std::string::npos) << raw;
+    EXPECT_NE(raw.find("kretprobe add_memory_resource: attached"), std::string::npos) << raw;
+    for (const char* line : {"\n  fentry ", "\n  fexit "})
+        EXPECT_EQ(raw.find(line), std::string::npos) << "nothing attached by trampolines:\n" << raw;
+    const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["memmap"]["altmap_pages"], kMemmapPages) << add.dump();
+    EXPECT_EQ(add["memmap"]["local_pages"], kMemmapPages) << add.dump();
+    EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["altmap_pages"], kMemmapPages);
+}
+
 // Not root: a clear refusal naming root or CAP_BPF + CAP_PERFMON, exit 1,
 // on a kernel where everything else is in place.
 TEST_F(Trace61On, NonRootTraceIsRefusedWithTheRemedy) {

@@ -35,7 +35,10 @@ struct KernelFeatures {
     std::set<std::string> btf_functions;    // BTF_KIND_FUNC names in vmlinux BTF
     std::set<std::string> btf_tracepoints;  // tracepoints with a btf_trace_<name> typedef (tp_btf)
     std::set<std::string> tracepoints;      // tracepoints raw_tp can attach to
-    bool fentry_works = false;              // a trial fentry program loaded and attached
+    // A trial fentry program loaded; memhp's first fentry attach confirms it
+    // (fentry_refused when that attach found no BPF trampolines here).
+    bool fentry_works = false;
+    bool fentry_refused = false;
     // Functions ftrace can patch (available_filter_functions); nullopt when
     // tracefs could not be read. Trampolines need an ftrace site.
     std::optional<std::set<std::string>> traceable;

@@ -1,12 +1,13 @@
 #pragma once
 // Parsers for the kernel's symbol lists, restricted to the names memhp asks
 // about (the lists hold 100k+ lines; nothing else is kept). Pure functions on
-// streams, so they are tested on fixture text.
+// text (or streams), so they are tested on fixture text.
 #include <cstdint>
 #include <istream>
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 
 namespace memhp::collector {
 
@@ -18,13 +19,16 @@ struct KallsymsInfo {
 
 // /proc/kallsyms: "ffffffff81234560 T name" (+ "\t[module]"). Addresses read 0
 // without CAP_SYSLOG; the caller checks.
+[[nodiscard]] KallsymsInfo parse_kallsyms(std::string_view text, const std::set<std::string>& wanted);
 [[nodiscard]] KallsymsInfo parse_kallsyms(std::istream& in, const std::set<std::string>& wanted);
 
 // available_filter_functions: "name" or "name [module]" per line; from 6.5
 // available_filter_functions_addrs puts an address first, which is skipped.
+[[nodiscard]] std::set<std::string> parse_function_list(std::string_view text, const std::set<std::string>& wanted);
 [[nodiscard]] std::set<std::string> parse_function_list(std::istream& in, const std::set<std::string>& wanted);
 
 // debugfs kprobes/blacklist: "0xstart-0xend\tname".
+[[nodiscard]] std::set<std::string> parse_kprobe_blacklist(std::string_view text, const std::set<std::string>& wanted);
 [[nodiscard]] std::set<std::string> parse_kprobe_blacklist(std::istream& in, const std::set<std::string>& wanted);
 
 }  // namespace memhp::collector

@@ -45,6 +45,8 @@ struct ProbeOptions {
 // privileges: it only opens the object.
 [[nodiscard]] std::vector<std::string> probe_table_mismatches();
 
+struct KallsymsInfo;
+
 class HotplugProbes {
 public:
     using Handler = std::function<void(std::span<const std::uint8_t>)>;
@@ -66,8 +68,9 @@ public:
     // Page-allocator events an interrupt caused while an op was in flight on
     // its task: seen, and left out of the op.
     [[nodiscard]] std::uint64_t interrupt_page_events() const;
-    // Where start-up time went: ("btf", ms), ("features", ms; /proc/kallsyms is read meanwhile),
-    // ("kallsyms", ms: what was left of it), ("load", ms), ("attach", ms).
+    // Where start-up time went: ("btf", ms), ("features", ms), ("load", ms;
+    // /proc/kallsyms is read beside both), ("kallsyms", ms: what was left of
+    // it), ("attach", ms). A start over on kprobes repeats the last three.
     [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const { return phases_; }
     // One line per probe: "  fexit add_memory_resource: attached".
     [[nodiscard]] std::string describe() const;
@@ -82,6 +85,12 @@ public:
 
 private:
     static int on_record(void* ctx, void* data, std::size_t size);
+    // The constructor's steps on the function-probe path.
+    void load(const std::vector<ProbeChoice>& plan);
+    void set_kernel_addresses(const KallsymsInfo& syms);
+    // False when the first fentry/fexit attach shows the kernel refuses BPF
+    // trampolines altogether (the caller starts over on kprobes).
+    bool attach(const std::vector<ProbeChoice>& plan);
     struct SkelDeleter {
         void operator()(hotplug* s) const;
     };
