@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <chrono>
+#include <cmath>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -165,9 +166,10 @@ Command add_trace_command(CLI::App& app) {
                      attached, probes.attach_report().size(), attach_ms, o->attach_mode.c_str(),
                      probes.populate_timing().c_str(),
                      param ? trim(*param).c_str() : "absent", probes.describe().c_str());
-        if (o->verbose)
-            for (const auto& [phase, ms] : probes.startup_phases())
-                std::fprintf(stderr, "memhp: start-up %s: %.0f ms\n", phase.c_str(), ms);
+        std::string phases;
+        for (const auto& [phase, ms] : probes.startup_phases())
+            phases += (phases.empty() ? "" : ", ") + phase + " " + std::to_string(std::lround(ms)) + " ms";
+        if (!phases.empty()) std::fprintf(stderr, "  start-up: %s\n", phases.c_str());
         std::fflush(stderr);
 
         while (!stop_requested()) {

@@ -74,6 +74,14 @@ std::string node_buddyinfo(int node) {
     return out;
 }
 
+// Node `node`'s free blocks of order >= 9, per zone: {"DMA": 1, "DMA32": 0}.
+json high_order_blocks_by_zone(int node) {
+    json out = json::object();
+    for (const auto& z : memhp::lab::parse_buddyinfo(memhp::read_file("/proc/buddyinfo")))
+        if (z.node == node) out[z.zone] = z.blocks_at_least(kPmdOrder);
+    return out;
+}
+
 std::uint64_t high_order_blocks(int node) {
     return memhp::lab::high_order_free_blocks(memhp::lab::parse_buddyinfo(memhp::read_file("/proc/buddyinfo")), node,
                                               kPmdOrder);
@@ -323,6 +331,7 @@ int main(int argc, char** argv) {
         r["mem_free_bytes"] = node_free_bytes(node);
         r["watermarks"] = watermarks(node);
         r["buddyinfo"] = node_buddyinfo(node);
+        r["high_order_free_blocks_by_zone"] = high_order_blocks_by_zone(node);
         r["high_order_free_blocks"] = high_order_blocks(node);
         r["pid"] = ::getpid();
         say("ready " + r.dump());

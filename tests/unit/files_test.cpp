@@ -12,6 +12,23 @@ namespace {
 using ::testing::HasSubstr;
 using test::EnvGuard;
 
+// read(2) in chunks that grow from 4 KiB: sizes around the chunk edges and
+// a large file come back byte for byte; a missing file or a directory is
+// nullopt.
+TEST(ReadFile, WholeContentAcrossChunkSizesAndNothingForMissingOrDirectory) {
+    TempDir dir("memhp-files");
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4095}, std::size_t{4096},
+                             std::size_t{4097}, std::size_t{3} << 20}) {
+        std::string text(size, '\0');
+        for (std::size_t i = 0; i < size; ++i) text[i] = static_cast<char>('a' + i % 23);
+        const auto path = dir.path() / ("f" + std::to_string(size));
+        write_file(path, text);
+        EXPECT_EQ(read_file(path), text) << size;
+    }
+    EXPECT_FALSE(try_read_file(dir.path() / "missing"));
+    EXPECT_FALSE(try_read_file(dir.path()));
+}
+
 TEST(LastLines, TakesTheLastN) {
     EXPECT_EQ(last_lines("a\nb\nc\n", 2), "b\nc");
     EXPECT_EQ(last_lines("a\nb\nc", 1), "c");
