@@ -123,6 +123,49 @@ bool fentry_loads(int btf_id) {
     return true;
 }
 
+// libbpf resolves each fentry/fexit/tp_btf target by a linear scan of the
+// kernel's BTF, about 20 ms a program under TCG (0.4 s for memhp's 21).
+// probe_features() found every id in one pass already: while the object is
+// opened and loaded, SEC handlers of memhp's own hand libbpf those ids.
+int prepare_btf_target(bpf_program* prog, bpf_prog_load_opts* opts, long cookie) {
+    const auto& ids = *reinterpret_cast<const std::map<std::string, int>*>(cookie);
+    const std::string sec = bpf_program__section_name(prog);
+    const std::string target = sec.substr(sec.find('/') + 1);
+    const bool tp = bpf_program__expected_attach_type(prog) == BPF_TRACE_RAW_TP;
+    const auto it = ids.find(tp ? "btf_trace_" + target : target);
+    if (it == ids.end()) return -ESRCH;
+    opts->attach_btf_obj_fd = 0;
+    opts->attach_btf_id = static_cast<__u32>(it->second);
+    return 0;
+}
+
+// The handlers, registered for one open-and-load. libbpf keeps a pointer to
+// them in each program, so once they are gone the programs attach with
+// bpf_program__attach_trace(), which does not use it.
+class BtfTargetHandlers {
+public:
+    explicit BtfTargetHandlers(const std::map<std::string, int>& ids) {
+        libbpf_prog_handler_opts opts{};
+        opts.sz = sizeof opts;
+        opts.cookie = reinterpret_cast<long>(&ids);
+        opts.prog_prepare_load_fn = prepare_btf_target;
+        for (const auto& [sec, type] : {std::pair{"fentry+", BPF_TRACE_FENTRY}, std::pair{"fexit+", BPF_TRACE_FEXIT},
+                                        std::pair{"tp_btf+", BPF_TRACE_RAW_TP}}) {
+            const int id = libbpf_register_prog_handler(sec, BPF_PROG_TYPE_TRACING, type, &opts);
+            if (id < 0) throw BpfError(std::string("cannot register a libbpf SEC handler: ") + std::strerror(-id));
+            ids_.push_back(id);
+        }
+    }
+    BtfTargetHandlers(const BtfTargetHandlers&) = delete;
+    BtfTargetHandlers& operator=(const BtfTargetHandlers&) = delete;
+    ~BtfTargetHandlers() {
+        for (int id : ids_) libbpf_unregister_prog_handler(id);
+    }
+
+private:
+    std::vector<int> ids_;
+};
+
 // Errors with which the kernel refuses BPF trampolines altogether (no
 // fentry on this architecture or configuration), as opposed to one function.
 bool trampolines_refused(int err) { return err == 524 /* ENOTSUPP */ || err == EOPNOTSUPP; }
@@ -174,12 +217,16 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
     int trial_id = -1;
     for (const auto& s : specs) {
         if (s.kind == ProbeKind::Tracepoint) {
-            if (tp_ids.contains("btf_trace_" + s.target)) k.btf_tracepoints.insert(s.target);
+            if (auto id = tp_ids.find("btf_trace_" + s.target); id != tp_ids.end()) {
+                k.btf_tracepoints.insert(s.target);
+                k.btf_ids[id->first] = id->second;
+            }
             continue;
         }
         const auto id = func_ids.find(s.target);
         if (id == func_ids.end()) continue;
         k.btf_functions.insert(s.target);
+        k.btf_ids[s.target] = id->second;
         if (trial_id < 0) trial_id = id->second;  // the table starts with the required add_memory_resource
     }
     const bool in_btf = all_functions_in_btf(specs, k);
@@ -296,8 +343,6 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
         }
     }
     // ---- end of the tracepoint path ----
-    skel_.reset(hotplug__open());
-    if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
 
     // One pass over /proc/kallsyms: vmemmap_base (KASLR), the vmemmap
     // allocators' ranges (call-site classification) and, without tracefs,
@@ -340,8 +385,6 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
         features_.fentry_works = false;
         features_.fentry_refused = true;
         add_kprobe_candidates();
-        skel_.reset(hotplug__open());
-        if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
     }
     for (const auto& st : report_)
         if (st.required && !st.attached)
@@ -356,6 +399,9 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
 }
 
 void HotplugProbes::load(const std::vector<ProbeChoice>& plan) {
+    const BtfTargetHandlers handlers(features_.btf_ids);  // until the end of the load
+    skel_.reset(hotplug__open());
+    if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
     // Autoload exactly the chosen family's programs.
     std::set<std::string> wanted_progs;
     const auto& table = probe_table();
@@ -422,7 +468,9 @@ bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan) {
         std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
         for (const char* name : progs) {
             bpf_program* p = bpf_object__find_program_by_name(skel_->obj, name);
-            bpf_link* link = p && !(trampoline && fail_fentry) ? bpf_program__attach(p) : nullptr;
+            bpf_link* link = !p || (trampoline && fail_fentry) ? nullptr
+                             : plan[i].btf_family()       ? bpf_program__attach_trace(p)  // see BtfTargetHandlers
+                                                          : bpf_program__attach(p);
             if (!link) {
                 const int err = !p ? ENOENT : trampoline && fail_fentry ? 524 : errno;
                 // The first trampoline tells whether fentry works at all.

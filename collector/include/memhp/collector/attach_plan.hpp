@@ -7,6 +7,7 @@
 // Two families, as in bcc's libbpf-tools: BTF-based trampolines (fentry/fexit,
 // tp_btf) are preferred; the classic ones (kprobe/kretprobe, raw_tp) are the
 // fallback where a function is missing from BTF or trampolines do not work.
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -34,6 +35,8 @@ struct ProbeSpec {
 struct KernelFeatures {
     std::set<std::string> btf_functions;    // BTF_KIND_FUNC names in vmlinux BTF
     std::set<std::string> btf_tracepoints;  // tracepoints with a btf_trace_<name> typedef (tp_btf)
+    // Their BTF type ids: function name -> FUNC, "btf_trace_<name>" -> TYPEDEF.
+    std::map<std::string, int> btf_ids;
     std::set<std::string> tracepoints;      // tracepoints raw_tp can attach to
     // A trial fentry program loaded; memhp's first fentry attach confirms it
     // (fentry_refused when that attach found no BPF trampolines here).
