@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 
 #include "memhp/collector/bpf_support.hpp"
@@ -125,46 +126,54 @@ bool fentry_loads(int btf_id) {
 
 // libbpf resolves each fentry/fexit/tp_btf target by a linear scan of the
 // kernel's BTF, about 20 ms a program under TCG (0.4 s for memhp's 21).
-// probe_features() found every id in one pass already: while the object is
-// opened and loaded, SEC handlers of memhp's own hand libbpf those ids.
-int prepare_btf_target(bpf_program* prog, bpf_prog_load_opts* opts, long cookie) {
-    const auto& ids = *reinterpret_cast<const std::map<std::string, int>*>(cookie);
+// probe_features() found every id in one pass already: SEC handlers of
+// memhp's own hand libbpf those ids (a target not among them, e.g. in another
+// object, gets libbpf's own lookup). They are registered once per process
+// and never unregistered: libbpf 1.1 corrupts its heap when handlers are
+// registered again after all were unregistered (seen as a crash in
+// libbpf_register_prog_handler), and each program keeps a pointer to its
+// handler.
+std::mutex g_btf_ids_mutex;
+std::map<std::string, int> g_btf_ids;  // BTF type ids known to this process
+
+int prepare_btf_target(bpf_program* prog, bpf_prog_load_opts* opts, long) {
     const std::string sec = bpf_program__section_name(prog);
     const std::string target = sec.substr(sec.find('/') + 1);
-    const bool tp = bpf_program__expected_attach_type(prog) == BPF_TRACE_RAW_TP;
-    const auto it = ids.find(tp ? "btf_trace_" + target : target);
-    if (it == ids.end()) return -ESRCH;
+    const auto type = bpf_program__expected_attach_type(prog);
+    const std::string key = type == BPF_TRACE_RAW_TP ? "btf_trace_" + target : target;
+    int id = -1;
+    {
+        std::lock_guard lock(g_btf_ids_mutex);
+        if (const auto it = g_btf_ids.find(key); it != g_btf_ids.end()) id = it->second;
+    }
+    if (id < 0) id = libbpf_find_vmlinux_btf_id(target.c_str(), type);
+    if (id < 0) return id;
     opts->attach_btf_obj_fd = 0;
-    opts->attach_btf_id = static_cast<__u32>(it->second);
+    opts->attach_btf_id = static_cast<__u32>(id);
     return 0;
 }
 
-// The handlers, registered for one open-and-load. libbpf keeps a pointer to
-// them in each program, so once they are gone the programs attach with
-// bpf_program__attach_trace(), which does not use it.
-class BtfTargetHandlers {
-public:
-    explicit BtfTargetHandlers(const std::map<std::string, int>& ids) {
+// Makes `ids` known to the handlers, registering them on first use.
+void use_btf_ids(const std::map<std::string, int>& ids) {
+    static const bool registered = [] {
         libbpf_prog_handler_opts opts{};
         opts.sz = sizeof opts;
-        opts.cookie = reinterpret_cast<long>(&ids);
         opts.prog_prepare_load_fn = prepare_btf_target;
+        opts.prog_attach_fn = [](const bpf_program* prog, long, bpf_link** link) {
+            *link = bpf_program__attach_trace(prog);
+            return *link ? 0 : -errno;
+        };
         for (const auto& [sec, type] : {std::pair{"fentry+", BPF_TRACE_FENTRY}, std::pair{"fexit+", BPF_TRACE_FEXIT},
                                         std::pair{"tp_btf+", BPF_TRACE_RAW_TP}}) {
             const int id = libbpf_register_prog_handler(sec, BPF_PROG_TYPE_TRACING, type, &opts);
             if (id < 0) throw BpfError(std::string("cannot register a libbpf SEC handler: ") + std::strerror(-id));
-            ids_.push_back(id);
         }
-    }
-    BtfTargetHandlers(const BtfTargetHandlers&) = delete;
-    BtfTargetHandlers& operator=(const BtfTargetHandlers&) = delete;
-    ~BtfTargetHandlers() {
-        for (int id : ids_) libbpf_unregister_prog_handler(id);
-    }
-
-private:
-    std::vector<int> ids_;
-};
+        return true;
+    }();
+    (void)registered;
+    std::lock_guard lock(g_btf_ids_mutex);
+    g_btf_ids.insert(ids.begin(), ids.end());
+}
 
 // Errors with which the kernel refuses BPF trampolines altogether (no
 // fentry on this architecture or configuration), as opposed to one function.
@@ -399,7 +408,7 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
 }
 
 void HotplugProbes::load(const std::vector<ProbeChoice>& plan) {
-    const BtfTargetHandlers handlers(features_.btf_ids);  // until the end of the load
+    use_btf_ids(features_.btf_ids);
     skel_.reset(hotplug__open());
     if (!skel_) throw BpfError(std::string("cannot open the BPF object: ") + std::strerror(errno));
     // Autoload exactly the chosen family's programs.
@@ -469,7 +478,6 @@ bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan) {
         for (const char* name : progs) {
             bpf_program* p = bpf_object__find_program_by_name(skel_->obj, name);
             bpf_link* link = !p || (trampoline && fail_fentry) ? nullptr
-                             : plan[i].btf_family()       ? bpf_program__attach_trace(p)  // see BtfTargetHandlers
                                                           : bpf_program__attach(p);
             if (!link) {
                 const int err = !p ? ENOENT : trampoline && fail_fentry ? 524 : errno;
