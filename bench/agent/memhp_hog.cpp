@@ -63,28 +63,23 @@ std::uint64_t node_free_bytes(int node) {
     return kv["MemFree"] * 1024;
 }
 
-std::string node_buddyinfo(int node) {
-    std::string out;
-    for (const auto& z : memhp::lab::parse_buddyinfo(memhp::read_file("/proc/buddyinfo"))) {
+// Node `node`'s free blocks from one read of /proc/buddyinfo: "buddyinfo"
+// ("ZONE: n0 n1 ..." lines), "high_order_free_blocks_by_zone" (order >= 9,
+// {"DMA": 1, "DMA32": 0}) and their sum, "high_order_free_blocks".
+json buddy_report(int node) {
+    const auto zones = memhp::lab::parse_buddyinfo(memhp::read_file("/proc/buddyinfo"));
+    std::string text;
+    json by_zone = json::object();
+    for (const auto& z : zones) {
         if (z.node != node) continue;
-        out += z.zone + ":";
-        for (auto v : z.free) out += " " + std::to_string(v);
-        out += "\n";
+        text += z.zone + ":";
+        for (auto v : z.free) text += " " + std::to_string(v);
+        text += "\n";
+        by_zone[z.zone] = z.blocks_at_least(kPmdOrder);
     }
-    return out;
-}
-
-// Node `node`'s free blocks of order >= 9, per zone: {"DMA": 1, "DMA32": 0}.
-json high_order_blocks_by_zone(int node) {
-    json out = json::object();
-    for (const auto& z : memhp::lab::parse_buddyinfo(memhp::read_file("/proc/buddyinfo")))
-        if (z.node == node) out[z.zone] = z.blocks_at_least(kPmdOrder);
-    return out;
-}
-
-std::uint64_t high_order_blocks(int node) {
-    return memhp::lab::high_order_free_blocks(memhp::lab::parse_buddyinfo(memhp::read_file("/proc/buddyinfo")), node,
-                                              kPmdOrder);
+    return {{"buddyinfo", text},
+            {"high_order_free_blocks_by_zone", by_zone},
+            {"high_order_free_blocks", memhp::lab::high_order_free_blocks(zones, node, kPmdOrder)}};
 }
 
 json watermarks(int node) {
@@ -330,9 +325,7 @@ int main(int argc, char** argv) {
         r["knobs"] = knobs;
         r["mem_free_bytes"] = node_free_bytes(node);
         r["watermarks"] = watermarks(node);
-        r["buddyinfo"] = node_buddyinfo(node);
-        r["high_order_free_blocks_by_zone"] = high_order_blocks_by_zone(node);
-        r["high_order_free_blocks"] = high_order_blocks(node);
+        r.update(buddy_report(node));
         r["pid"] = ::getpid();
         say("ready " + r.dump());
     } catch (const std::exception& e) {

@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
@@ -210,6 +209,12 @@ bool all_functions_in_btf(const std::vector<ProbeSpec>& specs, const KernelFeatu
     return true;
 }
 
+// True when fentry/fexit will take every function of `specs` in `mode`, so
+// neither tracefs' function list nor kprobe candidates are needed.
+bool fentry_settles(const std::vector<ProbeSpec>& specs, AttachMode mode, const KernelFeatures& k) {
+    return k.fentry_works && mode != AttachMode::Kprobe && all_functions_in_btf(specs, k);
+}
+
 // What the kernel offers for `specs`, all but kprobe_symbols (see
 // add_kprobe_symbols). Reads only what the decision needs: tracefs' function
 // list (large and slow to generate) only when fentry alone cannot settle it,
@@ -246,8 +251,7 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
         list = std::async(std::launch::async, [&function_list] { return try_read_file(function_list); });
     if (mode != AttachMode::Kprobe && trial_id >= 0) k.fentry_works = fentry_loads(trial_id);
 
-    const bool fentry_settles = k.fentry_works && mode != AttachMode::Kprobe && in_btf;
-    if (!fentry_settles && !tracing.empty()) {
+    if (!fentry_settles(specs, mode, k) && !tracing.empty()) {
         const auto text = list.valid() ? list.get() : try_read_file(function_list);
         if (text) k.traceable = parse_function_list(*text, functions);
     }
@@ -267,8 +271,9 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
 
 // The functions of `specs` a kprobe can take, minus the kprobe blacklist:
 // the traceable ones when tracefs' list was read, else kernel text symbols
-// from /proc/kallsyms (`syms`, read only then).
+// from /proc/kallsyms (`syms`, read only then). Neither: nothing to do.
 void add_kprobe_symbols(KernelFeatures& k, const std::vector<ProbeSpec>& specs, const KallsymsInfo* syms) {
+    if (!k.traceable && !syms) return;
     std::set<std::string> functions;
     for (const auto& s : specs)
         if (s.kind != ProbeKind::Tracepoint) functions.insert(s.target);
@@ -373,9 +378,7 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
     // it they are kallsyms' text symbols, which matter only when fentry
     // does not cover every function.
     const auto add_kprobe_candidates = [&] {
-        if (!features_.traceable && !syms &&
-            !(options.mode != AttachMode::Kprobe && features_.fentry_works && all_functions_in_btf(specs, features_)))
-            syms = kallsyms.get();
+        if (!features_.traceable && !syms && !fentry_settles(specs, options.mode, features_)) syms = kallsyms.get();
         add_kprobe_symbols(features_, specs, syms ? &*syms : nullptr);
     };
     add_kprobe_candidates();
