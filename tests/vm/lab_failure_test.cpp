@@ -65,6 +65,10 @@ TEST(LabFailure, KernelPanicIsReportedWithConsoleLines) {
         const std::string msg = e.what();
         EXPECT_NE(msg.find("panicked"), std::string::npos) << msg;
         EXPECT_NE(msg.find("Kernel panic"), std::string::npos) << msg;
+        // The panic's reason is in the headline, not lost above the quoted stack dump.
+        EXPECT_NE(msg.substr(0, msg.find('\n')).find("the guest kernel panicked (VFS: Unable to mount root fs"),
+                  std::string::npos)
+            << msg;
         EXPECT_TRUE(processes_mentioning(run_dir_in(msg)).empty());
     }
 }

@@ -237,7 +237,17 @@ void Guest::check_alive() {
         int code = qemu_.exit_code().value_or(-1);
         std::string console = console_tail(400);
         std::string what = "QEMU exited (status " + std::to_string(code) + ")";
-        if (console.find("Kernel panic") != std::string::npos) what = "the guest kernel panicked; " + what;
+        if (const auto at = console.find("Kernel panic"); at != std::string::npos) {
+            // The reason ("Kernel panic - not syncing: ...") precedes a stack
+            // dump longer than the lines the report quotes: name it here.
+            const auto reason = console.find("not syncing: ", at);
+            const auto eol = console.find('\n', at);
+            what = "the guest kernel panicked" +
+                   (reason != std::string::npos && reason < eol
+                        ? " (" + trim(console.substr(reason + 13, eol - reason - 13)) + ")"
+                        : std::string()) +
+                   "; " + what;
+        }
         else if (console.find("memhp-init: FATAL") != std::string::npos) what = "the guest's init failed; " + what;
         throw GuestError(failure_report(what));
     }
