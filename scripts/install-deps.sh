@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
 	# build
-	cmake make g++ pkg-config clang llvm
+	cmake make g++ pkg-config clang llvm ccache
 	# BPF: libbpf + skeletons, ELF/zlib for libbpf, libcap for privilege checks
 	libbpf-dev bpftool libelf-dev zlib1g-dev libcap-dev
 	# the start-up baseline of bench/micro (memhp_probe_bench), run in the guest

@@ -7,7 +7,7 @@
 
 #include "memhp/ab/scenario.hpp"
 #include "memhp/error.hpp"
-#include "memhp/lab/buddyinfo.hpp"
+#include "memhp/procfs.hpp"
 #include "memhp/process.hpp"
 
 namespace {
@@ -16,7 +16,7 @@ using nlohmann::json;
 using namespace memhp;
 
 TEST(Buddyinfo, ParsesZonesAndCountsHighOrderBlocks) {
-    const auto zones = lab::parse_buddyinfo(
+    const auto zones = memhp::parse_buddyinfo(
         "Node 0, zone      DMA      0      0      0      0      0      1      1      1      0      1      3 \n"
         "Node 0, zone    DMA32  88389     76     54     45     30     15      4      6      2      0      0 \n"
         "Node 1, zone  Movable      0      0      0      0      0      0      0      0      0     64      0 \n"
@@ -25,13 +25,13 @@ TEST(Buddyinfo, ParsesZonesAndCountsHighOrderBlocks) {
     EXPECT_EQ(zones[1].zone, "DMA32");
     EXPECT_EQ(zones[1].free[0], 88389u);
     EXPECT_EQ(zones[0].blocks_at_least(9), 4u);
-    EXPECT_EQ(lab::high_order_free_blocks(zones, 0, 9), 4u) << "DMA's order 9 and 10 blocks; DMA32 has none";
-    EXPECT_EQ(lab::high_order_free_blocks(zones, 1, 9), 64u);
+    EXPECT_EQ(memhp::high_order_free_blocks(zones, 0, 9), 4u) << "DMA's order 9 and 10 blocks; DMA32 has none";
+    EXPECT_EQ(memhp::high_order_free_blocks(zones, 1, 9), 64u);
     EXPECT_EQ(zones[0].free_pages(), 32u + 64 + 128 + 512 + 3 * 1024);
 }
 
 TEST(Zoneinfo, ReadsWatermarksPerZone) {
-    const auto z = lab::parse_zoneinfo(
+    const auto z = memhp::parse_zoneinfo(
         "Node 0, zone      DMA\n  per-node stats\n      nr_inactive_anon 5\n  pages free     3835\n"
         "        boost    0\n        min      190\n        low      237\n        high     284\n"
         "        spanned  4095\n        present  3998\n        managed  3840\n"

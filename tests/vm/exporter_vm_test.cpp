@@ -14,7 +14,7 @@
 #include <sstream>
 #include <thread>
 
-#include "memhp/ab/guest_trace.hpp"
+#include "memhp/lab/guest_trace.hpp"
 #include "prometheus_support.hpp"
 #include "vm_support.hpp"
 
@@ -96,7 +96,7 @@ protected:
     // exporter scraped back to back from the host the whole time.
     void RunScenario(bool memmap_on_memory) {
         auto& agent = B::guest_->agent();
-        ab::GuestTrace trace(*B::guest_);
+        lab::GuestTrace trace(*B::guest_);
 
         std::atomic<bool> stop = false;
         std::atomic<int> scrapes = 0, scrape_errors = 0;
@@ -149,7 +149,7 @@ protected:
         EXPECT_EQ(scrape_errors.load(), 0) << first_error;
         std::cerr << "[exporter] " << scrapes.load() << " back-to-back scrapes during the cycles, " << scrape_errors.load()
                   << " errors" << std::endl;
-        trace_ops_ = ab::parse_ops(trace_text_);
+        trace_ops_ = lab::parse_ops(trace_text_);
         // The scrapes' network interrupts land on the hot-plug task at times;
         // both tracers leave those pages out of the ops (checked below).
         if (auto at = trace_text_.find("page events from interrupts"); at != std::string::npos)

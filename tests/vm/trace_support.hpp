@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "memhp/ab/guest_trace.hpp"
+#include "memhp/lab/guest_trace.hpp"
 #include "vm_support.hpp"
 
 namespace memhp::vmtest {
@@ -21,11 +21,11 @@ using nlohmann::json;
 template <typename Fn>
 std::vector<json> traced_with(lab::Guest& g, const std::vector<std::string>& env, Fn&& body, std::string* raw,
                               const std::vector<std::string>& extra = {}) {
-    ab::GuestTrace trace(g, extra, env);
+    lab::GuestTrace trace(g, extra, env);
     body();
     const std::string text = trace.stop();
     if (raw) *raw = text;
-    return ab::parse_ops(text);
+    return lab::parse_ops(text);
 }
 
 inline std::vector<json> of_phase(const std::vector<json>& ops, const std::string& phase) {

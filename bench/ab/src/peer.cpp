@@ -51,7 +51,7 @@ const std::string& bpftrace_peer_program() {
     return program;
 }
 
-TracerCommand bpftrace_peer_command(const std::string& bpftrace) {
+lab::TracerCommand bpftrace_peer_command(const std::string& bpftrace) {
     // "Attaching 8 probes..." comes before the attaches, then one BPF link
     // per kfunc/kretfunc; -B line flushes each record as it is printed.
     return {"bpftrace", {bpftrace, "-B", "line", "-e", bpftrace_peer_program()}, "Attaching ", 2 * static_cast<int>(kPeerPhases.size())};

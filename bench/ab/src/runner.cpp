@@ -7,7 +7,7 @@
 #include <regex>
 #include <sstream>
 
-#include "memhp/ab/guest_trace.hpp"
+#include "memhp/lab/guest_trace.hpp"
 #include "memhp/ab/peer.hpp"
 #include "memhp/ab/plots.hpp"
 #include "memhp/files.hpp"
@@ -173,8 +173,8 @@ struct Runner {
     bool is_arm = true;
     std::unique_ptr<lab::Guest> guest;
     std::unique_ptr<lab::MemoryLab> mem;
-    std::unique_ptr<GuestTrace> trace;
-    std::unique_ptr<GuestTrace> peer;  // --peer
+    std::unique_ptr<lab::GuestTrace> trace;
+    std::unique_ptr<lab::GuestTrace> peer;  // --peer
     std::unique_ptr<GuestHog> hog;  // --scenario
     std::string error;  // why it is out of the run
     json* record = nullptr;
@@ -323,7 +323,7 @@ private:
                 r.mem = std::make_unique<lab::MemoryLab>(*r.guest);
                 const auto param = r.mem->memmap_on_memory_param();
                 say("[" + r.name + "] attaching memhp's probes in the guest");
-                r.trace = std::make_unique<GuestTrace>(*r.guest);
+                r.trace = std::make_unique<lab::GuestTrace>(*r.guest);
                 say("[" + r.name + "] " + r.trace->attach_line() + " (" + ms(r.trace->attach_seconds()) + " from spawn)");
                 if (r.record) {
                     const auto& k = r.guest->kernel();
@@ -359,7 +359,7 @@ private:
         say("[" + r.name + "] attaching bpftrace's probes for the peer check");
         const auto bpftrace = find_program("bpftrace");
         try {
-            r.peer = std::make_unique<GuestTrace>(
+            r.peer = std::make_unique<lab::GuestTrace>(
                 *r.guest, bpftrace_peer_command(bpftrace ? bpftrace->string() : "bpftrace"),
                 std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.peer_attach_timeout),
                 [&](const std::string& s) { say("[" + r.name + "] " + s); });
@@ -380,12 +380,12 @@ private:
 
     // Tracer `t`'s records of the cycle that just ran: waits until every
     // expected remove (or add) arrived.
-    static std::vector<json> take_ops(GuestTrace& t, const lab::CycleRecord& c) {
+    static std::vector<json> take_ops(lab::GuestTrace& t, const lab::CycleRecord& c) {
         const std::size_t want = c.dimms.size();
         const bool complete = c.ok();
         return t.take(
             [&](const std::vector<json>& ops) {
-                return complete ? count_phase(ops, "remove") >= want : count_phase(ops, "add") >= want;
+                return complete ? lab::count_phase(ops, "remove") >= want : lab::count_phase(ops, "add") >= want;
             },
             std::chrono::milliseconds(complete ? 10000 : 2000));
     }
@@ -419,7 +419,7 @@ private:
                 cj["metrics"] = cycle_metrics(c, ops, cfg_.node);
                 cj["ops"] = ops;
                 if (r.peer) cj["peer_ops"] = peer_ops;
-                if (c.ok() && count_phase(ops, "add") < c.dimms.size()) {
+                if (c.ok() && lab::count_phase(ops, "add") < c.dimms.size()) {
                     cj["ok"] = false;
                     cj["error"] = "memhp's probes reported no add for this cycle";
                 }
@@ -465,7 +465,7 @@ private:
                     t = Clock::now();
                     r.mem->online(d, zone);
                     s["wall_online_s"] = std::chrono::duration<double>(Clock::now() - t).count();
-                    auto ops = r.trace->take([&](const std::vector<json>& o) { return count_phase(o, "online") >= d.blocks.size(); });
+                    auto ops = r.trace->take([&](const std::vector<json>& o) { return lab::count_phase(o, "online") >= d.blocks.size(); });
                     for (const char* phase : {"add", "populate", "online"}) {
                         std::uint64_t ns = 0;
                         for (const auto& o : ops)
@@ -527,9 +527,9 @@ private:
             json f{{"guest", r.name}, {"release", r.guest->release()}, {"dimm_bytes", cfg_.fallback_size}};
             try {
                 auto d = r.mem->add_dimm(cfg_.fallback_size, cfg_.node, std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout));
-                auto ops = r.trace->take([&](const std::vector<json>& o) { return count_phase(o, "add") >= 1; });
+                auto ops = r.trace->take([&](const std::vector<json>& o) { return lab::count_phase(o, "add") >= 1; });
                 r.mem->remove(d, std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout));
-                (void)r.trace->take([&](const std::vector<json>& o) { return count_phase(o, "remove") >= 1; });
+                (void)r.trace->take([&](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= 1; });
                 std::uint64_t alt = 0, buddy = 0;
                 bool unused = false;
                 std::string reason;

@@ -11,7 +11,7 @@
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/stats.hpp"
 #include "memhp/files.hpp"
-#include "memhp/lab/buddyinfo.hpp"
+#include "memhp/procfs.hpp"
 #include "memhp/size.hpp"
 #include "memhp/stop.hpp"
 
@@ -178,11 +178,11 @@ bool blocks_present(lab::MemoryLab& mem, const lab::Dimm& d) {
 }
 
 // Hot-adds one DIMM and waits for the guest's verdict.
-json add_one(lab::Guest& guest, lab::MemoryLab& mem, GuestTrace& trace, const lab::CycleOptions& opts,
+json add_one(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace, const lab::CycleOptions& opts,
              std::vector<json>& ops, std::vector<lab::Dimm>& plugged, std::size_t& victims_seen) {
     json a = json::object();
     if (auto bi = guest.agent().try_read("/proc/buddyinfo"))
-        a["high_order_free_blocks_before"] = lab::high_order_free_blocks(lab::parse_buddyinfo(*bi), 0, 9);
+        a["high_order_free_blocks_before"] = memhp::high_order_free_blocks(memhp::parse_buddyinfo(*bi), 0, 9);
     const auto oom0 = guest_oom_kills(guest);
     const auto t0 = Clock::now();
     const auto d = mem.plug_dimm(opts.dimm_size, opts.node);
@@ -193,7 +193,7 @@ json add_one(lab::Guest& guest, lab::MemoryLab& mem, GuestTrace& trace, const la
     bool present = false;
     const auto deadline = Clock::now() + opts.timeout;
     while (true) {
-        auto fresh = trace.take([](const std::vector<json>& o) { return count_phase(o, "add") > 0; }, Ms(200));
+        auto fresh = trace.take([](const std::vector<json>& o) { return lab::count_phase(o, "add") > 0; }, Ms(200));
         ops.insert(ops.end(), fresh.begin(), fresh.end());
         if (!rec) rec = add_record_for(ops, pfn);
         if (!present) present = blocks_present(mem, d);
@@ -232,7 +232,7 @@ json add_one(lab::Guest& guest, lab::MemoryLab& mem, GuestTrace& trace, const la
 
 }  // namespace
 
-ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, GuestTrace& trace,
+ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace,
                                  const lab::CycleOptions& opts, int index) {
     ScenarioCycle sc;
     auto& c = sc.cycle;
@@ -252,8 +252,8 @@ ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, GuestTr
         const auto oom0 = guest_oom_kills(guest);
         sc.scenario["node0_free_before_bytes"] = node_free_bytes(c.before, 0);
         if (auto bi = guest.agent().try_read("/proc/buddyinfo")) {
-            const auto zones = lab::parse_buddyinfo(*bi);
-            sc.scenario["high_order_free_blocks_before"] = lab::high_order_free_blocks(zones, 0, 9);
+            const auto zones = memhp::parse_buddyinfo(*bi);
+            sc.scenario["high_order_free_blocks_before"] = memhp::high_order_free_blocks(zones, 0, 9);
             sc.scenario["buddyinfo_before"] = *bi;
         }
         // add: one DIMM at a time, each judged on its own
@@ -320,7 +320,7 @@ ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, GuestTr
         // The remove records, so the next cycle's ops are its own.
         const auto removes = good.size();
         if (harness_ok && removes) {
-            auto rest = trace.take([&](const std::vector<json>& o) { return count_phase(o, "remove") >= removes; });
+            auto rest = trace.take([&](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= removes; });
             sc.ops.insert(sc.ops.end(), rest.begin(), rest.end());
         }
         oom_total = std::max(oom_total, guest_oom_kills(guest) - oom0);

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "memhp/ab/guest_trace.hpp"
+#include "memhp/lab/guest_trace.hpp"
 
 namespace memhp::ab {
 
@@ -17,7 +17,7 @@ namespace memhp::ab {
 [[nodiscard]] const std::string& bpftrace_peer_program();
 // bpftrace running that program, line-buffered; attached once it holds a
 // BPF link per probe.
-[[nodiscard]] TracerCommand bpftrace_peer_command(const std::string& bpftrace);
+[[nodiscard]] lab::TracerCommand bpftrace_peer_command(const std::string& bpftrace);
 
 // Per phase, over the arm's cycles that have both tools' records: pairs of
 // (memhp, bpftrace) per-cycle durations, their medians, the ratio of the

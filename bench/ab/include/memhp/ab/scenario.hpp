@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "memhp/ab/guest_trace.hpp"
+#include "memhp/lab/guest_trace.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/lab/guest.hpp"
 #include "memhp/lab/memory.hpp"
@@ -32,7 +32,7 @@ enum class Scenario { None, Pressure, Fragmented };
 // "64M,32M,16M" -> bytes, largest first; UsageError on a bad or zero size.
 [[nodiscard]] std::vector<std::uint64_t> parse_margins(const std::string& text);
 
-// memhp-hog running in a guest (bench/agent/memhp_hog.cpp).
+// memhp-hog running in a guest (bench/ab/hog/memhp_hog.cpp).
 class GuestHog {
 public:
     using Ms = std::chrono::milliseconds;
@@ -86,7 +86,7 @@ struct ScenarioCycle {
     std::vector<nlohmann::json> ops;
     nlohmann::json scenario;  // "adds": one per DIMM (docs/ab-json.md), "oom_kills", "harness_ok", ...
 };
-[[nodiscard]] ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, GuestTrace& trace,
+[[nodiscard]] ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace,
                                                const lab::CycleOptions& opts, int index);
 
 // Per arm and margin: adds, succeeded, failed, base-page fallbacks, OOM

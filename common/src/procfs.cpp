@@ -1,8 +1,9 @@
-#include "memhp/lab/buddyinfo.hpp"
+#include "memhp/procfs.hpp"
 
+#include <map>
 #include <sstream>
 
-namespace memhp::lab {
+namespace memhp {
 
 namespace {
 
@@ -83,4 +84,24 @@ std::vector<ZoneWatermarks> parse_zoneinfo(std::string_view text) {
     return out;
 }
 
-}  // namespace memhp::lab
+std::map<std::string, std::uint64_t> parse_meminfo(std::string_view text) {
+    std::map<std::string, std::uint64_t> out;
+    std::istringstream in{std::string(text)};
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream ls(line);
+        std::string first;
+        ls >> first;
+        if (first == "Node") {  // "Node 1 MemTotal:  131072 kB"
+            std::string nid;
+            ls >> nid >> first;
+        }
+        if (first.empty() || first.back() != ':') continue;
+        first.pop_back();
+        std::uint64_t v = 0;
+        if (ls >> v) out[first] = v;
+    }
+    return out;
+}
+
+}  // namespace memhp

@@ -17,26 +17,6 @@ using Clock = std::chrono::steady_clock;
 std::string block_path(int b) { return kMem + "/memory" + std::to_string(b); }
 }  // namespace
 
-std::map<std::string, std::uint64_t> parse_meminfo(std::string_view text) {
-    std::map<std::string, std::uint64_t> out;
-    std::istringstream in{std::string(text)};
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream ls(line);
-        std::string first;
-        ls >> first;
-        if (first == "Node") {  // "Node 1 MemTotal:  131072 kB"
-            std::string nid;
-            ls >> nid >> first;
-        }
-        if (first.empty() || first.back() != ':') continue;
-        first.pop_back();
-        std::uint64_t v = 0;
-        if (ls >> v) out[first] = v;
-    }
-    return out;
-}
-
 int parse_block_name(std::string_view name) {
     if (!name.starts_with("memory") || name.size() == 6 || name.size() > 15) return -1;
     int v = 0;

@@ -36,8 +36,8 @@
 
 #include "memhp/error.hpp"
 #include "memhp/files.hpp"
-#include "memhp/lab/buddyinfo.hpp"
-#include "memhp/lab/memory.hpp"
+#include "memhp/procfs.hpp"
+#include "memhp/procfs.hpp"
 #include "memhp/size.hpp"
 
 using nlohmann::json;
@@ -59,7 +59,7 @@ void say(const std::string& s) {
 std::string node_dir(int node) { return "/sys/devices/system/node/node" + std::to_string(node); }
 
 std::uint64_t node_free_bytes(int node) {
-    auto kv = memhp::lab::parse_meminfo(memhp::read_file(node_dir(node) + "/meminfo"));
+    auto kv = memhp::parse_meminfo(memhp::read_file(node_dir(node) + "/meminfo"));
     return kv["MemFree"] * 1024;
 }
 
@@ -67,7 +67,7 @@ std::uint64_t node_free_bytes(int node) {
 // ("ZONE: n0 n1 ..." lines), "high_order_free_blocks_by_zone" (order >= 9,
 // {"DMA": 1, "DMA32": 0}) and their sum, "high_order_free_blocks".
 json buddy_report(int node) {
-    const auto zones = memhp::lab::parse_buddyinfo(memhp::read_file("/proc/buddyinfo"));
+    const auto zones = memhp::parse_buddyinfo(memhp::read_file("/proc/buddyinfo"));
     std::string text;
     json by_zone = json::object();
     for (const auto& z : zones) {
@@ -79,12 +79,12 @@ json buddy_report(int node) {
     }
     return {{"buddyinfo", text},
             {"high_order_free_blocks_by_zone", by_zone},
-            {"high_order_free_blocks", memhp::lab::high_order_free_blocks(zones, node, kPmdOrder)}};
+            {"high_order_free_blocks", memhp::high_order_free_blocks(zones, node, kPmdOrder)}};
 }
 
 json watermarks(int node) {
     std::uint64_t mn = 0, lo = 0, hi = 0;
-    for (const auto& z : memhp::lab::parse_zoneinfo(memhp::read_file("/proc/zoneinfo")))
+    for (const auto& z : memhp::parse_zoneinfo(memhp::read_file("/proc/zoneinfo")))
         if (z.node == node) {
             mn += z.min_pages;
             lo += z.low_pages;

@@ -10,7 +10,7 @@
 
 #include "memhp/lab/guest.hpp"
 
-namespace memhp::ab {
+namespace memhp::lab {
 
 // What to run: the command line, the text it prints once every probe is
 // attached (its line becomes attach_line()), and a name for messages. A
@@ -76,4 +76,4 @@ private:
 // Counts the records of one phase.
 [[nodiscard]] std::size_t count_phase(const std::vector<nlohmann::json>& ops, const std::string& phase);
 
-}  // namespace memhp::ab
+}  // namespace memhp::lab

@@ -1,4 +1,4 @@
-#include "memhp/ab/guest_trace.hpp"
+#include "memhp/lab/guest_trace.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 
 #include "memhp/stop.hpp"
 
-namespace memhp::ab {
+namespace memhp::lab {
 
 using Clock = std::chrono::steady_clock;
 
@@ -130,4 +130,4 @@ std::size_t count_phase(const std::vector<nlohmann::json>& ops, const std::strin
     return n;
 }
 
-}  // namespace memhp::ab
+}  // namespace memhp::lab

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "memhp/lab/guest.hpp"
+#include "memhp/procfs.hpp"
 
 namespace memhp::lab {
 
@@ -31,9 +32,6 @@ struct MemorySnapshot {
     }
 };
 
-// Parses /proc/meminfo or /sys/devices/system/node/nodeN/meminfo into
-// {"MemTotal": kB, ...} (the "Node N " prefix is dropped).
-[[nodiscard]] std::map<std::string, std::uint64_t> parse_meminfo(std::string_view text);
 // "memory32" -> 32; -1 for anything else.
 [[nodiscard]] int parse_block_name(std::string_view name);
 

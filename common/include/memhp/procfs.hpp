@@ -1,13 +1,15 @@
 #pragma once
-// /proc/buddyinfo and /proc/zoneinfo as the scenarios read them: free blocks
+// /proc parsers shared by the lab, the scenarios and the hog (meminfo
+// further down). /proc/buddyinfo and /proc/zoneinfo as the scenarios read them: free blocks
 // per order per zone, and each zone's watermarks. Pure parsers, tested on
 // fixture text.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace memhp::lab {
+namespace memhp {
 
 struct BuddyZone {
     int node = 0;
@@ -32,4 +34,8 @@ struct ZoneWatermarks {
 // The "Node N, zone NAME" sections of /proc/zoneinfo with their min/low/high/managed.
 [[nodiscard]] std::vector<ZoneWatermarks> parse_zoneinfo(std::string_view text);
 
-}  // namespace memhp::lab
+// Parses /proc/meminfo or /sys/devices/system/node/nodeN/meminfo into
+// {"MemTotal": kB, ...} (the "Node N " prefix is dropped).
+[[nodiscard]] std::map<std::string, std::uint64_t> parse_meminfo(std::string_view text);
+
+}  // namespace memhp
