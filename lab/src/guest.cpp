@@ -46,7 +46,11 @@ void validate(const GuestConfig& cfg) {
 }
 
 std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const fs::path& cwd) {
-    std::string c = "console=ttyS0 panic=-1 oops=panic memhp.agent=" + agent.string() +
+    // no_timer_check: under TCG on a busy host the vCPU runs so slowly that
+    // the IO-APIC timer check at boot sees no ticks and panics ("IO-APIC +
+    // timer doesn't work!"); seen here with two guests booting beside
+    // kernel builds. A virtual machine's timer needs no such check.
+    std::string c = "console=ttyS0 panic=-1 oops=panic no_timer_check memhp.agent=" + agent.string() +
                     " memhp.cwd=" + cwd.string();
     if (cfg.memmap_on_memory) c += std::string(" memory_hotplug.memmap_on_memory=") + (*cfg.memmap_on_memory ? "1" : "0");
     if (!cfg.tcp_forwards.empty()) c += " memhp.net=1";
