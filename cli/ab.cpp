@@ -4,9 +4,11 @@
 #include <ctime>
 #include <iostream>
 #include <mutex>
+#include <unistd.h>
 
 #include "commands.hpp"
 #include "guest_options.hpp"
+#include "memhp/ab/gate_results.hpp"
 #include "memhp/ab/plots.hpp"
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/runner.hpp"
@@ -34,6 +36,97 @@ void add_compare_flags(CLI::App* cmd, ab::CompareOptions& c) {
         ->capture_default_str();
 }
 
+constexpr const char* kGateStatusHelp =
+    "Exit status with --gate: 0 no regression, 1 regression (the last arm significantly worse than the first on a "
+    "primary lower-is-better metric, Holm-corrected, by at least --threshold), 2 bad input, 3 inconclusive (too few "
+    "boots, the data cannot decide, or the host's speed drifted as much as the effect), 4 the run itself failed (a "
+    "guest died, a cycle failed, events were lost).";
+
+// --gate's options from the compare flags (--alpha is the family-wise error
+// rate, --threshold the floor) and the machine's calibration.
+void arm_gate(ab::CompareOptions& c) {
+    c.gate = true;
+    c.gate_opts.alpha = c.alpha;
+    c.gate_opts.floor = c.threshold;
+    c.calibration = ab::load_calibration(ab::default_calibration_path());
+}
+
+std::string host_name() {
+    char b[256] = {};
+    if (gethostname(b, sizeof b - 1) != 0) return "this machine";
+    return b;
+}
+
+std::string now_iso() {
+    char buf[32];
+    std::time_t t = std::time(nullptr);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
+
+std::mutex progress_mu;
+void progress_line(const std::string& s) {
+    std::lock_guard lock(progress_mu);
+    std::cerr << "memhp: " << s << std::endl;
+}
+
+// memhp ab --aa N: N gated A/A runs, one after another, each in its own
+// directory; the false-alarm rate goes to calibration.json (out dir and
+// cache). A run that fails is reported and left out of the rate.
+int run_calibration(ab::AbConfig cfg, int runs) {
+    const auto top = cfg.out;
+    ab::Calibration cal;
+    cal.host = host_name();
+    cal.boots = cfg.boots;
+    cal.cycles = cfg.cycles;
+    cal.kernel = cfg.arms.front().guest.kernel;
+    int run_failed = 0;
+    const auto save = [&] {
+        cal.date = now_iso();
+        if (cal.runs == 0) return;
+        const auto text = ab::to_json(cal).dump(1) + "\n";
+        write_file_atomic(top / "calibration.json", text);
+        std::filesystem::create_directories(ab::default_calibration_path().parent_path());
+        write_file_atomic(ab::default_calibration_path(), text);
+    };
+    std::filesystem::create_directories(top);
+    for (int i = 1; i <= runs; ++i) {
+        char dir[32];
+        std::snprintf(dir, sizeof dir, "aa-%03d", i);
+        cfg.out = top / dir;
+        nlohmann::json results;
+        try {
+            (void)ab::run_ab(cfg, [](const std::string& s) { progress_line(s); }, results);
+        } catch (const Interrupted&) {
+            save();
+            std::cerr << "memhp: interrupted after " << cal.runs << " A/A run(s); calibration so far in "
+                      << (top / "calibration.json").string() << "\n";
+            throw;
+        }
+        const auto g = ab::gate_run(results, cfg.arms.front().name, cfg.arms.back().name, cfg.compare.gate_opts);
+        if (g.status == ab::GateStatus::RunFailed) {
+            ++run_failed;
+        } else {
+            ++cal.runs;
+            cal.false_alarms += g.status == ab::GateStatus::Regression;
+            cal.inconclusive += g.status == ab::GateStatus::Inconclusive;
+        }
+        progress_line("A/A run " + std::to_string(i) + "/" + std::to_string(runs) + ": " +
+                      ab::gate_status_word(g.status) + " (" + g.reason + "); so far " +
+                      std::to_string(cal.false_alarms) + " false alarm(s) in " + std::to_string(cal.runs) + " run(s)");
+        save();
+    }
+    std::printf("A/A calibration on %s: %d false alarm(s) in %d gated runs (%.1f %%), %d inconclusive, %d run(s) failed\n",
+                cal.host.c_str(), cal.false_alarms, cal.runs, cal.runs ? 100.0 * cal.false_alarms / cal.runs : 0.0,
+                cal.inconclusive, run_failed);
+    std::printf("calibration: %s (and %s)\n", (top / "calibration.json").c_str(), ab::default_calibration_path().c_str());
+    if (cal.runs == 0) {
+        std::fprintf(stderr, "memhp: every A/A run failed; see %s\n", top.c_str());
+        return 4;
+    }
+    return 0;
+}
+
 }  // namespace
 
 Command add_ab_command(CLI::App& app) {
@@ -58,6 +151,9 @@ Command add_ab_command(CLI::App& app) {
         std::string margins = "96M,64M,56M,48M";
         std::string peer;
         int peer_timeout_s = 900;
+        bool gate = false;
+        int boots = 1;
+        int aa = 0;
     };
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand(
@@ -131,6 +227,20 @@ Command add_ab_command(CLI::App& app) {
     cmd->add_option("--peer-timeout", o->peer_timeout_s, "seconds the peer may take to attach its probes in a guest")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    cmd->add_option("--boots", o->boots,
+                    "guests per arm, booted one after another with the rounds split evenly across them; the gate "
+                    "treats boots, not cycles, as replicates (a boot's memory layout can shift every cycle it runs). "
+                    "Default: 1, or 4 with --gate or --aa")
+        ->check(CLI::Range(1, 1000));
+    cmd->add_flag("--gate", o->gate,
+                  std::string("a CI gate: judge the last arm against the first (boot medians, Welch's t, Holm across "
+                              "the primary metrics, a drift check on a reference workload timed in every round) and "
+                              "exit with the verdict. ") + kGateStatusHelp);
+    cmd->add_option("--aa", o->aa,
+                    "calibration: run this many A/A gated runs (both arms the first --arm, or page-alloc) and report "
+                    "how often the gate cried regression; written to the output directory and to "
+                    "~/.cache/memhp/calibration.json, which every gated summary then names. About 2 minutes a run")
+        ->check(CLI::Range(1, 1000));
     add_compare_flags(cmd, o->compare);
     return {cmd, [o, cmd] {
         if (o->list_metrics) {
@@ -142,6 +252,16 @@ Command add_ab_command(CLI::App& app) {
         if (o->arms.empty()) cfg.arms = ab::default_arms(base);
         for (const auto& a : o->arms) cfg.arms.push_back(ab::parse_arm(a, base));
         cfg.cycles = o->cycles;
+        cfg.boots = cmd->count("--boots") || !(o->gate || o->aa) ? o->boots : 4;
+        if (o->aa) {
+            if (o->arms.size() > 1) throw UsageError("--aa runs one arm against itself: give at most one --arm");
+            if (o->scale || !o->scenario.empty()) throw UsageError("--aa runs the cycle rounds, not --scale or --scenario");
+            const auto one = cfg.arms.front();
+            cfg.arms = {one, one};
+            cfg.arms[0].name = one.name + "-a";
+            cfg.arms[1].name = one.name + "-b";
+            if (!cmd->count("--fallback-size")) o->fallback_size = "0";
+        }
         cfg.dimm_size = parse_size(o->dimm);
         cfg.dimms = o->dimms;
         cfg.node = o->node;
@@ -154,6 +274,7 @@ Command add_ab_command(CLI::App& app) {
         cfg.scale_size = parse_size(o->scale_size);
         cfg.out = o->out.empty() ? default_out_dir() : o->out;
         cfg.plots = !o->no_plots;
+        if (o->gate || o->aa) arm_gate(o->compare);
         cfg.compare = o->compare;
         cfg.scenario = ab::parse_scenario(o->scenario);
         if (cfg.scenario != ab::Scenario::None) {
@@ -165,7 +286,11 @@ Command add_ab_command(CLI::App& app) {
         }
         cfg.peer = o->peer;
         cfg.peer_attach_timeout = std::chrono::seconds(o->peer_timeout_s);
+        if (cfg.compare.gate && cfg.boots < 2)
+            throw UsageError("--gate needs --boots 2 or more: with one boot per arm a boot's layout cannot be told "
+                             "from the arm's effect");
         ab::validate(cfg);  // before any download or boot
+        if (o->aa) return run_calibration(cfg, o->aa);
 
         std::mutex mu;
         auto progress = [&mu](const std::string& s) {
@@ -188,8 +313,43 @@ Command add_ab_command(CLI::App& app) {
         std::printf("wall time: %.0f s\n", results.value("wall_s", 0.0));
         for (const auto& e : results.value("errors", nlohmann::json::array()))
             std::fprintf(stderr, "memhp: %s\n", e.get<std::string>().c_str());
+        if (cfg.compare.gate) {
+            const auto g = ab::gate_run(results, cfg.arms.front().name, cfg.arms.back().name, cfg.compare.gate_opts);
+            std::fprintf(stderr, "memhp: gate: %s: %s\n", ab::gate_status_word(g.status), g.reason.c_str());
+            return static_cast<int>(g.status);
+        }
         return code;
     }};
+}
+
+nlohmann::json json_string(const char* s) { return nlohmann::json(s); }
+
+// memhp compare --gate: one run's arms, or one arm in two runs.
+int gate_compare(const std::string& base_path, const std::string& cand_path, std::string base_arm,
+                 std::string cand_arm, const std::string& markdown, ab::CompareOptions compare) {
+    arm_gate(compare);
+    const auto base = ab::load_results(base_path);
+    std::error_code ec;
+    const bool one_run = cand_path.empty() || std::filesystem::equivalent(base_path, cand_path, ec);
+    const auto cand = one_run ? base : ab::load_results(cand_path);
+    const auto& arms = base["arms"];
+    if (base_arm.empty()) base_arm = arms.front()["name"].get<std::string>();
+    if (cand_arm.empty()) cand_arm = one_run ? arms.back()["name"].get<std::string>() : base_arm;
+    if (one_run && base_arm == cand_arm)
+        throw ab::BadResults(base_path + " has one arm only ('" + base_arm +
+                             "'): the gate needs two arms of one run, or a second results file");
+    for (const auto* r : {&base, &cand})
+        if (!r->contains("options") || !(*r)["options"].is_object() ||
+            (*r)["options"].value("mode", json_string("cycles")) != "cycles")
+            throw ab::BadResults("--gate judges cycle runs, not --scale or --scenario runs");
+    const auto g = one_run ? ab::gate_run(base, base_arm, cand_arm, compare.gate_opts)
+                           : ab::gate_runs(base, cand, base_arm, cand_arm, compare.gate_opts);
+    const std::string md = "## memhp compare --gate\n\nbase: `" + base_path + "` arm `" + base_arm + "`  \ncandidate: `" +
+                           (one_run ? base_path : cand_path) + "` arm `" + cand_arm + "`\n" +
+                           ab::gate_markdown(g, base_arm, cand_arm, compare.gate_opts, compare.calibration);
+    std::printf("%s", md.c_str());
+    if (!markdown.empty()) write_file(markdown, try_read_file(markdown).value_or("") + md);
+    return static_cast<int>(g.status);
 }
 
 Command add_compare_command(CLI::App& app) {
@@ -200,6 +360,7 @@ Command add_compare_command(CLI::App& app) {
         std::vector<std::string> metrics;
         std::string markdown;
         bool allow_mismatch = false;
+        bool gate = false;
         ab::CompareOptions compare;
     };
     auto o = std::make_shared<Opts>();
@@ -209,9 +370,16 @@ Command add_compare_command(CLI::App& app) {
         "exit 1 when the candidate is significantly worse on any metric where lower is better: a CI gate.\n"
         "Exit status: 0 no significant regression, 1 regression, 2 bad input (unreadable, malformed or "
         "mismatched files).\n"
-        "Example: memhp compare base/results.json cand/results.json --markdown \"$GITHUB_STEP_SUMMARY\"");
+        "With --gate, the CI gate of `memhp ab --gate` instead: on one results file (CANDIDATE omitted, or the same "
+        "file) it judges the last arm against the first; on two files, the same arm in two runs (said plainly in the "
+        "verdict, and a regression the drift between the runs could explain is inconclusive).\n" +
+            std::string(kGateStatusHelp) +
+            "\nExamples:\n"
+            "  memhp compare base/results.json cand/results.json --markdown \"$GITHUB_STEP_SUMMARY\"\n"
+            "  memhp compare --gate run/results.json     # the arms of one interleaved run");
     cmd->add_option("BASE", o->base, "baseline results.json")->required();
-    cmd->add_option("CANDIDATE", o->cand, "candidate results.json")->required();
+    cmd->add_option("CANDIDATE", o->cand, "candidate results.json (optional with --gate)");
+    cmd->add_flag("--gate", o->gate, "judge with the CI gate (boot medians, Holm, drift) and exit with its status");
     cmd->add_option("--arm", o->arms, "compare only this arm (repeatable; default: every arm both files have)");
     cmd->add_option("--base-arm", o->base_arm, "compare this arm of BASE ...");
     cmd->add_option("--cand-arm", o->cand_arm, "... with this arm of CANDIDATE (e.g. two arms of one run)");
@@ -221,6 +389,13 @@ Command add_compare_command(CLI::App& app) {
                   "compare even when the runs hot-plugged different DIMM sizes, counts, nodes or zones");
     add_compare_flags(cmd, o->compare);
     return {cmd, [o] {
+        if (o->gate) {
+            if (!o->metrics.empty() || !o->arms.empty())
+                throw UsageError("--metric and --arm do not go with --gate: the gate judges its primary metrics of "
+                                 "one pair of arms (--base-arm, --cand-arm)");
+            return gate_compare(o->base, o->cand, o->base_arm, o->cand_arm, o->markdown, o->compare);
+        }
+        if (o->cand.empty()) throw UsageError("CANDIDATE is required (or use --gate on one results file)");
         for (const auto& m : o->metrics)
             if (!ab::find_metric(m)) throw UsageError("--metric " + m + ": no such metric (see docs/ab-json.md)");
         if (o->base_arm.empty() != o->cand_arm.empty())

@@ -320,6 +320,10 @@ std::string summary_markdown(const json& results, const CompareOptions& opts) {
                           << " failed: " << p.value("error", std::string()) << "\n";
     for (const auto& e : results.value("errors", json::array())) fails << "- " << e.get<std::string>() << "\n";
     if (!fails.str().empty()) md << "\n### Failures\n\n" << fails.str();
+    if (opts.gate && arms.size() >= 2 && o.value("mode", "cycles") == "cycles") {
+        const auto base = arms[0]["name"].get<std::string>(), cand = arms[arms.size() - 1]["name"].get<std::string>();
+        md << gate_markdown(gate_run(results, base, cand, opts.gate_opts), base, cand, opts.gate_opts, opts.calibration);
+    }
     return md.str();
 }
 

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <regex>
 #include <sstream>
 
@@ -100,6 +101,12 @@ void validate(const AbConfig& cfg) {
         throw UsageError("--scale-size " + format_size_exact(cfg.scale_size) + " is not a multiple of --dimm " +
                          format_size_exact(cfg.dimm_size));
     if (cfg.dimms < 1) throw UsageError("--dimms must be at least 1");
+    if (cfg.boots < 1) throw UsageError("--boots must be at least 1");
+    if (cfg.boots > 1 && (cfg.scale || cfg.scenario != Scenario::None))
+        throw UsageError("--boots runs with the cycle rounds, not with --scale or --scenario");
+    if (cfg.boots > cfg.cycles)
+        throw UsageError("--boots " + std::to_string(cfg.boots) + " is more than --cycles " + std::to_string(cfg.cycles) +
+                         ": every boot needs at least one round (raise --cycles)");
     if (cfg.scenario != Scenario::None && cfg.scale) throw UsageError("--scenario and --scale do not go together");
     if (cfg.scenario == Scenario::Pressure && cfg.margins.empty())
         throw UsageError("--scenario pressure needs --margins (e.g. 64M,48M)");
@@ -196,11 +203,23 @@ public:
         std::filesystem::create_directories(cfg_.out);
         init_results();
         try {
-            boot_all();
-            if (!failed_) {
-                if (cfg_.scale) scale_ramp();
-                else if (cfg_.scenario != Scenario::None) scenario_steps();
-                else rounds();
+            if (cfg_.scale || cfg_.scenario != Scenario::None) {
+                boot_all(1, true);
+                if (!failed_ && cfg_.scale) scale_ramp();
+                else if (!failed_) scenario_steps();
+            } else {
+                // Boot b runs rounds [first, last]; every arm reboots at once.
+                int first = 1;
+                for (int b = 1; b <= cfg_.boots && !failed_; ++b) {
+                    const int last = cfg_.cycles * b / cfg_.boots;
+                    if (b > 1) {
+                        stop_tracers();
+                        shutdown_guests();
+                    }
+                    boot_all(b, b == cfg_.boots);
+                    if (!failed_) rounds(b, first, last);
+                    first = last + 1;
+                }
             }
             if (!failed_ && !cfg_.scale && cfg_.scenario == Scenario::None) fallback_checks();
             stop_tracers();
@@ -245,6 +264,7 @@ private:
                     {"options",
                      {{"mode", cfg_.scale ? "scale" : "cycles"},
                       {"cycles", cfg_.cycles},
+                      {"boots", cfg_.boots},
                       {"dimm_bytes", cfg_.dimm_size},
                       {"dimms", cfg_.dimms},
                       {"node", cfg_.node},
@@ -273,7 +293,23 @@ private:
         save();
     }
 
-    void boot_all() {
+    // Shuts every guest of the current boot down (the records stay).
+    void shutdown_guests() {
+        for (auto& r : runners_) {
+            r.hog.reset();
+            r.peer.reset();
+            r.trace.reset();
+            r.mem.reset();
+            if (r.guest) r.guest->shutdown();
+            r.guest.reset();
+        }
+        runners_.clear();
+    }
+
+    // Boots guest number `boot` of every arm (and, with `last`, the extra
+    // guest of the fallback check, which runs after the last boot's rounds).
+    void boot_all(int boot, bool last) {
+        if (cfg_.boots > 1) say("boot " + std::to_string(boot) + "/" + std::to_string(cfg_.boots) + " of every arm");
         for (std::size_t i = 0; i < cfg_.arms.size(); ++i) {
             Runner r;
             r.name = cfg_.arms[i].name;
@@ -281,7 +317,7 @@ private:
             r.mmo_asked = cfg_.arms[i].memmap_on_memory;
             runners_.push_back(std::move(r));
         }
-        const bool ref_needed =
+        const bool ref_needed = last &&
             !cfg_.scale && !cfg_.fallback_kernel.empty() && cfg_.fallback_size > 0 &&
             std::none_of(cfg_.arms.begin(), cfg_.arms.end(), [&](const ArmSpec& a) {
                 return a.guest.kernel == cfg_.fallback_kernel && a.memmap_on_memory == "on";
@@ -327,7 +363,7 @@ private:
                 say("[" + r.name + "] " + r.trace->attach_line() + " (" + ms(r.trace->attach_seconds()) + " from spawn)");
                 if (r.record) {
                     const auto& k = r.guest->kernel();
-                    (*r.record)["guest"] = {{"package", k.package},
+                    json g = {{"package", k.package},
                                             {"version", k.version},
                                             {"release", r.guest->release()},
                                             {"memmap_on_memory", param},
@@ -337,6 +373,11 @@ private:
                                             {"attach_s", r.trace->attach_seconds()},
                                             {"probes", r.trace->attach_line().substr(std::string("memhp: ").size())},
                                             {"qemu_cmdline", trim(read_file(r.guest->run_dir() / "qemu.cmdline"))}};
+                    // "guest" describes the first boot (as before --boots);
+                    // "boots" lists every boot's guest, cycles name theirs.
+                    if (boot == 1) (*r.record)["guest"] = g;
+                    g["boot"] = boot;
+                    (*r.record)["boots"].push_back(g);
                 }
                 if (!cfg_.peer.empty() && r.is_arm && !attach_peer(r)) return;
                 if (r.mem->block_size() != kBlock) {
@@ -390,16 +431,38 @@ private:
             std::chrono::milliseconds(complete ? 10000 : 2000));
     }
 
-    void rounds() {
+    // A fixed CPU-bound workload in the guest, timed from the host: it does
+    // not depend on the arm, so it measures how fast the host runs the guest
+    // right now (the gate's drift reference). Under TCG about 0.1-0.3 s.
+    static double reference_seconds(Runner& r) {
+        const auto t = Clock::now();
+        const auto res = r.guest->agent().sh("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done", std::chrono::seconds(60));
+        if (!res.ok()) throw Error("the reference workload failed in the guest: " + res.err);
+        return std::chrono::duration<double>(Clock::now() - t).count();
+    }
+
+    void rounds(int boot, int first, int last) {
         const lab::CycleOptions copts{cfg_.dimm_size, cfg_.node, lab::parse_zone(cfg_.zone),
                                       std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout), cfg_.dimms};
         const std::size_t n = cfg_.arms.size();
-        for (int round = 1; round <= cfg_.cycles && !failed_; ++round) {
-            std::string line = "round " + std::to_string(round) + "/" + std::to_string(cfg_.cycles) + ":";
+        for (int round = first; round <= last && !failed_; ++round) {
+            std::string line = "round " + std::to_string(round) + "/" + std::to_string(cfg_.cycles) +
+                               (cfg_.boots > 1 ? " (boot " + std::to_string(boot) + ")" : std::string()) + ":";
             for (std::size_t k = 0; k < n && !failed_; ++k) {
                 // ABBA...: the arm that goes first alternates, so slow drift
                 // of the machine lands on both arms alike.
                 auto& r = runners_[round % 2 ? k : n - 1 - k];
+                std::optional<double> reference;
+                if (cfg_.reference) {
+                    try {
+                        reference = reference_seconds(r);
+                    } catch (const Interrupted&) {
+                        throw;
+                    } catch (const std::exception& e) {
+                        fail(r, std::string("guest lost before cycle ") + std::to_string(round) + ": " + e.what());
+                        break;
+                    }
+                }
                 auto c = lab::run_cycle(*r.mem, copts, round);
                 std::vector<json> ops, peer_ops;
                 if (!c.guest_lost) {
@@ -415,7 +478,9 @@ private:
                 }
                 json cj = lab::to_json(c);
                 cj["round"] = round;
+                cj["boot"] = boot;
                 cj["position"] = k;  // 0 = ran first in its round
+                if (reference) cj["reference_s"] = *reference;
                 cj["metrics"] = cycle_metrics(c, ops, cfg_.node);
                 cj["ops"] = ops;
                 if (r.peer) cj["peer_ops"] = peer_ops;
@@ -575,8 +640,10 @@ private:
                 const auto text = r.trace->stop();
                 if (r.record) {
                     auto dropped = text.rfind("dropped ");
-                    if (dropped != std::string::npos)
-                        (*r.record)["guest"]["trace_dropped_events"] = std::stoull(text.substr(dropped + 8));
+                    auto& g = (*r.record)["guest"];
+                    if (dropped != std::string::npos && g.is_object())  // summed over the boots
+                        g["trace_dropped_events"] =
+                            g.value("trace_dropped_events", std::uint64_t{0}) + std::stoull(text.substr(dropped + 8));
                 }
             } catch (const Interrupted&) {
                 throw;

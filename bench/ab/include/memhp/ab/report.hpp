@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "memhp/ab/gate_results.hpp"
 #include "memhp/ab/metrics.hpp"
 #include "memhp/ab/stats.hpp"
 #include "memhp/error.hpp"
@@ -21,6 +22,11 @@ struct CompareOptions {
     double alpha = 0.05;      // significance level of the U test
     double threshold = 0.05;  // relative change below which a significant difference is still "same"
     std::vector<std::string> metrics;  // empty: all
+    // --gate: the summary ends with the gate's verdict on the last arm
+    // against the first (gate_results.hpp), naming this calibration.
+    bool gate = false;
+    GateOptions gate_opts;
+    std::optional<Calibration> calibration;
 };
 
 enum class Verdict { Same, Better, Worse, Differs, TooFew };

@@ -37,6 +37,15 @@ struct ArmSpec {
 struct AbConfig {
     std::vector<ArmSpec> arms;
     int cycles = 20;  // rounds; each round runs one cycle per arm
+    // Guests per arm, one after another: the rounds are split evenly across
+    // them (boot 1 runs the first share, ...), every arm rebooting together.
+    // A boot's layout (KASLR, the direct map) can shift a metric for all of
+    // its cycles, so boots, not cycles, are the replicates the gate tests.
+    int boots = 1;
+    // Before each arm's cycle, time a fixed CPU-bound workload in the guest:
+    // it must not differ between arms, so it tracks the host's speed (the
+    // gate's drift check). Recorded as "reference_s" in each cycle.
+    bool reference = true;
     std::uint64_t dimm_size = std::uint64_t{128} << 20;
     int dimms = 1;
     int node = 1;

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "memhp/ab/gate_results.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <cstdio>
+#include <sstream>
+
+#include "memhp/ab/report.hpp"
+#include "memhp/files.hpp"
+
+namespace memhp::ab {
+
+using nlohmann::json;
+
+namespace {
+
+// Typed look-ups that never throw on a hostile file: a wrong type reads as
+// absent.
+bool flag(const json& o, const char* key) {
+    if (!o.is_object()) return false;
+    const auto it = o.find(key);
+    return it != o.end() && it->is_boolean() && it->get<bool>();
+}
+
+std::optional<double> number(const json& o, const char* key) {
+    if (!o.is_object()) return std::nullopt;
+    const auto it = o.find(key);
+    if (it == o.end() || !it->is_number()) return std::nullopt;
+    const double v = it->get<double>();
+    return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+int integer(const json& o, const char* key, int fallback) {
+    if (!o.is_object()) return fallback;
+    const auto it = o.find(key);
+    if (it == o.end() || !it->is_number_integer()) return fallback;
+    const auto v = it->get<long long>();
+    return v < 0 || v > 1000000 ? fallback : static_cast<int>(v);
+}
+
+std::string text(const json& o, const char* key) {
+    if (!o.is_object()) return {};
+    const auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+const json& arm_of(const json& results, const std::string& name, const char* which) {
+    const json* a = find_arm(results, name);
+    if (!a) throw BadResults(std::string(which) + " arm '" + name + "' is not in the results");
+    return *a;
+}
+
+// Why a run cannot be gated, or empty.
+std::string run_failure(const json& results, const json& arm) {
+    const std::string status = text(results, "status");
+    if (status != "complete") return "the run's status is '" + (status.empty() ? "missing" : status) + "', not complete";
+    const std::string name = text(arm, "name");
+    if (!text(arm, "error").empty()) return "arm '" + name + "' failed: " + text(arm, "error");
+    int bad = 0, good = 0;
+    for (const auto& c : arm["cycles"]) (flag(c, "ok") ? good : bad)++;
+    if (bad) return "arm '" + name + "': " + std::to_string(bad) + " cycle(s) failed";
+    if (!good) return "arm '" + name + "' has no cycles";
+    const auto& g = arm.is_object() && arm.contains("guest") ? arm["guest"] : json();
+    if (const auto d = number(g, "trace_dropped_events"); d && *d > 0)
+        return "arm '" + name + "': memhp's tracer dropped " + std::to_string(static_cast<long long>(*d)) + " events";
+    return {};
+}
+
+void add_samples(const json& arm, int boot_offset, std::map<std::string, std::vector<GateSample>>& by_metric,
+                 std::vector<GateSample>* reference, int reference_round) {
+    for (const auto& c : arm["cycles"]) {
+        if (!flag(c, "ok")) continue;
+        const int boot = boot_offset + integer(c, "boot", 1);
+        const int round = integer(c, "round", 0);
+        if (c.contains("metrics") && c["metrics"].is_object())
+            for (const auto& d : metric_defs())
+                if (const auto v = number(c["metrics"], d.name.c_str())) by_metric[d.name].push_back({*v, boot, round});
+        if (reference)
+            if (const auto v = number(c, "reference_s"))
+                reference->push_back({*v, boot, reference_round < 0 ? round : reference_round});
+    }
+}
+
+std::vector<GateMetricInput> inputs(const std::map<std::string, std::vector<GateSample>>& base,
+                                    const std::map<std::string, std::vector<GateSample>>& cand) {
+    const auto& primary = default_primary_metrics();
+    std::vector<GateMetricInput> out;
+    for (const auto& d : metric_defs()) {
+        const auto b = base.find(d.name), c = cand.find(d.name);
+        if (b == base.end() || c == cand.end()) continue;
+        GateMetricInput m;
+        m.name = d.name;
+        m.better = d.better;
+        m.primary = std::find(primary.begin(), primary.end(), d.name) != primary.end();
+        m.timing = d.unit == "s";
+        m.base = b->second;
+        m.cand = c->second;
+        out.push_back(std::move(m));
+    }
+    return out;
+}
+
+GateResult failed(const std::string& why) {
+    GateResult r;
+    r.status = GateStatus::RunFailed;
+    r.reason = why;
+    return r;
+}
+
+std::string fmt(const char* f, double v) {
+    char b[64];
+    std::snprintf(b, sizeof b, f, v);
+    return b;
+}
+
+}  // namespace
+
+GateResult gate_run(const json& results, const std::string& base_arm, const std::string& cand_arm,
+                    const GateOptions& opts) {
+    const json& a = arm_of(results, base_arm, "base");
+    const json& b = arm_of(results, cand_arm, "candidate");
+    for (const json* arm : {&a, &b})
+        if (auto why = run_failure(results, *arm); !why.empty()) return failed(why);
+    std::map<std::string, std::vector<GateSample>> sa, sb;
+    std::vector<GateSample> reference;
+    add_samples(a, 0, sa, &reference, -1);
+    add_samples(b, 0, sb, &reference, -1);
+    return gate(inputs(sa, sb), opts, reference, "the guests' reference workload, first half of the rounds vs second");
+}
+
+GateResult gate_runs(const json& base, const json& cand, const std::string& base_arm, const std::string& cand_arm,
+                     const GateOptions& opts) {
+    const json& a = arm_of(base, base_arm, "base");
+    const json& b = arm_of(cand, cand_arm, "candidate");
+    if (auto why = run_failure(base, a); !why.empty()) return failed("base run: " + why);
+    if (auto why = run_failure(cand, b); !why.empty()) return failed("candidate run: " + why);
+    std::map<std::string, std::vector<GateSample>> sa, sb;
+    std::vector<GateSample> reference;
+    // The candidate's boots are other guests than the base's; the reference
+    // splits by run (round 0: base, 1: candidate).
+    add_samples(a, 0, sa, &reference, 0);
+    add_samples(b, 1000000, sb, &reference, 1);
+    auto r = gate(inputs(sa, sb), opts, reference, "the reference workload, base run vs candidate run");
+    r.reason = "two runs compared, not two arms of one run (host load between runs counts as an effect): " + r.reason;
+    return r;
+}
+
+json to_json(const Calibration& c) {
+    return {{"schema", "memhp.calibration/1"}, {"date", c.date},     {"host", c.host},
+            {"runs", c.runs},                  {"false_alarms", c.false_alarms}, {"inconclusive", c.inconclusive},
+            {"boots", c.boots},                {"cycles", c.cycles}, {"kernel", c.kernel}};
+}
+
+std::optional<Calibration> load_calibration(const std::filesystem::path& path) {
+    const auto raw = try_read_file(path);
+    if (!raw) return std::nullopt;
+    if (raw->size() > 65536) throw BadResults(path.string() + ": a calibration file is never this large");
+    const json j = json::parse(*raw, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || text(j, "schema") != "memhp.calibration/1")
+        throw BadResults(path.string() + ": not a memhp calibration file; run memhp ab --aa again to rewrite it");
+    Calibration c;
+    c.date = text(j, "date");
+    c.host = text(j, "host");
+    c.kernel = text(j, "kernel");
+    c.runs = integer(j, "runs", -1);
+    c.false_alarms = integer(j, "false_alarms", -1);
+    c.inconclusive = integer(j, "inconclusive", -1);
+    c.boots = integer(j, "boots", 0);
+    c.cycles = integer(j, "cycles", 0);
+    if (c.runs < 1 || c.false_alarms < 0 || c.inconclusive < 0 || c.false_alarms + c.inconclusive > c.runs)
+        throw BadResults(path.string() + ": inconsistent run counts; run memhp ab --aa again to rewrite it");
+    return c;
+}
+
+std::filesystem::path default_calibration_path() { return cache_dir() / "calibration.json"; }
+
+std::string gate_markdown(const GateResult& r, const std::string& base_label, const std::string& cand_label,
+                          const GateOptions& opts, const std::optional<Calibration>& calibration) {
+    std::ostringstream md;
+    md << "\n## Gate: " << gate_status_word(r.status) << " (exit " << static_cast<int>(r.status) << ")\n\n"
+       << r.reason << ".\n\n";
+    if (!r.metrics.empty()) {
+        md << "`" << cand_label << "` against `" << base_label
+           << "`, one median per boot; ratio = candidate / base with its " << fmt("%.0f", (1 - 2 * opts.alpha) * 100)
+           << " % interval; p: Welch's t on the boot medians (log scale for positive values); "
+              "p(Holm): adjusted across the primary metrics.\n\n"
+           << "| metric | verdict | boots | ratio | interval | p | p(Holm) | note |\n|---|---|---|---|---|---|---|---|\n";
+        for (const auto& v : r.metrics) {
+            std::string note = v.note;
+            if (v.verdict == GateVerdict::Inconclusive && v.note.empty() && v.boots_needed)
+                note = "about " + std::to_string(v.boots_needed) + " boots per arm would decide";
+            md << "| " << (v.primary ? "**" + v.name + "**" : v.name) << " | " << gate_verdict_word(v.verdict) << " | "
+               << v.boots_base << "+" << v.boots_cand << " | " << fmt("%.3f", v.ratio) << " | "
+               << fmt("%.3f", v.ratio_lo) << "–" << fmt("%.3f", v.ratio_hi) << " | " << fmt("%.3g", v.p) << " | "
+               << (v.primary && v.better == Better::Lower ? fmt("%.3g", v.p_adjusted) : std::string("–")) << " | "
+               << note << " |\n";
+        }
+    }
+    md << "\nError control: primary metrics (bold) form one family at α = " << fmt("%.3g", opts.alpha)
+       << " (Holm); a change smaller than " << fmt("%.0f", opts.floor * 100)
+       << " % is \"same\"; the others are reported with their raw p and do not decide the status.";
+    if (r.drift.checked)
+        md << " Drift: " << r.drift.reference << " changed by " << fmt("%+.1f", r.drift.change * 100) << " %.";
+    else
+        md << " Drift: not checked (no reference workload in these results).";
+    md << "\n\n";
+    if (calibration)
+        md << "Calibration: an A/A on " << calibration->host << " (" << calibration->date << ", kernel "
+           << calibration->kernel << ", " << calibration->boots << " boots × " << calibration->cycles
+           << " cycles) gave " << calibration->false_alarms << " false alarm(s) in " << calibration->runs << " runs ("
+           << fmt("%.1f", 100.0 * calibration->false_alarms / calibration->runs) << " %), "
+           << calibration->inconclusive << " inconclusive.\n";
+    else
+        md << "Calibration: none on this machine; `memhp ab --aa 20` measures the false-alarm rate.\n";
+    return md.str();
+}
+
+}  // namespace memhp::ab

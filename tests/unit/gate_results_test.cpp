@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: Apache-2.0
+// The gate on results files (memhp ab --gate, memhp compare --gate): run
+// status, boots as replicates, drift across rounds and across runs, and the
+// binary's exit statuses for each verdict.
+#include "memhp/ab/gate_results.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "memhp/ab/report.hpp"
+#include "memhp/files.hpp"
+#include "memhp/process.hpp"
+
+namespace memhp::ab {
+namespace {
+
+using nlohmann::json;
+
+struct Arm {
+    std::string name;
+    double slow = 1.0;  // every timing metric multiplied by this
+};
+
+// A complete run: `boots` boots of `per_boot` rounds; each boot shifts every
+// metric by its own offset (a boot's layout), each cycle has 3 % noise. The
+// reference workload takes 0.2 s, times `drift` in the second half.
+json run_doc(std::uint64_t seed, const std::vector<Arm>& arms, int boots, int per_boot, double drift = 1.0) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> z(0, 1);
+    json out = json::array();
+    const int rounds = boots * per_boot;
+    std::vector<json> cycles(arms.size(), json::array());
+    for (int b = 1; b <= boots; ++b) {
+        std::vector<double> offset;
+        for (std::size_t i = 0; i < arms.size(); ++i) offset.push_back(std::exp(0.03 * z(rng)));
+        for (int k = 0; k < per_boot; ++k) {
+            const int round = (b - 1) * per_boot + k + 1;
+            const double host = round > rounds / 2 ? drift : 1.0;
+            for (std::size_t i = 0; i < arms.size(); ++i) {
+                const double f = arms[i].slow * offset[i] * host;
+                auto noisy = [&](double v) { return v * f * std::exp(0.03 * z(rng)); };
+                json m = {{"probe_add_s", noisy(0.020)},      {"probe_online_s", noisy(0.010)},
+                          {"probe_offline_s", noisy(0.050)},  {"probe_remove_s", noisy(0.008)},
+                          {"free_consumed_bytes", 2 << 20},   {"memmap_remote_bytes", 0},
+                          {"wall_add_s", noisy(0.300)}};
+                cycles[i].push_back({{"round", round}, {"boot", b}, {"ok", true}, {"metrics", m},
+                                     {"reference_s", 0.2 * host * std::exp(0.01 * z(rng))}});
+            }
+        }
+    }
+    for (std::size_t i = 0; i < arms.size(); ++i)
+        out.push_back({{"name", arms[i].name}, {"guest", {{"trace_dropped_events", 0}}}, {"cycles", cycles[i]}});
+    return {{"schema", kResultsSchema},
+            {"status", "complete"},
+            {"options", {{"mode", "cycles"}, {"dimm_bytes", 128 << 20}, {"dimms", 1}, {"node", 1}, {"zone", "movable"},
+                         {"cycles", rounds}, {"boots", boots}}},
+            {"arms", out}};
+}
+
+TEST(GateRun, IdenticalArmsAreNoRegressionAndASlowerCandidateIsOne) {
+    const auto aa = gate_run(run_doc(1, {{"a"}, {"b"}}, 4, 5), "a", "b");
+    EXPECT_EQ(aa.status, GateStatus::NoRegression) << aa.reason;
+    EXPECT_TRUE(aa.drift.checked);
+    EXPECT_NEAR(aa.drift.change, 0, 0.05);
+
+    const auto slow = gate_run(run_doc(2, {{"a"}, {"b", 1.4}}, 4, 5), "a", "b");
+    EXPECT_EQ(slow.status, GateStatus::Regression) << slow.reason;
+    EXPECT_NE(slow.reason.find("worse by +4"), std::string::npos) << slow.reason;
+    // Faster is not a regression.
+    EXPECT_EQ(gate_run(run_doc(3, {{"a", 1.4}, {"b"}}, 4, 5), "a", "b").status, GateStatus::NoRegression);
+}
+
+TEST(GateRun, OneBootPerArmCannotBeJudged) {
+    const auto r = gate_run(run_doc(4, {{"a"}, {"b", 1.4}}, 1, 20), "a", "b");
+    EXPECT_EQ(r.status, GateStatus::Inconclusive) << r.reason;
+    EXPECT_NE(r.reason.find("boots"), std::string::npos) << r.reason;
+}
+
+TEST(GateRun, HostSlowingDownHalfWayIsNotARegression) {
+    // Identical arms; the host runs the guests 60 % slower from the middle
+    // of the run on. Interleaving hits both arms alike: no regression, and
+    // the drift is measured.
+    auto r = gate_run(run_doc(5, {{"a"}, {"b"}}, 4, 5, 1.6), "a", "b");
+    EXPECT_TRUE(r.drift.checked);
+    EXPECT_NEAR(r.drift.change, 0.6, 0.1);
+    EXPECT_NE(r.status, GateStatus::Regression) << r.reason;
+    // A real 30 % effect drowned in that drift is not waved through as "no
+    // regression": the gate says it cannot tell, and why.
+    r = gate_run(run_doc(5, {{"a"}, {"b", 1.3}}, 4, 5, 1.6), "a", "b");
+    EXPECT_EQ(r.status, GateStatus::Inconclusive) << r.reason;
+    EXPECT_NE(r.reason.find("host's speed changed by +"), std::string::npos) << r.reason;
+}
+
+TEST(GateRun, ARunThatFailedIsNotJudged) {
+    auto doc = run_doc(6, {{"a"}, {"b"}}, 4, 5);
+    doc["status"] = "interrupted";
+    EXPECT_EQ(gate_run(doc, "a", "b").status, GateStatus::RunFailed);
+    doc["status"] = "complete";
+    doc["arms"][1]["cycles"][3]["ok"] = false;
+    auto r = gate_run(doc, "a", "b");
+    EXPECT_EQ(r.status, GateStatus::RunFailed);
+    EXPECT_NE(r.reason.find("1 cycle(s) failed"), std::string::npos) << r.reason;
+    doc["arms"][1]["cycles"][3]["ok"] = true;
+    doc["arms"][0]["guest"]["trace_dropped_events"] = 12;
+    r = gate_run(doc, "a", "b");
+    EXPECT_EQ(r.status, GateStatus::RunFailed);
+    EXPECT_NE(r.reason.find("dropped 12 events"), std::string::npos) << r.reason;
+    EXPECT_THROW((void)gate_run(doc, "a", "nope"), BadResults);
+}
+
+TEST(GateRun, HostileTypesReadAsAbsentNotAsACrash) {
+    auto doc = run_doc(7, {{"a"}, {"b"}}, 4, 5);
+    doc["arms"][0]["cycles"][0]["boot"] = "x";
+    doc["arms"][0]["cycles"][1]["metrics"]["probe_add_s"] = "fast";
+    doc["arms"][0]["cycles"][2]["reference_s"] = nullptr;
+    doc["arms"][0]["guest"] = 5;
+    EXPECT_NO_THROW((void)gate_run(doc, "a", "b"));
+}
+
+TEST(GateRuns, TwoRunsSayTheyAreRunsAndDriftBetweenThemIsInconclusive) {
+    const auto base = run_doc(8, {{"a"}}, 4, 5);
+    const auto same = run_doc(9, {{"a"}}, 4, 5);
+    auto r = gate_runs(base, same, "a", "a");
+    EXPECT_EQ(r.status, GateStatus::NoRegression) << r.reason;
+    EXPECT_NE(r.reason.find("two runs compared, not two arms"), std::string::npos) << r.reason;
+    // The candidate run ran on a host 40 % slower: everything is 40 % slower,
+    // the reference too.
+    auto slow_host = run_doc(10, {{"a", 1.4}}, 4, 5);
+    for (auto& c : slow_host["arms"][0]["cycles"]) c["reference_s"] = c["reference_s"].get<double>() * 1.4;
+    r = gate_runs(base, slow_host, "a", "a");
+    EXPECT_EQ(r.status, GateStatus::Inconclusive) << r.reason;
+    // The same slowdown with a steady reference is a regression.
+    EXPECT_EQ(gate_runs(base, run_doc(10, {{"a", 1.4}}, 4, 5), "a", "a").status, GateStatus::Regression);
+}
+
+TEST(GateMarkdown, NamesVerdictsErrorControlAndCalibration) {
+    const GateOptions o;
+    const auto r = gate_run(run_doc(11, {{"a"}, {"b", 1.4}}, 4, 5), "a", "b", o);
+    auto md = gate_markdown(r, "a", "b", o, std::nullopt);
+    EXPECT_NE(md.find("## Gate: regression (exit 1)"), std::string::npos) << md;
+    EXPECT_NE(md.find("| **probe_online_s** | worse | 4+4 |"), std::string::npos) << md;
+    EXPECT_NE(md.find("(Holm)"), std::string::npos) << md;
+    EXPECT_NE(md.find("memhp ab --aa 20"), std::string::npos) << md;
+    Calibration c{"2026-12-02T12:00:00Z", "ci-runner", 20, 1, 2, 4, 20, "6.1"};
+    md = gate_markdown(r, "a", "b", o, c);
+    EXPECT_NE(md.find("gave 1 false alarm(s) in 20 runs (5.0 %)"), std::string::npos) << md;
+}
+
+TEST(GateCalibration, RoundTripsAndRejectsNonsense) {
+    TempDir d("memhp-cal");
+    const Calibration c{"2026-12-02T12:00:00Z", "h", 20, 1, 2, 4, 20, "6.1"};
+    write_file(d.path() / "c.json", to_json(c).dump());
+    const auto back = load_calibration(d.path() / "c.json");
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->runs, 20);
+    EXPECT_EQ(back->false_alarms, 1);
+    EXPECT_FALSE(load_calibration(d.path() / "missing.json"));
+    auto bad = to_json(c);
+    bad["false_alarms"] = 30;
+    write_file(d.path() / "bad.json", bad.dump());
+    EXPECT_THROW((void)load_calibration(d.path() / "bad.json"), BadResults);
+    write_file(d.path() / "junk.json", "{\"schema\":");
+    EXPECT_THROW((void)load_calibration(d.path() / "junk.json"), BadResults);
+}
+
+// The binary: one exit status per verdict, the same meaning as memhp ab --gate.
+class GateCli : public ::testing::Test {
+protected:
+    TempDir dir_{"memhp-gate-cli"};
+    std::string put(const std::string& name, const json& doc) {
+        const auto p = dir_.path() / name;
+        write_file(p, doc.dump());
+        return p.string();
+    }
+    RunResult memhp(std::vector<std::string> args) {
+        args.insert(args.begin(), (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string());
+        return run(args, {.timeout = std::chrono::seconds(20), .env = {"MEMHP_CACHE_DIR=" + dir_.path().string()}});
+    }
+};
+
+TEST_F(GateCli, CompareGateExitStatuses) {
+    auto r = memhp({"compare", "--gate", put("aa.json", run_doc(12, {{"a"}, {"b"}}, 4, 5))});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("## Gate: no regression (exit 0)"), std::string::npos) << r.out;
+    r = memhp({"compare", "--gate", put("slow.json", run_doc(13, {{"a"}, {"b", 1.4}}, 4, 5))});
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    r = memhp({"compare", "--gate", put("one.json", run_doc(14, {{"a"}, {"b", 1.4}}, 1, 20))});
+    EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+    auto failed = run_doc(15, {{"a"}, {"b"}}, 4, 5);
+    failed["status"] = "failed";
+    r = memhp({"compare", "--gate", put("failed.json", failed)});
+    EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+    write_file(dir_.path() / "junk.json", "not json");
+    r = memhp({"compare", "--gate", (dir_.path() / "junk.json").string()});
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    r = memhp({"compare", "--gate", put("single.json", run_doc(16, {{"a"}}, 4, 5))});
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("one arm only"), std::string::npos) << r.err;
+    r = memhp({"compare", "--gate", (dir_.path() / "aa.json").string(), "--metric", "probe_add_s"});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
+TEST_F(GateCli, CompareGateOnTwoRunsAndAbGateNeedsBoots) {
+    const auto a = put("a.json", run_doc(17, {{"x"}}, 4, 5));
+    auto r = memhp({"compare", "--gate", a, put("b.json", run_doc(18, {{"x"}}, 4, 5))});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("two runs compared"), std::string::npos) << r.out;
+    r = memhp({"ab", "--gate", "--boots", "1", "--out", (dir_.path() / "o").string()});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("--gate needs --boots 2"), std::string::npos) << r.err;
+    r = memhp({"ab", "--boots", "30", "--cycles", "20", "--out", (dir_.path() / "o").string()});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    r = memhp({"ab", "--aa", "3", "--arm", "x:mmo=on", "--arm", "y:mmo=off", "--out", (dir_.path() / "o").string()});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("at most one --arm"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace memhp::ab
