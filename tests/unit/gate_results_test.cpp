@@ -142,6 +142,15 @@ TEST(GateMarkdown, NamesVerdictsErrorControlAndCalibration) {
     EXPECT_NE(md.find("## Gate: regression (exit 1)"), std::string::npos) << md;
     EXPECT_NE(md.find("| **probe_online_s** | worse | 4+4 |"), std::string::npos) << md;
     EXPECT_NE(md.find("(Holm)"), std::string::npos) << md;
+    // A metric with no better direction that changed is "differs", not a
+    // verdict: the altmap carries the memmap where the page allocator does not.
+    auto doc = run_doc(19, {{"a"}, {"b"}}, 4, 5);
+    for (auto& c : doc["arms"][1]["cycles"]) c["metrics"]["memmap_altmap_bytes"] = 2 << 20;
+    for (auto& c : doc["arms"][0]["cycles"]) c["metrics"]["memmap_altmap_bytes"] = 0;
+    const auto alt = gate_run(doc, "a", "b", o);
+    EXPECT_EQ(alt.status, GateStatus::NoRegression) << alt.reason;
+    md = gate_markdown(alt, "a", "b", o, std::nullopt);
+    EXPECT_NE(md.find("| memmap_altmap_bytes | differs | 4+4 | inf | – |"), std::string::npos) << md;
     EXPECT_NE(md.find("memhp ab --aa 20"), std::string::npos) << md;
     Calibration c{"2026-12-02T12:00:00Z", "ci-runner", 20, 1, 2, 4, 20, "6.1"};
     md = gate_markdown(r, "a", "b", o, c);

@@ -118,6 +118,7 @@ const char* gate_verdict_word(GateVerdict v) {
         case GateVerdict::Worse: return "worse";
         case GateVerdict::Same: return "same";
         case GateVerdict::Inconclusive: return "inconclusive";
+        case GateVerdict::Differs: return "differs";
     }
     return "?";
 }
@@ -203,6 +204,8 @@ GateResult gate(const std::vector<GateMetricInput>& metrics, const GateOptions& 
             v.verdict = rel > 0 ? GateVerdict::Worse : GateVerdict::Better;
         } else if (within_floor || (significant && std::fabs(rel) < opts.floor)) {
             v.verdict = GateVerdict::Same;
+        } else if (significant && v.better == Better::Neither) {
+            v.verdict = GateVerdict::Differs;  // no direction is better: a difference, not a verdict
         } else {
             v.verdict = GateVerdict::Inconclusive;
             // The interval shrinks as 1/sqrt(boots): boots per arm at which it
@@ -249,14 +252,15 @@ GateResult gate(const std::vector<GateMetricInput>& metrics, const GateOptions& 
             v.p_adjusted <= 2 * opts.alpha && !doubtful)
             doubtful = &v;
     }
-    // A timing metric that looks worse by the floor but cannot be decided,
-    // while the host's speed moved by the floor or more: "no regression"
-    // would be a claim the run cannot back.
+    // A timing metric that looks worse by twice the floor but cannot be
+    // decided, while the host's speed moved by the floor or more: "no
+    // regression" would be a claim the run cannot back. (Twice: an A/A on
+    // a busy host often shows one metric a few percent apart.)
     const GateMetricVerdict* drifted = nullptr;
     for (std::size_t i = 0; i < r.metrics.size() && !drifted; ++i) {
         const auto& v = r.metrics[i];
         if (v.primary && v.better == Better::Lower && metrics[i].timing && v.verdict == GateVerdict::Inconclusive &&
-            v.ratio - 1 >= opts.floor)
+            v.ratio - 1 >= 2 * opts.floor)
             drifted = &v;
     }
     const bool drift_large = r.drift.checked && std::fabs(r.drift.change) >= opts.floor;

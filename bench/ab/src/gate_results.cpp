@@ -193,7 +193,8 @@ std::string gate_markdown(const GateResult& r, const std::string& base_label, co
                 note = "about " + std::to_string(v.boots_needed) + " boots per arm would decide";
             md << "| " << (v.primary ? "**" + v.name + "**" : v.name) << " | " << gate_verdict_word(v.verdict) << " | "
                << v.boots_base << "+" << v.boots_cand << " | " << fmt("%.3f", v.ratio) << " | "
-               << fmt("%.3f", v.ratio_lo) << "–" << fmt("%.3f", v.ratio_hi) << " | " << fmt("%.3g", v.p) << " | "
+               << (std::isfinite(v.ratio_hi) ? fmt("%.3f", v.ratio_lo) + "–" + fmt("%.3f", v.ratio_hi) : std::string("–"))
+               << " | " << fmt("%.3g", v.p) << " | "
                << (v.primary && v.better == Better::Lower ? fmt("%.3g", v.p_adjusted) : std::string("–")) << " | "
                << note << " |\n";
         }

@@ -53,7 +53,8 @@ struct GateOptions {
     std::size_t min_boots = 2;
 };
 
-enum class GateVerdict { Better, Worse, Same, Inconclusive };
+// Differs: a significant change of a metric where neither direction is better.
+enum class GateVerdict { Better, Worse, Same, Inconclusive, Differs };
 [[nodiscard]] const char* gate_verdict_word(GateVerdict v);
 
 struct GateMetricVerdict {
