@@ -92,3 +92,27 @@ TEST(Curve, NamesTheSubPhaseWhoseShareGrows) {
     EXPECT_NE(a.sentence.find("online cost grows as present^"), std::string::npos) << a.sentence;
     EXPECT_NE(a.sentence.find("move_pfn_range_to_zone's share rises from"), std::string::npos) << a.sentence;
 }
+
+TEST(Curve, ScaleAnalysisOfAResultsArm) {
+    // 32 steps of 128 MiB: add flat, online linear in the memory present.
+    nlohmann::json steps = nlohmann::json::array();
+    for (int i = 0; i < 32; ++i)
+        steps.push_back({{"step", i + 1},
+                         {"ok", true},
+                         {"present_before_bytes", static_cast<std::uint64_t>(i) << 27},
+                         {"probe_add_s", 0.020},
+                         {"probe_populate_s", 0.005},
+                         {"probe_online_s", 0.004 * (i + 1)}});
+    steps.push_back({{"ok", true}, {"present_before_bytes", "lots"}, {"probe_online_s", 9.0}});  // hostile: left out
+    steps.push_back({{"ok", false}, {"present_before_bytes", 0}, {"probe_online_s", 9.0}});      // failed: left out
+    const auto an = scale_analysis({{"name", "a"}, {"scale", steps}}, 128u << 20);
+    ASSERT_TRUE(an.contains("online") && an["online"].contains("exponent")) << an.dump();
+    EXPECT_NEAR(an["online"]["exponent"].get<double>(), 1.0, 0.01);
+    EXPECT_EQ(an["online"]["points"], 32);
+    EXPECT_NEAR(an["add"]["exponent"].get<double>(), 0.0, 0.01);
+    EXPECT_EQ(an["add"]["sub"][0]["name"], "populate");
+    EXPECT_NEAR(an["add"]["sub"][0]["first_share"].get<double>(), 0.25, 1e-9);
+    EXPECT_NE(an["online"]["sentence"].get<std::string>().find("online cost grows as present^1.00"), std::string::npos);
+    EXPECT_TRUE(scale_analysis({{"name", "a"}}, 128u << 20).empty());
+    EXPECT_TRUE(scale_analysis({{"name", "a"}, {"scale", 5}}, 128u << 20).empty());
+}

@@ -104,4 +104,44 @@ CurveAnalysis analyse_curve(const std::string& phase, const std::vector<CurveSte
     return a;
 }
 
+namespace {
+
+std::optional<double> finite_number(const nlohmann::json& o, const char* key) {
+    if (!o.is_object()) return std::nullopt;
+    const auto it = o.find(key);
+    if (it == o.end() || !it->is_number()) return std::nullopt;
+    const double v = it->get<double>();
+    return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+}  // namespace
+
+nlohmann::json scale_analysis(const nlohmann::json& arm, std::uint64_t step_bytes) {
+    nlohmann::json out = nlohmann::json::object();
+    if (!arm.is_object() || !arm.contains("scale") || !arm["scale"].is_array() || step_bytes == 0) return out;
+    std::vector<CurveStep> add, online;
+    for (const auto& s : arm["scale"]) {
+        if (!s.is_object() || !s.value("ok", false)) continue;
+        const auto before = finite_number(s, "present_before_bytes");
+        if (!before || *before < 0) continue;
+        const double present = *before / static_cast<double>(step_bytes) + 1;  // in steps, this one included
+        if (const auto a = finite_number(s, "probe_add_s")) {
+            CurveStep st{present, *a, {}};
+            if (const auto p = finite_number(s, "probe_populate_s")) st.sub_s["populate"] = *p;
+            add.push_back(st);
+        }
+        if (const auto o = finite_number(s, "probe_online_s")) online.push_back({present, *o, {}});
+    }
+    for (const auto& [phase, steps] : {std::pair<std::string, const std::vector<CurveStep>&>{"add", add},
+                                       std::pair<std::string, const std::vector<CurveStep>&>{"online", online}}) {
+        const auto a = analyse_curve(phase, steps);
+        nlohmann::json j = {{"sentence", a.sentence}, {"points", steps.size()}, {"sub", nlohmann::json::array()}};
+        if (a.fit) j.update({{"exponent", a.fit->exponent}, {"lo", a.fit->lo}, {"hi", a.fit->hi}});
+        for (const auto& sub : a.sub)
+            j["sub"].push_back({{"name", sub.name}, {"first_share", sub.first}, {"last_share", sub.last}});
+        out[phase] = j;
+    }
+    return out;
+}
+
 }  // namespace memhp::ab

@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 
+#include "memhp/ab/curve.hpp"
 #include "memhp/files.hpp"
 
 namespace memhp::ab {
@@ -271,6 +272,18 @@ std::string scale_markdown(const json& results) {
         md << "| " << a["name"].get<std::string>() << " | " << add.size() << " | " << row(add) << " | " << row(online) << " |\n";
     }
     md << "\nmedians of the probes' add_memory_resource() and memory_subsys_online() durations over the first and last 8 steps.\n";
+    // The fitted growth: cost per block ~ (blocks present)^exponent, 95 % interval.
+    std::ostringstream fits;
+    for (const auto& a : results["arms"]) {
+        const auto an = scale_analysis(a, results["options"].value("dimm_bytes", std::uint64_t{128} << 20));
+        for (const char* phase : {"add", "online"})
+            if (an.contains(phase) && an[phase].contains("exponent"))
+                fits << "- " << a["name"].get<std::string>() << ": " << an[phase]["sentence"].get<std::string>() << "\n";
+    }
+    if (!fits.str().empty())
+        md << "\nGrowth per block, fitted as cost ~ present^k (log-log least squares, 95 % interval; k = 0 is flat, 1 "
+              "is linear in the memory already present):\n\n"
+           << fits.str();
     return md.str();
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "memhp/lab/guest_trace.hpp"
+#include "memhp/ab/curve.hpp"
 #include "memhp/ab/peer.hpp"
 #include "memhp/ab/plots.hpp"
 #include "memhp/files.hpp"
@@ -555,6 +556,8 @@ private:
             say(line);
             save();
         }
+        for (auto& r : runners_)
+            if (r.record) (*r.record)["scale_analysis"] = scale_analysis(*r.record, cfg_.dimm_size);
         // Take it all out again, newest first; the totals go in the record.
         for (std::size_t i = 0; i < cfg_.arms.size(); ++i) {
             auto& r = runners_[i];

@@ -5,6 +5,7 @@
 // regression is ALGLIB's.
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,5 +46,13 @@ struct CurveAnalysis {
 };
 
 [[nodiscard]] CurveAnalysis analyse_curve(const std::string& phase, const std::vector<CurveStep>& steps);
+
+// The scale ramp of one arm of a results file ("scale": steps with
+// present_before_bytes and probe_<phase>_s, each step `step_bytes`; the
+// exponent does not depend on the unit of presence), analysed per phase: add (with
+// populate as its sub-phase) and online. Reads defensively: a step with a
+// wrong type is left out. {"add": {...}, "online": {...}}, each with
+// exponent, lo, hi, points, sub (name, first_share, last_share) and sentence.
+[[nodiscard]] nlohmann::json scale_analysis(const nlohmann::json& arm, std::uint64_t step_bytes);
 
 }  // namespace memhp::ab
