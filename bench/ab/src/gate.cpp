@@ -252,18 +252,6 @@ GateResult gate(const std::vector<GateMetricInput>& metrics, const GateOptions& 
             v.p_adjusted <= 2 * opts.alpha && !doubtful)
             doubtful = &v;
     }
-    // A timing metric that looks worse by twice the floor but cannot be
-    // decided, while the host's speed moved by the floor or more: "no
-    // regression" would be a claim the run cannot back. (Twice: an A/A on
-    // a busy host often shows one metric a few percent apart.)
-    const GateMetricVerdict* drifted = nullptr;
-    for (std::size_t i = 0; i < r.metrics.size() && !drifted; ++i) {
-        const auto& v = r.metrics[i];
-        if (v.primary && v.better == Better::Lower && metrics[i].timing && v.verdict == GateVerdict::Inconclusive &&
-            v.ratio - 1 >= 2 * opts.floor)
-            drifted = &v;
-    }
-    const bool drift_large = r.drift.checked && std::fabs(r.drift.change) >= opts.floor;
     // The drift explains a regression when it is as large as the low end of
     // the effect's interval: the effect cannot be told from the host.
     if (worst && worst_is_timing && r.drift.checked && std::fabs(r.drift.change) >= worst->ratio_lo - 1) {
@@ -276,11 +264,6 @@ GateResult gate(const std::vector<GateMetricInput>& metrics, const GateOptions& 
         std::snprintf(b, sizeof b, "%.3g", worst->p_adjusted);
         r.status = GateStatus::Regression;
         r.reason = worst->name + " is worse by " + percent(worst->ratio - 1) + " (Holm-adjusted p = " + b + ")";
-    } else if (drifted && drift_large) {
-        r.status = GateStatus::Inconclusive;
-        r.reason = "the host's speed changed by " + percent(r.drift.change) + " during the run (" + r.drift.reference +
-                   ") and " + drifted->name + " looks worse by " + percent(drifted->ratio - 1) +
-                   " without the data deciding: run again on a quieter host";
     } else if (unreplicated) {
         r.status = GateStatus::Inconclusive;
         r.reason = unreplicated->name + ": " + unreplicated->note + ", so boot effects cannot be told from arm effects";
