@@ -171,7 +171,8 @@ Command add_ab_command(CLI::App& app) {
         "  memhp ab --scenario pressure --margins 64M,48M   # hot-add with node 0's free memory locked down");
     add_guest_options(cmd, o->guest, false);
     cmd->add_option("--arm", o->arms,
-                    "an arm, NAME:key=value,... with keys kernel (as --kernel), mmo (on|off|default), append (one "
+                    "an arm, NAME:key=value,... with keys kernel (as --kernel), mmo (on|off|default), probes (on|off: off runs "
+                    "no memhp trace in the guest, so the wall times show what watching costs), append (one "
                     "kernel command-line word, repeatable), node-mem (sizes joined by '+', e.g. 1G+512M); unset keys "
                     "come from the guest flags. Repeat for each arm; the first is the baseline. Default: "
                     "page-alloc:mmo=off and altmap:mmo=on");

@@ -138,6 +138,8 @@ TEST(AbArm, ParsesKeysOverBase) {
     EXPECT_EQ(b.memmap_on_memory, "default");
     auto c = parse_arm("numa:node-mem=1G+512M", base);
     EXPECT_EQ(c.guest.node_mem, (std::vector<std::uint64_t>{1u << 30, 512u << 20}));
+    EXPECT_TRUE(b.probes);
+    EXPECT_FALSE(parse_arm("bare:probes=off", base).probes);
 }
 
 TEST(AbArm, BadSpecsAreUsageErrors) {
@@ -147,6 +149,7 @@ TEST(AbArm, BadSpecsAreUsageErrors) {
     EXPECT_THROW((void)parse_arm("x:mmo=maybe", base), UsageError);
     EXPECT_THROW((void)parse_arm("x:kernel=banana", base), UsageError);
     EXPECT_THROW((void)parse_arm("x:mmo", base), UsageError);
+    EXPECT_THROW((void)parse_arm("x:probes=maybe", base), UsageError);
 }
 
 AbConfig good_config() {
@@ -158,6 +161,26 @@ AbConfig good_config() {
 
 TEST(AbConfigCheck, RejectsImpossibleRunsBeforeBooting) {
     EXPECT_NO_THROW(validate(good_config()));
+    {
+        auto c = good_config();
+        c.arms.push_back(parse_arm("bare:probes=off", lab::GuestConfig{}));
+        EXPECT_NO_THROW(validate(c));
+        c.peer = "bpftrace";
+        EXPECT_THROW(validate(c), UsageError) << "the peer check reads memhp's probes";
+        c.peer.clear();
+        c.scenario = Scenario::Fragmented;
+        EXPECT_THROW(validate(c), UsageError);
+    }
+    {
+        auto c = good_config();
+        c.boots = 3;
+        EXPECT_NO_THROW(validate(c));
+        c.scale = true;
+        EXPECT_THROW(validate(c), UsageError) << "--boots is for the cycle rounds";
+        c.scale = false;
+        c.cycles = 2;
+        EXPECT_THROW(validate(c), UsageError) << "every boot needs a round";
+    }
     auto c = good_config();
     c.dimm_size = 100u << 20;
     EXPECT_THROW(validate(c), UsageError);

@@ -124,6 +124,16 @@ TEST(GateRun, HostileTypesReadAsAbsentNotAsACrash) {
     EXPECT_NO_THROW((void)gate_run(doc, "a", "b"));
 }
 
+TEST(GateRun, WithoutProbesTheWallTimesDecide) {
+    // probes=off in the candidate: only wall times are there to compare.
+    auto doc = run_doc(20, {{"on"}, {"off", 1.4}}, 4, 5);
+    for (auto& c : doc["arms"][1]["cycles"])
+        for (const char* m : {"probe_add_s", "probe_online_s", "probe_offline_s", "probe_remove_s"}) c["metrics"].erase(m);
+    const auto r = gate_run(doc, "on", "off");
+    EXPECT_EQ(r.status, GateStatus::Regression) << r.reason;
+    EXPECT_NE(r.reason.find("wall_add_s"), std::string::npos) << r.reason;
+}
+
 TEST(GateRuns, TwoRunsSayTheyAreRunsAndDriftBetweenThemIsInconclusive) {
     const auto base = run_doc(8, {{"a"}}, 4, 5);
     const auto same = run_doc(9, {{"a"}}, 4, 5);

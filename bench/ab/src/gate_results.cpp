@@ -85,7 +85,11 @@ void add_samples(const json& arm, int boot_offset, std::map<std::string, std::ve
 
 std::vector<GateMetricInput> inputs(const std::map<std::string, std::vector<GateSample>>& base,
                                     const std::map<std::string, std::vector<GateSample>>& cand) {
-    const auto& primary = default_primary_metrics();
+    // With probes=off in an arm there are no probe metrics to compare: the
+    // host's wall times of the phases decide instead.
+    static const std::vector<std::string> wall = {"wall_add_s", "wall_online_s", "wall_offline_s", "wall_remove_s"};
+    const bool probed = base.count("probe_add_s") && cand.count("probe_add_s");
+    const auto& primary = probed ? default_primary_metrics() : wall;
     std::vector<GateMetricInput> out;
     for (const auto& d : metric_defs()) {
         const auto b = base.find(d.name), c = cand.find(d.name);

@@ -60,7 +60,7 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
     for (const auto& kv : split(text.substr(colon + 1), ',')) {
         const auto eq = kv.find('=');
         if (eq == std::string::npos)
-            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, mmo, append, node-mem)");
+            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, mmo, probes, append, node-mem)");
         const auto key = kv.substr(0, eq), value = kv.substr(eq + 1);
         if (key == "kernel") {
             a.guest.kernel = value;
@@ -71,13 +71,16 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
             else if (value == "default") a.guest.memmap_on_memory.reset();
             else throw UsageError("--arm '" + text + "': mmo must be on, off or default");
             a.memmap_on_memory = mmo_word(a.guest.memmap_on_memory);
+        } else if (key == "probes") {
+            if (value != "on" && value != "off") throw UsageError("--arm '" + text + "': probes must be on or off");
+            a.probes = value == "on";
         } else if (key == "append") {
             a.guest.append.push_back(value);
         } else if (key == "node-mem") {
             a.guest.node_mem.clear();
             for (const auto& item : split(value, '+')) a.guest.node_mem.push_back(item == "0" ? 0 : parse_size(item));
         } else {
-            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, mmo, append, node-mem)");
+            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, mmo, probes, append, node-mem)");
         }
     }
     lab::validate(a.guest);
@@ -117,6 +120,9 @@ void validate(const AbConfig& cfg) {
                              std::to_string(a.guest.node_mem.size()) + " node(s)");
     (void)lab::parse_zone(cfg.zone);
     if (cfg.out.empty()) throw UsageError("no output directory");
+    for (const auto& a : cfg.arms)
+        if (!a.probes && (cfg.scenario != Scenario::None || !cfg.peer.empty()))
+            throw UsageError("arm '" + a.name + "': probes=off does not go with --scenario or --peer, which read memhp's probes");
     if (!cfg.peer.empty()) {
         if (cfg.peer != "bpftrace") throw UsageError("--peer " + cfg.peer + ": the only peer is bpftrace");
         if (cfg.scale || cfg.scenario != Scenario::None)
@@ -178,6 +184,7 @@ struct Runner {
     std::string name;
     lab::GuestConfig config;
     std::string mmo_asked;
+    bool probes = true;  // false: no memhp trace in this guest (probes=off)
     bool is_arm = true;
     std::unique_ptr<lab::Guest> guest;
     std::unique_ptr<lab::MemoryLab> mem;
@@ -316,6 +323,7 @@ private:
             r.name = cfg_.arms[i].name;
             r.config = cfg_.arms[i].guest;
             r.mmo_asked = cfg_.arms[i].memmap_on_memory;
+            r.probes = cfg_.arms[i].probes;
             runners_.push_back(std::move(r));
         }
         const bool ref_needed = last &&
@@ -359,9 +367,13 @@ private:
                 r.guest->wait_ready();
                 r.mem = std::make_unique<lab::MemoryLab>(*r.guest);
                 const auto param = r.mem->memmap_on_memory_param();
-                say("[" + r.name + "] attaching memhp's probes in the guest");
-                r.trace = std::make_unique<lab::GuestTrace>(*r.guest);
-                say("[" + r.name + "] " + r.trace->attach_line() + " (" + ms(r.trace->attach_seconds()) + " from spawn)");
+                if (r.probes) {
+                    say("[" + r.name + "] attaching memhp's probes in the guest");
+                    r.trace = std::make_unique<lab::GuestTrace>(*r.guest);
+                    say("[" + r.name + "] " + r.trace->attach_line() + " (" + ms(r.trace->attach_seconds()) + " from spawn)");
+                } else {
+                    say("[" + r.name + "] probes=off: no memhp trace in this guest (wall times only)");
+                }
                 if (r.record) {
                     const auto& k = r.guest->kernel();
                     json g = {{"package", k.package},
@@ -371,8 +383,9 @@ private:
                                             {"block_size_bytes", r.mem->block_size()},
                                             {"boot_s", r.guest->boot_seconds()},
                                             {"qemu_pid", r.guest->qemu_pid()},
-                                            {"attach_s", r.trace->attach_seconds()},
-                                            {"probes", r.trace->attach_line().substr(std::string("memhp: ").size())},
+                                            {"attach_s", r.trace ? r.trace->attach_seconds() : 0.0},
+                                            {"probes", r.trace ? r.trace->attach_line().substr(std::string("memhp: ").size())
+                                                               : std::string("off (probes=off)")},
                                             {"qemu_cmdline", trim(read_file(r.guest->run_dir() / "qemu.cmdline"))}};
                     // "guest" describes the first boot (as before --boots);
                     // "boots" lists every boot's guest, cycles name theirs.
@@ -468,7 +481,7 @@ private:
                 std::vector<json> ops, peer_ops;
                 if (!c.guest_lost) {
                     try {
-                        ops = take_ops(*r.trace, c);
+                        if (r.trace) ops = take_ops(*r.trace, c);
                         if (r.peer) peer_ops = take_ops(*r.peer, c);
                     } catch (const Interrupted&) {
                         throw;
@@ -485,7 +498,7 @@ private:
                 cj["metrics"] = cycle_metrics(c, ops, cfg_.node);
                 cj["ops"] = ops;
                 if (r.peer) cj["peer_ops"] = peer_ops;
-                if (c.ok() && lab::count_phase(ops, "add") < c.dimms.size()) {
+                if (r.trace && c.ok() && lab::count_phase(ops, "add") < c.dimms.size()) {
                     cj["ok"] = false;
                     cj["error"] = "memhp's probes reported no add for this cycle";
                 }
@@ -531,8 +544,12 @@ private:
                     t = Clock::now();
                     r.mem->online(d, zone);
                     s["wall_online_s"] = std::chrono::duration<double>(Clock::now() - t).count();
-                    auto ops = r.trace->take([&](const std::vector<json>& o) { return lab::count_phase(o, "online") >= d.blocks.size(); });
+                    const auto ops = r.trace ? r.trace->take([&](const std::vector<json>& o) {
+                        return lab::count_phase(o, "online") >= d.blocks.size();
+                    })
+                                             : std::vector<json>{};
                     for (const char* phase : {"add", "populate", "online"}) {
+                        if (!r.trace) break;  // probes=off: wall times only
                         std::uint64_t ns = 0;
                         for (const auto& o : ops)
                             if (o.value("phase", "") == phase) ns += o.value("duration_ns", std::uint64_t{0});
@@ -541,7 +558,8 @@ private:
                     for (const auto& o : ops)
                         if (o.value("phase", "") == "add") s["memmap"] = o.value("memmap", json::object());
                     s["ok"] = true;
-                    line += " " + r.name + " add " + ms(s["probe_add_s"]) + " online " + ms(s["probe_online_s"]) + ";";
+                    line += " " + r.name + " add " + ms(s.value("probe_add_s", s["wall_add_s"].get<double>())) + " online " +
+                            ms(s.value("probe_online_s", s["wall_online_s"].get<double>())) + ";";
                 } catch (const Interrupted&) {
                     throw;
                 } catch (const std::exception& e) {
@@ -583,7 +601,7 @@ private:
     void fallback_checks() {
         if (cfg_.fallback_size == 0) return;
         for (auto& r : runners_) {
-            if (!r.error.empty() || !r.guest) continue;
+            if (!r.error.empty() || !r.guest || !r.trace) continue;
             std::string param;
             try {
                 param = r.mem->memmap_on_memory_param();

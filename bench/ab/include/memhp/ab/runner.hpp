@@ -24,6 +24,9 @@ struct ArmSpec {
     std::string name;
     lab::GuestConfig guest;
     std::string memmap_on_memory = "default";  // on | off | default, as asked
+    // probes=off: no memhp trace in this arm's guest, so the host's wall
+    // times show what watching costs (the probe metrics are absent).
+    bool probes = true;
 };
 
 // "NAME:key=value,key=value..." with keys kernel, mmo (on|off|default),
