@@ -27,12 +27,15 @@ std::optional<std::string> read_word(const fs::path& p) {
     return trim(*t);
 }
 
-// The first line of a file, without reading the rest (/proc/kallsyms is 10 MB).
-std::optional<std::string> first_line(const fs::path& p) {
+// Whether /proc/kallsyms shows addresses: the first text symbol's is not 0
+// (per-CPU symbols at its start are 0 either way). Reads at most 4096 lines
+// of the 10 MB list. nullopt when unreadable or no text symbol came.
+std::optional<bool> kallsyms_addresses(const fs::path& p) {
     std::ifstream in(p);
-    std::string line;
-    if (!in || !std::getline(in, line)) return std::nullopt;
-    return line;
+    std::string addr, type, name;
+    for (int i = 0; i < 4096 && in >> addr >> type && std::getline(in, name); ++i)
+        if (type == "T" || type == "t") return addr.find_first_not_of('0') != std::string::npos;
+    return std::nullopt;
 }
 
 std::size_t count_entries(const fs::path& dir, const std::string& prefix = "") {
@@ -234,15 +237,26 @@ void check_split(Report& r, bool splits_known, bool splits) {
 void check_devices(Report& r, const fs::path& root) {
     const std::size_t virtio_mem = count_entries(root / "sys/bus/virtio/drivers/virtio_mem", "virtio");
     const std::size_t dax = count_entries(root / "sys/bus/dax/devices");
+    // ACPI memory devices: QEMU (and firmware) list every slot; _STA's
+    // present bit (the status attribute) says which hold a DIMM.
     const std::size_t acpi = count_entries(root / "sys/bus/acpi/devices", "PNP0C80:");
-    std::size_t dax_mmo = 0;
+    std::size_t acpi_present = 0;
     std::error_code ec;
+    for (const auto& d : fs::directory_iterator(root / "sys/bus/acpi/devices", ec)) {
+        if (!d.path().filename().string().starts_with("PNP0C80:")) continue;
+        const auto st = read_word(d.path() / "status");
+        try {
+            if (st && (std::stoul(*st) & 1U)) ++acpi_present;
+        } catch (const std::exception&) {
+        }
+    }
+    std::size_t dax_mmo = 0;
     for (const auto& d : fs::directory_iterator(root / "sys/bus/dax/devices", ec))
         dax_mmo += fs::exists(d.path() / "memmap_on_memory");
     r.add("devices", "hot-plug devices", CheckStatus::Info,
-          "ACPI memory devices " + std::to_string(acpi) + ", virtio-mem " + std::to_string(virtio_mem) + ", dax " +
-              std::to_string(dax))
-        .data = {{"acpi_memory", acpi}, {"virtio_mem", virtio_mem}, {"dax", dax}};
+          "ACPI memory devices " + std::to_string(acpi_present) + " plugged of " + std::to_string(acpi) +
+              ", virtio-mem " + std::to_string(virtio_mem) + ", dax " + std::to_string(dax))
+        .data = {{"acpi_memory", acpi}, {"acpi_memory_present", acpi_present}, {"virtio_mem", virtio_mem}, {"dax", dax}};
     auto& c = r.add("dax_memmap_on_memory", "dax memmap_on_memory attribute", CheckStatus::Info,
                     dax == 0 ? "no dax devices"
                              : std::to_string(dax_mmo) + " of " + std::to_string(dax) + " dax devices have it" +
@@ -277,12 +291,13 @@ void check_filesystems(Report& r, const fs::path& root) {
 }
 
 void check_kallsyms(Report& r, const fs::path& root) {
-    const auto line = first_line(root / "proc/kallsyms");
-    if (!line) {
-        r.add("kallsyms", "/proc/kallsyms addresses", CheckStatus::Missing, "unreadable", "mount /proc", true);
+    const auto shown = kallsyms_addresses(root / "proc/kallsyms");
+    if (!shown) {
+        r.add("kallsyms", "/proc/kallsyms addresses", CheckStatus::Missing, "unreadable, or no text symbol in it",
+              "mount /proc", true);
         return;
     }
-    const bool zero = line->find_first_not_of('0') == line->find(' ');
+    const bool zero = !*shown;
     r.add("kallsyms", "/proc/kallsyms addresses", zero ? CheckStatus::Missing : CheckStatus::Ok,
           zero ? "addresses read as 0" : "visible",
           zero ? "memhp needs vmemmap_base: run as root or with CAP_SYSLOG (kernel.kptr_restrict must be < 2)" : "", true)

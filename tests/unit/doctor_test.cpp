@@ -51,11 +51,13 @@ void make_host(const fs::path& r, const char* btf_field = "nr_vmemmap_pages", co
         "Node 0, zone      DMA\n  pages free 3000\n        present  3998\n"
         "Node 1, zone  Movable\n  pages free 1\n        present  32768\n");
     put(r / "proc/vmstat", "nr_free_pages 1000\nnr_zone_movable 5\n");
-    fs::create_directories(r / "sys/bus/acpi/devices/PNP0C80:00");
+    put(r / "sys/bus/acpi/devices/PNP0C80:00/status", "15\n");
+    put(r / "sys/bus/acpi/devices/PNP0C80:01/status", "0\n");
     fs::create_directories(r / "sys/bus/acpi/devices/PNP0A03:00");
     put(r / "proc/mounts", "bpf /sys/fs/bpf bpf rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n");
     put(r / "sys/kernel/tracing/available_filter_functions", "add_memory_resource\n");
-    put(r / "proc/kallsyms", "ffffffff81000000 T _stext\nffffffff81000010 T other\n");
+    // Per-CPU symbols come first at 0 whether or not addresses are shown.
+    put(r / "proc/kallsyms", "0000000000000000 A fixed_percpu_data\nffffffff81000000 T _stext\n");
     put(r / "boot/config-6.1.0-57-amd64", "CONFIG_MEMORY_HOTPLUG=y\nCONFIG_MEMORY_HOTREMOVE=y\nCONFIG_MHP_MEMMAP_ON_MEMORY=y\n");
 }
 
@@ -87,7 +89,8 @@ TEST(Doctor, HostLikeTheLabs61Guest) {
     EXPECT_EQ(find(c, "online_policy").value, "contig-zones");
     EXPECT_EQ(find(c, "movable_zones").data["nodes"], nlohmann::json::array({"1"}));
     EXPECT_EQ(find(c, "nr_memmap_pages").data["present"], false);
-    EXPECT_EQ(find(c, "devices").data["acpi_memory"], 1);
+    EXPECT_EQ(find(c, "devices").data["acpi_memory"], 2);
+    EXPECT_EQ(find(c, "devices").data["acpi_memory_present"], 1);
     EXPECT_EQ(find(c, "devices").data["virtio_mem"], 0);
     EXPECT_EQ(find(c, "bpffs").status, CheckStatus::Ok);
     EXPECT_EQ(find(c, "tracefs").status, CheckStatus::Ok);
@@ -132,7 +135,7 @@ TEST(Doctor, UnprivilegedUserIsToldWhichCapabilities) {
     memhp::TempDir t;
     make_host(t.path());
     put(t.path() / "proc/self/status", "Name:\tmemhp\nCapEff:\t0000000000000000\n");
-    put(t.path() / "proc/kallsyms", "0000000000000000 T _stext\n");
+    put(t.path() / "proc/kallsyms", "0000000000000000 A fixed_percpu_data\n0000000000000000 T _stext\n");
     put(t.path() / "proc/mounts", "proc /proc proc rw 0 0\n");
     fs::remove_all(t.path() / "sys/kernel/tracing");
     const auto c = doctor(t.path());
