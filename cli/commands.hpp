@@ -18,5 +18,6 @@ Command add_trace_command(CLI::App& app);
 Command add_ab_command(CLI::App& app);
 Command add_compare_command(CLI::App& app);
 Command add_report_command(CLI::App& app);
+Command add_doctor_command(CLI::App& app);
 
 }  // namespace memhp::cli

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
     std::map<CLI::App*, memhp::cli::Runner> runners;
     for (auto add : {memhp::cli::add_ab_command, memhp::cli::add_compare_command, memhp::cli::add_report_command,
                      memhp::cli::add_lab_command, memhp::cli::add_count_adds_command,
-                     memhp::cli::add_trace_command}) {
+                     memhp::cli::add_trace_command, memhp::cli::add_doctor_command}) {
         auto cmd = add(app);
         runners[cmd.app] = std::move(cmd.run);
     }

@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "memhp/collector/aggregator.hpp"
 #include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/privileges.hpp"
 #include "memhp/collector/probes.hpp"
 #include "memhp/files.hpp"
 #include "memhp/size.hpp"
@@ -122,6 +123,7 @@ Command add_trace_command(CLI::App& app) {
         bool json = false;
         double duration = 0;
         bool verbose = false;
+        bool keep_capabilities = false;
         std::string attach_mode = "auto";
     };
     auto o = std::make_shared<Opts>();
@@ -141,6 +143,9 @@ Command add_trace_command(CLI::App& app) {
         ->check(CLI::IsMember({"auto", "fentry", "kprobe"}))
         ->default_str("auto");
     cmd->add_flag("-v,--verbose", o->verbose, "print libbpf's debug messages");
+    cmd->add_flag("--keep-capabilities", o->keep_capabilities,
+                  "debugging only: keep the process's capabilities after the probes are attached (by default "
+                  "every capability is dropped once they are)");
     return {cmd, [o] {
         collector::install_libbpf_logging(o->verbose);
         collector::check_bpf_prerequisites();  // privileges, BTF, hot-plug: before reading sysfs
@@ -154,18 +159,24 @@ Command add_trace_command(CLI::App& app) {
         agg.add_sink(&printer);
 
         const auto t_start = std::chrono::steady_clock::now();
-        collector::ProbeOptions popts;
+        collector::ProbeOptions popts = collector::probe_options_from_environment();
         popts.mode = collector::parse_attach_mode(o->attach_mode);
         collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); }, popts);
         const double attach_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+        // Attached: reading the ring buffer needs no capability (privileges.hpp).
+        std::string privileges = "kept (--keep-capabilities)";
+        if (!o->keep_capabilities) {
+            const auto drop = collector::drop_all_capabilities();
+            privileges = "dropped (were " + (drop.before.empty() ? std::string("?") : drop.before) + ")";
+        }
         std::size_t attached = 0;
         for (const auto& st : probes.attach_report()) attached += st.attached;
         std::fprintf(stderr,
                      "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
-                     "memmap_on_memory=%s\n%s",
+                     "memmap_on_memory=%s; capabilities %s\n%s",
                      attached, probes.attach_report().size(), attach_ms, o->attach_mode.c_str(),
-                     probes.populate_timing().c_str(),
-                     param ? trim(*param).c_str() : "absent", probes.describe().c_str());
+                     probes.populate_timing().c_str(), param ? trim(*param).c_str() : "absent",
+                     privileges.c_str(), probes.describe().c_str());
         std::string phases;
         for (const auto& [phase, ms] : probes.startup_phases())
             phases += (phases.empty() ? "" : ", ") + phase + " " + std::to_string(std::lround(ms)) + " ms";

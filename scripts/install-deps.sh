@@ -21,6 +21,8 @@ packages=(
 	prometheus curl wrk
 	# the patched lab kernel (kernel-patches/build.sh): Debian's source, kernel build tools, pahole for BTF
 	linux-source-6.1 dwarves bc flex bison libssl-dev patch
+	# shipping: sd_notify for the exporter's unit, the .deb (CPack + dpkg-shlibdeps), its checks, man pages
+	libsystemd-dev systemd dpkg-dev fakeroot lintian file help2man man-db
 )
 
 missing=()

@@ -331,6 +331,13 @@ std::vector<std::string> probe_table_mismatches() {
     return problems;
 }
 
+ProbeOptions probe_options_from_environment() {
+    ProbeOptions o;
+    if (const char* p = std::getenv("MEMHP_PROBES"); p && std::string(p) == "fentry") o.use_tracepoints = false;
+    o.refuse_fentry = std::getenv("MEMHP_TEST_REFUSE_FENTRY") != nullptr;
+    return o;
+}
+
 HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(std::move(handler)) {
     auto t = std::chrono::steady_clock::now();
     auto phase_done = [&](const char* name) {
@@ -343,11 +350,10 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
     // ---- memory_hotplug tracepoint path (kernel-patches/, tp_probes.cpp) ----
     // A kernel with memhp's trace events gets hotplug_tp.bpf.c instead of
     // this file's object: every phase is observed directly, nothing inferred.
-    // MEMHP_PROBES=fentry, or a forced attach mode, keeps the function probes.
+    // options.use_tracepoints=false, or a forced attach mode, keeps the function probes.
     const auto kernel_btf = load_kernel_btf();  // parsed once, for both paths' decisions
     phase_done("btf");
-    const char* forced = std::getenv("MEMHP_PROBES");
-    if ((!forced || std::string(forced) != "fentry") && options.mode == AttachMode::Auto) {
+    if (options.use_tracepoints && options.mode == AttachMode::Auto) {
         if (has_hotplug_tracepoints(kernel_btf.get())) {
             tp_ = std::make_unique<TracepointProbes>(report_);
             populate_direct_ = true;
@@ -391,7 +397,7 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(s
         if (!syms) syms = kallsyms.get();
         set_kernel_addresses(*syms);
         phase_done("kallsyms");
-        if (attach(plan)) break;
+        if (attach(plan, options.refuse_fentry)) break;
         // The first fentry attach found that this kernel has no BPF
         // trampolines after all: start over on kprobes.
         features_.fentry_works = false;
@@ -453,13 +459,12 @@ void HotplugProbes::set_kernel_addresses(const KallsymsInfo& syms) {
         range_of(kSitePageTableCallers[i], skel_->bss->site_pt_callers[i]);
 }
 
-bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan) {
+bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan, bool fail_fentry) {
     report_.clear();
     links_.clear();
     attached_programs_.clear();
     populate_direct_ = false;
     const auto& table = probe_table();
-    const bool fail_fentry = std::getenv("MEMHP_TEST_REFUSE_FENTRY") != nullptr;  // tests the fallback below
     bool first_trampoline = true;
     for (std::size_t i = 0; i < table.size(); ++i) {
         const auto& def = table[i];

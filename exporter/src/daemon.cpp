@@ -13,12 +13,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/privileges.hpp"
 #include "memhp/collector/probes.hpp"
 #include "memhp/error.hpp"
 #include "memhp/exporter/live_state.hpp"
 #include "memhp/exporter/metrics.hpp"
+#include "memhp/exporter/service.hpp"
 #include "memhp/files.hpp"
 #include "memhp/stop.hpp"
 #include "memhp/version.hpp"
@@ -71,9 +74,10 @@ std::vector<std::string> http_options(const ListenAddress& a) {
 namespace {
 
 // civetweb says only "null context"; binding the address ourselves tells why.
-std::string bind_failure_reason(const ListenAddress& a) {
+// nullopt when the address can be bound.
+std::optional<std::string> bind_problem(const ListenAddress& a) {
     const int fd = ::socket(a.ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return std::strerror(errno);
+    if (fd < 0) return std::string(std::strerror(errno));
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     int r;
@@ -92,7 +96,7 @@ std::string bind_failure_reason(const ListenAddress& a) {
     }
     const int err = errno;
     ::close(fd);
-    if (r == 0) return "the HTTP server could not start";
+    if (r == 0) return std::nullopt;
     std::string why = std::strerror(err);
     if (err == EADDRINUSE) why += ": another process listens there (another memhp-exporter?); pick a free port";
     else if (err == EADDRNOTAVAIL) why += ": no interface of this host has that address";
@@ -104,7 +108,8 @@ std::unique_ptr<prometheus::Exposer> listen_on(const ListenAddress& a) {
     try {
         return std::make_unique<prometheus::Exposer>(http_options(a));
     } catch (const std::exception&) {
-        throw Error("cannot listen on " + a.civetweb() + ": " + bind_failure_reason(a) + " (--listen ADDR:PORT)");
+        throw Error("cannot listen on " + a.civetweb() + ": " +
+                    bind_problem(a).value_or("the HTTP server could not start") + " (--listen ADDR:PORT)");
     }
 }
 
@@ -113,10 +118,10 @@ std::unique_ptr<prometheus::Exposer> listen_on(const ListenAddress& a) {
 int run_exporter(const ExporterOptions& opts) {
     const ListenAddress addr = parse_listen(opts.listen);
     collector::install_libbpf_logging(opts.verbose);
-    // Listen first: a taken port is reported before anything is loaded into the kernel.
-    auto exposer = listen_on(addr);
-    const auto ports = exposer->GetListeningPorts();
-    const auto port = static_cast<std::uint16_t>(ports.empty() ? addr.port : ports.front());
+    // A taken port is reported before anything is loaded into the kernel; the
+    // server itself starts only once the capabilities are gone.
+    if (const auto why = bind_problem(addr))
+        throw Error("cannot listen on " + addr.civetweb() + ": " + *why + " (--listen ADDR:PORT)");
 
     auto nodes = std::make_unique<collector::SysfsNodeResolver>("/");
     collector::AggregatorConfig cfg;
@@ -125,21 +130,37 @@ int run_exporter(const ExporterOptions& opts) {
     cfg.block_size_bytes = nodes->block_size_bytes();
     auto state = std::make_shared<LiveState>(std::move(nodes), cfg);
 
-    collector::HotplugProbes probes([&state](std::span<const std::uint8_t> raw) { state->consume(raw); });
+    collector::HotplugProbes probes([&state](std::span<const std::uint8_t> raw) { state->consume(raw); },
+                                    opts.probes);
     state->set_probes(&probes);
     std::size_t attached = 0;
     for (const auto& st : probes.attach_report()) attached += st.attached;
 
+    // Attached: nothing after this needs a capability (privileges.hpp says why).
+    std::string privileges = "kept (--keep-capabilities)";
+    if (!opts.keep_capabilities) {
+        const auto drop = collector::drop_all_capabilities();
+        privileges = "dropped (were " + (drop.before.empty() ? std::string("?") : drop.before) + ")";
+    }
+
+    auto exposer = listen_on(addr);
+    const auto ports = exposer->GetListeningPorts();
+    const auto port = static_cast<std::uint16_t>(ports.empty() ? addr.port : ports.front());
     auto collectable = std::make_shared<MetricsCollectable>(state, std::make_shared<SysfsHostSource>("/"));
     exposer->RegisterCollectable(collectable);
-    std::fprintf(stderr, "memhp-exporter %s: serving %s; attached %zu of %zu probes; memmap_on_memory=%s\n%s",
+    std::fprintf(stderr,
+                 "memhp-exporter %s: serving %s; attached %zu of %zu probes; memmap_on_memory=%s; capabilities "
+                 "%s\n%s",
                  kVersion, addr.url(port).c_str(), attached, probes.attach_report().size(),
-                 param ? trim(*param).c_str() : "absent", probes.describe().c_str());
+                 param ? trim(*param).c_str() : "absent", privileges.c_str(), probes.describe().c_str());
     std::fflush(stderr);
+    ServiceManager service;
+    service.ready("serving " + addr.url(port));
 
     int rc = 0;
     while (!stop_requested()) {
         const int r = probes.poll(100);
+        service.watchdog();
         if (r < 0 && r != -EINTR) {
             std::fprintf(stderr, "memhp-exporter: ring buffer poll failed: %s\n", std::strerror(-r));
             rc = 1;
@@ -147,6 +168,7 @@ int run_exporter(const ExporterOptions& opts) {
         }
     }
     // Stop serving before the probes and the state go away.
+    service.stopping();
     exposer.reset();
     probes.poll(0);
     if (stop_requested())

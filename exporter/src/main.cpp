@@ -17,8 +17,10 @@ int main(int argc, char** argv) {
         "memhp-exporter: Prometheus metrics for Linux memory hot(un)plug. Attaches memhp's BPF probes and serves, at "
         "/metrics, how long each add/populate/online/offline/remove took, where each hot-added memmap came from "
         "(altmap or page allocator) and on which NUMA node it sits, the free memory hot-add consumed, failures by "
-        "errno, and the host's memory blocks. Needs root, or CAP_BPF and CAP_PERFMON, and a kernel with BTF. Stops "
-        "cleanly on SIGINT or SIGTERM. Metrics: docs/metrics.md."};
+        "errno, and the host's memory blocks. Needs root, or CAP_BPF, CAP_PERFMON and CAP_SYSLOG, and a kernel with "
+        "BTF; drops every capability once the probes are attached, before the HTTP server starts. Under systemd "
+        "(Type=notify) it reports readiness and feeds the watchdog. Stops cleanly on SIGINT or SIGTERM. Metrics: "
+        "docs/metrics.md."};
     app.set_version_flag("--version", std::string("memhp-exporter ") + memhp::kVersion);
     ExporterOptions opts;
     bool list = false;
@@ -29,6 +31,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_flag("--list-metrics", list, "print the metric table (Markdown, docs/metrics.md) and exit");
     app.add_flag("-v,--verbose", opts.verbose, "print libbpf's debug messages");
+    app.add_flag("--keep-capabilities", opts.keep_capabilities,
+                 "debugging only: keep the process's capabilities after the probes are attached (by default every "
+                 "capability is dropped before the HTTP server starts)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -42,6 +47,7 @@ int main(int argc, char** argv) {
     memhp::install_stop_handlers();
     memhp::ignore_sigpipe();
     try {
+        opts.probes = memhp::collector::probe_options_from_environment();
         return run_exporter(opts);
     } catch (const memhp::UsageError& e) {
         std::cerr << "memhp-exporter: " << e.what() << "\n";

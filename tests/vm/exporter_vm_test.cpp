@@ -321,6 +321,35 @@ protected:
         EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
     }
 
+    // Started as root, the exporter holds no capability in any of its threads
+    // once /metrics answers (the scenario after this shows it still counts).
+    void CapabilitiesDroppedOnceServing() {
+        auto& agent = B::guest_->agent();
+        (void)http_get(url());
+        const std::string pid = std::to_string(exporter_pid_);
+        auto r = agent.sh("grep -H -E '^(CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/" + pid + "/task/*/status");
+        ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+        std::istringstream in(r.out);
+        std::string line;
+        std::set<std::string> tasks;
+        std::size_t sets = 0;
+        while (std::getline(in, line)) {
+            tasks.insert(line.substr(0, line.find("/status")));
+            const std::string value = trim(line.substr(line.rfind(':') + 1));
+            if (line.find("NoNewPrivs") != std::string::npos) {
+                EXPECT_EQ(value, "1") << line;
+            } else {
+                ++sets;
+                EXPECT_EQ(value, "0000000000000000") << line;
+            }
+        }
+        // The main thread and civetweb's workers, each with four sets.
+        EXPECT_GE(tasks.size(), 2u) << r.out;
+        EXPECT_EQ(sets, 4 * tasks.size()) << r.out;
+        const std::string out = agent.try_read("/tmp/exporter.out").value_or("");
+        EXPECT_NE(out.find("capabilities dropped (were =ep)"), std::string::npos) << out;
+    }
+
     void NonRootIsToldWhichCapabilities() {
         auto r = B::guest_->agent().exec(
             {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
@@ -362,6 +391,7 @@ public:
 
 // Tests run in this order within a suite; later ones use the scenario's data.
 TEST_F(ExporterMmoOff, ScrapeFromTheHostPassesPromtool) { DirectScrapePassesPromtool(); }
+TEST_F(ExporterMmoOff, CapabilitiesDroppedOnceServing) { CapabilitiesDroppedOnceServing(); }
 TEST_F(ExporterMmoOff, NonRootIsToldWhichCapabilities) { NonRootIsToldWhichCapabilities(); }
 TEST_F(ExporterMmoOff, PageAllocatorMemmapIsRemoteAndMatchesTheCollector) {
     RunScenario(false);
@@ -387,6 +417,7 @@ TEST_F(ExporterMmoOff, ScenarioAlertsFire) {
 TEST_F(ExporterMmoOff, SigtermStopsItCleanly) { StopWithSigterm(); }
 
 TEST_F(ExporterMmoOn, ScrapeFromTheHostPassesPromtool) { DirectScrapePassesPromtool(); }
+TEST_F(ExporterMmoOn, CapabilitiesDroppedOnceServing) { CapabilitiesDroppedOnceServing(); }
 TEST_F(ExporterMmoOn, AltmapMemmapIsLocalAndMatchesTheCollector) {
     RunScenario(true);
     CheckCountsAgainstTheCollector();

@@ -10,6 +10,28 @@ namespace {
 
 std::string memhp_path() { return (lab::default_agent_path().parent_path() / "memhp").string(); }
 
+// memhp doctor --json in the guest, as root; its exit code must be 0.
+json Doctor(lab::Guest& g) {
+    auto r = g.agent().exec({memhp_path(), "doctor", "--json"}, std::chrono::seconds(60));
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    auto j = json::parse(r.out);
+    std::cerr << "[doctor] memhp doctor --json in the guest: " << j["elapsed_ms"] << " ms" << std::endl;
+    return j;
+}
+json Check(const json& doctor, const std::string& id) {
+    for (const auto& c : doctor["checks"])
+        if (c["id"] == id) return c;
+    ADD_FAILURE() << "no check " << id << " in " << doctor.dump();
+    return json::object();
+}
+bool ProbeAttached(const json& doctor, const std::string& target, const std::string& kind) {
+    const json probes = Check(doctor, "probes");  // kept: a range-for over a temporary's member dangles
+    for (const auto& p : probes["data"]["list"])
+        if (p["target"] == target && p["kind"] == kind) return p["attached"].get<bool>();
+    ADD_FAILURE() << "no probe " << kind << " " << target;
+    return false;
+}
+
 template <typename Fn>
 std::vector<json> traced(lab::Guest& g, Fn&& body, std::string* raw = nullptr,
                          const std::vector<std::string>& extra = {}) {
@@ -155,6 +177,42 @@ TEST_F(Trace61On, MultiBlockAddFallbackIsFlagged) {
     EXPECT_EQ(add["memmap"]["buddy_pages"], 8 * kMemmapPages);
     EXPECT_EQ(add["memmap_on_memory_unused"], true);
     EXPECT_NE(add["unused_reason"].get<std::string>().find("spans 8 memory blocks"), std::string::npos) << add.dump();
+}
+
+// memhp doctor reports what the lab knows of 6.1 booted with
+// memmap_on_memory=1: fentry works, vmemmap_populate cannot be probed
+// (populate is inferred), single-block memmap_on_memory only, and a DIMM's
+// ACPI memory device once it is plugged.
+TEST_F(Trace61On, DoctorReportsWhatThisKernelOffers) {
+    const auto d = Doctor(*guest_);
+    EXPECT_EQ(d["ok"], true) << d.dump(2);
+    EXPECT_TRUE(Check(d, "kernel")["value"].get<std::string>().starts_with("6.1.")) << d.dump(2);
+    for (const char* id : {"privileges", "btf", "memory_hotplug", "kallsyms", "ring_buffer", "fentry", "probes"})
+        EXPECT_EQ(Check(d, id)["status"], "ok") << id << ": " << Check(d, id).dump();
+    EXPECT_EQ(Check(d, "fentry")["data"]["works"], true);
+    EXPECT_EQ(Check(d, "block_size")["data"]["bytes"], kBlock);
+    EXPECT_EQ(Check(d, "memmap_on_memory")["data"]["value"], "Y");
+    EXPECT_EQ(Check(d, "memmap_on_memory_split")["data"]["splits"], false);
+    EXPECT_FALSE(ProbeAttached(d, "vmemmap_populate", "exit"));
+    EXPECT_TRUE(ProbeAttached(d, "add_memory_resource", "exit"));
+    EXPECT_EQ(Check(d, "populate")["data"]["direct"], false);
+    // QEMU lists every DIMM slot as an ACPI memory device; _STA says which are plugged.
+    EXPECT_EQ(Check(d, "devices")["data"]["acpi_memory_present"], 0) << d.dump(2);
+    EXPECT_GE(Check(d, "devices")["data"]["acpi_memory"].get<int>(), 1);
+    auto dimm = mem_->add_dimm(kBlock, 1);
+    const auto with_dimm = Doctor(*guest_);
+    mem_->remove(dimm);
+    EXPECT_EQ(Check(with_dimm, "devices")["data"]["acpi_memory_present"], 1) << with_dimm.dump(2);
+}
+
+// 6.12: vmemmap_populate is attachable and multi-block adds split.
+TEST_F(Trace612On, DoctorSeesPopulateAndTheSplit) {
+    const auto d = Doctor(*guest_);
+    EXPECT_EQ(d["ok"], true) << d.dump(2);
+    EXPECT_TRUE(ProbeAttached(d, "vmemmap_populate", "exit"));
+    EXPECT_EQ(Check(d, "populate")["data"]["direct"], true);
+    EXPECT_EQ(Check(d, "memmap_on_memory_split")["data"]["splits"], true);
+    EXPECT_EQ(Check(d, "nr_memmap_pages")["data"]["present"], true);
 }
 
 TEST_F(Trace612On, OneBlockCycleUsesAltmapAndPopulateIsTimedDirectly) {

@@ -36,7 +36,17 @@ struct AttachStatus {
 
 struct ProbeOptions {
     AttachMode mode = AttachMode::Auto;  // force one family (memhp trace --attach-mode)
+    // On a kernel with kernel-patches/' memory_hotplug events, use them
+    // (false keeps the function probes: MEMHP_PROBES=fentry).
+    bool use_tracepoints = true;
+    // Tests only: act as if the kernel refused the first fentry attach
+    // (MEMHP_TEST_REFUSE_FENTRY), to exercise the start over on kprobes.
+    bool refuse_fentry = false;
 };
+
+// The options the environment asks for (MEMHP_PROBES, MEMHP_TEST_REFUSE_FENTRY),
+// read once by the programs' main functions and passed down explicitly.
+[[nodiscard]] ProbeOptions probe_options_from_environment();
 
 // The probes HotplugProbes attaches, in attach-report order.
 [[nodiscard]] std::vector<ProbeSpec> hotplug_probe_specs();
@@ -77,8 +87,8 @@ public:
     // Attached programs as (name, fd): the exporter reads their run time.
     [[nodiscard]] std::vector<std::pair<std::string, int>> program_fds() const;
     // Which probe path is active: "memory_hotplug tracepoints" when the
-    // kernel has kernel-patches/' events (MEMHP_PROBES=fentry forces the
-    // fentry path), else "fentry/fexit".
+    // kernel has kernel-patches/' events (ProbeOptions::use_tracepoints=false
+    // forces the fentry path), else "fentry/fexit".
     [[nodiscard]] std::string path() const;
     // How vmemmap population is timed, for the attach message.
     [[nodiscard]] std::string populate_timing() const;
@@ -90,7 +100,7 @@ private:
     void set_kernel_addresses(const KallsymsInfo& syms);
     // False when the first fentry/fexit attach shows the kernel refuses BPF
     // trampolines altogether (the caller starts over on kprobes).
-    bool attach(const std::vector<ProbeChoice>& plan);
+    bool attach(const std::vector<ProbeChoice>& plan, bool refuse_fentry);
     struct SkelDeleter {
         void operator()(hotplug* s) const;
     };

@@ -1,9 +1,13 @@
 #pragma once
-// memhp-exporter's main loop: bind the HTTP listener, attach the probes, serve
-// /metrics until SIGINT/SIGTERM. Shared by the memhp-exporter binary.
+// memhp-exporter's main loop: check the listen address, attach the probes,
+// drop every capability, then start the HTTP server and serve /metrics until
+// SIGINT/SIGTERM, telling systemd (Type=notify) when it is ready and feeding
+// its watchdog. Shared by the memhp-exporter binary.
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "memhp/collector/probes.hpp"
 
 namespace memhp::exporter {
 
@@ -32,6 +36,8 @@ struct ListenAddress {
 struct ExporterOptions {
     std::string listen = kDefaultListen;
     bool verbose = false;
+    bool keep_capabilities = false;  // debugging only: skip the drop after attach
+    collector::ProbeOptions probes;
 };
 
 // Runs until a stop signal; returns the exit code. Throws Error/BpfError with
