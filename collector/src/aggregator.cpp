@@ -381,8 +381,13 @@ void Aggregator::on_online_offline(const memhp_event& ev, Phase phase) {
     nesting(ev, op);
     // The op is over; its page events say nothing about the memmap, but
     // what it took is its own (and, nested, its parent's inclusive) cost.
+    // Pages inside the block itself are the memory changing hands (online
+    // frees the new range into the page allocator), not a cost: left out.
     std::uint64_t taken = 0, freed = 0;
-    for (const auto& p : take_pages(ev.op_id)) (p.type == MEMHP_EV_PAGE_FREE ? freed : taken) += 1ull << p.order;
+    for (const auto& p : take_pages(ev.op_id)) {
+        if (p.pfn >= ev.start_pfn && p.pfn - ev.start_pfn < ev.nr_pages) continue;
+        (p.type == MEMHP_EV_PAGE_FREE ? freed : taken) += 1ull << p.order;
+    }
     op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * cfg_.page_size;
     remember_nested_pages(op, taken, freed);
     count(op);

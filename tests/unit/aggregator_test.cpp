@@ -896,6 +896,20 @@ TEST_F(AggregatorTest, OnlineInsideAddIsItsOwnRecordAndTheAddsTimeIsItsOwn) {
     EXPECT_EQ(stats().nested.size(), 1u);
 }
 
+TEST_F(AggregatorTest, TheOnlinedRangeGoingToTheAllocatorIsNotACost) {
+    // online_pages() frees the new block into the page allocator: 64 order-9
+    // frees inside the range. They must not cancel the add's memmap.
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn, 9));
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 2, kBootPfn + 0x4000, 0, MEMHP_EV_ONLINE));
+    for (std::uint64_t i = 0; i < 64; ++i)
+        agg().consume(page(MEMHP_EV_PAGE_FREE, 2, kHotPfn + 512 * i, 9, MEMHP_EV_ONLINE));
+    agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages, 0, 0, 1), 1, MEMHP_EV_ADD));
+    EXPECT_EQ(last().free_bytes_consumed, kPage);
+    agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 2'000'000, 1));
+    EXPECT_EQ(last().free_bytes_consumed, 512 * kPage);
+    EXPECT_EQ(last().free_bytes_consumed_inclusive, 513 * kPage);
+}
+
 TEST_F(AggregatorTest, VirtioMemStyleEightBlocksEachWithItsOnline) {
     for (std::uint64_t b = 0; b < 8; ++b) {
         const std::uint64_t add_id = 10 + 2 * b, online_id = add_id + 1;
