@@ -48,8 +48,13 @@ struct op {
 	__u32 flags;
 	__u32 caller;
 	__s32 inner_ret; /* offline_pages()' return: the reason an offline failed */
-	__u32 _pad;
+	__u32 nested_count; /* nested ops that ran inside this one */
 	char zone[16];
+	__u64 parent_id; /* the op this one runs inside (auto-online in an add), or 0 */
+	__u64 nested_ns; /* time spent in nested ops */
+	__u64 sp;        /* stack position of the begin (hotplug_ops.bpf.h) */
+	__u32 parent_type; /* the parent's type when parent_id is set */
+	__u32 _pad;
 };
 
 struct {
@@ -58,6 +63,14 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, struct op);
 } ops SEC(".maps");
+
+/* An op suspended while a nested one runs on the same task. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_OPS);
+	__type(key, __u32); /* tid */
+	__type(value, struct op);
+} outer_ops SEC(".maps");
 
 /* Entry arguments for kretprobe handlers. */
 enum saved_fn {
@@ -107,17 +120,21 @@ volatile __u32 inflight = 0;
 __u64 next_op_id = 0;
 __u64 dropped_events = 0;
 __u64 interrupt_page_events = 0;
+__u64 stale_ops = 0;     /* ops whose exit never came, found at the task's next begin */
+__u64 ops_map_full = 0;  /* begins not traced: `ops` was full */
+__u64 nest_overflow = 0; /* begins not traced: nested two deep */
 /* Set by the loader once the vmemmap_populate exit is attached: populate
  * events then come from there and __add_pages no longer infers them. */
 volatile __u32 populate_direct = 0;
 
 #include "hotplug_ops.bpf.h"
 
-/* Inner functions of an add (arch_add_memory, __add_pages...) join the op
- * their outer function started. */
-static __always_inline struct op *op_start(__u32 type)
+/* Inner functions of an add (add_memory_resource under
+ * add_memory_driver_managed) join the op their outer function started; an
+ * online inside an add (auto-online) is nested in it. */
+static __always_inline struct op *op_start(__u32 type, void *ctx)
 {
-	return op_begin(type, true);
+	return op_enter(type, true, ctx);
 }
 
 /* Sends the op's event and forgets the op. */
@@ -143,10 +160,14 @@ static __always_inline void op_finish(__u32 type, int ret)
 		e->flags = o->flags;
 		e->caller = o->caller;
 		e->page_nid = -1;
+		e->parent_op_id = o->parent_id;
+		e->nested_ns = o->nested_ns;
+		e->nested_ops = o->nested_count;
+		e->op_type = o->parent_id ? o->parent_type : 0;
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
-	op_drop();
+	op_end();
 }
 
 static __always_inline void save_args(__u32 fn, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
@@ -243,9 +264,9 @@ static __always_inline int page_nid(struct page *page)
 
 /* ---- add ---------------------------------------------------------------- */
 
-static __always_inline int handle_driver_managed_entry(void)
+static __always_inline int handle_driver_managed_entry(void *ctx)
 {
-	struct op *o = op_start(MEMHP_EV_ADD);
+	struct op *o = op_start(MEMHP_EV_ADD, ctx);
 	if (o)
 		o->caller = MEMHP_CALLER_DRIVER_MANAGED;
 	return 0;
@@ -256,20 +277,20 @@ static __always_inline int handle_driver_managed_exit(void)
 	/* Normally add_memory_resource's exit has sent and dropped the op; if
 	 * the driver-managed add failed before getting there, forget it. */
 	if (op_current(MEMHP_EV_ADD))
-		op_drop();
+		op_end();
 	return 0;
 }
 
 SEC("fentry/add_memory_driver_managed")
 int BPF_PROG(add_driver_managed_fentry)
 {
-	return handle_driver_managed_entry();
+	return handle_driver_managed_entry(ctx);
 }
 
 SEC("kprobe/add_memory_driver_managed")
 int BPF_KPROBE(add_driver_managed_kprobe)
 {
-	return handle_driver_managed_entry();
+	return handle_driver_managed_entry(ctx);
 }
 
 SEC("fexit/add_memory_driver_managed")
@@ -284,9 +305,9 @@ int BPF_KRETPROBE(add_driver_managed_kretprobe)
 	return handle_driver_managed_exit();
 }
 
-static __always_inline int handle_add_entry(int nid, struct resource *res, mhp_t mhp_flags)
+static __always_inline int handle_add_entry(void *ctx, int nid, struct resource *res, mhp_t mhp_flags)
 {
-	struct op *o = op_start(MEMHP_EV_ADD);
+	struct op *o = op_start(MEMHP_EV_ADD, ctx);
 	if (!o)
 		return 0;
 	__u64 start = BPF_CORE_READ(res, start), end = BPF_CORE_READ(res, end);
@@ -300,13 +321,13 @@ static __always_inline int handle_add_entry(int nid, struct resource *res, mhp_t
 SEC("fentry/add_memory_resource")
 int BPF_PROG(add_fentry, int nid, struct resource *res, mhp_t mhp_flags)
 {
-	return handle_add_entry(nid, res, mhp_flags);
+	return handle_add_entry(ctx, nid, res, mhp_flags);
 }
 
 SEC("kprobe/add_memory_resource")
 int BPF_KPROBE(add_kprobe, int nid, struct resource *res, mhp_t mhp_flags)
 {
-	return handle_add_entry(nid, res, mhp_flags);
+	return handle_add_entry(ctx, nid, res, mhp_flags);
 }
 
 SEC("fexit/add_memory_resource")
@@ -608,9 +629,9 @@ int BPF_PROG(page_free_raw_tp, struct page *page, unsigned int order)
 
 /* ---- online / offline ---------------------------------------------------- */
 
-static __always_inline int handle_block_entry(__u32 type, struct device *dev)
+static __always_inline int handle_block_entry(void *ctx, __u32 type, struct device *dev)
 {
-	struct op *o = op_start(type);
+	struct op *o = op_start(type, ctx);
 	if (o)
 		o->vmemmap_pages = block_vmemmap_pages(dev);
 	return 0;
@@ -619,13 +640,13 @@ static __always_inline int handle_block_entry(__u32 type, struct device *dev)
 SEC("fentry/memory_subsys_online")
 int BPF_PROG(online_fentry, struct device *dev)
 {
-	return handle_block_entry(MEMHP_EV_ONLINE, dev);
+	return handle_block_entry(ctx, MEMHP_EV_ONLINE, dev);
 }
 
 SEC("kprobe/memory_subsys_online")
 int BPF_KPROBE(online_kprobe, struct device *dev)
 {
-	return handle_block_entry(MEMHP_EV_ONLINE, dev);
+	return handle_block_entry(ctx, MEMHP_EV_ONLINE, dev);
 }
 
 SEC("fexit/memory_subsys_online")
@@ -693,13 +714,13 @@ int BPF_KPROBE(online_pages_kprobe, unsigned long pfn, unsigned long nr_pages, s
 SEC("fentry/memory_subsys_offline")
 int BPF_PROG(offline_fentry, struct device *dev)
 {
-	return handle_block_entry(MEMHP_EV_OFFLINE, dev);
+	return handle_block_entry(ctx, MEMHP_EV_OFFLINE, dev);
 }
 
 SEC("kprobe/memory_subsys_offline")
 int BPF_KPROBE(offline_kprobe, struct device *dev)
 {
-	return handle_block_entry(MEMHP_EV_OFFLINE, dev);
+	return handle_block_entry(ctx, MEMHP_EV_OFFLINE, dev);
 }
 
 SEC("fexit/memory_subsys_offline")
@@ -787,9 +808,9 @@ int BPF_KPROBE(deinit_memmap_kprobe, unsigned long pfn, unsigned long nr_pages)
 
 /* ---- remove -------------------------------------------------------------- */
 
-static __always_inline int handle_remove_entry(u64 start, u64 size)
+static __always_inline int handle_remove_entry(void *ctx, u64 start, u64 size)
 {
-	struct op *o = op_start(MEMHP_EV_REMOVE);
+	struct op *o = op_start(MEMHP_EV_REMOVE, ctx);
 	if (o) {
 		o->start_pfn = start >> PAGE_SHIFT;
 		o->nr_pages = size >> PAGE_SHIFT;
@@ -800,13 +821,13 @@ static __always_inline int handle_remove_entry(u64 start, u64 size)
 SEC("fentry/try_remove_memory")
 int BPF_PROG(remove_fentry, u64 start, u64 size)
 {
-	return handle_remove_entry(start, size);
+	return handle_remove_entry(ctx, start, size);
 }
 
 SEC("kprobe/try_remove_memory")
 int BPF_KPROBE(remove_kprobe, u64 start, u64 size)
 {
-	return handle_remove_entry(start, size);
+	return handle_remove_entry(ctx, start, size);
 }
 
 SEC("fexit/try_remove_memory")

@@ -2,10 +2,12 @@
 /* The per-task operation state both probe objects share (hotplug.bpf.c on
  * functions, hotplug_tp.bpf.c on the memory_hotplug trace events).
  *
- * Include it after defining, in the object: struct op (with id, t0, type and
- * nid fields), the `ops` hash map (tid -> struct op), the `events` ring
- * buffer, and the globals `inflight`, `next_op_id`, `dropped_events` and
- * `interrupt_page_events`. */
+ * Include it after defining, in the object: struct op (with id, t0, type,
+ * nid, parent_id, nested_ns, nested_count and sp fields), the `ops` hash map
+ * (tid -> struct op, the innermost op in flight), the `outer_ops` hash map
+ * (tid -> struct op, an op suspended while a nested one runs), the `events`
+ * ring buffer, and the globals `inflight`, `next_op_id`, `dropped_events`,
+ * `interrupt_page_events`, `stale_ops`, `ops_map_full` and `nest_overflow`. */
 #ifndef MEMHP_HOTPLUG_OPS_BPF_H
 #define MEMHP_HOTPLUG_OPS_BPF_H
 
@@ -95,6 +97,102 @@ static __always_inline struct memhp_event *reserve(void)
 	}
 	__builtin_memset(e, 0, sizeof(*e));
 	return e;
+}
+
+/* ---- nesting and stale ops -------------------------------------------------
+ * With auto-online (auto_online_blocks=online*), add_memory_resource() onlines
+ * the new blocks itself: memory_subsys_online() runs inside the add. An op of
+ * another type that begins while one is in flight on the task is a nested
+ * phase: the outer op moves to `outer_ops`, the nested one becomes the task's
+ * op (page events are billed to it) and records its parent's id; when it ends
+ * the outer op comes back with the nested time added to its nested_ns.
+ *
+ * An op whose exit never came (a missed kretprobe) would otherwise stay in
+ * `ops` and swallow the task's next op. A begin runs deeper in the stack than
+ * the op it nests in; one at the same depth or higher means the op in flight
+ * has returned: it is stale, counted in stale_ops and forgotten. `ctx`
+ * points into the probe's frame on the task stack for every program type
+ * used here (fentry trampoline, kprobe pt_regs, tp_btf arguments). */
+
+static __always_inline __u64 stack_pos(void *ctx)
+{
+	__u64 sp = 0;
+	bpf_probe_read_kernel(&sp, sizeof(sp), &ctx);
+	return sp;
+}
+
+/* Forgets the task's ops, in flight and suspended. */
+static __always_inline void op_forget(__u32 t)
+{
+	bpf_map_delete_elem(&outer_ops, &t);
+	if (bpf_map_delete_elem(&ops, &t) == 0)
+		__sync_fetch_and_sub(&inflight, 1);
+}
+
+/* Starts an op of `type` from the program whose context is `ctx`. An op of
+ * the same type in flight is returned when `same_type_joins` (an inner
+ * function of the same operation), else 0; an op of another type makes this
+ * one nested in it (one level: deeper nesting is counted in nest_overflow
+ * and not traced). */
+static __always_inline struct op *op_enter(__u32 type, bool same_type_joins, void *ctx)
+{
+	__u32 t = tid();
+	__u64 sp = stack_pos(ctx);
+	__u64 parent = 0;
+	__u32 parent_type = 0;
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (o && sp >= o->sp) {
+		__sync_fetch_and_add(&stale_ops, 1);
+		op_forget(t);
+		o = 0;
+	}
+	if (o) {
+		if (o->type == type)
+			return same_type_joins ? o : 0;
+		if (bpf_map_update_elem(&outer_ops, &t, o, BPF_NOEXIST)) {
+			__sync_fetch_and_add(&nest_overflow, 1);
+			return 0;
+		}
+		parent = o->id;
+		parent_type = o->type;
+		op_drop();
+	}
+	o = op_begin(type, false);
+	if (!o) {
+		__sync_fetch_and_add(&ops_map_full, 1);
+		if (parent) { /* put the outer op back */
+			struct op *outer = bpf_map_lookup_elem(&outer_ops, &t);
+			if (outer && bpf_map_update_elem(&ops, &t, outer, BPF_NOEXIST) == 0)
+				__sync_fetch_and_add(&inflight, 1);
+			bpf_map_delete_elem(&outer_ops, &t);
+		}
+		return 0;
+	}
+	o->sp = sp;
+	o->parent_id = parent;
+	o->parent_type = parent_type;
+	return o;
+}
+
+/* Ends the task's op: a nested op hands the task back to its parent, with
+ * the time it took added to the parent's nested_ns. */
+static __always_inline void op_end(void)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (!o)
+		return;
+	if (o->parent_id) {
+		struct op *outer = bpf_map_lookup_elem(&outer_ops, &t);
+		if (outer && outer->id == o->parent_id) {
+			outer->nested_ns += bpf_ktime_get_ns() - o->t0;
+			outer->nested_count += 1;
+			bpf_map_update_elem(&ops, &t, outer, BPF_EXIST);
+			bpf_map_delete_elem(&outer_ops, &t);
+			return;
+		}
+	}
+	op_drop();
 }
 
 #endif /* MEMHP_HOTPLUG_OPS_BPF_H */

@@ -43,8 +43,13 @@ struct op {
 	__u64 altmap_pages;
 	__u64 vmemmap_pages;
 	__u32 flags;
-	__u32 _pad;
+	__u32 nested_count;
 	char zone[16];
+	__u64 parent_id;
+	__u64 nested_ns;
+	__u64 sp;
+	__u32 parent_type;
+	__u32 _pad;
 };
 
 struct {
@@ -55,6 +60,13 @@ struct {
 } ops SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_OPS);
+	__type(key, __u32); /* tid */
+	__type(value, struct op);
+} outer_ops SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
@@ -63,16 +75,20 @@ volatile __u32 inflight = 0;
 __u64 next_op_id = 0;
 __u64 dropped_events = 0;
 __u64 interrupt_page_events = 0;
+__u64 stale_ops = 0;
+__u64 ops_map_full = 0;
+__u64 nest_overflow = 0;
 /* mhp_memmap_alloc events seen during adds, and failed ones among them */
 __u64 memmap_blocks = 0;
 __u64 memmap_alloc_failures = 0;
 
 #include "hotplug_ops.bpf.h"
 
-/* Begin events of a task that already has an op in flight leave it be. */
-static __always_inline struct op *op_start(__u32 type)
+/* A begin event of the type already in flight on the task leaves it be; one
+ * of another type (mhp_online_begin inside an add: auto-online) nests. */
+static __always_inline struct op *op_start(__u32 type, void *ctx)
 {
-	return op_begin(type, false);
+	return op_enter(type, false, ctx);
 }
 
 static __always_inline void op_finish(struct op *o, int ret)
@@ -93,10 +109,14 @@ static __always_inline void op_finish(struct op *o, int ret)
 		e->vmemmap_pages = o->vmemmap_pages;
 		e->flags = o->flags;
 		e->caller = MEMHP_CALLER_ADD_MEMORY;
+		e->parent_op_id = o->parent_id;
+		e->nested_ns = o->nested_ns;
+		e->nested_ops = o->nested_count;
+		e->op_type = o->parent_id ? o->parent_type : 0;
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
-	op_drop();
+	op_end();
 }
 
 /* ---- add ---------------------------------------------------------------- */
@@ -104,7 +124,7 @@ static __always_inline void op_finish(struct op *o, int ret)
 SEC("tp_btf/mhp_add_memory_begin")
 int BPF_PROG(add_begin, int nid, u64 start, u64 size, int mhp_flags)
 {
-	struct op *o = op_start(MEMHP_EV_ADD);
+	struct op *o = op_start(MEMHP_EV_ADD, ctx);
 	if (!o)
 		return 0;
 	o->nid = nid; /* a memory group id for ACPI DIMMs: add_end has the node */
@@ -224,10 +244,10 @@ int BPF_PROG(page_free, struct page *page, unsigned int order)
 
 /* ---- online / offline, per memory block ------------------------------------ */
 
-static __always_inline void block_begin(__u32 type, struct zone *zone, unsigned long start_pfn,
+static __always_inline void block_begin(void *ctx, __u32 type, struct zone *zone, unsigned long start_pfn,
 					unsigned long nr_pages, unsigned long nr_vmemmap_pages)
 {
-	struct op *o = op_start(type);
+	struct op *o = op_start(type, ctx);
 	if (!o)
 		return;
 	o->start_pfn = start_pfn;
@@ -248,7 +268,7 @@ SEC("tp_btf/mhp_online_begin")
 int BPF_PROG(online_begin, struct zone *zone, unsigned long start_pfn, unsigned long nr_pages,
 	     unsigned long nr_vmemmap_pages)
 {
-	block_begin(MEMHP_EV_ONLINE, zone, start_pfn, nr_pages, nr_vmemmap_pages);
+	block_begin(ctx, MEMHP_EV_ONLINE, zone, start_pfn, nr_pages, nr_vmemmap_pages);
 	return 0;
 }
 
@@ -264,7 +284,7 @@ SEC("tp_btf/mhp_offline_begin")
 int BPF_PROG(offline_begin, struct zone *zone, unsigned long start_pfn, unsigned long nr_pages,
 	     unsigned long nr_vmemmap_pages)
 {
-	block_begin(MEMHP_EV_OFFLINE, zone, start_pfn, nr_pages, nr_vmemmap_pages);
+	block_begin(ctx, MEMHP_EV_OFFLINE, zone, start_pfn, nr_pages, nr_vmemmap_pages);
 	return 0;
 }
 
@@ -281,7 +301,7 @@ int BPF_PROG(offline_end, struct zone *zone, unsigned long start_pfn, unsigned l
 SEC("tp_btf/mhp_remove_memory_begin")
 int BPF_PROG(remove_begin, u64 start, u64 size)
 {
-	struct op *o = op_start(MEMHP_EV_REMOVE);
+	struct op *o = op_start(MEMHP_EV_REMOVE, ctx);
 	if (o) {
 		o->start_pfn = start >> 12;
 		o->nr_pages = size >> 12;

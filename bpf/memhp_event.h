@@ -5,7 +5,7 @@
  * buffer. Shared by hotplug.bpf.c and the collector: fixed-width fields only;
  * the C++ side static_asserts the size. Bump MEMHP_EVENT_VERSION on change. */
 
-#define MEMHP_EVENT_VERSION 2
+#define MEMHP_EVENT_VERSION 3
 
 enum memhp_event_type {
 	MEMHP_EV_ADD = 1,        /* add_memory_resource() returned */
@@ -55,11 +55,17 @@ struct memhp_event {
 	__u32 gfp;           /* page events: gfp flags (alloc only) */
 	__u32 flags;         /* MEMHP_F_* */
 	__u32 caller;        /* add: enum memhp_caller */
-	__u32 op_type;       /* page events: the type of the op in flight (MEMHP_EV_ADD, ...) */
+	__u32 op_type;       /* page events: the type of the op in flight (MEMHP_EV_ADD, ...);
+	                      * operations (v3): the parent's type when parent_op_id is set */
 	__u32 _pad;
 	char zone[16];       /* online/offline: zone name */
 	__s32 page_nid;      /* page events: node from page->flags, valid with MEMHP_F_PAGE_NID */
 	__u32 site;          /* page events: enum memhp_alloc_site */
+	/* v3: nested phases (an online inside its add under auto-online). */
+	__u64 parent_op_id;  /* operations: the op this one ran inside, or 0 */
+	__u64 nested_ns;     /* operations: time spent in nested ops (included in duration_ns) */
+	__u32 nested_ops;    /* operations: how many nested ops ran inside */
+	__u32 _pad2;
 };
 
 #endif

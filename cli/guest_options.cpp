@@ -36,6 +36,12 @@ void add_guest_options(CLI::App* cmd, GuestOptions& o, bool with_memmap_flag) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     cmd->add_option("--qemu", o.qemu, "QEMU binary")->capture_default_str();
+    cmd->add_option("--online", o.online,
+                    "who onlines hot-added memory: auto (the kernel, as real hosts do: auto_online_blocks is left as "
+                    "the kernel set it, online_movable where that is offline; memhp then traces each online nested "
+                    "in its add) or manual (auto_online_blocks=offline and the lab onlines every block)")
+        ->check(CLI::IsMember({"auto", "manual"}))
+        ->capture_default_str();
 }
 
 lab::GuestConfig to_guest_config(const GuestOptions& o) {
@@ -54,6 +60,7 @@ lab::GuestConfig to_guest_config(const GuestOptions& o) {
     c.accel = o.accel;
     c.boot_timeout = std::chrono::seconds(o.boot_timeout_s);
     c.qemu = o.qemu;
+    c.online = lab::parse_online_mode(o.online);
     lab::validate(c);
     (void)lab::classify_kernel_spec(c.kernel);  // reject nonsense before any download
     return c;

@@ -19,6 +19,7 @@ struct GuestOptions {
     std::string accel = "tcg";
     int boot_timeout_s = 180;
     std::string qemu = "qemu-system-x86_64";
+    std::string online = "auto";
 };
 
 // `with_memmap_flag`: false for commands whose arms set memmap_on_memory.

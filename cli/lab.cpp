@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <thread>
 
 #include "commands.hpp"
 #include "guest_options.hpp"
 #include "memhp/files.hpp"
+#include "memhp/error.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/size.hpp"
 #include "memhp/stop.hpp"
@@ -27,6 +29,7 @@ struct LabOptions {
     std::string json_path;
     bool keep = false;
     int timeout_s = 120;
+    std::string virtio_mem;  // non-empty: plug/unplug this much through a virtio-mem device instead of DIMMs
 };
 
 constexpr std::uint64_t kX86BlockSize = std::uint64_t{128} << 20;
@@ -55,6 +58,64 @@ void print_row(const std::string& name, double wall_s, const lab::MemorySnapshot
                 s.blocks_online, s.blocks, n.total_kb, n.free_kb, s.mem_free_kb, delta);
 }
 
+// Cycles of plug -> online -> unplug through virtio-mem device 0.
+int run_virtio_mem_cycles(lab::Guest& guest, lab::MemoryLab& mem, std::uint64_t size, int node, int cycles,
+                          std::chrono::seconds timeout, nlohmann::json& results, const std::function<void()>& save) {
+    int failures = 0;
+    for (int i = 1; i <= cycles; ++i) {
+        std::printf("cycle %d/%d: virtio-mem %s on node %d\n", i, cycles, format_size_human(size).c_str(), node);
+        print_header(node);
+        const auto before = mem.snapshot();
+        print_row("before", -1, before, before, node);
+        nlohmann::json rec{{"index", i}, {"device", lab::virtio_mem_id(0)}, {"phases", nlohmann::json::array()}};
+        bool ok = true;
+        try {
+            auto plug = mem.resize_virtio_mem(0, size, timeout);
+            auto after = mem.snapshot();
+            print_row("plug", plug.wall_s, after, before, node);
+            rec["phases"].push_back({{"phase", "plug"}, {"resize", lab::to_json(plug)}, {"after", lab::to_json(after)}});
+            if (plug.plugged != size) throw Error("the guest plugged " + format_size_exact(plug.plugged) + " of " +
+                                                  format_size_exact(size));
+            if (!guest.kernel_onlines()) {
+                const auto t0 = std::chrono::steady_clock::now();
+                lab::Dimm d;
+                d.id = plug.device;
+                d.blocks = plug.blocks_added;
+                mem.online(d, lab::Zone::Movable);  // movable: the driver can offline it again to unplug
+                const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                after = mem.snapshot();
+                print_row("online", wall, after, before, node);
+                rec["phases"].push_back({{"phase", "online"}, {"wall_s", wall}, {"after", lab::to_json(after)}});
+            }
+            auto unplug = mem.resize_virtio_mem(0, 0, timeout);
+            after = mem.snapshot();
+            print_row("unplug", unplug.wall_s, after, before, node);
+            rec["phases"].push_back({{"phase", "unplug"}, {"resize", lab::to_json(unplug)}, {"after", lab::to_json(after)}});
+            if (unplug.plugged != 0)
+                throw Error("the guest unplugged only down to " + format_size_exact(unplug.plugged) +
+                            " (memory it could not offline stays plugged)");
+            std::printf("  %zu blocks added, %zu online after the plug, %zu removed\n", plug.blocks_added.size(),
+                        plug.blocks_online, unplug.blocks_removed.size());
+        } catch (const Interrupted&) {
+            throw;
+        } catch (const std::exception& e) {
+            ok = false;
+            rec["error"] = e.what();
+            std::printf("  FAILED: %s\n", e.what());
+        }
+        rec["ok"] = ok;
+        results["cycles"].push_back(rec);
+        save();
+        std::fflush(stdout);
+        if (!ok) {
+            ++failures;
+            if (!guest.alive()) break;
+        }
+    }
+    if (failures) std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
+
 }  // namespace
 
 Command add_lab_command(CLI::App& app) {
@@ -77,6 +138,10 @@ Command add_lab_command(CLI::App& app) {
     cmd->add_option("--timeout", o->timeout_s, "seconds any single wait inside a phase may take")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    cmd->add_option("--virtio-mem", o->virtio_mem,
+                    "hot-plug through a virtio-mem device on --node instead of DIMMs: each cycle plugs SIZE (qom-set "
+                    "requested-size; a multiple of 128M), onlines it (the kernel under --online auto, else the lab) "
+                    "and unplugs it again (the guest driver offlines and removes its blocks)");
     cmd->add_option("--json", o->json_path, "also write the results as JSON to this file (rewritten after every cycle)");
     cmd->add_flag("--keep", o->keep,
                   "leave the guest running after the cycles, print how to reach its console, and wait for Ctrl-C");
@@ -90,6 +155,12 @@ Command add_lab_command(CLI::App& app) {
             throw UsageError("--node " + std::to_string(o->node) + " does not exist: the guest has " +
                              std::to_string(cfg.node_mem.size()) + " node(s) (see --node-mem)");
         const auto zone = lab::parse_zone(o->zone);
+        std::uint64_t vmem = 0;
+        if (!o->virtio_mem.empty()) {
+            vmem = parse_size(o->virtio_mem);
+            cfg.virtio_mem.push_back({o->node, vmem, 0});
+            lab::validate(cfg);
+        }
 
         auto guest = lab::Guest::boot(cfg, stderr_progress());
         lab::MemoryLab mem(*guest);
@@ -106,15 +177,27 @@ Command add_lab_command(CLI::App& app) {
             {"guest",
              {{"kernel_spec", cfg.kernel}, {"package", guest->kernel().package}, {"version", guest->kernel().version},
               {"release", guest->release()}, {"memmap_on_memory", param}, {"block_size_bytes", mem.block_size()},
-              {"boot_s", guest->boot_seconds()}, {"cmdline", read_file(guest->run_dir() / "qemu.cmdline")}}},
-            {"options", {{"dimm_bytes", dimm}, {"node", o->node}, {"zone", o->zone}, {"cycles", o->cycles}}},
+              {"boot_s", guest->boot_seconds()}, {"auto_online_blocks", guest->online_policy()},
+              {"cmdline", read_file(guest->run_dir() / "qemu.cmdline")}}},
+            {"options",
+             {{"dimm_bytes", dimm}, {"node", o->node}, {"zone", o->zone}, {"cycles", o->cycles},
+              {"online", o->guest.online}, {"virtio_mem_bytes", vmem}}},
             {"cycles", nlohmann::json::array()}};
         auto save = [&] {
             if (!o->json_path.empty()) write_file_atomic(o->json_path, results.dump(2) + "\n");
         };
         save();
 
+        std::printf("onlining: %s (auto_online_blocks=%s)\n", guest->kernel_onlines() ? "by the kernel" : "by the lab",
+                    guest->online_policy().c_str());
+        if (vmem) {
+            const int rc = run_virtio_mem_cycles(*guest, mem, vmem, o->node, o->cycles,
+                                                 std::chrono::seconds(o->timeout_s), results, save);
+            guest->shutdown();
+            return rc;
+        }
         lab::CycleOptions copts{dimm, o->node, zone, std::chrono::seconds(o->timeout_s)};
+        copts.kernel_onlines = guest->kernel_onlines();
         int failures = 0;
         std::map<std::string, std::vector<double>> walls;  // phase -> wall seconds of good cycles
         for (int i = 1; i <= o->cycles; ++i) {

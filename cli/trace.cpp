@@ -74,6 +74,12 @@ public:
                           std::to_string(op.vmemmap_pages);
                 break;
         }
+        if (op.parent_op_id)
+            details += "; nested in " + std::string(op.parent_phase ? collector::phase_name(*op.parent_phase) : "op") +
+                       " #" + std::to_string(op.parent_op_id);
+        if (op.nested_ops)
+            details += "; own time (" + std::to_string(op.nested_ops) + " nested took " +
+                       duration_text(op.nested_ns) + ", inclusive " + duration_text(op.inclusive_ns) + ")";
         std::printf("%-8s %-9s %4d %#12" PRIx64 " %8" PRIu64 " %11s %5d  %s\n", when, collector::phase_name(op.phase),
                     op.nid, op.start_pfn, op.nr_pages, duration_text(op.duration_ns).c_str(), op.ret, details.c_str());
         std::fflush(stdout);
@@ -83,7 +89,8 @@ private:
     bool json_;
 };
 
-void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64_t interrupt_pages) {
+void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64_t interrupt_pages,
+                   const collector::OpHealth& health) {
     std::fprintf(stderr, "\n%-9s %6s %6s %12s\n", "PHASE", "COUNT", "FAILED", "MEAN");
     for (auto phase : collector::kAllPhases) {
         std::uint64_t count = 0, sum = 0, failed = 0;
@@ -114,6 +121,17 @@ void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64
                          ", memmap_on_memory requested but unused %" PRIu64
                          ", page events from interrupts (not billed to an op) %" PRIu64 "\n",
                  s.events, dropped, s.decode_errors, s.memmap_on_memory_unused, interrupt_pages);
+    for (const auto& [key, n] : s.nested)
+        std::fprintf(stderr, "nested: %" PRIu64 " %s inside %s\n", n, collector::phase_name(std::get<0>(key)),
+                     collector::phase_name(std::get<1>(key)));
+    const std::uint64_t stale = health.stale_missed_exit + health.swept_task_gone + health.swept_too_old;
+    if (stale || health.ops_map_full || health.nest_overflow)
+        std::fprintf(stderr,
+                     "op state: %" PRIu64 " stale ops aged out (missed exit %" PRIu64 ", task gone %" PRIu64
+                     ", too old %" PRIu64 "), %" PRIu64 " not traced (map full %" PRIu64 ", nested too deep %" PRIu64
+                     ")\n",
+                     stale, health.stale_missed_exit, health.swept_task_gone, health.swept_too_old,
+                     health.ops_map_full + health.nest_overflow, health.ops_map_full, health.nest_overflow);
 }
 
 }  // namespace
@@ -191,7 +209,7 @@ Command add_trace_command(CLI::App& app) {
             if (r < 0 && r != -EINTR) throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
         }
         probes.poll(0);  // drain what is left
-        print_summary(agg.stats(), probes.dropped_events(), probes.interrupt_page_events());
+        print_summary(agg.stats(), probes.dropped_events(), probes.interrupt_page_events(), probes.op_health());
         return 0;
     }};
 }

@@ -14,6 +14,19 @@ constexpr std::uint64_t kMhpMemmapOnMemory = 1ull << 1;
 
 bool valid_type(std::uint32_t type) { return type >= MEMHP_EV_ADD && type <= MEMHP_EV_PAGE_FREE; }
 
+std::optional<Phase> phase_of_type(std::uint32_t type) {
+    switch (type) {
+        case MEMHP_EV_ADD: return Phase::Add;
+        case MEMHP_EV_POPULATE: return Phase::Populate;
+        case MEMHP_EV_ONLINE: return Phase::Online;
+        case MEMHP_EV_OFFLINE: return Phase::Offline;
+        case MEMHP_EV_REMOVE: return Phase::Remove;
+        default: return std::nullopt;
+    }
+}
+
+constexpr std::size_t kMaxNestedParents = 4096;
+
 MemmapMode mode_of_flags(std::uint32_t flags) {
     return (flags & MEMHP_F_ALTMAP) ? MemmapMode::Altmap : MemmapMode::PageAllocator;
 }
@@ -26,6 +39,7 @@ Operation base_operation(Phase phase, const memhp_event& ev) {
     op.tid = ev.tid;
     op.ts_ns = ev.ts_ns;
     op.duration_ns = ev.duration_ns;
+    op.inclusive_ns = ev.duration_ns;
     op.nid = ev.nid;
     op.ret = ev.ret;
     op.start_pfn = ev.start_pfn;
@@ -199,8 +213,32 @@ const Aggregator::AddedRange* Aggregator::range_containing(std::uint64_t pfn) co
 void Aggregator::count(const Operation& op) {
     const auto key = std::make_tuple(op.phase, op.nid, op.mode);
     ++stats_.operations[key];
-    stats_.latency[key].observe(op.duration_ns);
+    stats_.latency[key].observe(op.duration_ns);  // own time: nested phases have their own histograms
     if (op.ret < 0) ++stats_.failures[std::make_tuple(op.phase, -op.ret)];
+    if (op.parent_phase) ++stats_.nested[std::make_tuple(op.phase, *op.parent_phase)];
+}
+
+void Aggregator::nesting(const memhp_event& ev, Operation& op) {
+    // Populate runs inside its add and shares its op id: not a nested op.
+    op.nested_ops = ev.nested_ops;
+    op.nested_ns = std::min(ev.nested_ns, ev.duration_ns);  // a corrupt record cannot make own time negative
+    op.duration_ns = ev.duration_ns - op.nested_ns;
+    op.parent_op_id = ev.parent_op_id;
+    if (ev.parent_op_id) op.parent_phase = phase_of_type(ev.op_type);
+}
+
+void Aggregator::remember_nested_pages(const Operation& op, std::uint64_t taken, std::uint64_t freed) {
+    if (!op.parent_op_id) return;
+    while (nested_pages_.size() >= kMaxNestedParents) nested_pages_.erase(nested_pages_.begin());
+    nested_pages_[op.parent_op_id] += static_cast<std::int64_t>(taken) - static_cast<std::int64_t>(freed);
+}
+
+std::int64_t Aggregator::take_nested_pages(std::uint64_t parent_id) {
+    auto it = nested_pages_.find(parent_id);
+    if (it == nested_pages_.end()) return 0;
+    const std::int64_t n = it->second;
+    nested_pages_.erase(it);
+    return n;
 }
 
 int Aggregator::page_node(const PageRecord& p, Operation& op) {
@@ -222,6 +260,7 @@ void Aggregator::emit(const Operation& op) {
 
 void Aggregator::on_add(const memhp_event& ev) {
     Operation op = base_operation(Phase::Add, ev);
+    nesting(ev, op);
     op.mhp_flags = ev.mhp_flags;
     op.caller = ev.caller == MEMHP_CALLER_DRIVER_MANAGED ? "driver_managed" : "add_memory";
     op.mode = mode_of_flags(ev.flags);
@@ -266,6 +305,9 @@ void Aggregator::on_add(const memhp_event& ev) {
     }
     const std::uint64_t ps = cfg_.page_size;
     op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * ps;
+    const std::int64_t inclusive = static_cast<std::int64_t>(taken) - static_cast<std::int64_t>(freed) +
+                                   take_nested_pages(ev.op_id);
+    op.free_bytes_consumed_inclusive = inclusive > 0 ? static_cast<std::uint64_t>(inclusive) * ps : 0;
 
     const std::uint64_t bytes = ev.nr_pages * ps;
     if (cfg_.memmap_on_memory_enabled && ev.ret == 0 && !(ev.flags & MEMHP_F_ALTMAP)) {
@@ -318,6 +360,7 @@ void Aggregator::on_add(const memhp_event& ev) {
 
 void Aggregator::on_populate(const memhp_event& ev) {
     Operation op = base_operation(Phase::Populate, ev);
+    nesting(ev, op);
     op.mode = mode_of_flags(ev.flags);
     op.populate_direct = (ev.flags & MEMHP_F_POPULATE_DIRECT) != 0;
     count(op);
@@ -335,13 +378,25 @@ void Aggregator::on_online_offline(const memhp_event& ev, Phase phase) {
     else
         op.mode = (ev.vmemmap_pages > 0 || (ev.flags & MEMHP_F_ALTMAP)) ? MemmapMode::Altmap
                                                                          : MemmapMode::PageAllocator;
-    (void)take_pages(ev.op_id);  // the op is over; its page events say nothing about the memmap
+    nesting(ev, op);
+    // The op is over; its page events say nothing about the memmap, but
+    // what it took is its own (and, nested, its parent's inclusive) cost.
+    // Pages inside the block itself are the memory changing hands (online
+    // frees the new range into the page allocator), not a cost: left out.
+    std::uint64_t taken = 0, freed = 0;
+    for (const auto& p : take_pages(ev.op_id)) {
+        if (p.pfn >= ev.start_pfn && p.pfn - ev.start_pfn < ev.nr_pages) continue;
+        (p.type == MEMHP_EV_PAGE_FREE ? freed : taken) += 1ull << p.order;
+    }
+    op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * cfg_.page_size;
+    remember_nested_pages(op, taken, freed);
     count(op);
     emit(op);
 }
 
 void Aggregator::on_remove(const memhp_event& ev) {
     Operation op = base_operation(Phase::Remove, ev);
+    nesting(ev, op);
     const AddedRange* range = range_containing(ev.start_pfn);
     if (op.nid < 0) op.nid = range ? range->nid : nodes_.node_of_pfn(ev.start_pfn);
     if (range)
@@ -351,6 +406,7 @@ void Aggregator::on_remove(const memhp_event& ev) {
                                                                        : MemmapMode::PageAllocator;
     op.memmap.altmap_pages = ev.altmap_pages;
     op.memmap.local_pages = ev.altmap_pages;
+    (void)take_nested_pages(ev.op_id);  // an offline inside the remove: its pages are its own
     for (const auto& p : take_pages(ev.op_id)) {
         if (p.type != MEMHP_EV_PAGE_FREE) continue;  // remove gives pages back; allocations are not memmap
         const std::uint64_t n = 1ull << p.order;
@@ -395,8 +451,13 @@ nlohmann::json to_json(const Operation& op) {
         {"nr_pages", op.nr_pages},
         {"ret", op.ret},
         {"duration_ns", op.duration_ns},
+        {"inclusive_ns", op.inclusive_ns},
+        {"nested_ns", op.nested_ns},
+        {"nested_ops", op.nested_ops},
+        {"parent_op_id", op.parent_op_id},
         {"mode", mode_name(op.mode)},
     };
+    if (op.parent_phase) j["parent_phase"] = phase_name(*op.parent_phase);
     if (op.phase == Phase::Add || op.phase == Phase::Remove) {
         j["memmap"] = {
             {"altmap_pages", op.memmap.altmap_pages},
@@ -414,6 +475,7 @@ nlohmann::json to_json(const Operation& op) {
             j["caller"] = op.caller;
             j["mhp_flags"] = op.mhp_flags;
             j["free_bytes_consumed"] = op.free_bytes_consumed;
+            j["free_bytes_consumed_inclusive"] = op.free_bytes_consumed_inclusive;
             j["memmap_on_memory_unused"] = op.memmap_on_memory_unused;
             if (op.memmap_on_memory_unused) j["unused_reason"] = op.unused_reason;
             break;
@@ -421,6 +483,7 @@ nlohmann::json to_json(const Operation& op) {
         case Phase::Offline:
             j["zone"] = op.zone;
             j["vmemmap_pages"] = op.vmemmap_pages;
+            j["free_bytes_consumed"] = op.free_bytes_consumed;
             break;
         case Phase::Populate: j["direct"] = op.populate_direct; break;
         case Phase::Remove: break;

@@ -338,7 +338,8 @@ ProbeOptions probe_options_from_environment() {
     return o;
 }
 
-HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options) : handler_(std::move(handler)) {
+HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options)
+    : handler_(std::move(handler)), stale_op_age_ns_(options.stale_op_age_ns) {
     auto t = std::chrono::steady_clock::now();
     auto phase_done = [&](const char* name) {
         const auto now = std::chrono::steady_clock::now();
@@ -520,7 +521,34 @@ int HotplugProbes::on_record(void* ctx, void* data, std::size_t size) {
     return 0;
 }
 
-int HotplugProbes::poll(int timeout_ms) { return ring_buffer__poll(ring_.get(), timeout_ms); }
+int HotplugProbes::poll(int timeout_ms) {
+    const int n = ring_buffer__poll(ring_.get(), timeout_ms);
+    const std::uint64_t now = monotonic_ns();
+    if (now - last_sweep_ns_ >= 5000000000ull) {
+        last_sweep_ns_ = now;
+        const SweepCounts c = tp_ ? sweep_ops_map(tp_->ops_fd(), tp_->outer_ops_fd(), tp_->inflight(),
+                                                  stale_op_age_ns_, task_exists)
+                                  : sweep_ops_map(bpf_map__fd(skel_->maps.ops), bpf_map__fd(skel_->maps.outer_ops),
+                                                  &skel_->bss->inflight, stale_op_age_ns_, task_exists);
+        swept_task_gone_ += c.task_gone;
+        swept_too_old_ += c.too_old;
+    }
+    return n;
+}
+
+OpHealth HotplugProbes::op_health() const {
+    OpHealth h;
+    if (tp_) {
+        h = tp_->bpf_op_health();
+    } else {
+        h.stale_missed_exit = __atomic_load_n(&skel_->bss->stale_ops, __ATOMIC_RELAXED);
+        h.ops_map_full = __atomic_load_n(&skel_->bss->ops_map_full, __ATOMIC_RELAXED);
+        h.nest_overflow = __atomic_load_n(&skel_->bss->nest_overflow, __ATOMIC_RELAXED);
+    }
+    h.swept_task_gone = swept_task_gone_.load(std::memory_order_relaxed);
+    h.swept_too_old = swept_too_old_.load(std::memory_order_relaxed);
+    return h;
+}
 
 std::uint64_t HotplugProbes::dropped_events() const {
     if (tp_) return tp_->dropped_events();  // tracepoint path

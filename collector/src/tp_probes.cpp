@@ -61,6 +61,16 @@ TracepointProbes::~TracepointProbes() {
 }
 
 int TracepointProbes::events_fd() const { return bpf_map__fd(skel_->maps.events); }
+int TracepointProbes::ops_fd() const { return bpf_map__fd(skel_->maps.ops); }
+int TracepointProbes::outer_ops_fd() const { return bpf_map__fd(skel_->maps.outer_ops); }
+volatile std::uint32_t* TracepointProbes::inflight() const { return &skel_->bss->inflight; }
+OpHealth TracepointProbes::bpf_op_health() const {
+    OpHealth h;
+    h.stale_missed_exit = __atomic_load_n(&skel_->bss->stale_ops, __ATOMIC_RELAXED);
+    h.ops_map_full = __atomic_load_n(&skel_->bss->ops_map_full, __ATOMIC_RELAXED);
+    h.nest_overflow = __atomic_load_n(&skel_->bss->nest_overflow, __ATOMIC_RELAXED);
+    return h;
+}
 
 std::uint64_t TracepointProbes::dropped_events() const {
     return __atomic_load_n(&skel_->bss->dropped_events, __ATOMIC_RELAXED);

@@ -40,6 +40,7 @@ ProbeSnapshot LiveState::snapshot(bool with_run_stats) const {
     if (probes) {
         s.dropped_events = probes->dropped_events();
         s.interrupt_page_events = probes->interrupt_page_events();
+        s.op_health = probes->op_health();
         s.probes = probes->attach_report();
         if (with_run_stats)
             for (const auto& [name, fd] : probes->program_fds())

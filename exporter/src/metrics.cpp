@@ -33,6 +33,11 @@ const std::vector<MetricDef>& metric_catalog() {
          "add, populate (vmemmap population inside an add), online, offline, remove. memmap_mode: altmap (memmap on "
          "the hot-added memory) or page_allocator.",
          "probes"},
+        {"memhp_nested_operations_total", MetricKind::Counter, {"phase", "parent_phase"},
+         "Operations that ran inside another on the same task, e.g. an online inside its add when the kernel "
+         "auto-onlines (auto_online_blocks=online*). Their time is their own: the parent's duration histogram "
+         "excludes it.",
+         "probes"},
         {"memhp_operation_failures_total", MetricKind::Counter, {"phase", "errno"},
          "Hot-plug operations that returned an error, by phase and errno name (EBUSY, ENOMEM, ...).", "probes"},
         {"memhp_memmap_allocated_bytes_total", MetricKind::Counter, {"source", "node", "memmap_node", "locality"},
@@ -81,6 +86,14 @@ const std::vector<MetricDef>& metric_catalog() {
         {"memhp_interrupt_page_events_total", MetricKind::Counter, {},
          "Page-allocator events of interrupts (e.g. network receive) that arrived while a hot-plug operation ran on "
          "the interrupted task: seen and left out of the operation's figures.",
+         "exporter"},
+        {"memhp_stale_operations_total", MetricKind::Counter, {"reason"},
+         "Operations whose end never came, aged out of the BPF state. reason: missed_exit (the task began "
+         "another at the same stack depth), task_gone (its task exited), too_old (in flight past the age limit).",
+         "exporter"},
+        {"memhp_untraced_operations_total", MetricKind::Counter, {"reason"},
+         "Operations BPF could not track. reason: ops_map_full (more tasks in hot-plug at once than the map "
+         "holds), nested_too_deep (a third level of nesting).",
          "exporter"},
         {"memhp_orphan_page_events_total", MetricKind::Counter, {},
          "Page-allocator events whose operation never completed (dropped from the bounded buffer).", "exporter"},
@@ -287,6 +300,19 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
         f.finish_into(out);
     }
     {
+        // The pairs the kernel nests are always served (0 without
+        // auto-online), so a rate() over them has a series from the start.
+        using collector::Phase;
+        auto nested = s.nested;
+        nested.try_emplace({Phase::Online, Phase::Add}, 0);
+        nested.try_emplace({Phase::Offline, Phase::Remove}, 0);
+        FamilyBuilder f("memhp_nested_operations_total");
+        for (const auto& [key, n] : nested)
+            f.counter({collector::phase_name(std::get<0>(key)), collector::phase_name(std::get<1>(key))},
+                      static_cast<double>(n));
+        f.finish_into(out);
+    }
+    {
         FamilyBuilder f("memhp_operation_failures_total");
         for (const auto& [key, n] : s.failures)
             f.counter({collector::phase_name(std::get<0>(key)), errno_name(std::get<1>(key))}, static_cast<double>(n));
@@ -371,6 +397,19 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
     single_counter("memhp_event_decode_errors_total", s.decode_errors);
     single_counter("memhp_ring_buffer_dropped_events_total", p.dropped_events);
     single_counter("memhp_interrupt_page_events_total", p.interrupt_page_events);
+    {
+        FamilyBuilder f("memhp_stale_operations_total");
+        f.counter({"missed_exit"}, static_cast<double>(p.op_health.stale_missed_exit));
+        f.counter({"task_gone"}, static_cast<double>(p.op_health.swept_task_gone));
+        f.counter({"too_old"}, static_cast<double>(p.op_health.swept_too_old));
+        f.finish_into(out);
+    }
+    {
+        FamilyBuilder f("memhp_untraced_operations_total");
+        f.counter({"ops_map_full"}, static_cast<double>(p.op_health.ops_map_full));
+        f.counter({"nested_too_deep"}, static_cast<double>(p.op_health.nest_overflow));
+        f.finish_into(out);
+    }
     single_counter("memhp_orphan_page_events_total", s.orphan_page_events);
     if (host.bpf_stats_enabled) {
         FamilyBuilder f("memhp_bpf_stats_enabled");

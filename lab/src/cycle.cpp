@@ -67,7 +67,9 @@ CycleRecord run_cycle(MemoryLab& lab, const CycleOptions& opts, int index,
             if (name == "add") {
                 for (int i = 0; i < opts.dimms; ++i) c.dimms.push_back(lab.add_dimm(opts.dimm_size, opts.node, opts.timeout));
             } else if (name == "online") {
-                for (const auto& d : c.dimms) lab.online(d, opts.zone);
+                // Under auto-online the add has onlined (or is onlining) the blocks.
+                c.online_by = opts.kernel_onlines ? "kernel" : "lab";
+                for (const auto& d : c.dimms) opts.kernel_onlines ? lab.wait_online(d, opts.timeout) : lab.online(d, opts.zone);
             } else if (name == "offline") {
                 for (const auto& d : c.dimms) lab.offline(d);
             } else {
@@ -128,7 +130,7 @@ nlohmann::json to_json(const CycleRecord& c) {
     }
     nlohmann::json dimms = nlohmann::json::array();
     for (const auto& d : c.dimms) dimms.push_back(to_json(d));
-    nlohmann::json j{{"index", c.index}, {"ok", c.ok()}, {"dimms", dimms}, {"zone", c.zone},
+    nlohmann::json j{{"index", c.index}, {"ok", c.ok()}, {"dimms", dimms}, {"zone", c.zone}, {"online_by", c.online_by},
                      {"device_deleted", c.device_deleted}, {"guest_lost", c.guest_lost}, {"before", to_json(c.before)},
                      {"phases", phases}};
     if (!c.cleanup.empty()) j["cleanup"] = c.cleanup;

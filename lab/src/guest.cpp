@@ -27,6 +27,53 @@ fs::path default_agent_path() {
     return {};
 }
 
+std::string virtio_mem_id(std::size_t i) { return "vmem" + std::to_string(i); }
+
+namespace {
+// virtio_mem is a module on Debian's kernels (built in on none of them so
+// far): the guest's chroot is the host's root, which holds the kernel cache,
+// so the host's kmod insmod loads it from there (.ko or .ko.xz). Then waits
+// until the driver has bound every device.
+void load_virtio_mem(Guest& g) {
+    auto& agent = g.agent();
+    if (!agent.try_read("/sys/module/virtio_mem/initstate") && !agent.try_read("/sys/module/virtio_mem/uevent")) {
+        const auto& mods = g.kernel().modules_dir;
+        fs::path ko;
+        for (const char* name : {"virtio_mem.ko", "virtio_mem.ko.xz", "virtio_mem.ko.zst"})
+            if (fs::exists(mods / "kernel/drivers/virtio" / name)) ko = mods / "kernel/drivers/virtio" / name;
+        if (ko.empty())
+            throw GuestError("--virtio-mem: this kernel has no virtio_mem module under " + mods.string() +
+                             " and does not build it in; use a kernel with CONFIG_VIRTIO_MEM");
+        const auto r = agent.exec({"/sbin/insmod", ko.string()});
+        if (!r.ok()) throw GuestError("insmod " + ko.string() + " failed in the guest: " + trim(r.err + r.out));
+    }
+    const auto want = g.config().virtio_mem.size();
+    for (int i = 0; i < 300; ++i) {
+        std::size_t bound = 0;
+        try {
+            for (const auto& e : agent.listdir("/sys/bus/virtio/drivers/virtio_mem"))
+                if (e.starts_with("virtio")) ++bound;
+        } catch (const AgentError&) {
+            // the driver is not registered yet
+        }
+        if (bound >= want) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        g.check_alive();
+    }
+    throw GuestError("the virtio_mem driver did not bind the guest's " + std::to_string(want) +
+                     " virtio-mem device(s) within 30 s: see the console log");
+}
+}  // namespace
+
+OnlineMode parse_online_mode(const std::string& text) {
+    if (text == "auto") return OnlineMode::Auto;
+    if (text == "manual") return OnlineMode::Manual;
+    throw UsageError("--online must be auto (the kernel onlines added memory, as real hosts do) or manual (the lab "
+                     "onlines each block), not '" + text + "'");
+}
+
+const char* online_mode_name(OnlineMode m) { return m == OnlineMode::Auto ? "auto" : "manual"; }
+
 void validate(const GuestConfig& cfg) {
     if (cfg.node_mem.empty() || cfg.node_mem[0] == 0)
         throw UsageError("node 0 needs memory (the guest boots from it): e.g. --node-mem 1G,0");
@@ -43,6 +90,21 @@ void validate(const GuestConfig& cfg) {
     if (cfg.boot_timeout.count() <= 0) throw UsageError("--boot-timeout must be positive");
     for (const auto& f : cfg.tcp_forwards)
         if (f.host_port == 0 || f.guest_port == 0) throw UsageError("a TCP forward needs a host and a guest port");
+    std::uint64_t vmem_total = 0;
+    for (const auto& v : cfg.virtio_mem) {
+        if (v.node < 0 || static_cast<std::size_t>(v.node) >= cfg.node_mem.size())
+            throw UsageError("--virtio-mem: node " + std::to_string(v.node) + " does not exist (the guest has " +
+                             std::to_string(cfg.node_mem.size()) + " nodes; see --node-mem)");
+        if (v.max_size == 0 || v.max_size % (std::uint64_t{128} << 20))
+            throw UsageError("--virtio-mem: the size must be a positive multiple of 128M (the guest's memory block), not " +
+                             format_size_exact(v.max_size));
+        if (v.block_size && (v.block_size & (v.block_size - 1)))
+            throw UsageError("--virtio-mem: the block size must be a power of two");
+        vmem_total += v.max_size;
+    }
+    if (cfg.maxmem && vmem_total && cfg.maxmem <= boot + vmem_total)
+        throw UsageError("--maxmem (" + format_size_exact(cfg.maxmem) + ") must exceed the boot memory plus the "
+                         "virtio-mem devices (" + format_size_exact(boot + vmem_total) + ")");
 }
 
 std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const fs::path& cwd) {
@@ -61,7 +123,9 @@ std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const 
 std::vector<std::string> qemu_command(const GuestConfig& cfg, const fs::path& vmlinuz, const fs::path& initrd,
                                       const fs::path& run_dir, const fs::path& agent, const fs::path& cwd) {
     const std::uint64_t boot = std::accumulate(cfg.node_mem.begin(), cfg.node_mem.end(), std::uint64_t{0});
-    const std::uint64_t maxmem = cfg.maxmem ? cfg.maxmem : boot + (std::uint64_t{16} << 30);
+    std::uint64_t vmem_total = 0;
+    for (const auto& v : cfg.virtio_mem) vmem_total += v.max_size;
+    const std::uint64_t maxmem = cfg.maxmem ? cfg.maxmem : boot + vmem_total + (std::uint64_t{16} << 30);
     std::vector<std::string> a = {cfg.qemu,
                                   "-machine", "q35,accel=" + cfg.accel,
                                   "-cpu", cfg.accel == "kvm" ? "host" : "max",
@@ -94,6 +158,17 @@ std::vector<std::string> qemu_command(const GuestConfig& cfg, const fs::path& vm
         // A second QMP socket for a person poking at a --keep guest.
         "-qmp", "unix:" + (run_dir / "qmp-user.sock").string() + ",server=on,wait=off",
     });
+    for (std::size_t i = 0; i < cfg.virtio_mem.size(); ++i) {
+        // Nothing plugged at boot: memory comes with qom-set requested-size (MemoryLab::resize_virtio_mem).
+        const auto& v = cfg.virtio_mem[i];
+        const std::string n = std::to_string(i);
+        a.insert(a.end(), {"-object", "memory-backend-ram,id=vmemmem" + n + ",size=" + format_size_exact(v.max_size) +
+                                          ",reserve=off"});
+        std::string dev = "virtio-mem-pci,id=" + virtio_mem_id(i) + ",memdev=vmemmem" + n +
+                          ",node=" + std::to_string(v.node) + ",requested-size=0";
+        if (v.block_size) dev += ",block-size=" + format_size_exact(v.block_size);
+        a.insert(a.end(), {"-device", dev});
+    }
     if (!cfg.tcp_forwards.empty()) {
         // User networking bound to the host's loopback only; restrict=on cuts
         // the guest off from everything but the forwarded ports.
@@ -219,11 +294,14 @@ void Guest::wait_ready_once() {
     g->boot_seconds_ = std::chrono::duration<double>(Clock::now() - t0).count();
     say("guest ready in " + std::to_string(static_cast<int>(g->boot_seconds_ + 0.5)) + " s (kernel " + g->release_ + ")");
 
-    if (!cfg.auto_online) {
-        if (auto policy = g->agent_.try_read("/sys/devices/system/memory/auto_online_blocks");
-            policy && trim(*policy) != "offline")
-            g->agent_.write("/sys/devices/system/memory/auto_online_blocks", "offline");
+    const std::string knob = "/sys/devices/system/memory/auto_online_blocks";
+    if (auto policy = g->agent_.try_read(knob)) {
+        const std::string p = trim(*policy);
+        if (cfg.online == OnlineMode::Manual && p != "offline") g->agent_.write(knob, "offline");
+        if (cfg.online == OnlineMode::Auto && p == "offline") g->agent_.write(knob, "online_movable");
+        g->online_policy_ = trim(g->agent_.read(knob));
     }
+    if (!cfg.virtio_mem.empty()) load_virtio_mem(*g);
 }
 
 Guest::~Guest() { qemu_.terminate(std::chrono::milliseconds(2000)); }

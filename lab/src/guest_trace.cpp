@@ -91,6 +91,15 @@ std::vector<nlohmann::json> parse_ops(const std::string& text) {
         if (line.empty() || line[0] != '{') continue;
         auto j = nlohmann::json::parse(line, nullptr, false);
         if (j.is_discarded()) throw Error("a tracer wrote a line that is not JSON: " + std::string(line));
+        // memhp trace's records carry their schema (the peer's carry none).
+        if (j.is_object() && j.contains("schema")) {
+            const auto& v = j["schema"];
+            if (!v.is_number_integer() || v.get<long long>() < kTraceSchemaOldest ||
+                v.get<long long>() > kTraceSchemaNewest)
+                throw Error("a trace record has schema " + v.dump().substr(0, 20) + "; this memhp reads schemas " +
+                            std::to_string(kTraceSchemaOldest) + " to " + std::to_string(kTraceSchemaNewest) +
+                            " (docs/trace-json.md): run the memhp that wrote it, or rebuild both from one tree");
+        }
         ops.push_back(std::move(j));
     }
     return ops;

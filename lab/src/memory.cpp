@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -50,6 +51,17 @@ std::string zone_name(Zone z) {
         case Zone::Auto: return "auto";
     }
     return "auto";
+}
+
+void virtio_mem_request(QmpClient& qmp, const std::string& id, std::uint64_t bytes) {
+    qmp.execute("qom-set", {{"path", id}, {"property", "requested-size"}, {"value", bytes}});
+}
+
+std::uint64_t virtio_mem_plugged(QmpClient& qmp, const std::string& id) {
+    const json v = qmp.execute("qom-get", {{"path", id}, {"property", "size"}});
+    if (!v.is_number_unsigned())
+        throw Error("QEMU answered qom-get " + id + ".size with " + v.dump().substr(0, 80) + ", not a size in bytes");
+    return v.get<std::uint64_t>();
 }
 
 MemoryLab::MemoryLab(Guest& guest) : guest_(guest) {
@@ -177,6 +189,75 @@ std::string MemoryLab::zone_of(const Dimm& d) {
     return z ? trim(*z) : std::string();
 }
 
+void MemoryLab::wait_online(const Dimm& d, Ms timeout) {
+    const auto deadline = Clock::now() + timeout;
+    for (int b : d.blocks) {
+        while (true) {
+            auto st = guest_.agent().try_read(block_path(b) + "/state");
+            if (st && trim(*st) == "online") break;
+            if (Clock::now() >= deadline)
+                throw Error("memory block " + std::to_string(b) + " of " + d.id + " is " +
+                            (st ? trim(*st) : std::string("gone")) + ", not online, " +
+                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
+                            " s after the add, although the kernel onlines added memory (auto_online_blocks=" +
+                            guest_.online_policy() + ")");
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+}
+
+VirtioMemResize MemoryLab::resize_virtio_mem(std::size_t index, std::uint64_t bytes, Ms timeout, Ms settle) {
+    if (index >= guest_.config().virtio_mem.size())
+        throw UsageError("the guest has " + std::to_string(guest_.config().virtio_mem.size()) +
+                         " virtio-mem device(s), not " + std::to_string(index + 1) + ": boot it with --virtio-mem");
+    const auto& dev = guest_.config().virtio_mem[index];
+    if (bytes > dev.max_size || bytes % block_size_)
+        throw UsageError("virtio-mem size " + format_size_exact(bytes) + " must be a multiple of " +
+                         format_size_exact(block_size_) + " up to the device's " + format_size_exact(dev.max_size));
+    VirtioMemResize r;
+    r.device = virtio_mem_id(index);
+    r.requested = bytes;
+    auto& qmp = guest_.qmp();
+    const auto before = block_ids();
+    r.plugged_before = virtio_mem_plugged(qmp, r.device);
+    const auto t0 = Clock::now();
+    virtio_mem_request(qmp, r.device, bytes);
+    // Poll the device, not QEMU's MEMORY_DEVICE_SIZE_CHANGE event: that is
+    // rate-limited to one a second per device.
+    auto last_change = Clock::now();
+    std::uint64_t plugged = r.plugged_before;
+    std::vector<int> ids = before;
+    while (true) {
+        const std::uint64_t now_plugged = virtio_mem_plugged(qmp, r.device);
+        auto now_ids = block_ids();
+        if (now_plugged != plugged || now_ids != ids) last_change = Clock::now();
+        plugged = now_plugged;
+        ids = std::move(now_ids);
+        const std::size_t want_blocks = before.size() - r.plugged_before / block_size_ + bytes / block_size_;
+        if (plugged == bytes && ids.size() == want_blocks) break;
+        if (Clock::now() - last_change >= settle && plugged != r.plugged_before) break;  // stopped short
+        if (Clock::now() - t0 >= timeout)
+            throw Error(r.device + ": the guest plugged " + format_size_exact(plugged) + " of the " +
+                        format_size_exact(bytes) + " requested within " +
+                        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
+                        " s\n--- last console lines ---\n" + guest_.console_tail(10));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    r.plugged = plugged;
+    std::set_difference(ids.begin(), ids.end(), before.begin(), before.end(), std::back_inserter(r.blocks_added));
+    std::set_difference(before.begin(), before.end(), ids.begin(), ids.end(), std::back_inserter(r.blocks_removed));
+    if (guest_.kernel_onlines() && !r.blocks_added.empty()) {
+        Dimm d;
+        d.id = r.device;
+        d.blocks = r.blocks_added;
+        wait_online(d, timeout);
+    }
+    r.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    for (int b : r.blocks_added)
+        if (auto st = guest_.agent().try_read(block_path(b) + "/state"); st && trim(*st) == "online") ++r.blocks_online;
+    return r;
+}
+
 bool MemoryLab::remove(const Dimm& d, Ms timeout) {
     auto& qmp = guest_.qmp();
     qmp.execute("device_del", {{"id", d.id}});
@@ -197,6 +278,12 @@ nlohmann::json to_json(const MemorySnapshot& s) {
     for (const auto& [n, m] : s.nodes) nodes[std::to_string(n)] = {{"mem_total_kb", m.total_kb}, {"mem_free_kb", m.free_kb}};
     return {{"mem_total_kb", s.mem_total_kb}, {"mem_free_kb", s.mem_free_kb}, {"blocks", s.blocks},
             {"blocks_online", s.blocks_online}, {"nodes", nodes}};
+}
+
+nlohmann::json to_json(const VirtioMemResize& r) {
+    return {{"device", r.device},         {"requested", r.requested},         {"plugged_before", r.plugged_before},
+            {"plugged", r.plugged},       {"blocks_added", r.blocks_added},   {"blocks_removed", r.blocks_removed},
+            {"blocks_online", r.blocks_online}, {"wall_s", r.wall_s}};
 }
 
 nlohmann::json to_json(const Dimm& d) {

@@ -469,3 +469,38 @@ TEST(AbDocs, MetricsTableInDocsIsCurrent) {
 
 }  // namespace
 }  // namespace memhp::ab
+
+namespace memhp::ab {
+namespace {
+
+TEST(AbArm, OnlineKeyPerArm) {
+    lab::GuestConfig base;
+    base.online = lab::OnlineMode::Auto;
+    EXPECT_EQ(parse_arm("a", base).guest.online, lab::OnlineMode::Auto);
+    EXPECT_EQ(parse_arm("m:online=manual", base).guest.online, lab::OnlineMode::Manual);
+    EXPECT_EQ(parse_arm("k:online=auto,mmo=on", base).guest.online, lab::OnlineMode::Auto);
+    EXPECT_THROW((void)parse_arm("x:online=kernel", base), UsageError);
+}
+
+TEST_F(AbFiles, SummarySaysWhoOnlined) {
+    json a = arm_with("auto", "probe_add_s", {1e-3, 2e-3});
+    a["online_requested"] = "auto";
+    a["guest"] = {{"release", "6.12.117+deb12-amd64"}, {"memmap_on_memory", "Y"}, {"auto_online_blocks", "online"},
+                  {"block_size_bytes", 1 << 27}, {"boot_s", 9.5}};
+    json m = arm_with("manual", "probe_add_s", {1e-3, 2e-3});
+    m["online_requested"] = "manual";
+    m["guest"] = {{"release", "6.12.117+deb12-amd64"}, {"memmap_on_memory", "Y"}, {"auto_online_blocks", "offline"},
+                  {"block_size_bytes", 1 << 27}, {"boot_s", 9.5}};
+    json hostile = arm_with("hostile", "probe_add_s", {1e-3, 2e-3});
+    hostile["guest"] = {{"release", "x"}, {"auto_online_blocks", "| injected |"}};
+    json old = arm_with("old", "probe_add_s", {1e-3, 2e-3});  // a file from before --online
+    const auto md = summary_markdown(results_with({a, m, hostile, old}), {});
+    EXPECT_NE(md.find("| onlining |"), std::string::npos) << md;
+    EXPECT_NE(md.find("| Y | kernel (online) |"), std::string::npos) << md;
+    EXPECT_NE(md.find("| Y | lab |"), std::string::npos) << md;
+    EXPECT_EQ(md.find("injected"), std::string::npos) << md;
+    EXPECT_NE(md.find("| ? | lab |"), std::string::npos) << md;
+}
+
+}  // namespace
+}  // namespace memhp::ab

@@ -654,7 +654,7 @@ TEST_F(AggregatorTest, JsonOfAdd) {
     for (int i = 0; i < 8; ++i) agg().consume(page(MEMHP_EV_PAGE_ALLOC, 3, kBootPfn + 512u * i, 9));
     agg().consume(add(3, 1, kHotPfn, 8 * kBlockPages, 0, 0, 2));
     auto j = to_json(last());
-    EXPECT_EQ(j["schema"], 2);
+    EXPECT_EQ(j["schema"], 3);
     EXPECT_EQ(j["schema"], kTraceJsonSchema);
     EXPECT_EQ(j["phase"], "add");
     EXPECT_EQ(j["op_id"], 3u);
@@ -838,6 +838,151 @@ TEST_F(AggregatorTest, JsonOfOtherPhases) {
 
     // One line each: NDJSON.
     for (const auto& op : sink.ops) EXPECT_EQ(to_json(op).dump().find('\n'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace memhp::collector
+
+// ---- nested phases (auto-online: the online runs inside its add) ----------------------
+
+namespace memhp::collector {
+namespace {
+
+memhp_event nested_in(memhp_event ev, std::uint64_t parent, std::uint32_t parent_type) {
+    ev.parent_op_id = parent;
+    ev.op_type = parent_type;
+    return ev;
+}
+
+memhp_event with_nested(memhp_event ev, std::uint64_t nested_ns, std::uint32_t nested_ops) {
+    ev.nested_ns = nested_ns;
+    ev.nested_ops = nested_ops;
+    return ev;
+}
+
+TEST_F(AggregatorTest, OnlineInsideAddIsItsOwnRecordAndTheAddsTimeIsItsOwn) {
+    // BPF order: the add's page events, the nested online's (its own op id),
+    // the online's end, then the add's end carrying the nested time.
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn, 9));
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 2, kBootPfn + 0x4000, 0, MEMHP_EV_ONLINE));
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 2, kBootPfn + 0x4001, 0, MEMHP_EV_ONLINE));
+    agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages, 0, 0, 1), 1, MEMHP_EV_ADD));
+    agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 2'000'000, 1));
+    ASSERT_EQ(sink.ops.size(), 2u);
+    const Operation& online = sink.ops[0];
+    EXPECT_EQ(online.phase, Phase::Online);
+    EXPECT_EQ(online.parent_op_id, 1u);
+    ASSERT_TRUE(online.parent_phase);
+    EXPECT_EQ(*online.parent_phase, Phase::Add);
+    EXPECT_EQ(online.duration_ns, 2'000'000u);
+    EXPECT_EQ(online.free_bytes_consumed, 2 * kPage);
+    const Operation& a = sink.ops[1];
+    EXPECT_EQ(a.phase, Phase::Add);
+    EXPECT_EQ(a.parent_op_id, 0u);
+    EXPECT_FALSE(a.parent_phase);
+    EXPECT_EQ(a.inclusive_ns, 5'000'000u);
+    EXPECT_EQ(a.nested_ns, 2'000'000u);
+    EXPECT_EQ(a.nested_ops, 1u);
+    EXPECT_EQ(a.duration_ns, 3'000'000u);  // own time
+    // The online's pages are its own: the add's memmap is unchanged.
+    EXPECT_EQ(a.memmap.buddy_pages, 512u);
+    EXPECT_EQ(a.memmap.pagetable_pages, 0u);
+    EXPECT_EQ(a.free_bytes_consumed, 512 * kPage);
+    EXPECT_EQ(a.free_bytes_consumed_inclusive, 514 * kPage);
+    // Histograms: each phase its own time.
+    EXPECT_EQ(stats().latency.at({Phase::Add, 1, MemmapMode::PageAllocator}).sum_ns(), 3'000'000u);
+    EXPECT_EQ(stats().latency.at({Phase::Online, 1, MemmapMode::PageAllocator}).sum_ns(), 2'000'000u);
+    EXPECT_EQ(value_or_zero(stats().nested, std::make_tuple(Phase::Online, Phase::Add)), 1u);
+    EXPECT_EQ(stats().nested.size(), 1u);
+}
+
+TEST_F(AggregatorTest, TheOnlinedRangeGoingToTheAllocatorIsNotACost) {
+    // online_pages() frees the new block into the page allocator: 64 order-9
+    // frees inside the range. They must not cancel the add's memmap.
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn, 9));
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 2, kBootPfn + 0x4000, 0, MEMHP_EV_ONLINE));
+    for (std::uint64_t i = 0; i < 64; ++i)
+        agg().consume(page(MEMHP_EV_PAGE_FREE, 2, kHotPfn + 512 * i, 9, MEMHP_EV_ONLINE));
+    agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages, 0, 0, 1), 1, MEMHP_EV_ADD));
+    EXPECT_EQ(last().free_bytes_consumed, kPage);
+    agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 2'000'000, 1));
+    EXPECT_EQ(last().free_bytes_consumed, 512 * kPage);
+    EXPECT_EQ(last().free_bytes_consumed_inclusive, 513 * kPage);
+}
+
+TEST_F(AggregatorTest, VirtioMemStyleEightBlocksEachWithItsOnline) {
+    for (std::uint64_t b = 0; b < 8; ++b) {
+        const std::uint64_t add_id = 10 + 2 * b, online_id = add_id + 1;
+        const std::uint64_t pfn = kHotPfn + b * kBlockPages;
+        agg().consume(page(MEMHP_EV_PAGE_ALLOC, add_id, kBootPfn + 512 * b, 9));
+        agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, online_id, pfn, kBlockPages, 0, 0, 1), add_id,
+                                MEMHP_EV_ADD));
+        agg().consume(with_nested(add(add_id, 1, pfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_DRIVER_MANAGED), 1'500'000, 1));
+    }
+    EXPECT_EQ(value_or_zero(stats().nested, std::make_tuple(Phase::Online, Phase::Add)), 8u);
+    EXPECT_EQ(value_or_zero(stats().operations, std::make_tuple(Phase::Online, 1, MemmapMode::PageAllocator)), 8u);
+    EXPECT_EQ(value_or_zero(stats().operations, std::make_tuple(Phase::Add, 1, MemmapMode::PageAllocator)), 8u);
+    EXPECT_EQ(value_or_zero(stats().memmap_pages, std::make_tuple(MemmapSource::PageAllocator, 1, 0)), 4096u);
+    EXPECT_EQ(stats().latency.at({Phase::Add, 1, MemmapMode::PageAllocator}).sum_ns(), 8 * 3'500'000u);
+    EXPECT_EQ(last().caller, "driver_managed");
+    // The online knew the range from its add: the add's mode.
+    EXPECT_EQ(sink.ops[sink.ops.size() - 2].mode, MemmapMode::PageAllocator);
+}
+
+TEST_F(AggregatorTest, OfflineInsideRemoveIsNested) {
+    add_page_allocator(1);
+    agg().consume(nested_in(online_offline(MEMHP_EV_OFFLINE, 3, kHotPfn, kBlockPages, 0, 0, 1), 2, MEMHP_EV_REMOVE));
+    agg().consume(page(MEMHP_EV_PAGE_FREE, 2, kBootPfn, 9, MEMHP_EV_REMOVE));
+    agg().consume(with_nested(remove(2, kHotPfn, kBlockPages), 1'000'000, 1));
+    EXPECT_EQ(value_or_zero(stats().nested, std::make_tuple(Phase::Offline, Phase::Remove)), 1u);
+    EXPECT_EQ(last().phase, Phase::Remove);
+    EXPECT_EQ(last().duration_ns, 2'000'000u);
+    EXPECT_EQ(last().inclusive_ns, 3'000'000u);
+    EXPECT_EQ(last().memmap.buddy_pages, 512u);
+    EXPECT_EQ(value_or_zero(stats().present_bytes, 1), 0);
+}
+
+TEST_F(AggregatorTest, FailedNestedOnlineCountsItsFailureAndTheAddStands) {
+    agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages, 0, -16, 1), 1, MEMHP_EV_ADD));
+    agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 4'000'000, 1));
+    EXPECT_EQ(value_or_zero(stats().failures, std::make_tuple(Phase::Online, 16)), 1u);
+    EXPECT_EQ(value_or_zero(stats().failures, std::make_tuple(Phase::Add, 16)), 0u);
+    EXPECT_EQ(value_or_zero(stats().nested, std::make_tuple(Phase::Online, Phase::Add)), 1u);
+    EXPECT_EQ(last().ret, 0);
+    EXPECT_EQ(last().duration_ns, 1'000'000u);
+    EXPECT_EQ(value_or_zero(stats().present_bytes, 1), static_cast<std::int64_t>(kBlockBytes));
+}
+
+TEST_F(AggregatorTest, CorruptNestedTimeCannotExceedTheDuration) {
+    agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 9'000'000'000, 1));
+    EXPECT_EQ(last().duration_ns, 0u);
+    EXPECT_EQ(last().nested_ns, 5'000'000u);
+}
+
+TEST_F(AggregatorTest, NestedPageMemoryIsBounded) {
+    // Nested ops whose parent never ends leave no unbounded state behind.
+    for (std::uint64_t i = 0; i < 10000; ++i)
+        agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 100000 + i, kHotPfn, kBlockPages), i + 1, MEMHP_EV_ADD));
+    agg().consume(with_nested(add(10000, 1, kHotPfn, kBlockPages), 1, 1));
+    EXPECT_EQ(last().free_bytes_consumed_inclusive, 0u);
+    EXPECT_EQ(value_or_zero(stats().nested, std::make_tuple(Phase::Online, Phase::Add)), 10000u);
+}
+
+TEST_F(AggregatorTest, JsonOfNestedOps) {
+    agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages, 0, 0, 1), 1, MEMHP_EV_ADD));
+    auto on = to_json(last());
+    EXPECT_EQ(on["parent_op_id"], 1u);
+    EXPECT_EQ(on["parent_phase"], "add");
+    EXPECT_EQ(on["free_bytes_consumed"], 0u);
+    agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 2'000'000, 1));
+    auto j = to_json(last());
+    EXPECT_EQ(j["duration_ns"], 3'000'000u);
+    EXPECT_EQ(j["inclusive_ns"], 5'000'000u);
+    EXPECT_EQ(j["nested_ns"], 2'000'000u);
+    EXPECT_EQ(j["nested_ops"], 1u);
+    EXPECT_EQ(j["parent_op_id"], 0u);
+    EXPECT_FALSE(j.contains("parent_phase"));
+    EXPECT_TRUE(j.contains("free_bytes_consumed_inclusive"));
 }
 
 }  // namespace

@@ -433,3 +433,25 @@ TEST(ParseListen, RejectsWithAnExample) {
 
 }  // namespace
 }  // namespace memhp::exporter
+
+namespace memhp::exporter {
+namespace {
+
+TEST_F(Rendered, NestedOperationsAndStaleOpsAreServed) {
+    snap.stats.nested[{collector::Phase::Online, collector::Phase::Add}] = 8;
+    snap.op_health.stale_missed_exit = 2;
+    snap.op_health.swept_task_gone = 1;
+    snap.op_health.swept_too_old = 4;
+    snap.op_health.ops_map_full = 5;
+    snap.op_health.nest_overflow = 6;
+    const std::string text = prometheus::TextSerializer().Serialize(build_families(snap, fixture_host(true)));
+    EXPECT_THAT(text, HasSubstr("memhp_nested_operations_total{phase=\"online\",parent_phase=\"add\"} 8"));
+    EXPECT_THAT(text, HasSubstr("memhp_stale_operations_total{reason=\"missed_exit\"} 2"));
+    EXPECT_THAT(text, HasSubstr("memhp_stale_operations_total{reason=\"task_gone\"} 1"));
+    EXPECT_THAT(text, HasSubstr("memhp_stale_operations_total{reason=\"too_old\"} 4"));
+    EXPECT_THAT(text, HasSubstr("memhp_untraced_operations_total{reason=\"ops_map_full\"} 5"));
+    EXPECT_THAT(text, HasSubstr("memhp_untraced_operations_total{reason=\"nested_too_deep\"} 6"));
+}
+
+}  // namespace
+}  // namespace memhp::exporter

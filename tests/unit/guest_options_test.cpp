@@ -128,3 +128,18 @@ TEST(AddGuestOptions, RejectsValuesOutsideTheChoices) {
 
 }  // namespace
 }  // namespace memhp::cli
+
+namespace memhp::cli {
+namespace {
+
+TEST(GuestOptionsOnline, DefaultsToTheKernelOnliningAndTakesManual) {
+    GuestOptions o;
+    EXPECT_EQ(to_guest_config(o).online, lab::OnlineMode::Auto);
+    o.online = "manual";
+    EXPECT_EQ(to_guest_config(o).online, lab::OnlineMode::Manual);
+    o.online = "sometimes";
+    EXPECT_THROW((void)to_guest_config(o), UsageError);
+}
+
+}  // namespace
+}  // namespace memhp::cli

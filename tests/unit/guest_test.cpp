@@ -212,3 +212,73 @@ TEST(QemuCommand, TcpForwardsBindToHostLoopback) {
 
 }  // namespace
 }  // namespace memhp::lab
+
+// ---- online mode and virtio-mem devices -------------------------------------------
+
+namespace memhp::lab {
+namespace {
+
+TEST(OnlineMode, ParsesBothWordsAndRefusesOthers) {
+    EXPECT_EQ(parse_online_mode("auto"), OnlineMode::Auto);
+    EXPECT_EQ(parse_online_mode("manual"), OnlineMode::Manual);
+    EXPECT_STREQ(online_mode_name(OnlineMode::Auto), "auto");
+    EXPECT_STREQ(online_mode_name(OnlineMode::Manual), "manual");
+    for (const char* bad : {"", "Auto", "online", "offline", "movable"}) {
+        try {
+            (void)parse_online_mode(bad);
+            ADD_FAILURE() << "accepted '" << bad << "'";
+        } catch (const UsageError& e) {
+            EXPECT_THAT(e.what(), HasSubstr("--online must be auto"));
+        }
+    }
+}
+
+TEST(VirtioMem, DeviceAndBackendOnTheCommandLine) {
+    GuestConfig cfg;
+    cfg.virtio_mem.push_back({1, 4 * kGiB, 0});
+    const auto argv = command(cfg);
+    const auto objects = values_of(argv, "-object");
+    EXPECT_THAT(objects, ::testing::Contains("memory-backend-ram,id=vmemmem0,size=4G,reserve=off"));
+    EXPECT_THAT(values_of(argv, "-device"),
+                ::testing::Contains("virtio-mem-pci,id=vmem0,memdev=vmemmem0,node=1,requested-size=0"));
+    // maxmem leaves room for the device beside the DIMMs: 1G boot + 4G + 16G.
+    EXPECT_THAT(value_of(argv, "-m"), HasSubstr("maxmem=21G"));
+    EXPECT_EQ(virtio_mem_id(1), "vmem1");
+}
+
+TEST(VirtioMem, BlockSizeWhenAsked) {
+    GuestConfig cfg;
+    cfg.virtio_mem.push_back({1, kGiB, std::uint64_t{128} << 20});
+    EXPECT_THAT(values_of(command(cfg), "-device"),
+                ::testing::Contains("virtio-mem-pci,id=vmem0,memdev=vmemmem0,node=1,requested-size=0,block-size=128M"));
+}
+
+TEST(VirtioMem, NoDeviceNoVirtioMemArguments) {
+    for (const auto& a : command(GuestConfig{})) EXPECT_THAT(a, ::testing::Not(HasSubstr("virtio-mem")));
+}
+
+TEST(VirtioMem, ValidationSaysWhatIsWrong) {
+    auto refuse = [](VirtioMemConfig v, std::uint64_t maxmem, const std::string& why) {
+        GuestConfig cfg;
+        cfg.virtio_mem.push_back(v);
+        cfg.maxmem = maxmem;
+        try {
+            validate(cfg);
+            ADD_FAILURE() << "accepted: " << why;
+        } catch (const UsageError& e) {
+            EXPECT_THAT(e.what(), HasSubstr(why));
+        }
+    };
+    refuse({2, kGiB, 0}, 0, "node 2 does not exist");
+    refuse({-1, kGiB, 0}, 0, "does not exist");
+    refuse({1, 0, 0}, 0, "multiple of 128M");
+    refuse({1, std::uint64_t{100} << 20, 0}, 0, "multiple of 128M");
+    refuse({1, kGiB, std::uint64_t{3} << 20}, 0, "power of two");
+    refuse({1, 4 * kGiB, 0}, 3 * kGiB, "plus the virtio-mem devices");
+    GuestConfig ok;
+    ok.virtio_mem.push_back({1, kGiB, 0});
+    EXPECT_NO_THROW(validate(ok));
+}
+
+}  // namespace
+}  // namespace memhp::lab

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "memhp/lab/memory.hpp"
 #include "test_util.hpp"
 
 namespace memhp::lab {
@@ -270,6 +271,54 @@ TEST(Qmp, TickExceptionAbortsAWait) {
     EXPECT_THROW((void)client.wait_event("DEVICE_DELETED", {}, 10000ms), QemuDied);
     EXPECT_THROW((void)client.execute("query-status", nullptr, 10000ms), QemuDied);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
+}  // namespace
+}  // namespace memhp::lab
+
+// ---- virtio-mem over QMP -------------------------------------------------------------
+
+namespace memhp::lab {
+namespace {
+
+TEST(VirtioMemQmp, RequestIsAQomSetOfRequestedSize) {
+    Session s([](FakeQemu& q) { q.answer(json::object()); });
+    virtio_mem_request(s.client, "vmem0", std::uint64_t{512} << 20);
+    s.join();
+    ASSERT_EQ(s.qemu.requests.size(), 2u);
+    EXPECT_EQ(s.qemu.requests[1]["execute"], "qom-set");
+    EXPECT_EQ(s.qemu.requests[1]["arguments"],
+              (json{{"path", "vmem0"}, {"property", "requested-size"}, {"value", std::uint64_t{512} << 20}}));
+}
+
+TEST(VirtioMemQmp, PluggedIsTheDevicesSize) {
+    Session s([](FakeQemu& q) { q.answer(std::uint64_t{3} << 27); });
+    EXPECT_EQ(virtio_mem_plugged(s.client, "vmem0"), std::uint64_t{3} << 27);
+    s.join();
+    EXPECT_EQ(s.qemu.requests[1]["execute"], "qom-get");
+    EXPECT_EQ(s.qemu.requests[1]["arguments"], (json{{"path", "vmem0"}, {"property", "size"}}));
+}
+
+TEST(VirtioMemQmp, ASizeThatIsNotANumberIsAnError) {
+    for (const json& bad : {json("big"), json(-1), json(1.5), json::object()}) {
+        Session s([bad](FakeQemu& q) { q.answer(bad); });
+        try {
+            (void)virtio_mem_plugged(s.client, "vmem0");
+            ADD_FAILURE() << "accepted " << bad.dump();
+        } catch (const Error& e) {
+            EXPECT_THAT(e.what(), HasSubstr("not a size in bytes"));
+        }
+        s.join();
+    }
+}
+
+TEST(VirtioMemQmp, AnUnknownDeviceIsTheQmpError) {
+    Session s([](FakeQemu& q) {
+        json req = q.next_request();
+        q.send({{"error", {{"class", "DeviceNotFound"}, {"desc", "Device 'vmem9' not found"}}}, {"id", req["id"]}});
+    });
+    EXPECT_THROW(virtio_mem_request(s.client, "vmem9", 0), QmpError);
+    s.join();
 }
 
 }  // namespace

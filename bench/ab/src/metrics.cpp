@@ -4,7 +4,9 @@ namespace memhp::ab {
 
 const std::vector<MetricDef>& metric_defs() {
     static const std::vector<MetricDef> defs = {
-        {"probe_add_s", "s", Better::Lower, "add_memory_resource() duration in the guest kernel (memhp's probes), summed over the cycle's DIMMs"},
+        {"probe_add_s", "s", Better::Lower, "add_memory_resource() duration in the guest kernel (memhp's probes), summed over the cycle's DIMMs; its own time: an online the kernel runs inside it (auto-online) is left out"},
+        {"probe_add_inclusive_s", "s", Better::Lower, "the same, including what ran nested inside the add (the kernel's auto-online)"},
+        {"probe_nested_ops", "count", Better::Neither, "operations that ran nested inside another (onlines inside their add under auto-online)"},
         {"probe_populate_s", "s", Better::Lower, "vmemmap population inside the add (direct where the kernel allows, else inferred from __add_pages)"},
         {"probe_online_s", "s", Better::Lower, "memory_subsys_online() duration in the guest kernel (onlines each memory block; includes online_pages()), summed over the blocks"},
         {"probe_offline_s", "s", Better::Lower, "memory_subsys_offline() duration in the guest kernel (includes offline_pages()), summed over the blocks"},

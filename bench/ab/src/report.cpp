@@ -246,6 +246,15 @@ std::string probes_cell(const std::string& line) {
     return cell;
 }
 
+// Who onlined the arm's memory: "kernel (online_movable)" or "lab". Results
+// written before --online existed ran with the lab onlining.
+std::string onlining_cell(const json& arm, const json& guest) {
+    std::string policy = guest.is_object() ? guest.value("auto_online_blocks", std::string()) : std::string();
+    if (!std::regex_match(policy, std::regex("[a-z_]{1,20}"))) policy.clear();  // outside bytes go into markdown
+    if (policy.empty()) return arm.value("online_requested", std::string("manual")) == "auto" ? "kernel" : "lab";
+    return policy == "offline" ? "lab" : "kernel (" + policy + ")";
+}
+
 std::string scale_markdown(const json& results) {
     if (results["options"].value("mode", "cycles") != "scale") return {};
     std::ostringstream md;
@@ -299,8 +308,8 @@ std::string summary_markdown(const json& results, const CompareOptions& opts) {
         md << "Each cycle hot-adds " << o.value("dimms", 1) << " × " << format_value(o.value("dimm_bytes", 0.0), "bytes")
            << " on node " << o.value("node", 1) << ", onlines it (" << o.value("zone", std::string("movable"))
            << "), offlines and removes it; arms interleaved over " << o.value("cycles", 0) << " rounds.\n\n";
-    md << "| arm | kernel | memmap_on_memory | boot | probes | " << (o.value("mode", "cycles") == "scale" ? "steps" : "cycles")
-       << " ok | failed |\n|---|---|---|---:|---|---:|---:|\n";
+    md << "| arm | kernel | memmap_on_memory | onlining | boot | probes | "
+       << (o.value("mode", "cycles") == "scale" ? "steps" : "cycles") << " ok | failed |\n|---|---|---|---|---:|---|---:|---:|\n";
     for (const auto& a : results["arms"]) {
         int ok = 0, bad = 0;
         for (const auto& c : a["cycles"]) (c.value("ok", false) ? ok : bad)++;
@@ -310,7 +319,7 @@ std::string summary_markdown(const json& results, const CompareOptions& opts) {
         char boot[32];
         std::snprintf(boot, sizeof boot, "%.1f s", g.value("boot_s", 0.0));
         md << "| " << a["name"].get<std::string>() << " | " << g.value("release", a.value("kernel_spec", std::string("?")))
-           << " | " << g.value("memmap_on_memory", std::string("?")) << " | " << boot << " | "
+           << " | " << g.value("memmap_on_memory", std::string("?")) << " | " << onlining_cell(a, g) << " | " << boot << " | "
            << probes_cell(g.value("probes", std::string())) << " | " << ok << " | " << bad << " |\n";
     }
     const auto& arms = results["arms"];

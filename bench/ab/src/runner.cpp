@@ -60,7 +60,7 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
     for (const auto& kv : split(text.substr(colon + 1), ',')) {
         const auto eq = kv.find('=');
         if (eq == std::string::npos)
-            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, mmo, probes, append, node-mem)");
+            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, mmo, online, probes, append, node-mem)");
         const auto key = kv.substr(0, eq), value = kv.substr(eq + 1);
         if (key == "kernel") {
             a.guest.kernel = value;
@@ -74,13 +74,15 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
         } else if (key == "probes") {
             if (value != "on" && value != "off") throw UsageError("--arm '" + text + "': probes must be on or off");
             a.probes = value == "on";
+        } else if (key == "online") {
+            a.guest.online = lab::parse_online_mode(value);
         } else if (key == "append") {
             a.guest.append.push_back(value);
         } else if (key == "node-mem") {
             a.guest.node_mem.clear();
             for (const auto& item : split(value, '+')) a.guest.node_mem.push_back(item == "0" ? 0 : parse_size(item));
         } else {
-            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, mmo, probes, append, node-mem)");
+            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, mmo, online, probes, append, node-mem)");
         }
     }
     lab::validate(a.guest);
@@ -150,6 +152,19 @@ json cycle_metrics(const lab::CycleRecord& c, const std::vector<json>& ops, int 
             }
         if (n) m[std::string("probe_") + phase + "_s"] = static_cast<double>(ns) / 1e9;
     }
+    // Auto-online: probe_add_s is the adds' own time (trace schema 3), the
+    // inclusive time and the nested onlines beside it.
+    std::uint64_t inclusive = 0, nested = 0;
+    std::size_t n_adds = 0;
+    for (const auto& o : ops) {
+        if (o.value("phase", "") == "add") {
+            ++n_adds;
+            inclusive += o.value("inclusive_ns", o.value("duration_ns", std::uint64_t{0}));
+        }
+        if (o.value("parent_op_id", std::uint64_t{0}) != 0) ++nested;
+    }
+    if (n_adds) m["probe_add_inclusive_s"] = static_cast<double>(inclusive) / 1e9;
+    m["probe_nested_ops"] = nested;
     std::uint64_t alt = 0, buddy = 0, pt = 0, remote = 0, free_b = 0;
     std::size_t adds = 0;
     for (const auto& o : ops) {
@@ -260,6 +275,7 @@ private:
             arms.push_back({{"name", a.name},
                             {"kernel_spec", a.guest.kernel},
                             {"memmap_on_memory_requested", a.memmap_on_memory},
+                            {"online_requested", lab::online_mode_name(a.guest.online)},
                             {"append", a.guest.append},
                             {"node_mem_bytes", a.guest.node_mem},
                             {"guest", nullptr},
@@ -380,6 +396,7 @@ private:
                                             {"version", k.version},
                                             {"release", r.guest->release()},
                                             {"memmap_on_memory", param},
+                                            {"auto_online_blocks", r.guest->online_policy()},
                                             {"block_size_bytes", r.mem->block_size()},
                                             {"boot_s", r.guest->boot_seconds()},
                                             {"qemu_pid", r.guest->qemu_pid()},
@@ -456,8 +473,9 @@ private:
     }
 
     void rounds(int boot, int first, int last) {
-        const lab::CycleOptions copts{cfg_.dimm_size, cfg_.node, lab::parse_zone(cfg_.zone),
-                                      std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout), cfg_.dimms};
+        const lab::CycleOptions base_opts{cfg_.dimm_size, cfg_.node, lab::parse_zone(cfg_.zone),
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout),
+                                          cfg_.dimms};
         const std::size_t n = cfg_.arms.size();
         for (int round = first; round <= last && !failed_; ++round) {
             std::string line = "round " + std::to_string(round) + "/" + std::to_string(cfg_.cycles) +
@@ -477,6 +495,8 @@ private:
                         break;
                     }
                 }
+                lab::CycleOptions copts = base_opts;
+                copts.kernel_onlines = r.guest->kernel_onlines();
                 auto c = lab::run_cycle(*r.mem, copts, round);
                 std::vector<json> ops, peer_ops;
                 if (!c.guest_lost) {
@@ -542,7 +562,8 @@ private:
                     s["wall_add_s"] = std::chrono::duration<double>(Clock::now() - t).count();
                     dimms[i].push_back(d);
                     t = Clock::now();
-                    r.mem->online(d, zone);
+                    if (r.guest->kernel_onlines()) r.mem->wait_online(d, timeout);
+                    else r.mem->online(d, zone);
                     s["wall_online_s"] = std::chrono::duration<double>(Clock::now() - t).count();
                     const auto ops = r.trace ? r.trace->take([&](const std::vector<json>& o) {
                         return lab::count_phase(o, "online") >= d.blocks.size();
@@ -734,8 +755,9 @@ private:
     }
 
     void scenario_steps() {
-        const lab::CycleOptions copts{cfg_.dimm_size, cfg_.node, lab::parse_zone(cfg_.zone),
-                                      std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout), cfg_.dimms};
+        const lab::CycleOptions base_opts{cfg_.dimm_size, cfg_.node, lab::parse_zone(cfg_.zone),
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout),
+                                          cfg_.dimms};
         const std::vector<std::uint64_t> margins =
             cfg_.scenario == Scenario::Pressure ? cfg_.margins : std::vector<std::uint64_t>{0};
         const std::size_t n = cfg_.arms.size();
@@ -776,6 +798,8 @@ private:
                         }
                         extra["hog_restarted"] = true;
                     }
+                    lab::CycleOptions copts = base_opts;
+                    copts.kernel_onlines = r.guest->kernel_onlines();
                     auto sc = run_scenario_cycle(*r.guest, *r.mem, *r.trace, copts, round);
                     json cj = lab::to_json(sc.cycle);
                     cj["round"] = round;

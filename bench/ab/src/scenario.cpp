@@ -286,7 +286,8 @@ ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, lab::Gu
             t0 = Clock::now();
             try {
                 if (name == "online") {
-                    for (const auto& d : good) mem.online(d, opts.zone);
+                    for (const auto& d : good)
+                        opts.kernel_onlines ? mem.wait_online(d, opts.timeout) : mem.online(d, opts.zone);
                     if (!good.empty()) c.zone = mem.zone_of(good.front());
                 } else if (name == "offline") {
                     for (const auto& d : good) mem.offline(d);

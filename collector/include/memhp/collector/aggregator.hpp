@@ -22,7 +22,7 @@
 
 namespace memhp::collector {
 
-static_assert(sizeof(memhp_event) == 136 && MEMHP_EVENT_VERSION == 2, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+static_assert(sizeof(memhp_event) == 160 && MEMHP_EVENT_VERSION == 3, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
 
 enum class Phase { Add, Populate, Online, Offline, Remove };
 inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
@@ -56,7 +56,14 @@ struct Operation {
     std::uint64_t op_id = 0;
     std::uint32_t tid = 0;
     std::uint64_t ts_ns = 0;
+    // The op's own time: inclusive_ns minus the nested ops that ran inside
+    // it (an add's auto-online), so `add` means the same with and without.
     std::uint64_t duration_ns = 0;
+    std::uint64_t inclusive_ns = 0;  // from its first function's entry to its exit
+    std::uint64_t nested_ns = 0;     // time in nested ops
+    std::uint32_t nested_ops = 0;    // how many ran inside this op
+    std::uint64_t parent_op_id = 0;  // the op this one ran inside, 0 for none
+    std::optional<Phase> parent_phase;
     int nid = -1;
     int ret = 0;  // 0 or -errno
     std::uint64_t start_pfn = 0;
@@ -68,8 +75,12 @@ struct Operation {
     MemmapSplit memmap;                // add: pages taken; remove: pages given back
     std::uint64_t vmemmap_pages = 0;   // online/offline
     std::string zone;                  // online/offline
-    // add: page-allocator bytes the add consumed before the memory was online
+    // add: page-allocator bytes the add consumed before the memory was online;
+    // online/offline: bytes taken from the page allocator during the phase.
+    // Own, as duration_ns: pages taken during a nested op are billed to it.
     std::uint64_t free_bytes_consumed = 0;
+    // add/remove: the same including the nested ops (when they came first)
+    std::uint64_t free_bytes_consumed_inclusive = 0;
     // add: memmap_on_memory is enabled but this add did not use it
     bool memmap_on_memory_unused = false;
     std::string unused_reason;
@@ -138,6 +149,8 @@ struct Stats {
     std::map<std::tuple<MemmapSource, int, int>, std::uint64_t> memmap_pages;
     // node -> page-allocator bytes consumed by adds before online
     std::map<int, std::uint64_t> free_bytes_consumed;
+    // (phase, parent phase) -> ops that ran nested in another (auto-online)
+    std::map<std::tuple<Phase, Phase>, std::uint64_t> nested;
     // live: node -> hot-plugged bytes present (added and not yet removed)
     std::map<int, std::int64_t> present_bytes;
     // live: (source, node where the memmap sits) -> memmap bytes of present hot-plugged memory
@@ -198,7 +211,13 @@ private:
     void on_populate(const memhp_event& ev);
     void on_online_offline(const memhp_event& ev, Phase phase);
     void on_remove(const memhp_event& ev);
-    void count(const Operation& op);  // operations, latency, failures
+    void count(const Operation& op);  // operations, latency, failures, nesting
+    // The nesting fields of `op` from its end event; a nested op's net pages
+    // are remembered for its parent.
+    void nesting(const memhp_event& ev, Operation& op);
+    void remember_nested_pages(const Operation& op, std::uint64_t taken, std::uint64_t freed);
+    // Net page-allocator pages of the nested ops of `parent_id` (forgotten).
+    [[nodiscard]] std::int64_t take_nested_pages(std::uint64_t parent_id);
     // The page's node from sysfs, cross-checked against page->flags.
     int page_node(const PageRecord& p, Operation& op);
     void emit(const Operation& op);
@@ -211,10 +230,15 @@ private:
     std::map<std::uint64_t, std::uint64_t> pending_order_;  // seq -> op_id, oldest first
     std::uint64_t next_seq_ = 0;
     std::map<std::uint64_t, AddedRange> ranges_;  // start_pfn of an added range -> its record
+    // parent op id -> net pages its nested ops took (ids grow: the oldest go first)
+    std::map<std::uint64_t, std::int64_t> nested_pages_;
 };
 
 // The versioned NDJSON schema of `memhp trace --json` (docs/trace-json.md).
-inline constexpr int kTraceJsonSchema = 2;
+// 3: nested phases (duration_ns is the op's own time; inclusive_ns,
+// nested_ns, nested_ops, parent_op_id, parent_phase). Readers accept 2 and 3.
+inline constexpr int kTraceJsonSchema = 3;
+inline constexpr int kTraceJsonOldestSchema = 2;
 [[nodiscard]] nlohmann::json to_json(const Operation& op);
 
 }  // namespace memhp::collector

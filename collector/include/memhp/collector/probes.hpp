@@ -5,6 +5,7 @@
 // decided from user-space feature probing (attach_plan.hpp). Probes that can
 // attach neither way are reported and skipped: running degraded beats
 // refusing to run.
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "memhp/collector/attach_plan.hpp"
+#include "memhp/collector/op_health.hpp"
 
 struct hotplug;  // the generated skeleton
 struct bpf_link;
@@ -42,6 +44,10 @@ struct ProbeOptions {
     // Tests only: act as if the kernel refused the first fentry attach
     // (MEMHP_TEST_REFUSE_FENTRY), to exercise the start over on kprobes.
     bool refuse_fentry = false;
+    // An op in flight longer than this is aged out by poll()'s sweep (0: only
+    // ops of tasks that are gone). Adds of a block take milliseconds; the
+    // largest single adds seen in the lab take tens of seconds.
+    std::uint64_t stale_op_age_ns = 600ull * 1000000000ull;
 };
 
 // The options the environment asks for (MEMHP_PROBES, MEMHP_TEST_REFUSE_FENTRY),
@@ -72,8 +78,10 @@ public:
     // True when vmemmap population is timed at vmemmap_populate itself.
     [[nodiscard]] bool populate_direct() const { return populate_direct_; }
     // Consumes ready records, waiting up to timeout_ms; returns how many, or
-    // -errno (-EINTR on a signal is a normal return).
+    // -errno (-EINTR on a signal is a normal return). Every few seconds it
+    // also sweeps stale ops out of the BPF state (op_health()).
     int poll(int timeout_ms);
+    [[nodiscard]] OpHealth op_health() const;
     [[nodiscard]] std::uint64_t dropped_events() const;
     // Page-allocator events an interrupt caused while an op was in flight on
     // its task: seen, and left out of the op.
@@ -119,6 +127,10 @@ private:
     std::vector<std::pair<std::string, double>> phases_;
     std::set<std::string> attached_programs_;  // every program of an attached probe
     bool populate_direct_ = false;
+    std::uint64_t stale_op_age_ns_ = 0;
+    std::uint64_t last_sweep_ns_ = 0;
+    std::atomic<std::uint64_t> swept_task_gone_{0};  // read by the exporter's scrape thread
+    std::atomic<std::uint64_t> swept_too_old_{0};
     std::unique_ptr<TracepointProbes> tp_;  // set when the tracepoint path is active
 };
 

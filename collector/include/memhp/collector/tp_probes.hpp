@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "memhp/collector/op_health.hpp"
 #include "memhp/collector/probes.hpp"
 
 struct hotplug_tp;  // the generated skeleton
@@ -38,6 +39,11 @@ public:
     // failed huge block means the vmemmap fell back to base pages).
     [[nodiscard]] std::uint64_t memmap_blocks() const;
     [[nodiscard]] std::uint64_t memmap_alloc_failures() const;
+    // The op state (hotplug_ops.bpf.h), for the stale-op sweep and op_health().
+    [[nodiscard]] int ops_fd() const;
+    [[nodiscard]] int outer_ops_fd() const;
+    [[nodiscard]] volatile std::uint32_t* inflight() const;
+    [[nodiscard]] OpHealth bpf_op_health() const;
 
 private:
     struct SkelDeleter {

@@ -85,6 +85,7 @@ struct ProbeSnapshot {
     collector::Stats stats;
     std::uint64_t dropped_events = 0;
     std::uint64_t interrupt_page_events = 0;
+    collector::OpHealth op_health;
     std::vector<collector::AttachStatus> probes;
     std::vector<ProgramRunStats> run_stats;  // read only when bpf_stats_enabled
 };

@@ -28,6 +28,25 @@ struct PortForward {
     std::uint16_t guest_port = 0;
 };
 
+// Who onlines hot-added memory. Auto: the kernel, as on real hosts (Debian's
+// 6.12 and 7.2 default to auto_online_blocks=online; a kernel whose policy is
+// offline gets online_movable). Manual: the lab writes each block's state
+// itself after setting auto_online_blocks=offline.
+enum class OnlineMode { Manual, Auto };
+[[nodiscard]] OnlineMode parse_online_mode(const std::string& text);  // "auto" | "manual"; UsageError otherwise
+[[nodiscard]] const char* online_mode_name(OnlineMode m);
+
+// A virtio-mem-pci device (its memory backend sized `max_size`, reserve=off
+// so the host commits only what is plugged), starting with nothing plugged.
+struct VirtioMemConfig {
+    int node = 1;
+    std::uint64_t max_size = std::uint64_t{4} << 30;
+    std::uint64_t block_size = 0;  // the device's block-size property; 0: QEMU's default
+};
+
+// QEMU's id of the i-th virtio-mem device.
+[[nodiscard]] std::string virtio_mem_id(std::size_t i);
+
 struct GuestConfig {
     std::string kernel = "6.1";                  // see classify_kernel_spec()
     std::optional<bool> memmap_on_memory;        // memory_hotplug.memmap_on_memory=; unset: kernel default
@@ -41,7 +60,8 @@ struct GuestConfig {
     std::chrono::seconds kvm_watchdog{30};       // KVM: silent console this long = hung
     std::string qemu = "qemu-system-x86_64";
     std::filesystem::path agent;                 // default: memhp-agent beside the running binary
-    bool auto_online = false;                    // false: the lab onlines blocks itself
+    OnlineMode online = OnlineMode::Manual;      // who onlines added blocks (memhp lab/ab default: auto)
+    std::vector<VirtioMemConfig> virtio_mem;     // devices "vmem0", "vmem1", ...
     // Non-empty: a virtio-net NIC on QEMU user networking (restrict=on: no
     // way out) with these forwards, and the guest brings up lo and eth0
     // (10.0.2.15/24). Empty: no network at all, as before.
@@ -92,6 +112,10 @@ public:
     [[nodiscard]] double boot_seconds() const { return boot_seconds_; }
     [[nodiscard]] double guest_uptime_at_ready() const { return uptime_at_ready_; }
     [[nodiscard]] std::string release() const { return release_; }
+    // auto_online_blocks as the lab left it after boot ("offline", "online", "online_movable", ...).
+    [[nodiscard]] const std::string& online_policy() const { return online_policy_; }
+    // True when the kernel onlines hot-added blocks itself.
+    [[nodiscard]] bool kernel_onlines() const { return !online_policy_.empty() && online_policy_ != "offline"; }
     // The last `n` lines the guest printed on its serial console.
     [[nodiscard]] std::string console_tail(std::size_t n = 20) const;
     // Throws GuestError if QEMU is gone; Interrupted on Ctrl-C. Used as the
@@ -120,6 +144,7 @@ private:
     double boot_seconds_ = 0;
     double uptime_at_ready_ = 0;
     std::string release_;
+    std::string online_policy_;
 };
 
 // memhp-agent beside the running executable (build/bin), or $MEMHP_AGENT.

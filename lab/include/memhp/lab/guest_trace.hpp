@@ -68,9 +68,17 @@ private:
     std::string attach_line_;
 };
 
+// The trace NDJSON schemas parse_ops() accepts: the collector's
+// kTraceJsonOldestSchema..kTraceJsonSchema (a unit test keeps them equal; the
+// lab does not link the collector). Schema 2 records lack the nesting fields
+// and their duration_ns is inclusive; readers default the missing fields.
+inline constexpr int kTraceSchemaOldest = 2;
+inline constexpr int kTraceSchemaNewest = 3;
+
 // The operation records in a tracer's output: every complete line that
 // starts with '{' (a last line still being written is left for later).
-// Throws Error on a complete line that is not JSON.
+// Throws Error on a complete line that is not JSON, or on a record of a
+// schema outside kTraceSchemaOldest..kTraceSchemaNewest.
 [[nodiscard]] std::vector<nlohmann::json> parse_ops(const std::string& text);
 
 // Counts the records of one phase.

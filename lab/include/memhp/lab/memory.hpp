@@ -49,6 +49,23 @@ struct Dimm {
     std::vector<int> blocks;  // guest memory block numbers
 };
 
+// virtio-mem over QMP: the device's requested-size is what the host asks
+// for, its size what the guest driver has plugged so far.
+void virtio_mem_request(QmpClient& qmp, const std::string& id, std::uint64_t bytes);
+[[nodiscard]] std::uint64_t virtio_mem_plugged(QmpClient& qmp, const std::string& id);
+
+// One virtio-mem resize as the guest saw it.
+struct VirtioMemResize {
+    std::string device;
+    std::uint64_t requested = 0;
+    std::uint64_t plugged_before = 0;
+    std::uint64_t plugged = 0;           // the device's size once the guest settled
+    std::vector<int> blocks_added;       // guest memory blocks that appeared
+    std::vector<int> blocks_removed;     // and that went
+    std::size_t blocks_online = 0;       // of the added blocks, online at the end
+    double wall_s = 0;
+};
+
 class MemoryLab {
 public:
     using Ms = std::chrono::milliseconds;
@@ -75,6 +92,16 @@ public:
     bool remove(const Dimm& d, Ms timeout = Ms(120000));
     // The zone a block of `d` is in now, read from valid_zones ("Movable", "Normal", ...).
     [[nodiscard]] std::string zone_of(const Dimm& d);
+    // Waits until every block of `d` is online (the kernel onlines them
+    // itself under auto-online); throws on timeout.
+    void wait_online(const Dimm& d, Ms timeout = Ms(120000));
+    // Sets virtio-mem device `index`'s requested-size and waits for the
+    // guest's view: the plugged size reaching it (the guest may stop short,
+    // e.g. when it cannot offline memory to unplug: then whatever it reached
+    // once nothing moved for `settle`), the block set steady, and the added
+    // blocks online when the kernel onlines. Times it from the host.
+    VirtioMemResize resize_virtio_mem(std::size_t index, std::uint64_t bytes, Ms timeout = Ms(300000),
+                                      Ms settle = Ms(5000));
 
 private:
     void wait_blocks(const std::vector<int>& blocks, bool present, Ms timeout);
@@ -85,5 +112,6 @@ private:
 
 [[nodiscard]] nlohmann::json to_json(const MemorySnapshot& s);
 [[nodiscard]] nlohmann::json to_json(const Dimm& d);
+[[nodiscard]] nlohmann::json to_json(const VirtioMemResize& r);
 
 }  // namespace memhp::lab
