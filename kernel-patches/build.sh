@@ -152,7 +152,11 @@ tarball() {
 }
 
 mkdir -p "$top/src"
+# One lock per source version, and one for its checks (which use their own
+# pristine subset, so they need not wait for a build; a tarball both fetch
+# lands with an atomic mv).
 lock=$top/.lock-$SRC_VERSION
+[ $mode = check ] && lock=$top/.lock-check-$SRC_VERSION
 exec 9>"$lock"
 if ! flock -n 9; then
 	say "another build or check of $SRC_VERSION holds $lock; waiting"
