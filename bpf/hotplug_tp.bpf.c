@@ -15,6 +15,15 @@
  * not be allocated, after which the vmemmap falls back to base pages.
  *
  * The per-task operation helpers are hotplug.bpf.c's (hotplug_ops.bpf.h).
+ *
+ * Two versions of the events exist (kernel-patches/6.1 and 7.2). They differ
+ * in two arguments, told apart with CO-RE on the events' entry structs:
+ * - add_end's 5th and remove_end's 4th argument: 6.1 passes the one
+ *   struct vmem_altmap * of the add (its `alloc` is the memmap pages); 7.2,
+ *   where every memory block has its own altmap, passes the memmap pages
+ *   summed over them (entry field memmap_pages instead of altmap_pages);
+ * - 7.2's add_begin has a 5th argument, driver_managed (virtio-mem,
+ *   dax/kmem: add_memory_driver_managed()), which 6.1's lacks.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -27,6 +36,18 @@
 
 /* enum mhp_memmap_source of include/trace/events/memory_hotplug.h; the
  * committed vmlinux.h comes from an unpatched kernel and lacks it. */
+/* The fields that tell the two versions apart (see above): CO-RE finds
+ * them in the running kernel's trace_event_raw_* structs, or not. */
+struct trace_event_raw_mhp_add_memory_end___v72 {
+	unsigned long memmap_pages;
+} __attribute__((preserve_access_index));
+struct trace_event_raw_mhp_remove_memory_end___v72 {
+	unsigned long memmap_pages;
+} __attribute__((preserve_access_index));
+struct trace_event_raw_mhp_add_memory_begin___v72 {
+	bool driver_managed;
+} __attribute__((preserve_access_index));
+
 #define MHP_MEMMAP_ALTMAP 0
 #define MHP_MEMMAP_PAGE_ALLOC 1
 #define MHP_MEMMAP_BASE_PAGES 2
@@ -44,6 +65,7 @@ struct op {
 	__u64 vmemmap_pages;
 	__u32 flags;
 	__u32 nested_count;
+	__u32 caller;
 	char zone[16];
 	__u64 parent_id;
 	__u64 nested_ns;
@@ -108,7 +130,7 @@ static __always_inline void op_finish(struct op *o, int ret)
 		e->altmap_pages = o->altmap_pages;
 		e->vmemmap_pages = o->vmemmap_pages;
 		e->flags = o->flags;
-		e->caller = MEMHP_CALLER_ADD_MEMORY;
+		e->caller = o->caller;
 		e->parent_op_id = o->parent_id;
 		e->nested_ns = o->nested_ns;
 		e->nested_ops = o->nested_count;
@@ -121,6 +143,24 @@ static __always_inline void op_finish(struct op *o, int ret)
 
 /* ---- add ---------------------------------------------------------------- */
 
+/* The memmap pages an end event reports: 7.2 passes the number, 6.1 the
+ * add's struct vmem_altmap * (NULL without one). */
+static __always_inline void memmap_pages_of(struct op *o, __u64 arg, bool is_count)
+{
+	__u64 pages = 0;
+	if (is_count) {
+		pages = arg;
+	} else if (arg) {
+		struct vmem_altmap *altmap = (struct vmem_altmap *)arg;
+		pages = BPF_CORE_READ(altmap, alloc);
+		o->flags |= MEMHP_F_ALTMAP; /* 6.1: an altmap, even if it supplied nothing */
+	}
+	if (pages) {
+		o->flags |= MEMHP_F_ALTMAP;
+		o->altmap_pages = pages;
+	}
+}
+
 SEC("tp_btf/mhp_add_memory_begin")
 int BPF_PROG(add_begin, int nid, u64 start, u64 size, int mhp_flags)
 {
@@ -131,21 +171,22 @@ int BPF_PROG(add_begin, int nid, u64 start, u64 size, int mhp_flags)
 	o->start_pfn = start >> 12;
 	o->nr_pages = size >> 12;
 	o->mhp_flags = (__u32)mhp_flags;
+	struct trace_event_raw_mhp_add_memory_begin___v72 *v72 = 0;
+	if (bpf_core_field_exists(v72->driver_managed) && (ctx[4] & 0xff))
+		o->caller = MEMHP_CALLER_DRIVER_MANAGED;
 	return 0;
 }
 
 SEC("tp_btf/mhp_add_memory_end")
-int BPF_PROG(add_end, int nid, u64 start, u64 size, int mhp_flags, struct vmem_altmap *altmap, int ret)
+int BPF_PROG(add_end, int nid, u64 start, u64 size, int mhp_flags)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (!o)
 		return 0;
 	o->nid = nid;
-	if (altmap) {
-		o->flags |= MEMHP_F_ALTMAP;
-		o->altmap_pages = BPF_CORE_READ(altmap, alloc);
-	}
-	op_finish(o, ret);
+	struct trace_event_raw_mhp_add_memory_end___v72 *v72 = 0;
+	memmap_pages_of(o, ctx[4], bpf_core_field_exists(v72->memmap_pages));
+	op_finish(o, (int)ctx[5]);
 	return 0;
 }
 
@@ -310,17 +351,15 @@ int BPF_PROG(remove_begin, u64 start, u64 size)
 }
 
 SEC("tp_btf/mhp_remove_memory_end")
-int BPF_PROG(remove_end, int nid, u64 start, u64 size, struct vmem_altmap *altmap, int ret)
+int BPF_PROG(remove_end, int nid, u64 start, u64 size)
 {
 	struct op *o = op_current(MEMHP_EV_REMOVE);
 	if (!o)
 		return 0;
 	o->nid = nid;
-	if (altmap) {
-		o->flags |= MEMHP_F_ALTMAP;
-		o->altmap_pages = BPF_CORE_READ(altmap, alloc);
-	}
-	op_finish(o, ret);
+	struct trace_event_raw_mhp_remove_memory_end___v72 *v72 = 0;
+	memmap_pages_of(o, ctx[3], bpf_core_field_exists(v72->memmap_pages));
+	op_finish(o, (int)ctx[4]);
 	return 0;
 }
 

@@ -10,8 +10,9 @@ namespace memhp::cli {
 void add_guest_options(CLI::App* cmd, GuestOptions& o, bool with_memmap_flag) {
     cmd->add_option("--kernel", o.kernel,
                     "guest kernel: 6.1 (Debian 12's current 6.1, the default), 6.12 (the archive's current 6.12), "
-                    "patched (6.1 + memhp's memory_hotplug tracepoints from kernel-patches/, built on first use: "
-                    "about 5 min on 2 cores), a package name (linux-image-6.1.0-56-amd64), or a bzImage path. Fetched into the cache "
+                    "patched or patched-6.1 (6.1 + memhp's memory_hotplug tracepoints from kernel-patches/6.1), "
+                    "patched-7.2 (7.2 + the series of kernel-patches/7.2; both built on first use: 10 to 15 min on 2 "
+                    "cores), a package name (linux-image-6.1.0-56-amd64), or a bzImage path. Fetched into the cache "
                     "($XDG_CACHE_HOME/memhp) on first use")
         ->capture_default_str();
     if (with_memmap_flag)

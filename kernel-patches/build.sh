@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds memhp's patched lab kernel: Debian's linux-source-6.1 (the pinned
-# version below) + the series in this folder, configured from tinyconfig +
-# lab.config (everything built in, no modules), make -j2 bzImage. The result
-# is cached outside the repo, keyed by source version + patches + fragment:
-#   ${MEMHP_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/memhp}/patched-kernel/<key>/{bzImage,config,build.log}
+# Builds memhp's patched lab kernel: a series of this folder (6.1/ or 7.2/)
+# applied to the Debian source its `source` file pins, configured from
+# tinyconfig + the series' lab.config (everything built in, no modules),
+# make -j2 bzImage. The result is cached outside the repo, keyed by source
+# version + patches + fragment:
+#   ${MEMHP_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/memhp}/patched-kernel/<version>-<key>/{bzImage,config,build.log}
 #
-# usage: kernel-patches/build.sh [--print-dir | --check | --force] [-j N]
+# usage: kernel-patches/build.sh [--series 6.1|7.2] [--print-dir | --check | --force] [-j N]
+#   --series V   which series (a sub-folder here): 6.1 (default, the lab's
+#                `--kernel patched`) or 7.2 (`--kernel patched-7.2`)
 #   (none)       build if the cache entry is missing; print the entry's dir
 #   --print-dir  print the entry's dir for the current inputs; exit 0 if it
 #                is built, 3 if not (builds nothing)
@@ -15,20 +18,25 @@
 #   --force      rebuild even if the entry exists
 #   -j N         make jobs (default 2)
 # Progress goes to stderr ("memhp-kernel: ..."), the make output to the
-# entry's build.log. Concurrent runs wait for each other (flock).
+# entry's build.log. Concurrent runs of one source version wait for each
+# other (flock); the two series use separate trees, entries and locks.
+# A source from a suite other than the system's (7.2: sid) is fetched
+# through an apt configuration of memhp's own under the cache
+# (MEMHP_DEBIAN_MIRROR, default http://deb.debian.org/debian).
 set -euo pipefail
 
-SRC_PACKAGE=linux-source-6.1
-SRC_VERSION=6.1.192-2 # pinned: same upstream release as Debian's 6.1.0-56 image
-SRC_DIR_NAME=linux-source-6.1
-
-here=$(cd "$(dirname "$0")" && pwd)
+kdir=$(cd "$(dirname "$0")" && pwd)
 cache=${MEMHP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/memhp}
 top=$cache/patched-kernel
 jobs=2
 mode=build
+series_name=6.1
 while [ $# -gt 0 ]; do
 	case "$1" in
+	--series)
+		[ $# -ge 2 ] || { echo "memhp-kernel: --series needs a value (6.1 or 7.2)" >&2; exit 2; }
+		series_name=$2; shift ;;
+	--series=*) series_name=${1#--series=} ;;
 	--print-dir) mode=print ;;
 	--check) mode=check checks="apply style" ;;
 	--check-apply) mode=check checks=apply ;;
@@ -36,7 +44,7 @@ while [ $# -gt 0 ]; do
 	--force) mode=force ;;
 	-j) jobs=$2; shift ;;
 	-j*) jobs=${1#-j} ;;
-	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "memhp-kernel: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -44,6 +52,25 @@ done
 
 say() { echo "memhp-kernel: $*" >&2; }
 die() { echo "memhp-kernel: error: $*" >&2; exit 1; }
+
+# The series' folder and its source pin ("key value" lines).
+known=$(cd "$kdir" && for d in */; do [ -f "$d/source" ] && printf '%s ' "${d%/}"; done)
+case "$series_name" in
+*/* | .* | '') die "unknown series '$series_name': use one of: $known" ;;
+esac
+here=$kdir/$series_name
+[ -f "$here/series" ] && [ -f "$here/source" ] ||
+	die "unknown series '$series_name' (no $here/series or source): use one of: $known"
+pin() {
+	local v
+	v=$(awk -v k="$1" '$1 == k { print $2; exit }' "$here/source")
+	[[ $v =~ ^[A-Za-z0-9.+~:-]+$ ]] || die "$here/source: no valid '$1' line"
+	echo "$v"
+}
+SRC_PACKAGE=$(pin package)
+SRC_VERSION=$(pin version)
+SRC_SUITE=$(pin suite)
+SRC_DIR_NAME=$SRC_PACKAGE
 
 mapfile -t series < <(grep -v '^\s*\(#\|$\)' "$here/series")
 [ ${#series[@]} -gt 0 ] || die "$here/series lists no patches"
@@ -66,6 +93,31 @@ fi
 
 need() { command -v "$1" >/dev/null || die "$1 is missing ($2): run scripts/install-deps.sh"; }
 
+# apt-get for the pinned suite: the system's own if it is the system's
+# suite, else a configuration of memhp's own under the cache (own lists, own
+# sources.list; the archive keyring checks what it fetches).
+apt_for_suite() {
+	local system
+	system=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+	if [ "$SRC_SUITE" = "$system" ]; then
+		apt_args=()
+		return
+	fi
+	local d=$cache/apt/$SRC_SUITE mirror=${MEMHP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+	[[ $mirror =~ ^https?://[A-Za-z0-9./:_~-]+$ ]] || die "MEMHP_DEBIAN_MIRROR '$mirror' is not an http(s) URL"
+	[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] ||
+		die "/usr/share/keyrings/debian-archive-keyring.gpg is missing (Debian package debian-archive-keyring)"
+	mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SRC_SUITE main" >"$d/sources.list.new"
+	mv "$d/sources.list.new" "$d/sources.list"
+	apt_args=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache")
+	if ! ls "$d/lists/"*_Packages >/dev/null 2>&1; then
+		say "fetching the package lists of Debian $SRC_SUITE into $d (memhp's own apt configuration)"
+		apt-get "${apt_args[@]}" update -q >&2 || die "apt-get update of Debian $SRC_SUITE ($mirror) failed: check the network or set MEMHP_DEBIAN_MIRROR"
+	fi
+}
+
 # The pinned source tarball: /usr/src's if the installed package is the pin,
 # else the pinned .deb fetched with apt-get download into the cache.
 tarball() {
@@ -77,13 +129,20 @@ tarball() {
 	fi
 	local t=$top/src/$SRC_PACKAGE-$SRC_VERSION.tar.xz
 	if [ ! -f "$t" ]; then
-		say "fetching $SRC_PACKAGE=$SRC_VERSION with apt-get download (installed: ${installed:-none})"
-		local tmp
+		say "fetching $SRC_PACKAGE=$SRC_VERSION ($SRC_SUITE) with apt-get download (installed: ${installed:-none})"
+		local tmp apt_args
+		apt_for_suite
 		tmp=$(mktemp -d "$top/src/fetch.XXXXXX")
 		chmod 777 "$tmp" # apt's _apt sandbox user writes the .deb
-		(cd "$tmp" && apt-get download -q "$SRC_PACKAGE=$SRC_VERSION" >&2) || {
+		if ! (cd "$tmp" && apt-get ${apt_args[@]+"${apt_args[@]}"} download -q "$SRC_PACKAGE=$SRC_VERSION" >&2) &&
+			[ ${#apt_args[@]} -gt 0 ]; then
+			say "not in the cached $SRC_SUITE lists: refreshing them"
+			apt-get "${apt_args[@]}" update -q >&2 || true
+			(cd "$tmp" && apt-get "${apt_args[@]}" download -q "$SRC_PACKAGE=$SRC_VERSION" >&2) || true
+		fi
+		ls "$tmp"/*.deb >/dev/null 2>&1 || {
 			rm -rf "$tmp"
-			die "cannot fetch $SRC_PACKAGE=$SRC_VERSION: run 'apt-get update', or if Debian dropped this version, move SRC_VERSION in $0 to one 'apt-cache policy $SRC_PACKAGE' lists and check that the series still applies (--check)"
+			die "cannot fetch $SRC_PACKAGE=$SRC_VERSION from Debian $SRC_SUITE: run 'apt-get update' (for the system's suite), or if Debian dropped this version, move the 'version' line of $here/source to one 'apt-cache policy $SRC_PACKAGE' lists and check that the series still applies (--series $series_name --check)"
 		}
 		dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$tmp" ./usr/src/$SRC_DIR_NAME.tar.xz
 		mv "$tmp/usr/src/$SRC_DIR_NAME.tar.xz" "$t"
@@ -93,9 +152,14 @@ tarball() {
 }
 
 mkdir -p "$top/src"
-exec 9>"$top/.lock"
+# One lock per source version, and one for its checks (which use their own
+# pristine subset, so they need not wait for a build; a tarball both fetch
+# lands with an atomic mv).
+lock=$top/.lock-$SRC_VERSION
+[ $mode = check ] && lock=$top/.lock-check-$SRC_VERSION
+exec 9>"$lock"
 if ! flock -n 9; then
-	say "another build or check holds $top/.lock; waiting"
+	say "another build or check of $SRC_VERSION holds $lock; waiting"
 	flock 9
 fi
 
@@ -189,14 +253,14 @@ fi
 mkdir -p "$src/.memhp-applied"
 for p in "${series[@]}"; do
 	say "applying $p"
-	patch -d "$src" -p1 -s -F0 -N <"$here/$p" || die "$p does not apply to $SRC_PACKAGE $SRC_VERSION (run $0 --check)"
+	patch -d "$src" -p1 -s -F0 -N <"$here/$p" || die "$p does not apply to $SRC_PACKAGE $SRC_VERSION (run $0 --series $series_name --check)"
 	cp "$here/$p" "$src/.memhp-applied/"
 	echo "$p" >>"$src/.memhp-applied/series"
 done
 
 mkdir -p "$obj" "$entry.partial"
 log=$entry.partial/build.log
-say "configuring: tinyconfig + $(basename "$here")/lab.config"
+say "configuring: tinyconfig + $series_name/lab.config"
 {
 	make -C "$src" O="$obj" tinyconfig &&
 		"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$here/lab.config" &&
@@ -232,6 +296,7 @@ release=$(cat "$obj/include/config/kernel.release")
 took=$(($(date +%s) - start))
 {
 	echo "source $SRC_PACKAGE $SRC_VERSION"
+	echo "series_version $series_name"
 	echo "release $release"
 	echo "series ${series[*]}"
 	echo "build_seconds $took"

@@ -19,8 +19,9 @@ packages=(
 	libalglib-dev gnuplot-nox python3-jsonschema
 	# exporter tests and benchmarks: Prometheus server + promtool, HTTP client, HTTP load (panels render with gnuplot)
 	prometheus curl wrk
-	# the patched lab kernel (kernel-patches/build.sh): Debian's source, kernel build tools, pahole for BTF
-	linux-source-6.1 dwarves bc flex bison libssl-dev patch
+	# the patched lab kernels (kernel-patches/build.sh): Debian's 6.1 source, kernel build tools, pahole for
+	# BTF; the archive keyring checks the 7.2 source build.sh fetches from sid with an apt configuration of its own
+	linux-source-6.1 dwarves bc flex bison libssl-dev patch debian-archive-keyring
 	# shipping: sd_notify for the exporter's unit, the .deb (CPack + dpkg-shlibdeps), its checks, man pages
 	libsystemd-dev systemd dpkg-dev fakeroot lintian file help2man man-db
 )

@@ -14,8 +14,23 @@ echo "memhp: quick checks (kernel-patches apply and are checkpatch clean)" >&2
 ctest -L quick --output-on-failure "$@"
 echo "memhp: unit tests" >&2
 ctest -L unit --output-on-failure -j"$(nproc)" "$@"
-# The VM tier boots the patched kernel too: build it first if its cache entry
-# is missing (about 5 min on 2 cores, once per version of kernel-patches/).
-"$root/kernel-patches/build.sh" >/dev/null
+# The VM tier boots the patched kernels too: build each one the selected VM
+# tests boot first, if its cache entry is missing (a cold build is about
+# 13 min (6.1) and NN min (7.2) of make -j2 on the 2-core host, once per
+# version of its kernel-patches/ series). A series none of the selected
+# tests boots is not built (e.g. `scripts/test.sh -R vm.Trace61`).
+selected=$(ctest -L vm -N "$@" | sed -n 's/^ *Test *#[0-9]*: *//p')
+for s in 6.1 7.2; do
+	case $s in
+	6.1) pattern='^vm\.PatchedMemmap' ;;
+	7.2) pattern='^vm\.Patched72' ;;
+	esac
+	if grep -q "$pattern" <<<"$selected"; then
+		if ! "$root/kernel-patches/build.sh" --series $s --print-dir >/dev/null; then
+			echo "memhp: building the patched $s kernel for $(grep -c "$pattern" <<<"$selected") selected VM suites (cold: many minutes; progress below)" >&2
+		fi
+		"$root/kernel-patches/build.sh" --series $s >/dev/null
+	fi
+done
 echo "memhp: VM tests (QEMU guests under TCG)" >&2
 ctest -L vm --output-on-failure -j"${MEMHP_VM_JOBS:-2}" "$@"

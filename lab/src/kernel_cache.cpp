@@ -11,19 +11,36 @@
 
 namespace memhp::lab {
 
+std::optional<std::string> patched_series(std::string_view spec) {
+    if (spec == "patched") return std::string(kDefaultPatchedSeries);
+    if (!spec.starts_with("patched-")) return std::nullopt;
+    const std::string series(spec.substr(8));
+    static const std::regex version(R"(^\d+\.\d+$)");
+    if (!std::regex_match(series, version))
+        throw UsageError("unknown kernel '" + std::string(spec) + "': patched-<series> takes a series of kernel-patches/ "
+                         "such as patched-6.1 or patched-7.2");
+    const fs::path folder = patched_kernel_script().parent_path() / series;
+    if (!fs::exists(folder / "series"))
+        throw UsageError("unknown kernel '" + std::string(spec) + "': " + folder.string() +
+                         " does not exist: use patched-6.1 or patched-7.2");
+    return series;
+}
+
 KernelRequest classify_kernel_spec(std::string_view spec_view) {
     std::string spec(spec_view);
     if (spec.empty())
-        throw UsageError("--kernel is empty: use 6.1, 6.12, patched, a linux-image-* package or a bzImage path");
+        throw UsageError("--kernel is empty: use 6.1, 6.12, patched, patched-7.2, a linux-image-* package or a "
+                         "bzImage path");
     if (spec == "6.1" || spec == "default") return {KernelRequest::Kind::MetaPackage, "linux-image-amd64"};
-    if (spec == "patched") return {KernelRequest::Kind::Patched, spec};
+    if (auto series = patched_series(spec)) return {KernelRequest::Kind::Patched, *series};
     static const std::regex series(R"(^(\d+)\.(\d+)$)");
     if (std::regex_match(spec, series)) return {KernelRequest::Kind::MetaPackage, "linux-image-" + spec + "-amd64"};
     static const std::regex pkg(R"(^linux-image-[a-z0-9.+~-]+$)");
     if (std::regex_match(spec, pkg)) return {KernelRequest::Kind::Package, spec};
     if (spec.find('/') != std::string::npos || fs::exists(spec)) return {KernelRequest::Kind::File, spec};
     throw UsageError("unknown kernel '" + spec +
-                     "': use 6.1 (Debian 12's default), 6.12, patched (6.1 with memhp's kernel-patches/), "
+                     "': use 6.1 (Debian 12's default), 6.12, patched or patched-6.1 (6.1 with memhp's "
+                     "kernel-patches/), patched-7.2 (7.2 with them), "
                      "a Debian package name such as "
                      "linux-image-6.1.0-56-amd64, or the path of a bzImage");
 }
@@ -176,24 +193,26 @@ KernelImage patched_kernel_entry(const fs::path& entry, std::string_view meta) {
     return k;
 }
 
-// Builds (once) the kernel of kernel-patches/ through its build.sh, which
-// caches it outside the repo; its progress is passed on as it comes.
-KernelImage KernelCache::ensure_patched(const std::string& spec) {
+// Builds (once) a kernel of kernel-patches/ (the series `series`) through its
+// build.sh, which caches it outside the repo; its progress is passed on as it
+// comes.
+KernelImage KernelCache::ensure_patched(const std::string& spec, const std::string& series) {
     const fs::path script = patched_kernel_script();
     if (!fs::exists(script))
-        throw Error(script.string() + " is missing: --kernel patched needs memhp's source tree (or set "
-                    "MEMHP_KERNEL_PATCHES to its kernel-patches folder)");
-    auto where = run({"bash", script.string(), "--print-dir"}, {.timeout = std::chrono::minutes(1)});
+        throw Error(script.string() + " is missing: --kernel " + spec +
+                    " needs memhp's source tree (or set MEMHP_KERNEL_PATCHES to its kernel-patches folder)");
+    auto where =
+        run({"bash", script.string(), "--series", series, "--print-dir"}, {.timeout = std::chrono::minutes(1)});
     const fs::path entry = trim(where.out);
     if (entry.empty() || (where.exit_code != 0 && where.exit_code != 3))
         throw Error(script.string() + " --print-dir failed: " + last_lines(where.err, 3));
     if (where.exit_code == 3) {
         if (progress_)
-            progress_("building the patched kernel (kernel-patches/, about 5 min on 2 idle cores; once per "
-                      "version of the patches)");
+            progress_("building the patched " + series + " kernel (kernel-patches/" + series +
+                      "/, about 10 min on 2 idle cores; once per version of the patches)");
         TempDir tmp("memhp-kbuild");
         const fs::path log = tmp.path() / "build.out";
-        auto child = ChildProcess::spawn({"bash", script.string()}, log);
+        auto child = ChildProcess::spawn({"bash", script.string(), "--series", series}, log);
         std::size_t shown = 0;
         auto pass_on = [&] {
             auto text = try_read_file(log).value_or("");
@@ -214,13 +233,14 @@ KernelImage KernelCache::ensure_patched(const std::string& spec) {
         }
         pass_on();
         if (child.exit_code().value_or(-1) != 0)
-            throw Error("building the patched kernel failed (" + script.string() + "):\n" +
+            throw Error("building the patched " + series + " kernel failed (" + script.string() + " --series " +
+                        series + "):\n" +
                         last_lines(try_read_file(log).value_or(""), 12));
     }
     auto meta = try_read_file(entry / "memhp-kernel.txt");
     if (!meta || !fs::exists(entry / "bzImage"))
         throw Error("the patched kernel's cache entry " + entry.string() + " is incomplete: run " + script.string() +
-                    " --force");
+                    " --series " + series + " --force");
     KernelImage k = patched_kernel_entry(entry, *meta);
     k.spec = spec;
     return k;
@@ -229,7 +249,7 @@ KernelImage KernelCache::ensure_patched(const std::string& spec) {
 KernelImage KernelCache::ensure(std::string_view spec_view) {
     const std::string spec(spec_view);
     auto req = classify_kernel_spec(spec);
-    if (req.kind == KernelRequest::Kind::Patched) return ensure_patched(spec);
+    if (req.kind == KernelRequest::Kind::Patched) return ensure_patched(spec, req.name);
     if (req.kind == KernelRequest::Kind::File) {
         if (!fs::is_regular_file(req.name))
             throw UsageError("kernel image " + req.name + " does not exist or is not a file");

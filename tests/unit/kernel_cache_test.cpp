@@ -120,7 +120,22 @@ TEST(KernelCache, MissingImageIsAUsageError) {
 
 // ---- --kernel patched (kernel-patches/build.sh) ------------------------------
 
-TEST(ClassifyKernelSpec, PatchedIsItsOwnKind) { expect_request("patched", Kind::Patched, "patched"); }
+TEST(ClassifyKernelSpec, PatchedIsItsOwnKindWithItsSeries) {
+    expect_request("patched", Kind::Patched, "6.1");  // the default series, as build.sh's
+    expect_request("patched-6.1", Kind::Patched, "6.1");
+    expect_request("patched-7.2", Kind::Patched, "7.2");
+}
+
+TEST(ClassifyKernelSpec, UnknownPatchedSeriesIsAUsageErrorNamingTheSeries) {
+    for (const char* bad : {"patched-9.9", "patched-", "patched-7.2/..", "patched-x"}) {
+        try {
+            (void)classify_kernel_spec(bad);
+            FAIL() << bad << ": no error";
+        } catch (const UsageError& e) {
+            EXPECT_THAT(e.what(), HasSubstr("patched-7.2")) << bad << ": " << e.what();
+        }
+    }
+}
 
 TEST(PatchedKernelEntry, ReadsVersionAndRelease) {
     auto k = patched_kernel_entry("/c/patched-kernel/6.1.192-2-abc",
@@ -141,9 +156,12 @@ protected:
     }
     void TearDown() override { ::unsetenv("MEMHP_KERNEL_PATCHES"); }
     void script(const std::string& build_body) {
+        // Records the series it was asked for; --series comes first.
         write_file(dir_.path() / "build.sh",
-                   "entry=" + entry_.string() + "\n"
-                   "if [ \"$1\" = --print-dir ]; then echo $entry; [ -f $entry/bzImage ] && exit 0 || exit 3; fi\n" +
+                   "[ \"$1\" = --series ] || { echo 'memhp-kernel: no --series' >&2; exit 2; }\n"
+                   "echo \"$2\" >> " + (dir_.path() / "asked").string() + "\n"
+                   "entry=" + entry_.string() + "-$2\n"
+                   "if [ \"$3\" = --print-dir ]; then echo $entry; [ -f $entry/bzImage ] && exit 0 || exit 3; fi\n" +
                        build_body);
     }
     TempDir dir_;
@@ -159,17 +177,34 @@ TEST_F(PatchedKernel, BuildsOnceWithProgressThenUsesTheCache) {
     std::vector<std::string> progress;
     KernelCache cache(dir_.path() / "cache", [&](const std::string& s) { progress.push_back(s); });
     auto k = cache.ensure("patched");
-    EXPECT_EQ(k.vmlinuz, entry_ / "bzImage");
+    EXPECT_EQ(k.vmlinuz, fs::path(entry_.string() + "-6.1") / "bzImage");
     EXPECT_EQ(k.release, "6.1.192");
     EXPECT_EQ(k.spec, "patched");
     ASSERT_EQ(progress.size(), 2u);
-    EXPECT_THAT(progress[0], HasSubstr("building the patched kernel"));
+    EXPECT_THAT(progress[0], HasSubstr("building the patched 6.1 kernel"));
     EXPECT_EQ(progress[1], "applying 0001.patch");
 
     progress.clear();
     auto again = cache.ensure("patched");
     EXPECT_EQ(again.vmlinuz, k.vmlinuz);
     EXPECT_TRUE(progress.empty()) << "cached: no build";
+    EXPECT_EQ(read_file(dir_.path() / "asked"), "6.1\n6.1\n6.1\n") << "print-dir, build, print-dir";
+}
+
+TEST_F(PatchedKernel, Patched72AsksBuildShForItsSeriesAndHasItsOwnEntry) {
+    fs::create_directories(dir_.path() / "7.2");
+    write_file(dir_.path() / "7.2" / "series", "0001-x.patch\n");
+    script("mkdir -p $entry && echo img > $entry/bzImage && echo y > $entry/config\n"
+           "printf 'source linux-source-7.2 7.2.13-1\\nseries_version 7.2\\nrelease 7.2.13\\n' > "
+           "$entry/memhp-kernel.txt\n"
+           "echo $entry\n");
+    KernelCache cache(dir_.path() / "cache");
+    auto k = cache.ensure("patched-7.2");
+    EXPECT_EQ(k.vmlinuz, fs::path(entry_.string() + "-7.2") / "bzImage");
+    EXPECT_EQ(k.release, "7.2.13");
+    EXPECT_EQ(k.version, "7.2.13-1");
+    EXPECT_EQ(k.spec, "patched-7.2");
+    EXPECT_EQ(read_file(dir_.path() / "asked"), "7.2\n7.2\n");
 }
 
 TEST_F(PatchedKernel, FailedBuildSaysWhy) {
@@ -179,7 +214,7 @@ TEST_F(PatchedKernel, FailedBuildSaysWhy) {
         (void)cache.ensure("patched");
         FAIL() << "no error";
     } catch (const Error& e) {
-        EXPECT_THAT(e.what(), HasSubstr("building the patched kernel failed"));
+        EXPECT_THAT(e.what(), HasSubstr("building the patched 6.1 kernel failed"));
         EXPECT_THAT(e.what(), HasSubstr("/x/build.log"));
     }
 }

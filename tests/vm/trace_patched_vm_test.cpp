@@ -1,8 +1,11 @@
-// memhp trace on the patched kernel (kernel-patches/): the collector takes the
-// memory_hotplug tracepoint path, and gives the page counts and locality the
-// fentry path gives on stock 6.1 (trace_vm_test.cpp has the same scenarios),
-// with vmemmap population timed directly. Each suite boots the patched kernel
-// once; scripts/test.sh builds it first when its cache entry is missing.
+// memhp trace on the patched kernels (kernel-patches/6.1 and 7.2): the
+// collector takes the memory_hotplug tracepoint path, and gives the page
+// counts and locality the fentry path gives on the stock kernels
+// (trace_vm_test.cpp has the same scenarios), with vmemmap population timed
+// directly. The 6.1 and 7.2 suites run the same cases on their kernel, and
+// differ where the kernels do (a 1 GiB add with memmap_on_memory). Each suite
+// boots its patched kernel once; scripts/test.sh builds it first when its
+// cache entry is missing.
 #include "trace_support.hpp"
 
 namespace memhp::vmtest {
@@ -46,21 +49,43 @@ protected:
     }
 };
 
-class PatchedMemmapOff : public PatchedSuite<PatchedMemmapOff> {
+// The cases both kernels share; the TEST_Fs below run them per suite.
+template <typename Derived>
+class PatchedCases : public PatchedSuite<Derived> {
+protected:
+    using S = PatchedSuite<Derived>;
+    using B = GuestSuite<Derived>;
+    static void RemotePageAllocatorMemmap();
+    static void FailedOfflineWithErrno();
+    static void LocalAltmapMemmap();
+    static void FentryPathAgrees();
+};
+
+class PatchedMemmapOff : public PatchedCases<PatchedMemmapOff> {
 public:
     static lab::GuestConfig Config() { return config("patched", false); }
 };
-class PatchedMemmapOn : public PatchedSuite<PatchedMemmapOn> {
+class PatchedMemmapOn : public PatchedCases<PatchedMemmapOn> {
 public:
     static lab::GuestConfig Config() { return config("patched", true); }
 };
+class Patched72MemmapOff : public PatchedCases<Patched72MemmapOff> {
+public:
+    static lab::GuestConfig Config() { return config("patched-7.2", false); }
+};
+class Patched72MemmapOn : public PatchedCases<Patched72MemmapOn> {
+public:
+    static lab::GuestConfig Config() { return config("patched-7.2", true); }
+};
 
-TEST_F(PatchedMemmapOff, TracepointPathSeesARemotePageAllocatorMemmap) {
+template <typename Derived>
+void PatchedCases<Derived>::RemotePageAllocatorMemmap() {
     std::string raw;
-    auto ops = OneBlockCycle(&raw);
-    CheckCycle(ops, raw);
-    CheckTracepointPath(ops, raw, 1);
+    auto ops = S::OneBlockCycle(&raw);
+    S::CheckCycle(ops, raw);
+    S::CheckTracepointPath(ops, raw, 1);
     const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["caller"], "add_memory") << "an ACPI DIMM: not driver-managed";
     EXPECT_EQ(add["mode"], "page_allocator");
     EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
     EXPECT_EQ(add["memmap"]["buddy_pages"], kMemmapPages) << "one order-9 block";
@@ -76,14 +101,15 @@ TEST_F(PatchedMemmapOff, TracepointPathSeesARemotePageAllocatorMemmap) {
 
 // Offlining boot memory that holds kernel data fails; the mhp_offline_end
 // event carries the errno.
-TEST_F(PatchedMemmapOff, FailedOfflineIsRecordedWithErrno) {
+template <typename Derived>
+void PatchedCases<Derived>::FailedOfflineWithErrno() {
     std::string raw;
     int guest_errno = 0;
     auto ops = traced_with(
-        *guest_, {},
+        *B::guest_, {},
         [&] {
             try {
-                guest_->agent().write("/sys/devices/system/memory/memory0/state", "offline");
+                B::guest_->agent().write("/sys/devices/system/memory/memory0/state", "offline");
             } catch (const lab::AgentError& e) {
                 guest_errno = e.guest_errno();
             }
@@ -97,11 +123,12 @@ TEST_F(PatchedMemmapOff, FailedOfflineIsRecordedWithErrno) {
     EXPECT_EQ(offlines[0]["start_pfn"], 0) << offlines[0].dump();
 }
 
-TEST_F(PatchedMemmapOn, TracepointPathSeesALocalAltmapMemmap) {
+template <typename Derived>
+void PatchedCases<Derived>::LocalAltmapMemmap() {
     std::string raw;
-    auto ops = OneBlockCycle(&raw);
-    CheckCycle(ops, raw);
-    CheckTracepointPath(ops, raw, 1);
+    auto ops = S::OneBlockCycle(&raw);
+    S::CheckCycle(ops, raw);
+    S::CheckTracepointPath(ops, raw, 1);
     const auto add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["mode"], "altmap");
     EXPECT_EQ(add["memmap"]["altmap_pages"], kMemmapPages);
@@ -118,12 +145,13 @@ TEST_F(PatchedMemmapOn, TracepointPathSeesALocalAltmapMemmap) {
 
 // The same cycle on the same kernel through the fentry path: the two paths
 // agree on every page count.
-TEST_F(PatchedMemmapOn, FentryPathOnTheSameKernelAgrees) {
+template <typename Derived>
+void PatchedCases<Derived>::FentryPathAgrees() {
     std::string tp_raw, fentry_raw;
-    auto tp = OneBlockCycle(&tp_raw);
-    auto fentry = OneBlockCycle(&fentry_raw, {"MEMHP_PROBES=fentry"});
+    auto tp = S::OneBlockCycle(&tp_raw);
+    auto fentry = S::OneBlockCycle(&fentry_raw, {"MEMHP_PROBES=fentry"});
     EXPECT_NE(fentry_raw.find("path: fentry/fexit"), std::string::npos) << fentry_raw;
-    CheckCycle(fentry, fentry_raw);
+    S::CheckCycle(fentry, fentry_raw);
     for (const char* phase : {"add", "remove"}) {
         const auto a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
         for (const char* k : {"altmap_pages", "buddy_pages", "local_pages", "remote_pages"})
@@ -136,6 +164,36 @@ TEST_F(PatchedMemmapOn, FentryPathOnTheSameKernelAgrees) {
         for (const char* k : {"nid", "zone", "start_pfn", "nr_pages", "vmemmap_pages"})
             EXPECT_EQ(a[k], b[k]) << phase << " " << k << "\n" << a.dump() << "\n" << b.dump();
     }
+}
+
+TEST_F(PatchedMemmapOff, TracepointPathSeesARemotePageAllocatorMemmap) { RemotePageAllocatorMemmap(); }
+TEST_F(PatchedMemmapOff, FailedOfflineIsRecordedWithErrno) { FailedOfflineWithErrno(); }
+TEST_F(PatchedMemmapOn, TracepointPathSeesALocalAltmapMemmap) { LocalAltmapMemmap(); }
+TEST_F(PatchedMemmapOn, FentryPathOnTheSameKernelAgrees) { FentryPathAgrees(); }
+TEST_F(Patched72MemmapOff, TracepointPathSeesARemotePageAllocatorMemmap) { RemotePageAllocatorMemmap(); }
+TEST_F(Patched72MemmapOff, FailedOfflineIsRecordedWithErrno) { FailedOfflineWithErrno(); }
+TEST_F(Patched72MemmapOn, TracepointPathSeesALocalAltmapMemmap) { LocalAltmapMemmap(); }
+TEST_F(Patched72MemmapOn, FentryPathOnTheSameKernelAgrees) { FentryPathAgrees(); }
+
+// 7.2 (as every kernel since 6.8) gives each block of a multi-block add its
+// own altmap: a 1 GiB DIMM gets 8 of 512 pages, one populate per block, all
+// timed at their own events; mhp_add_memory_end/remove_end report the sum.
+TEST_F(Patched72MemmapOn, OneGiBAddUsesEightPerBlockAltmaps) {
+    std::string raw;
+    auto ops = AddAndRemove(8 * kBlock, &raw);
+    for (const auto& o : ops) RecordProperty(o["phase"].get<std::string>(), o.dump());
+    ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
+    CheckTracepointPath(ops, raw, 8);
+    const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["mode"], "altmap");
+    EXPECT_EQ(add["memmap"]["altmap_pages"], 8 * kMemmapPages);
+    EXPECT_EQ(add["memmap"]["buddy_pages"], 0);
+    EXPECT_EQ(add["memmap"]["local_pages"], 8 * kMemmapPages);
+    EXPECT_EQ(add["memmap_on_memory_unused"], false);
+    for (const auto& p : of_phase(ops, "populate")) EXPECT_EQ(p["mode"], "altmap") << p.dump();
+    const auto remove = of_phase(ops, "remove")[0];
+    EXPECT_EQ(remove["ret"], 0);
+    EXPECT_EQ(remove["memmap"]["altmap_pages"], 8 * kMemmapPages);
 }
 
 // 6.1 uses the altmap only for single-block adds: a 1 GiB DIMM falls back

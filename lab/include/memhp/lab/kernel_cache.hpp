@@ -29,14 +29,23 @@ struct KernelImage {
 struct KernelRequest {
     enum class Kind { MetaPackage, Package, File, Patched };
     Kind kind;
-    std::string name;  // the meta package, the package, or the path
+    std::string name;  // the meta package, the package, the path, or the kernel-patches/ series
 };
 
 // "6.1" -> meta linux-image-amd64 (bookworm's default kernel);
 // "6.12" -> meta linux-image-6.12-amd64; "linux-image-..." -> that package;
-// an existing file or anything with a '/' -> File; "patched" -> Patched (the
-// kernel built from kernel-patches/). Throws UsageError otherwise.
+// an existing file or anything with a '/' -> File; "patched", "patched-6.1",
+// "patched-7.2" -> Patched with the series (the kernel built from
+// kernel-patches/<series>/). Throws UsageError otherwise.
 [[nodiscard]] KernelRequest classify_kernel_spec(std::string_view spec);
+
+// The series of kernel-patches/ that "patched" is (kernel-patches/build.sh's
+// default).
+inline constexpr std::string_view kDefaultPatchedSeries = "6.1";
+
+// "patched" -> the default series, "patched-7.2" -> "7.2" (when
+// kernel-patches/7.2/ exists; UsageError if not), anything else -> nullopt.
+[[nodiscard]] std::optional<std::string> patched_series(std::string_view spec);
 
 // The first "Depends: linux-image-..." of `apt-cache depends` output.
 [[nodiscard]] std::optional<std::string> parse_depends_image(std::string_view apt_cache_depends);
@@ -62,7 +71,7 @@ public:
     [[nodiscard]] fs::path entry_dir(const std::string& package) const;
 
 private:
-    KernelImage ensure_patched(const std::string& spec);
+    KernelImage ensure_patched(const std::string& spec, const std::string& series);
     std::string resolve_meta(const std::string& meta);
     KernelImage load_entry(const std::string& spec, const std::string& package);
     void fetch(const std::string& package);
