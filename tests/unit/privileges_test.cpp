@@ -42,7 +42,7 @@ std::string in_child(Fn&& fn) {
         ::_exit(n == static_cast<ssize_t>(out.size()) ? 0 : 1);
     }
     ::close(p[1]);
-    const std::string out = read_all(p[0]);
+    std::string out = read_all(p[0]);
     ::close(p[0]);
     int status = 0;
     ::waitpid(pid, &status, 0);
