@@ -75,7 +75,8 @@ struct Report {
 
 void check_kernel(Report& r, const fs::path& root, std::string& release) {
     release = read_word(root / "proc/sys/kernel/osrelease").value_or("");
-    r.add("kernel", "kernel release", CheckStatus::Info, release.empty() ? "unknown (no proc/sys/kernel/osrelease)" : release)
+    r.add("kernel", "kernel release", CheckStatus::Info,
+          release.empty() ? "unknown (no proc/sys/kernel/osrelease)" : release)
         .data = {{"release", release}};
 }
 
@@ -95,13 +96,13 @@ void check_privileges(Report& r, const fs::path& root) {
     std::snprintf(hex, sizeof hex, "CapEff=%016llx", static_cast<unsigned long long>(eff));
     std::string value = std::string(hex) + ": CAP_BPF " + (bpf ? "yes" : "no") + ", CAP_PERFMON " +
                         (perfmon ? "yes" : "no") + ", CAP_SYSLOG " + (syslog ? "yes" : "no");
-    auto& c = r.add("privileges", "CAP_BPF, CAP_PERFMON, CAP_SYSLOG", bpf && perfmon && syslog ? CheckStatus::Ok
-                                                                                             : CheckStatus::Missing,
-                    value,
-                    bpf && perfmon && syslog ? ""
-                                             : "run as root (sudo memhp doctor), or grant CAP_BPF CAP_PERFMON CAP_SYSLOG "
-                                               "(the memhp-exporter unit does)",
-                    true);
+    auto& c =
+        r.add("privileges", "CAP_BPF, CAP_PERFMON, CAP_SYSLOG",
+              bpf && perfmon && syslog ? CheckStatus::Ok : CheckStatus::Missing, value,
+              bpf && perfmon && syslog ? ""
+                                       : "run as root (sudo memhp doctor), or grant CAP_BPF CAP_PERFMON CAP_SYSLOG "
+                                         "(the memhp-exporter unit does)",
+              true);
     c.data = {{"cap_eff", hex + 7}, {"cap_bpf", bpf}, {"cap_perfmon", perfmon}, {"cap_syslog", syslog}};
 }
 
@@ -137,8 +138,10 @@ void check_hotplug(Report& r, const fs::path& root, const std::map<std::string, 
     const fs::path mem = root / "sys/devices/system/memory";
     const bool present = fs::exists(mem);
     std::string value = present ? "/sys/devices/system/memory present" : "/sys/devices/system/memory missing";
-    if (auto it = config.find("CONFIG_MEMORY_HOTPLUG"); it != config.end()) value += "; CONFIG_MEMORY_HOTPLUG=" + it->second;
-    if (auto it = config.find("CONFIG_MEMORY_HOTREMOVE"); it != config.end()) value += ", CONFIG_MEMORY_HOTREMOVE=" + it->second;
+    if (auto it = config.find("CONFIG_MEMORY_HOTPLUG"); it != config.end())
+        value += "; CONFIG_MEMORY_HOTPLUG=" + it->second;
+    if (auto it = config.find("CONFIG_MEMORY_HOTREMOVE"); it != config.end())
+        value += ", CONFIG_MEMORY_HOTREMOVE=" + it->second;
     r.add("memory_hotplug", "CONFIG_MEMORY_HOTPLUG", present ? CheckStatus::Ok : CheckStatus::Missing, value,
           present ? "" : "boot a kernel built with CONFIG_MEMORY_HOTPLUG=y", true)
         .data = {{"present", present}};
@@ -149,8 +152,7 @@ void check_hotplug(Report& r, const fs::path& root, const std::map<std::string, 
         std::uint64_t bytes = 0;
         try {
             bytes = std::stoull(*hex, nullptr, 16);
-        } catch (const std::exception&) {
-        }
+        } catch (const std::exception&) {}
         r.add("block_size", "memory block size", bytes ? CheckStatus::Info : CheckStatus::Warn,
               bytes ? format_size_human(bytes) : "unreadable: '" + *hex + "'")
             .data = {{"bytes", bytes}};
@@ -166,11 +168,12 @@ void check_hotplug(Report& r, const fs::path& root, const std::map<std::string, 
         std::string v = mmo ? *mmo : "not offered by this kernel (no memory_hotplug.memmap_on_memory parameter)";
         if (!cfg_mmo.empty()) v += "; CONFIG_MHP_MEMMAP_ON_MEMORY=" + cfg_mmo;
         const bool on = mmo && (*mmo == "Y" || *mmo == "force");
-        auto& c = r.add("memmap_on_memory", "memmap_on_memory", !mmo ? CheckStatus::Warn : CheckStatus::Info, v,
-                        !mmo ? "memmap_on_memory needs CONFIG_MHP_MEMMAP_ON_MEMORY=y (Linux 5.12+); memhp still traces "
-                               "the page-allocator memmap"
-                        : !on ? "off: boot with memory_hotplug.memmap_on_memory=1 to carve memmaps from the added memory"
-                              : "");
+        auto& c =
+            r.add("memmap_on_memory", "memmap_on_memory", !mmo ? CheckStatus::Warn : CheckStatus::Info, v,
+                  !mmo  ? "memmap_on_memory needs CONFIG_MHP_MEMMAP_ON_MEMORY=y (Linux 5.12+); memhp still traces "
+                          "the page-allocator memmap"
+                  : !on ? "off: boot with memory_hotplug.memmap_on_memory=1 to carve memmaps from the added memory"
+                        : "");
         c.data = {{"supported", mmo.has_value()}, {"value", mmo.value_or("")}, {"enabled", on}};
     }
     // Onlining policy.
@@ -181,8 +184,8 @@ void check_hotplug(Report& r, const fs::path& root, const std::map<std::string, 
                                                    : "")
         .data = {{"value", auto_online.value_or("")}};
     const auto policy = read_word(root / "sys/module/memory_hotplug/parameters/online_policy");
-    r.add("online_policy", "online_policy", CheckStatus::Info, policy.value_or("absent (before 5.16)"))
-        .data = {{"value", policy.value_or("")}};
+    r.add("online_policy", "online_policy", CheckStatus::Info, policy.value_or("absent (before 5.16)")).data = {
+        {"value", policy.value_or("")}};
 
     // Movable zones: any node whose Movable zone has present pages.
     if (auto zoneinfo = try_read_file(root / "proc/zoneinfo")) {
@@ -192,8 +195,8 @@ void check_hotplug(Report& r, const fs::path& root, const std::map<std::string, 
         bool in_movable = false;
         while (std::getline(in, line)) {
             if (line.starts_with("Node ")) {
-                in_movable = line.find("zone  Movable") != std::string::npos ||
-                             line.find("zone Movable") != std::string::npos;
+                in_movable =
+                    line.find("zone  Movable") != std::string::npos || line.find("zone Movable") != std::string::npos;
                 node = line.substr(5, line.find(',') - 5);
             } else if (in_movable && trim(line).starts_with("present ")) {
                 if (trim(line).substr(8) != "0") movable.push_back(node);
@@ -247,8 +250,7 @@ void check_devices(Report& r, const fs::path& root) {
         const auto st = read_word(d.path() / "status");
         try {
             if (st && (std::stoul(*st) & 1U)) ++acpi_present;
-        } catch (const std::exception&) {
-        }
+        } catch (const std::exception&) {}
     }
     std::size_t dax_mmo = 0;
     for (const auto& d : fs::directory_iterator(root / "sys/bus/dax/devices", ec))
@@ -256,7 +258,8 @@ void check_devices(Report& r, const fs::path& root) {
     r.add("devices", "hot-plug devices", CheckStatus::Info,
           "ACPI memory devices " + std::to_string(acpi_present) + " plugged of " + std::to_string(acpi) +
               ", virtio-mem " + std::to_string(virtio_mem) + ", dax " + std::to_string(dax))
-        .data = {{"acpi_memory", acpi}, {"acpi_memory_present", acpi_present}, {"virtio_mem", virtio_mem}, {"dax", dax}};
+        .data = {
+        {"acpi_memory", acpi}, {"acpi_memory_present", acpi_present}, {"virtio_mem", virtio_mem}, {"dax", dax}};
     auto& c = r.add("dax_memmap_on_memory", "dax memmap_on_memory attribute", CheckStatus::Info,
                     dax == 0 ? "no dax devices"
                              : std::to_string(dax_mmo) + " of " + std::to_string(dax) + " dax devices have it" +
@@ -284,9 +287,11 @@ void check_filesystems(Report& r, const fs::path& root) {
     const bool list = fs::exists(root / "sys/kernel/tracing/available_filter_functions") ||
                       fs::exists(root / "sys/kernel/debug/tracing/available_filter_functions");
     r.add("tracefs", "tracefs", list ? CheckStatus::Ok : CheckStatus::Warn,
-          tracefs.empty() && !list ? "not mounted" : (tracefs.empty() ? "present" : "mounted at " + tracefs) +
-                                                         (list ? ", function list readable" : ", no function list"),
-          list ? "" : "memhp falls back to /proc/kallsyms to choose kprobes; mount -t tracefs tracefs /sys/kernel/tracing")
+          tracefs.empty() && !list ? "not mounted"
+                                   : (tracefs.empty() ? "present" : "mounted at " + tracefs) +
+                                         (list ? ", function list readable" : ", no function list"),
+          list ? ""
+               : "memhp falls back to /proc/kallsyms to choose kprobes; mount -t tracefs tracefs /sys/kernel/tracing")
         .data = {{"mounted", !tracefs.empty()}, {"function_list", list}};
 }
 
@@ -300,7 +305,8 @@ void check_kallsyms(Report& r, const fs::path& root) {
     const bool zero = !*shown;
     r.add("kallsyms", "/proc/kallsyms addresses", zero ? CheckStatus::Missing : CheckStatus::Ok,
           zero ? "addresses read as 0" : "visible",
-          zero ? "memhp needs vmemmap_base: run as root or with CAP_SYSLOG (kernel.kptr_restrict must be < 2)" : "", true)
+          zero ? "memhp needs vmemmap_base: run as root or with CAP_SYSLOG (kernel.kptr_restrict must be < 2)" : "",
+          true)
         .data = {{"addresses", !zero}};
 }
 
@@ -308,8 +314,13 @@ void check_live(Report& r) {
     // Ring buffer map type (5.8+); needs CAP_BPF to ask.
     const int ring = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr);
     r.add("ring_buffer", "BPF ring buffer", ring == 1 ? CheckStatus::Ok : CheckStatus::Missing,
-          ring == 1 ? "supported" : ring == 0 ? "not supported by this kernel" : std::string("cannot ask: ") + std::strerror(-ring),
-          ring == 1 ? "" : ring == 0 ? "memhp needs Linux 5.8 or later" : "run as root or with CAP_BPF", true)
+          ring == 1   ? "supported"
+          : ring == 0 ? "not supported by this kernel"
+                      : std::string("cannot ask: ") + std::strerror(-ring),
+          ring == 1   ? ""
+          : ring == 0 ? "memhp needs Linux 5.8 or later"
+                      : "run as root or with CAP_BPF",
+          true)
         .data = {{"supported", ring == 1}};
     // The probes, attached for real and detached again: what would attach
     // is what does.
@@ -320,18 +331,25 @@ void check_live(Report& r) {
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         const auto& f = probes.kernel_features();
         const bool tp = probes.path() == "memory_hotplug tracepoints";
-        r.add("fentry", "BPF trampolines (fentry/fexit)", f.fentry_works && !f.fentry_refused ? CheckStatus::Ok : CheckStatus::Warn,
-              tp ? "not needed: the kernel has memhp's memory_hotplug trace events"
+        r.add("fentry", "BPF trampolines (fentry/fexit)",
+              f.fentry_works && !f.fentry_refused ? CheckStatus::Ok : CheckStatus::Warn,
+              tp                                    ? "not needed: the kernel has memhp's memory_hotplug trace events"
               : f.fentry_works && !f.fentry_refused ? "work"
                                                     : "refused by this kernel: kprobes stand in (slower)",
-              f.fentry_works || tp ? "" : "kprobes work; for fentry boot a kernel with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS")
+              f.fentry_works || tp
+                  ? ""
+                  : "kprobes work; for fentry boot a kernel with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS")
             .data = {{"works", f.fentry_works && !f.fentry_refused}, {"path", probes.path()}};
         nlohmann::json list = nlohmann::json::array();
         std::size_t attached = 0;
         for (const auto& st : probes.attach_report()) {
             attached += st.attached;
-            list.push_back({{"target", st.target}, {"kind", st.kind}, {"mode", st.mode}, {"attached", st.attached},
-                            {"required", st.required}, {"reason", st.reason}});
+            list.push_back({{"target", st.target},
+                            {"kind", st.kind},
+                            {"mode", st.mode},
+                            {"attached", st.attached},
+                            {"required", st.required},
+                            {"reason", st.reason}});
         }
         r.add("probes", "probes attach", CheckStatus::Ok,
               std::to_string(attached) + " of " + std::to_string(probes.attach_report().size()) + " attached in " +
@@ -344,8 +362,8 @@ void check_live(Report& r) {
                   "not attachable: " + st.reason,
                   st.target == "vmemmap_populate" ? "vmemmap population is inferred from __add_pages instead" : "");
         }
-        r.add("populate", "vmemmap populate timing", CheckStatus::Info, probes.populate_timing())
-            .data = {{"direct", probes.populate_direct()}};
+        r.add("populate", "vmemmap populate timing", CheckStatus::Info, probes.populate_timing()).data = {
+            {"direct", probes.populate_direct()}};
     } catch (const std::exception& e) {
         r.add("probes", "probes attach", CheckStatus::Missing, std::string("failed: ") + e.what(),
               "the message says what is missing; the checks above (privileges, BTF, hot-plug, kallsyms) come first",
@@ -411,10 +429,10 @@ std::string doctor_table(const std::vector<Check>& checks) {
     std::snprintf(buf, sizeof buf, "%-*s  %-7s  %s\n", static_cast<int>(w), "CHECK", "STATUS", "FOUND");
     out += buf;
     for (const auto& c : checks) {
-        std::snprintf(buf, sizeof buf, "%-*s  %-7s  ", static_cast<int>(w), c.title.c_str(), check_status_name(c.status));
+        std::snprintf(buf, sizeof buf, "%-*s  %-7s  ", static_cast<int>(w), c.title.c_str(),
+                      check_status_name(c.status));
         out += buf + c.value + "\n";
-        if (!c.remedy.empty() && c.status != CheckStatus::Ok)
-            out += std::string(w + 11, ' ') + "-> " + c.remedy + "\n";
+        if (!c.remedy.empty() && c.status != CheckStatus::Ok) out += std::string(w + 11, ' ') + "-> " + c.remedy + "\n";
     }
     out += doctor_passed(checks) ? "memhp can trace this kernel.\n"
                                  : "memhp cannot trace this kernel: fix the essential items marked missing.\n";

@@ -18,9 +18,9 @@ struct Check {
     std::string id;     // stable key for --json, e.g. "btf"
     std::string title;  // "kernel BTF"
     CheckStatus status = CheckStatus::Info;
-    std::string value;   // what was found ("/sys/kernel/btf/vmlinux, 5.6 MB")
-    std::string remedy;  // what to do, when not ok
-    bool essential = false;  // memhp trace / the exporter cannot run without it
+    std::string value;                               // what was found ("/sys/kernel/btf/vmlinux, 5.6 MB")
+    std::string remedy;                              // what to do, when not ok
+    bool essential = false;                          // memhp trace / the exporter cannot run without it
     nlohmann::json data = nlohmann::json::object();  // machine-readable details for --json
 };
 

@@ -182,11 +182,7 @@ Command add_trace_command(CLI::App& app) {
         collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); }, popts);
         const double attach_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
         // Attached: reading the ring buffer needs no capability (privileges.hpp).
-        std::string privileges = "kept (--keep-capabilities)";
-        if (!o->keep_capabilities) {
-            const auto drop = collector::drop_all_capabilities();
-            privileges = "dropped (were " + (drop.before.empty() ? std::string("?") : drop.before) + ")";
-        }
+        const std::string privileges = collector::drop_capabilities_after_attach(o->keep_capabilities);
         std::size_t attached = 0;
         for (const auto& st : probes.attach_report()) attached += st.attached;
         std::fprintf(stderr,

@@ -84,6 +84,12 @@ PrivilegeDrop drop_all_capabilities() {
     return out;
 }
 
+std::string drop_capabilities_after_attach(bool keep) {
+    if (keep) return "kept (--keep-capabilities)";
+    const auto drop = drop_all_capabilities();
+    return "dropped (were " + (drop.before.empty() ? std::string("?") : drop.before) + ")";
+}
+
 std::string capability_status() {
     std::string out;
     std::error_code ec;

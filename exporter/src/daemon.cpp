@@ -137,11 +137,7 @@ int run_exporter(const ExporterOptions& opts) {
     for (const auto& st : probes.attach_report()) attached += st.attached;
 
     // Attached: nothing after this needs a capability (privileges.hpp says why).
-    std::string privileges = "kept (--keep-capabilities)";
-    if (!opts.keep_capabilities) {
-        const auto drop = collector::drop_all_capabilities();
-        privileges = "dropped (were " + (drop.before.empty() ? std::string("?") : drop.before) + ")";
-    }
+    const std::string privileges = collector::drop_capabilities_after_attach(opts.keep_capabilities);
 
     auto exposer = listen_on(addr);
     const auto ports = exposer->GetListeningPorts();

@@ -58,7 +58,8 @@ void make_host(const fs::path& r, const char* btf_field = "nr_vmemmap_pages", co
     put(r / "sys/kernel/tracing/available_filter_functions", "add_memory_resource\n");
     // Per-CPU symbols come first at 0 whether or not addresses are shown.
     put(r / "proc/kallsyms", "0000000000000000 A fixed_percpu_data\nffffffff81000000 T _stext\n");
-    put(r / "boot/config-6.1.0-57-amd64", "CONFIG_MEMORY_HOTPLUG=y\nCONFIG_MEMORY_HOTREMOVE=y\nCONFIG_MHP_MEMMAP_ON_MEMORY=y\n");
+    put(r / "boot/config-6.1.0-57-amd64",
+        "CONFIG_MEMORY_HOTPLUG=y\nCONFIG_MEMORY_HOTREMOVE=y\nCONFIG_MHP_MEMMAP_ON_MEMORY=y\n");
 }
 
 const Check& find(const std::vector<Check>& checks, const std::string& id) {
@@ -174,7 +175,8 @@ TEST(Doctor, BinaryPrintsJsonAndExitsOneWhenEssentialsAreMissing) {
     auto bad = memhp::run({memhp_bin(), "doctor", "--root", t.path().string()}, {.timeout = std::chrono::seconds(20)});
     EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
     EXPECT_NE(bad.out.find("CONFIG_DEBUG_INFO_BTF"), std::string::npos) << bad.out;
-    auto usage = memhp::run({memhp_bin(), "doctor", "--root", "/nonexistent/dir"}, {.timeout = std::chrono::seconds(20)});
+    auto usage =
+        memhp::run({memhp_bin(), "doctor", "--root", "/nonexistent/dir"}, {.timeout = std::chrono::seconds(20)});
     EXPECT_EQ(usage.exit_code, 2) << usage.err;
 }
 

@@ -17,6 +17,13 @@
 
 namespace {
 
+std::string read_all(int fd) {
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    return out;
+}
+
 // Runs fn in a child and returns what it wrote to the pipe.
 template <typename Fn>
 std::string in_child(Fn&& fn) {
@@ -35,9 +42,7 @@ std::string in_child(Fn&& fn) {
         ::_exit(n == static_cast<ssize_t>(out.size()) ? 0 : 1);
     }
     ::close(p[1]);
-    std::string out;
-    char buf[4096];
-    for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    std::string out = read_all(p[0]);
     ::close(p[0]);
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -85,9 +90,7 @@ TEST(Privileges, RootRegainsNothingAtExec) {
             ::_exit(127);
         }
         ::close(p[1]);
-        std::string out;
-        char buf[4096];
-        for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+        const std::string out = read_all(p[0]);
         ::waitpid(pid, nullptr, 0);
         return "\n" + out;
     });

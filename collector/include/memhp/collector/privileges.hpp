@@ -26,6 +26,11 @@ struct PrivilegeDrop {
 // more, or when a step fails, saying which.
 PrivilegeDrop drop_all_capabilities();
 
+// What memhp trace and memhp-exporter do once attached: drop_all_capabilities()
+// unless `keep` (--keep-capabilities); returns the log text, "dropped (were =ep)"
+// or "kept (--keep-capabilities)".
+[[nodiscard]] std::string drop_capabilities_after_attach(bool keep);
+
 // "CapEff:\t0000000000000000"-style fields of /proc/<pid>/status for every
 // thread of this process, as "tid: CapEff=... CapPrm=..." lines; for the log
 // and the tests.
