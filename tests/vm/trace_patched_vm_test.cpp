@@ -91,8 +91,8 @@ void PatchedCases<Derived>::RemotePageAllocatorMemmap() {
     EXPECT_EQ(add["memmap"]["buddy_pages"], kMemmapPages) << "one order-9 block";
     EXPECT_EQ(add["memmap"]["remote_pages"], kMemmapPages) << "node 1 is memoryless: the memmap sits on node 0";
     EXPECT_EQ(add["memmap"]["local_pages"], 0);
-    EXPECT_GE(add["memmap"]["pagetable_pages"].get<int>(), 1);
-    EXPECT_GE(add["free_bytes_consumed"].get<std::uint64_t>(), kMemmapPages * 4096);
+    EXPECT_GE(add["memmap"]["pagetable_pages"].template get<int>(), 1);
+    EXPECT_GE(add["free_bytes_consumed"].template get<std::uint64_t>(), kMemmapPages * 4096);
     EXPECT_EQ(add["memmap_on_memory_unused"], false);
     EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["buddy_pages"], kMemmapPages) << "the order-9 block goes back";
     EXPECT_EQ(of_phase(ops, "online")[0]["vmemmap_pages"], 0);
@@ -135,8 +135,8 @@ void PatchedCases<Derived>::LocalAltmapMemmap() {
     EXPECT_EQ(add["memmap"]["buddy_pages"], 0) << "the page allocator supplies only page tables";
     EXPECT_EQ(add["memmap"]["local_pages"], kMemmapPages);
     EXPECT_EQ(add["memmap"]["remote_pages"], 0);
-    EXPECT_GE(add["memmap"]["pagetable_pages"].get<int>(), 1);
-    EXPECT_LT(add["free_bytes_consumed"].get<std::uint64_t>(), kMemmapPages * 4096);
+    EXPECT_GE(add["memmap"]["pagetable_pages"].template get<int>(), 1);
+    EXPECT_LT(add["free_bytes_consumed"].template get<std::uint64_t>(), kMemmapPages * 4096);
     EXPECT_EQ(of_phase(ops, "online")[0]["vmemmap_pages"], kMemmapPages);
     EXPECT_EQ(of_phase(ops, "offline")[0]["vmemmap_pages"], kMemmapPages);
     EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["altmap_pages"], kMemmapPages);
