@@ -143,12 +143,13 @@ static __always_inline void op_finish(__u32 type, int ret)
 	struct op *o = op_current(type);
 	if (!o)
 		return;
+	__u64 now = bpf_ktime_get_ns();
 	struct memhp_event *e = reserve();
 	if (e) {
 		e->type = type;
 		e->tid = tid();
 		e->op_id = o->id;
-		e->ts_ns = bpf_ktime_get_ns();
+		e->ts_ns = now;
 		e->duration_ns = e->ts_ns - o->t0;
 		e->nid = o->nid;
 		e->ret = ret ? ret : o->inner_ret;
@@ -167,7 +168,7 @@ static __always_inline void op_finish(__u32 type, int ret)
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
-	op_end();
+	op_end(now);
 }
 
 static __always_inline void save_args(__u32 fn, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
@@ -277,7 +278,7 @@ static __always_inline int handle_driver_managed_exit(void)
 	/* Normally add_memory_resource's exit has sent and dropped the op; if
 	 * the driver-managed add failed before getting there, forget it. */
 	if (op_current(MEMHP_EV_ADD))
-		op_end();
+		op_end(bpf_ktime_get_ns());
 	return 0;
 }
 

@@ -174,9 +174,10 @@ static __always_inline struct op *op_enter(__u32 type, bool same_type_joins, voi
 	return o;
 }
 
-/* Ends the task's op: a nested op hands the task back to its parent, with
- * the time it took added to the parent's nested_ns. */
-static __always_inline void op_end(void)
+/* Ends the task's op at `now` (the end its record carries): a nested op
+ * hands the task back to its parent, with the time it took added to the
+ * parent's nested_ns. */
+static __always_inline void op_end(__u64 now)
 {
 	__u32 t = tid();
 	struct op *o = bpf_map_lookup_elem(&ops, &t);
@@ -185,7 +186,7 @@ static __always_inline void op_end(void)
 	if (o->parent_id) {
 		struct op *outer = bpf_map_lookup_elem(&outer_ops, &t);
 		if (outer && outer->id == o->parent_id) {
-			outer->nested_ns += bpf_ktime_get_ns() - o->t0;
+			outer->nested_ns += now - o->t0;
 			outer->nested_count += 1;
 			bpf_map_update_elem(&ops, &t, outer, BPF_EXIST);
 			bpf_map_delete_elem(&outer_ops, &t);

@@ -115,12 +115,13 @@ static __always_inline struct op *op_start(__u32 type, void *ctx)
 
 static __always_inline void op_finish(struct op *o, int ret)
 {
+	__u64 now = bpf_ktime_get_ns();
 	struct memhp_event *e = reserve();
 	if (e) {
 		e->type = o->type;
 		e->tid = tid();
 		e->op_id = o->id;
-		e->ts_ns = bpf_ktime_get_ns();
+		e->ts_ns = now;
 		e->duration_ns = e->ts_ns - o->t0;
 		e->nid = o->nid;
 		e->ret = ret;
@@ -138,7 +139,7 @@ static __always_inline void op_finish(struct op *o, int ret)
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
-	op_end();
+	op_end(now);
 }
 
 /* ---- add ---------------------------------------------------------------- */

@@ -504,3 +504,22 @@ TEST_F(AbFiles, SummarySaysWhoOnlined) {
 
 }  // namespace
 }  // namespace memhp::ab
+
+namespace memhp::ab {
+namespace {
+
+TEST(AbPeer, AnAutoOnlinedAddIsComparedByItsInclusiveTime) {
+    // bpftrace times add_memory_resource() with the nested online inside:
+    // memhp's own time (duration_ns) would look 3x faster; its inclusive_ns is the same call.
+    json arm{{"cycles", json::array()}};
+    for (int i = 1; i <= 3; ++i) {
+        json add{{"phase", "add"}, {"duration_ns", 1e6}, {"inclusive_ns", 3e6}, {"nested_ns", 2e6}};
+        arm["cycles"].push_back({{"ops", {add}}, {"peer_ops", {{{"phase", "add"}, {"duration_ns", 3e6}}}}});
+    }
+    const auto a = peer_agreement(arm);
+    EXPECT_NEAR(a["add"]["ratio"].get<double>(), 1.0, 1e-9);
+    EXPECT_DOUBLE_EQ(a["add"]["memhp_median_s"].get<double>(), 3e-3);
+}
+
+}  // namespace
+}  // namespace memhp::ab

@@ -91,8 +91,35 @@ TEST(Cli, HelpExplainsEveryLabFlag) {
     auto r = memhp_run({"lab", "--help"});
     EXPECT_EQ(r.exit_code, 0);
     for (const char* flag : {"--kernel", "--memmap-on-memory", "--dimm", "--node", "--cycles", "--zone", "--keep",
-                             "--json", "--node-mem", "--accel", "--boot-timeout", "--qemu", "--append", "--timeout"})
+                             "--json", "--node-mem", "--accel", "--boot-timeout", "--qemu", "--append", "--timeout",
+                             "--online", "--virtio-mem"})
         EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Cli, VirtioMemSizeNotAMultipleOfTheBlockIsRejectedBeforeBoot) {
+    auto r = memhp_run({"lab", "--virtio-mem", "100M", "--qemu", "/nonexistent"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("multiple of 128M"), std::string::npos) << r.err;
+}
+
+TEST(Cli, VirtioMemOnANodeThatDoesNotExistIsRejected) {
+    auto r = memhp_run({"lab", "--virtio-mem", "512M", "--node", "0", "--node-mem", "1G", "--qemu", "/nonexistent"});
+    // node 0 exists: only QEMU is missing, a runtime error, not a usage one.
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("QEMU binary"), std::string::npos) << r.err;
+}
+
+TEST(Cli, OnlineTakesOnlyAutoOrManual) {
+    auto r = memhp_run({"lab", "--online", "sometimes"});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("--online"), std::string::npos) << r.err;
+    auto ab = memhp_run({"ab", "--arm", "a:online=sometimes", "--arm", "b", "--qemu", "/nonexistent"});
+    EXPECT_EQ(ab.exit_code, 2);
+    EXPECT_NE(ab.err.find("--online must be auto"), std::string::npos) << ab.err;
 }
 
 }  // namespace

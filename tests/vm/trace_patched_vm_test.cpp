@@ -215,3 +215,46 @@ TEST_F(PatchedMemmapOn, MultiBlockAddFallbackIsFlagged) {
 
 }  // namespace
 }  // namespace memhp::vmtest
+
+// Auto-online on the tracepoint path. kernel-patches/0001 puts
+// mhp_add_memory_end before add_memory_resource() onlines the blocks, so
+// there the add phase ends first and its online follows on the same task: a
+// sibling, not nested. The add's time is its own either way.
+namespace memhp::vmtest {
+namespace {
+
+class PatchedAutoOnline : public PatchedSuite<PatchedAutoOnline> {
+public:
+    static lab::GuestConfig Config() {
+        auto cfg = config("patched", true);
+        cfg.online = lab::OnlineMode::Auto;  // 6.1's offline policy becomes online_movable
+        return cfg;
+    }
+};
+
+TEST_F(PatchedAutoOnline, TheOnlineFollowsItsAddOnTheTracepoints) {
+    ASSERT_TRUE(guest_->kernel_onlines()) << guest_->online_policy();
+    std::string raw;
+    lab::CycleOptions opts{kBlock, 1, lab::Zone::Movable};
+    opts.kernel_onlines = true;
+    lab::CycleRecord c;
+    const auto ops = traced_with(*guest_, {}, [&] { c = lab::run_cycle(*mem_, opts, 1); }, &raw);
+    ASSERT_TRUE(c.ok()) << lab::to_json(c).dump(2);
+    EXPECT_EQ(c.online_by, "kernel");
+    EXPECT_NE(raw.find("path: memory_hotplug tracepoints"), std::string::npos) << raw;
+    check_one_block_cycle(ops, raw);
+    if (HasFatalFailure()) return;
+    const auto add = of_phase(ops, "add")[0];
+    const auto online = of_phase(ops, "online")[0];
+    EXPECT_EQ(online["parent_op_id"], 0u) << raw;
+    EXPECT_FALSE(online.contains("parent_phase"));
+    EXPECT_EQ(add["nested_ops"], 0u);
+    EXPECT_EQ(add["duration_ns"], add["inclusive_ns"]);
+    EXPECT_EQ(online["tid"], add["tid"]) << "the kernel onlined it from the add's task";
+    EXPECT_GT(online["ts_ns"].get<std::uint64_t>(), add["ts_ns"].get<std::uint64_t>());
+    EXPECT_EQ(add["memmap"]["altmap_pages"], kMemmapPages);
+    EXPECT_EQ(online["vmemmap_pages"], kMemmapPages);
+}
+
+}  // namespace
+}  // namespace memhp::vmtest

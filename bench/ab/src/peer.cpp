@@ -33,12 +33,14 @@ std::string make_program() {
     return p;
 }
 
-// Per phase, the sum of the durations of a cycle's records and their number.
+// Per phase, the sum of the (inclusive) durations of a cycle's records and their number.
 std::map<std::string, std::pair<double, int>> per_phase(const json& ops) {
     std::map<std::string, std::pair<double, int>> out;
     for (const auto& o : ops) {
         auto& [ns, n] = out[o.value("phase", std::string())];
-        ns += o.value("duration_ns", 0.0);
+        // bpftrace times the function from entry to return, nested calls
+        // (an add's auto-online) included: memhp's inclusive time.
+        ns += o.value("inclusive_ns", o.value("duration_ns", 0.0));
         ++n;
     }
     return out;
