@@ -18,7 +18,7 @@ std::string memhp_path() { return (lab::default_agent_path().parent_path() / "me
 
 // Traces one 128 MiB DIMM cycle on node 1 and prints the attach figures.
 std::vector<json> traced_cycle(lab::Guest& g, lab::MemoryLab& mem, std::string* raw, lab::CycleRecord* cycle = nullptr) {
-    lab::GuestTrace trace(g, {}, {});
+    lab::GuestTrace trace(g);
     std::cout << "[kernel " << g.release() << "] " << trace.attach_line() << " (host side, from spawn: "
               << static_cast<int>(trace.attach_seconds() * 1000) << " ms)" << std::endl;
     auto c = lab::run_cycle(mem, {kBlock, 1, lab::Zone::Movable}, 1);
