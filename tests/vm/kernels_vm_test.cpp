@@ -49,21 +49,33 @@ TEST_F(Kernel510, BullseyeKernelBootsFromItsOwnAptLists) {
     EXPECT_EQ(lab::kernel_config_has(guest_->kernel(), "MHP_MEMMAP_ON_MEMORY"), false);
 }
 
+// 5.10's try_remove_memory(nid, start, size), arch_remove_memory(nid, ...),
+// offline_pages(start_pfn, nr_pages) and online_pages(..., online_type, nid)
+// differ from the signatures memhp's programs read: those probes are
+// reported as not traced, with the reason, and the rest attach.
 TEST_F(Kernel510, ProbesLoadAndCountThePageAllocatorMemmap) {
     std::string raw;
     auto ops = traced_cycle(*guest_, *mem_, &raw);
-    check_one_block_cycle(ops, raw);
     auto [attached, total] = attached_of(raw);
     EXPECT_GT(attached, 0) << raw;
-    EXPECT_LE(attached, total) << raw;
+    EXPECT_LT(attached, total) << raw;
     EXPECT_EQ(raw.find("BPF_STX uses reserved fields"), std::string::npos) << raw;
+    EXPECT_NE(raw.find("its parameters differ on this kernel"), std::string::npos) << raw;
+    ASSERT_EQ(of_phase(ops, "add").size(), 1u) << raw;
+    ASSERT_EQ(of_phase(ops, "online").size(), 1u) << raw;
+    ASSERT_EQ(of_phase(ops, "offline").size(), 1u) << raw;
     const auto add = of_phase(ops, "add")[0];
+    EXPECT_EQ(add["nid"], 1) << add.dump();
+    EXPECT_EQ(add["nr_pages"], kBlockPages);
+    EXPECT_EQ(add["ret"], 0);
     EXPECT_EQ(add["mode"], "page_allocator") << add.dump();
     EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
     EXPECT_EQ(add["memmap"]["buddy_pages"], kMemmapPages) << "one order-9 block: " << add.dump();
     EXPECT_EQ(add["memmap"]["remote_pages"], kMemmapPages) << "node 1 is memoryless: " << add.dump();
     EXPECT_EQ(add["memmap"]["local_pages"], 0);
-    EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["buddy_pages"], kMemmapPages);
+    EXPECT_EQ(of_phase(ops, "online")[0]["ret"], 0);
+    EXPECT_EQ(of_phase(ops, "offline")[0]["ret"], 0);
+    EXPECT_FALSE(mem_->snapshot().kernel_memmap_pages) << "nr_memmap_pages arrived in 6.11";
 }
 
 // Refused before QEMU starts, as `memhp lab` reports it to a user: exit 2.
