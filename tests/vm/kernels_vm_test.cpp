@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 
 #include <regex>
+#include <sstream>
 
 #include "memhp/process.hpp"
 
@@ -23,6 +24,12 @@ std::vector<json> traced_cycle(lab::Guest& g, lab::MemoryLab& mem, std::string* 
               << static_cast<int>(trace.attach_seconds() * 1000) << " ms)" << std::endl;
     auto c = lab::run_cycle(mem, {kBlock, 1, lab::Zone::Movable}, 1);
     *raw = trace.stop();
+    // The probes left out and why, for the kernel matrix.
+    std::istringstream lines(*raw);
+    for (std::string l; std::getline(lines, l);)
+        if (l.starts_with("  ") && l.find(": attached") == std::string::npos && l.find("start-up:") == std::string::npos &&
+            l.find(':') != std::string::npos && l.find('{') == std::string::npos)
+            std::cout << "[kernel " << g.release() << "] " << l << std::endl;
     if (!c.ok()) throw Error("cycle failed: " + lab::to_json(c).dump());
     if (cycle) *cycle = c;
     return lab::parse_ops(*raw);
