@@ -18,17 +18,19 @@ namespace {
 std::string memhp_path() { return (lab::default_agent_path().parent_path() / "memhp").string(); }
 
 // Traces one 128 MiB DIMM cycle on node 1 and prints the attach figures.
-std::vector<json> traced_cycle(lab::Guest& g, lab::MemoryLab& mem, std::string* raw, lab::CycleRecord* cycle = nullptr) {
+std::vector<json> traced_cycle(lab::Guest& g, lab::MemoryLab& mem, std::string* raw,
+                               lab::CycleRecord* cycle = nullptr) {
     lab::GuestTrace trace(g);
-    std::cout << "[kernel " << g.release() << "] " << trace.attach_line() << " (host side, from spawn: "
-              << static_cast<int>(trace.attach_seconds() * 1000) << " ms)" << std::endl;
+    std::cout << "[kernel " << g.release() << "] " << trace.attach_line()
+              << " (host side, from spawn: " << static_cast<int>(trace.attach_seconds() * 1000) << " ms)" << std::endl;
     auto c = lab::run_cycle(mem, {kBlock, 1, lab::Zone::Movable}, 1);
     *raw = trace.stop();
     // The probes left out and why, for the kernel matrix.
     std::istringstream lines(*raw);
     for (std::string l; std::getline(lines, l);)
-        if (l.starts_with("  ") && l.find(": attached") == std::string::npos && l.find("start-up:") == std::string::npos &&
-            l.find(':') != std::string::npos && l.find('{') == std::string::npos)
+        if (l.starts_with("  ") && l.find(": attached") == std::string::npos &&
+            l.find("start-up:") == std::string::npos && l.find(':') != std::string::npos &&
+            l.find('{') == std::string::npos)
             std::cout << "[kernel " << g.release() << "] " << l << std::endl;
     if (!c.ok()) throw Error("cycle failed: " + lab::to_json(c).dump());
     if (cycle) *cycle = c;
@@ -109,8 +111,8 @@ protected:
         ASSERT_TRUE(c.before.kernel_memmap_pages) << "7.2 has nr_memmap_pages in /proc/vmstat";
         const auto start = *c.before.kernel_memmap_pages;
         const auto after_add = c.phase("add")->after.kernel_memmap_pages.value_or(0);
-        const auto memhp_pages = add["memmap"]["altmap_pages"].get<std::uint64_t>() +
-                                 add["memmap"]["buddy_pages"].get<std::uint64_t>();
+        const auto memhp_pages =
+            add["memmap"]["altmap_pages"].get<std::uint64_t>() + add["memmap"]["buddy_pages"].get<std::uint64_t>();
         std::cout << "[kernel " << B::guest_->release() << "] nr_memmap_pages +" << (after_add - start)
                   << " at the add, memhp " << memhp_pages << std::endl;
         EXPECT_EQ(after_add - start, memhp_pages) << add.dump();
