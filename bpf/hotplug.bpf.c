@@ -117,7 +117,6 @@ volatile struct memhp_code_range site_directmap = {};
 /* Operations in flight, system-wide: the page-allocator hooks return at
  * once when this is zero. */
 volatile __u32 inflight = 0;
-__u64 next_op_id = 0;
 __u64 dropped_events = 0;
 __u64 interrupt_page_events = 0;
 __u64 stale_ops = 0;     /* ops whose exit never came, found at the task's next begin */

@@ -6,8 +6,12 @@
  * nid, parent_id, nested_ns, nested_count and sp fields), the `ops` hash map
  * (tid -> struct op, the innermost op in flight), the `outer_ops` hash map
  * (tid -> struct op, an op suspended while a nested one runs), the `events`
- * ring buffer, and the globals `inflight`, `next_op_id`, `dropped_events`,
- * `interrupt_page_events`, `stale_ops`, `ops_map_full` and `nest_overflow`. */
+ * ring buffer, and the globals `inflight`, `dropped_events`,
+ * `interrupt_page_events`, `stale_ops`, `ops_map_full` and `nest_overflow`.
+ * Counters are bumped only with __sync_fetch_and_add whose result is unused
+ * (the plain atomic add): a fetching atomic (BPF_FETCH, Linux 5.12) is
+ * rejected by 5.10's verifier ("BPF_STX uses reserved fields"); tests/quick
+ * checks the objects for them. */
 #ifndef MEMHP_HOTPLUG_OPS_BPF_H
 #define MEMHP_HOTPLUG_OPS_BPF_H
 
@@ -19,6 +23,26 @@ static __always_inline __u32 tid(void)
 /* Starts an op of `type` on this task. When one is already in flight,
  * returns it if `nested_joins` (an inner function of the same operation:
  * the outer one owns the op), else 0 (keep the op that is there). */
+/* Op ids without a fetching atomic: a per-CPU sequence number with the CPU
+ * in the low 16 bits. A BPF program runs with migration disabled, so this
+ * CPU's slot is the program's own. Never 0. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} op_seq SEC(".maps");
+
+static __always_inline __u64 new_op_id(void)
+{
+	__u32 zero = 0;
+	__u64 *seq = bpf_map_lookup_elem(&op_seq, &zero);
+	if (!seq)
+		return 0;
+	*seq += 1;
+	return (*seq << 16) | (bpf_get_smp_processor_id() & 0xffff);
+}
+
 static __always_inline struct op *op_begin(__u32 type, bool nested_joins)
 {
 	__u32 t = tid();
@@ -26,7 +50,9 @@ static __always_inline struct op *op_begin(__u32 type, bool nested_joins)
 	if (o)
 		return nested_joins ? o : 0;
 	struct op fresh = {};
-	fresh.id = __sync_fetch_and_add(&next_op_id, 1) + 1;
+	fresh.id = new_op_id();
+	if (!fresh.id)
+		return 0;
 	fresh.t0 = bpf_ktime_get_ns();
 	fresh.type = type;
 	fresh.nid = -1;

@@ -94,7 +94,6 @@ struct {
 } events SEC(".maps");
 
 volatile __u32 inflight = 0;
-__u64 next_op_id = 0;
 __u64 dropped_events = 0;
 __u64 interrupt_page_events = 0;
 __u64 stale_ops = 0;

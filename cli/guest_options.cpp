@@ -9,11 +9,14 @@ namespace memhp::cli {
 
 void add_guest_options(CLI::App* cmd, GuestOptions& o, bool with_memmap_flag) {
     cmd->add_option("--kernel", o.kernel,
-                    "guest kernel: 6.1 (Debian 12's current 6.1, the default), 6.12 (the archive's current 6.12), "
-                    "patched or patched-6.1 (6.1 + memhp's memory_hotplug tracepoints from kernel-patches/6.1), "
-                    "patched-7.2 (7.2 + the series of kernel-patches/7.2; both built on first use: 10 to 15 min on 2 "
-                    "cores), a package name (linux-image-6.1.0-56-amd64), or a bzImage path. Fetched into the cache "
-                    "($XDG_CACHE_HOME/memhp) on first use")
+                    "guest kernel, a Debian suite's current image: 5.10 (bullseye), 6.1 or default (bookworm, "
+                    "the default), 6.12 (trixie), 7.2 or latest (sid); patched or patched-6.1 (6.1 + memhp's "
+                    "memory_hotplug tracepoints from kernel-patches/6.1), patched-7.2 (sid's 7.2 + the series of "
+                    "kernel-patches/7.2; both built on first use, 10 to 15 min on 2 cores); an exact "
+                    "Debian package name (linux-image-5.10.0-32-amd64, linux-image-7.2.13+deb14-amd64); or a "
+                    "bzImage path. Fetched on first use into $XDG_CACHE_HOME/memhp/kernels with memhp's own apt "
+                    "configuration (kernels/apt/<suite>/: the system's sources are not touched; the mirror is "
+                    "the system's Debian mirror, MEMHP_DEBIAN_MIRROR overrides it)")
         ->capture_default_str();
     if (with_memmap_flag)
         cmd->add_option("--memmap-on-memory", o.memmap_on_memory,

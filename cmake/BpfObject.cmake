@@ -21,7 +21,8 @@ function(memhp_bpf_object name source)
   add_custom_command(
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
-    # -mcpu=v3: atomic fetch-and-add (op ids) needs it; every kernel with BTF we target has it (5.12+).
+    # -mcpu=v3 (ALU32, JMP32: Linux 5.1+). No fetching atomics (5.12+): 5.10 must load these;
+    # tests/quick/bpf_no_fetch_atomics.sh checks the objects.
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_${MEMHP_BPF_ARCH}
             -Wall -Werror -I${src_dir} -I${CMAKE_SOURCE_DIR}/bpf
             -idirafter /usr/include/x86_64-linux-gnu

@@ -58,12 +58,26 @@ std::optional<std::string> kprobe_obstacle(const std::string& fn, const KernelFe
     return std::nullopt;
 }
 
+// nullopt when the kernel's BTF signature of the function is the one memhp's
+// programs are written for (or is unknown), else how it differs.
+std::optional<std::string> signature_obstacle(const ProbeSpec& p, const KernelFeatures& k) {
+    auto it = k.btf_sigs.find(p.target);
+    if (p.sig.empty() || it == k.btf_sigs.end()) return std::nullopt;
+    const std::string& have = it->second;
+    const bool ok = p.exact ? have == p.sig : have.compare(0, p.sig.size(), p.sig) == 0;
+    if (ok) return std::nullopt;
+    return "its parameters differ on this kernel (BTF: " + std::to_string(have.size()) + " parameters, kinds " +
+           (have.empty() ? "none" : have) + "; memhp's programs read " + p.sig +
+           "): another version of the function, not traced";
+}
+
 ProbeChoice plan_function(const ProbeSpec& p, const KernelFeatures& k, AttachMode mode) {
     const bool entry = p.kind == ProbeKind::Entry;
     const Mechanism btf = entry ? Mechanism::Fentry : Mechanism::Fexit;
     const Mechanism classic = entry ? Mechanism::Kprobe : Mechanism::Kretprobe;
-    const auto no_fentry = fentry_obstacle(p.target, k);
-    const auto no_kprobe = kprobe_obstacle(p.target, k);
+    const auto no_sig = signature_obstacle(p, k);
+    auto no_fentry = no_sig ? no_sig : fentry_obstacle(p.target, k);
+    auto no_kprobe = no_sig && p.classic_reads_args ? no_sig : kprobe_obstacle(p.target, k);
     switch (mode) {
         case AttachMode::Fentry:
             if (!no_fentry) return {btf, ""};

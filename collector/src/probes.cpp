@@ -53,29 +53,29 @@ constexpr auto kTp = ProbeKind::Tracepoint;
 
 const std::vector<ProbeDef>& probe_table() {
     static const std::vector<ProbeDef> table = {
-        {{"add_memory_resource", kEntry, true}, {"add_fentry"}, {"add_kprobe"}},
-        {{"add_memory_resource", kExit, true}, {"add_fexit"}, {"add_kretprobe"}},
+        {{"add_memory_resource", kEntry, true, "SPS", false}, {"add_fentry"}, {"add_kprobe"}},
+        {{"add_memory_resource", kExit, true, "SPS", true}, {"add_fexit"}, {"add_kretprobe"}},
         {{"add_memory_driver_managed", kEntry}, {"add_driver_managed_fentry"}, {"add_driver_managed_kprobe"}},
         {{"add_memory_driver_managed", kExit}, {"add_driver_managed_fexit"}, {"add_driver_managed_kretprobe"}},
-        {{"arch_add_memory", kExit}, {"arch_add_fexit"}, {"arch_add_kprobe_args", "arch_add_kretprobe"}},
+        {{"arch_add_memory", kExit, false, "SSSP", true}, {"arch_add_fexit"}, {"arch_add_kprobe_args", "arch_add_kretprobe"}},
         {{"__add_pages", kEntry}, {"add_pages_fentry"}, {"add_pages_kprobe"}},
-        {{"__add_pages", kExit}, {"add_pages_fexit"}, {"add_pages_kprobe_args", "add_pages_kretprobe"}},
+        {{"__add_pages", kExit, false, "SSSP", true}, {"add_pages_fexit"}, {"add_pages_kprobe_args", "add_pages_kretprobe"}},
         {{"vmemmap_populate", kEntry}, {"populate_fentry"}, {"populate_kprobe"}},
-        {{"vmemmap_populate", kExit}, {"populate_fexit"}, {"populate_kprobe_args", "populate_kretprobe"}},
+        {{"vmemmap_populate", kExit, false, "SSSP", true}, {"populate_fexit"}, {"populate_kprobe_args", "populate_kretprobe"}},
         {{"mm_page_alloc", kTp}, {"page_alloc_tp_btf"}, {"page_alloc_raw_tp"}},
         {{"mm_page_free", kTp}, {"page_free_tp_btf"}, {"page_free_raw_tp"}},
-        {{"memory_subsys_online", kEntry}, {"online_fentry"}, {"online_kprobe"}},
-        {{"memory_subsys_online", kExit}, {"online_fexit"}, {"online_kretprobe"}},
-        {{"mhp_init_memmap_on_memory", kEntry}, {"init_memmap_fentry"}, {"init_memmap_kprobe"}},
-        {{"online_pages", kEntry}, {"online_pages_fentry"}, {"online_pages_kprobe"}},
-        {{"memory_subsys_offline", kEntry}, {"offline_fentry"}, {"offline_kprobe"}},
-        {{"memory_subsys_offline", kExit}, {"offline_fexit"}, {"offline_kretprobe"}},
-        {{"offline_pages", kEntry}, {"offline_pages_fentry"}, {"offline_pages_kprobe"}},
-        {{"offline_pages", kExit}, {"offline_pages_fexit"}, {"offline_pages_kretprobe"}},
-        {{"mhp_deinit_memmap_on_memory", kEntry}, {"deinit_memmap_fentry"}, {"deinit_memmap_kprobe"}},
-        {{"try_remove_memory", kEntry}, {"remove_fentry"}, {"remove_kprobe"}},
-        {{"try_remove_memory", kExit}, {"remove_fexit"}, {"remove_kretprobe"}},
-        {{"arch_remove_memory", kEntry}, {"arch_remove_fentry"}, {"arch_remove_kprobe"}},
+        {{"memory_subsys_online", kEntry, false, "P", false}, {"online_fentry"}, {"online_kprobe"}},
+        {{"memory_subsys_online", kExit, false, "P", true}, {"online_fexit"}, {"online_kretprobe"}},
+        {{"mhp_init_memmap_on_memory", kEntry, false, "SS", false}, {"init_memmap_fentry"}, {"init_memmap_kprobe"}},
+        {{"online_pages", kEntry, false, "SSP", false}, {"online_pages_fentry"}, {"online_pages_kprobe"}},
+        {{"memory_subsys_offline", kEntry, false, "P", false}, {"offline_fentry"}, {"offline_kprobe"}},
+        {{"memory_subsys_offline", kExit, false, "P", true}, {"offline_fexit"}, {"offline_kretprobe"}},
+        {{"offline_pages", kEntry, false, "SSP", false}, {"offline_pages_fentry"}, {"offline_pages_kprobe"}},
+        {{"offline_pages", kExit, false, "SSPP", true}, {"offline_pages_fexit"}, {"offline_pages_kretprobe"}},
+        {{"mhp_deinit_memmap_on_memory", kEntry, false, "SS", false}, {"deinit_memmap_fentry"}, {"deinit_memmap_kprobe"}},
+        {{"try_remove_memory", kEntry, false, "SS", true}, {"remove_fentry"}, {"remove_kprobe"}},
+        {{"try_remove_memory", kExit, false, "SS", true}, {"remove_fexit"}, {"remove_kretprobe"}},
+        {{"arch_remove_memory", kEntry, false, "SSP", false}, {"arch_remove_fentry"}, {"arch_remove_kprobe"}},
     };
     return table;
 }
@@ -202,6 +202,33 @@ std::map<std::string, int> find_btf_ids(const btf* vmlinux, const std::set<std::
     return ids;
 }
 
+// A BTF function's parameter kinds: 'S' int/enum, 'P' pointer, '?' other,
+// through typedefs and qualifiers (see ProbeSpec::sig).
+std::string btf_signature(const btf* vmlinux, int func_id) {
+    const btf_type* func = btf__type_by_id(vmlinux, static_cast<__u32>(func_id));
+    if (!func) return "";
+    const btf_type* proto = btf__type_by_id(vmlinux, func->type);
+    if (!proto || btf_kind(proto) != BTF_KIND_FUNC_PROTO) return "";
+    std::string sig;
+    const btf_param* params = btf_params(proto);
+    for (__u16 i = 0; i < btf_vlen(proto); ++i) {
+        if (params[i].type == 0) break;  // variadic
+        const btf_type* t = btf__type_by_id(vmlinux, params[i].type);
+        for (int depth = 0; t && depth < 16; ++depth) {
+            const auto kind = btf_kind(t);
+            if (kind != BTF_KIND_TYPEDEF && kind != BTF_KIND_CONST && kind != BTF_KIND_VOLATILE &&
+                kind != BTF_KIND_RESTRICT && kind != BTF_KIND_TYPE_TAG)
+                break;
+            t = btf__type_by_id(vmlinux, t->type);
+        }
+        const auto kind = t ? btf_kind(t) : 0;
+        sig += kind == BTF_KIND_INT || kind == BTF_KIND_ENUM || kind == BTF_KIND_ENUM64 ? 'S'
+               : kind == BTF_KIND_PTR                                                  ? 'P'
+                                                                                       : '?';
+    }
+    return sig;
+}
+
 // True when every function of `specs` is in the kernel's BTF.
 bool all_functions_in_btf(const std::vector<ProbeSpec>& specs, const KernelFeatures& k) {
     for (const auto& s : specs)
@@ -241,6 +268,7 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
         if (id == func_ids.end()) continue;
         k.btf_functions.insert(s.target);
         k.btf_ids[s.target] = id->second;
+        k.btf_sigs[s.target] = btf_signature(vmlinux, id->second);
         if (trial_id < 0) trial_id = id->second;  // the table starts with the required add_memory_resource
     }
     const bool in_btf = all_functions_in_btf(specs, k);
@@ -293,7 +321,10 @@ const char* attach_hint(int err) {
 
 std::vector<ProbeSpec> hotplug_probe_specs() {
     std::vector<ProbeSpec> out;
-    for (const auto& d : probe_table()) out.push_back(d.spec);
+    for (const auto& d : probe_table()) {
+        out.push_back(d.spec);
+        out.back().classic_reads_args = d.spec.kind == ProbeKind::Entry || d.classic.size() > 1;
+    }
     return out;
 }
 

@@ -207,6 +207,14 @@ std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& prog
     g->cfg_ = cfg;
     KernelCache cache(cache_dir() / "kernels", say);
     g->kernel_ = cache.ensure(cfg.kernel);
+    // memory_hotplug.memmap_on_memory=1 on a kernel without the feature is
+    // an unknown parameter the kernel ignores: the run would silently measure
+    // the page allocator. Refuse before booting.
+    if (cfg.memmap_on_memory.value_or(false) && kernel_config_has(g->kernel_, "MHP_MEMMAP_ON_MEMORY") == false)
+        throw UsageError("memmap_on_memory=on asked, but kernel " +
+                         (g->kernel_.package.empty() ? g->kernel_.vmlinuz.string() : g->kernel_.package) +
+                         " is built without CONFIG_MHP_MEMMAP_ON_MEMORY (memmap_on_memory arrived in Linux 5.12, "
+                         "so 5.10 has none): ask for memmap_on_memory off, or take a kernel that has it (6.1, 6.12, 7.2)");
     auto initrd = ensure_initramfs(g->kernel_, cache_dir());
 
     const auto& dir = g->run_dir_.path();

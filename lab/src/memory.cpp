@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <iterator>
+#include <charconv>
 #include <sstream>
 #include <thread>
 
@@ -83,10 +84,23 @@ std::vector<int> MemoryLab::block_ids() {
     return ids;
 }
 
+std::optional<std::uint64_t> vmstat_value(std::string_view vmstat, std::string_view key) {
+    std::istringstream in{std::string(vmstat)};
+    std::string name, value;
+    while (in >> name >> value)
+        if (name == key) {
+            std::uint64_t v = 0;
+            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+            if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+            return v;
+        }
+    return std::nullopt;
+}
+
 MemorySnapshot MemoryLab::snapshot() {
     MemorySnapshot s;
     auto& agent = guest_.agent();
-    std::vector<std::string> paths = {"/proc/meminfo"};
+    std::vector<std::string> paths = {"/proc/meminfo", "/proc/vmstat"};
     std::vector<int> nodes;
     for (const auto& e : agent.listdir(kNode)) {
         if (e.starts_with("node") && e.size() > 4 && std::isdigit(static_cast<unsigned char>(e[4]))) {
@@ -108,6 +122,7 @@ MemorySnapshot MemoryLab::snapshot() {
             s.nodes[n] = {kv["MemTotal"], kv["MemFree"]};
         }
     }
+    if (auto v = files["/proc/vmstat"]) s.kernel_memmap_pages = vmstat_value(*v, "nr_memmap_pages");
     s.blocks = ids.size();
     for (int b : ids)
         if (auto st = files[block_path(b) + "/state"]; st && trim(*st) == "online") ++s.blocks_online;
@@ -277,7 +292,8 @@ nlohmann::json to_json(const MemorySnapshot& s) {
     nlohmann::json nodes = nlohmann::json::object();
     for (const auto& [n, m] : s.nodes) nodes[std::to_string(n)] = {{"mem_total_kb", m.total_kb}, {"mem_free_kb", m.free_kb}};
     return {{"mem_total_kb", s.mem_total_kb}, {"mem_free_kb", s.mem_free_kb}, {"blocks", s.blocks},
-            {"blocks_online", s.blocks_online}, {"nodes", nodes}};
+            {"blocks_online", s.blocks_online}, {"nodes", nodes},
+            {"kernel_memmap_pages", s.kernel_memmap_pages ? nlohmann::json(*s.kernel_memmap_pages) : nlohmann::json(nullptr)}};
 }
 
 nlohmann::json to_json(const VirtioMemResize& r) {

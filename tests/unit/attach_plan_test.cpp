@@ -49,6 +49,33 @@ TEST(AttachPlan, FentryAndFexitPreferredWhereTheyWork) {
     }
 }
 
+// 5.10's try_remove_memory(nid, start, size) and offline_pages(start_pfn,
+// nr_pages) against the (start, size) and (start_pfn, nr_pages, zone, group)
+// memhp's programs read: neither family is used, with the reason; a bare
+// kretprobe (it reads only the return value) still is.
+TEST(AttachPlan, ADifferentSignatureIsNotTraced) {
+    auto k = debian61();
+    k.btf_functions.insert({"try_remove_memory", "offline_pages"});
+    k.kprobe_symbols.insert({"try_remove_memory", "offline_pages"});
+    k.traceable->insert({"try_remove_memory", "offline_pages"});
+    k.btf_sigs = {{"try_remove_memory", "SSS"}, {"offline_pages", "SS"}, {"add_memory_resource", "SPS"}};
+    const ProbeSpec remove{"try_remove_memory", ProbeKind::Entry, false, "SS", true};
+    const ProbeSpec offline_entry{"offline_pages", ProbeKind::Entry, false, "SSP", false};
+    ProbeSpec offline_exit{"offline_pages", ProbeKind::Exit, false, "SSPP", true};
+    offline_exit.classic_reads_args = false;
+    const ProbeSpec add{"add_memory_resource", ProbeKind::Entry, true, "SPS", false};
+    EXPECT_EQ(one(remove, k).mechanism, Mechanism::None);
+    EXPECT_THAT(one(remove, k).reason, HasSubstr("BTF: 3 parameters, kinds SSS; memhp's programs read SS"));
+    EXPECT_EQ(one(offline_entry, k).mechanism, Mechanism::None);
+    EXPECT_EQ(one(offline_exit, k).mechanism, Mechanism::Kretprobe);
+    EXPECT_EQ(one(add, k).mechanism, Mechanism::Fentry) << "the same signature";
+    k.btf_sigs["offline_pages"] = "SSPP";  // 6.1
+    EXPECT_EQ(one(offline_entry, k).mechanism, Mechanism::Fentry) << "a prefix is enough for an entry";
+    EXPECT_EQ(one(offline_exit, k).mechanism, Mechanism::Fexit);
+    k.btf_sigs.erase("try_remove_memory");
+    EXPECT_EQ(one(remove, k).mechanism, Mechanism::Fentry) << "unknown signature: as before";
+}
+
 TEST(AttachPlan, KprobeFallbackWhenTrampolinesDoNotWork) {
     auto k = debian61();
     k.fentry_works = false;

@@ -79,12 +79,12 @@ TEST(ToGuestConfig, RejectsBadNodeMem) {
 
 TEST(ToGuestConfig, RejectsBadKernelSpec) {
     GuestOptions o;
-    o.kernel = "latest";
+    o.kernel = "newest";
     try {
         (void)to_guest_config(o);
-        FAIL() << "accepted --kernel latest";
+        FAIL() << "accepted --kernel newest";
     } catch (const UsageError& e) {
-        EXPECT_THAT(e.what(), HasSubstr("'latest'"));
+        EXPECT_THAT(e.what(), HasSubstr("'newest'"));
     }
 }
 

@@ -10,6 +10,7 @@ namespace memhp::lab {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Kind = KernelRequest::Kind;
 
 void expect_request(std::string_view spec, Kind kind, const std::string& name) {
@@ -18,10 +19,31 @@ void expect_request(std::string_view spec, Kind kind, const std::string& name) {
     EXPECT_EQ(r.name, name) << spec;
 }
 
-TEST(ClassifyKernelSpec, SeriesAreMetaPackages) {
-    expect_request("6.1", Kind::MetaPackage, "linux-image-amd64");
-    expect_request("default", Kind::MetaPackage, "linux-image-amd64");
-    expect_request("6.12", Kind::MetaPackage, "linux-image-6.12-amd64");
+void expect_suite(std::string_view spec, const std::string& suite) {
+    auto r = classify_kernel_spec(spec);
+    EXPECT_EQ(r.kind, Kind::MetaPackage) << spec;
+    EXPECT_EQ(r.name, "linux-image-amd64") << spec;
+    EXPECT_EQ(r.suite, suite) << spec;
+}
+
+TEST(ClassifyKernelSpec, SeriesAreTheirSuitesMetaPackage) {
+    expect_suite("5.10", "bullseye");
+    expect_suite("6.1", "bookworm");
+    expect_suite("default", "bookworm");
+    expect_suite("6.12", "trixie");
+    expect_suite("7.2", "sid");
+    expect_suite("latest", "sid");
+}
+
+TEST(ClassifyKernelSpec, UnknownSeriesListsTheKnownOnes) {
+    try {
+        (void)classify_kernel_spec("5.15");
+        FAIL() << "accepted 5.15";
+    } catch (const UsageError& e) {
+        EXPECT_THAT(e.what(), HasSubstr("5.15"));
+        EXPECT_THAT(e.what(), HasSubstr("5.10 (bullseye)"));
+        EXPECT_THAT(e.what(), HasSubstr("7.2 or latest (sid)"));
+    }
 }
 
 TEST(ClassifyKernelSpec, PackageNames) {
@@ -37,7 +59,7 @@ TEST(ClassifyKernelSpec, Paths) {
 }
 
 TEST(ClassifyKernelSpec, GarbageIsAUsageErrorNamingIt) {
-    for (const char* bad : {"latest", "6", "6.1.0", "v6.1", "linux-image-", "linux-image-6.1_amd64", "6.1 "}) {
+    for (const char* bad : {"newest", "6", "6.1.0", "v6.1", "linux-image-", "linux-image-6.1_amd64", "6.1 "}) {
         try {
             (void)classify_kernel_spec(bad);
             ADD_FAILURE() << "accepted '" << bad << "'";
@@ -80,6 +102,127 @@ TEST(ParseDependsImage, NothingUsable) {
                                   "  Breaks: <initramfs-tools>\n"),
               std::nullopt);
     EXPECT_EQ(parse_depends_image("W: Unable to locate package linux-image-6.99-amd64\n"), std::nullopt);
+}
+
+// ---- Packages stanzas and the two package layouts (fixtures/kernels) ----------
+
+fs::path fixture(const std::string& name) { return fs::path(MEMHP_SOURCE_DIR) / "tests/unit/fixtures/kernels" / name; }
+
+PackageStanza stanza(const std::string& name) {
+    auto st = parse_package_stanza(read_file(fixture(name)));
+    if (!st) throw Error("fixture " + name + " has no stanza");
+    return *st;
+}
+
+TEST(PackageStanza, EachSuitesMetaPointsAtItsImage) {
+    EXPECT_EQ(image_of_meta(stanza("bullseye-linux-image-amd64.stanza")), "linux-image-5.10.0-32-amd64");
+    EXPECT_EQ(image_of_meta(stanza("bookworm-linux-image-amd64.stanza")), "linux-image-6.1.0-50-amd64");
+    EXPECT_EQ(image_of_meta(stanza("trixie-linux-image-amd64.stanza")), "linux-image-6.12.117+deb13-amd64");
+    // sid's meta depends on linux-base-amd64 first: not an image.
+    EXPECT_EQ(image_of_meta(stanza("sid-linux-image-amd64.stanza")), "linux-image-7.2.13+deb14-amd64");
+}
+
+TEST(PackageStanza, ClassicImageIsOnePackage) {
+    auto st = stanza("bullseye-image.stanza");
+    EXPECT_EQ(st.package, "linux-image-5.10.0-32-amd64");
+    EXPECT_EQ(st.version, "5.10.223-1");
+    EXPECT_THAT(kernel_parts(st), ::testing::ElementsAre("linux-image-5.10.0-32-amd64"))
+        << "linux-base (the tools package) is not a part";
+    EXPECT_THAT(kernel_parts(stanza("trixie-image.stanza")), ::testing::ElementsAre("linux-image-6.12.117+deb13-amd64"));
+}
+
+TEST(PackageStanza, SidImageIsSplit) {
+    auto st = stanza("sid-image.stanza");
+    EXPECT_EQ(st.version, "7.2.13-1");
+    EXPECT_THAT(kernel_parts(st), ::testing::ElementsAre("linux-image-7.2.13+deb14-amd64", "linux-base-7.2.13+deb14-amd64",
+                                                         "linux-binary-7.2.13+deb14-amd64",
+                                                         "linux-modules-7.2.13+deb14-amd64"));
+}
+
+TEST(PackageStanza, ContinuationLinesAndAlternatives) {
+    auto st = parse_package_stanza("Package: linux-image-x\nVersion: 1\nDepends: a (>= 1) | b,\n c:any,\n"
+                                   " linux-modules-9.9 (= 1)\nDescription: d\n\nPackage: other\n");
+    ASSERT_TRUE(st);
+    EXPECT_THAT(st->depends, ::testing::ElementsAre("a", "c", "linux-modules-9.9"));
+    EXPECT_EQ(parse_package_stanza("W: no such package\n"), std::nullopt);
+}
+
+fs::path copy_tree(const std::string& name, const TempDir& dir) {
+    fs::copy(fixture(name), dir.path() / name, fs::copy_options::recursive);
+    return dir.path() / name;
+}
+
+TEST(NormalizeKernelTree, ClassicIsLeftAsItIs) {
+    TempDir dir;
+    auto root = copy_tree("tree-classic", dir);
+    EXPECT_EQ(normalize_kernel_tree(root), "5.10.0-32-amd64");
+    EXPECT_FALSE(fs::is_symlink(root / "boot" / "vmlinuz-5.10.0-32-amd64"));
+    EXPECT_FALSE(fs::exists(root / "usr"));
+}
+
+TEST(NormalizeKernelTree, SplitGetsTheClassicPaths) {
+    TempDir dir;
+    auto root = copy_tree("tree-split", dir);
+    const std::string rel = "7.2.13+deb14-amd64";
+    EXPECT_EQ(normalize_kernel_tree(root), rel);
+    EXPECT_TRUE(fs::is_symlink(root / "boot" / ("vmlinuz-" + rel)));
+    EXPECT_EQ(read_file(root / "boot" / ("vmlinuz-" + rel)), "fixture: stands in for the bzImage\n");
+    EXPECT_THAT(read_file(root / "boot" / ("config-" + rel)), HasSubstr("CONFIG_MHP_MEMMAP_ON_MEMORY=y"));
+    EXPECT_TRUE(fs::exists(root / "lib" / "modules" / rel / "kernel/drivers/virtio/virtio_mem.ko.xz"));
+    EXPECT_EQ(fs::read_symlink(root / "lib" / "modules" / rel), fs::path("../../usr/lib/modules") / rel)
+        << "relative, so the cache entry can move";
+    EXPECT_EQ(normalize_kernel_tree(root), rel) << "a second pass changes nothing";
+}
+
+TEST(NormalizeKernelTree, NoKernelSaysSo) {
+    TempDir dir;
+    fs::create_directories(dir.path() / "usr/lib/modules/7.2/kernel");
+    try {
+        (void)normalize_kernel_tree(dir.path());
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("hold no kernel"));
+    }
+}
+
+TEST(KernelConfig, ReadsOptions) {
+    TempDir dir;
+    auto root = copy_tree("tree-split", dir);
+    (void)normalize_kernel_tree(root);
+    KernelImage k;
+    k.config = root / "boot/config-7.2.13+deb14-amd64";
+    EXPECT_EQ(kernel_config_has(k, "MHP_MEMMAP_ON_MEMORY"), true);
+    EXPECT_EQ(kernel_config_has(k, "VIRTIO_MEM"), true) << "=m counts";
+    k.config = fixture("tree-classic/boot/config-5.10.0-32-amd64");
+    EXPECT_EQ(kernel_config_has(k, "MHP_MEMMAP_ON_MEMORY"), false);
+    k.config.clear();
+    EXPECT_EQ(kernel_config_has(k, "MHP_MEMMAP_ON_MEMORY"), std::nullopt);
+}
+
+TEST(AptConfig, OwnSourcesNeverTheSystems) {
+    EXPECT_EQ(debian_mirror_from_sources("Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n\n"
+                                         "Types: deb\nURIs: http://deb.debian.org/debian-security\n",
+                                         false),
+              "http://deb.debian.org/debian");
+    EXPECT_EQ(debian_mirror_from_sources("URIs: http://m.example/debian/\nURIs: http://s.example/debian-security\n", true),
+              "http://s.example/debian-security");
+    EXPECT_EQ(debian_mirror_from_sources("deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n", false),
+              "http://m.example/debian");
+    EXPECT_EQ(debian_mirror_from_sources("deb http://m.example/deb;rm -rf bookworm main\n", false),
+              "http://deb.debian.org/debian")
+        << "a URI with shell characters is not taken";
+    EXPECT_EQ(apt_sources_list("http://m/debian", "http://m/debian-security", "bullseye"),
+              "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://m/debian bullseye main\n"
+              "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://m/debian-security bullseye-security main\n");
+    EXPECT_THAT(apt_sources_list("http://m/debian", "http://m/debian-security", "sid"), Not(HasSubstr("security")));
+    auto opts = apt_options("/c/apt/sid");
+    std::string all;
+    for (const auto& o : opts) all += o + " ";
+    EXPECT_THAT(all, HasSubstr("Dir::Etc::SourceList=/c/apt/sid/sources.list"));
+    EXPECT_THAT(all, HasSubstr("Dir::Etc::SourceParts=/dev/null"));
+    EXPECT_THAT(all, HasSubstr("Dir::State::Lists=/c/apt/sid/lists"));
+    EXPECT_THAT(all, HasSubstr("Dir::Cache=/c/apt/sid/cache"));
+    EXPECT_THAT(all, HasSubstr("Dir::State::status=/c/apt/sid/status")) << "the host's installed kernels stay out";
 }
 
 TEST(ReleaseFromBootDir, FindsVmlinuz) {

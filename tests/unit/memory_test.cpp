@@ -117,3 +117,16 @@ TEST(Dimm, Json) {
 
 }  // namespace
 }  // namespace memhp::lab
+
+namespace memhp::lab {
+namespace {
+TEST(VmstatValue, ReadsTheKernelsMemmapCounter) {
+    const std::string vmstat = "nr_free_pages 225280\nnr_memmap_pages 512\nnr_memmap_boot_pages 4096\n";
+    EXPECT_EQ(vmstat_value(vmstat, "nr_memmap_pages"), 512u);
+    EXPECT_EQ(vmstat_value(vmstat, "nr_memmap_boot_pages"), 4096u) << "not confused with the boot counter";
+    EXPECT_EQ(vmstat_value("nr_free_pages 1\n", "nr_memmap_pages"), std::nullopt) << "kernels before 6.11";
+    EXPECT_EQ(vmstat_value("nr_memmap_pages -3\n", "nr_memmap_pages"), std::nullopt);
+    EXPECT_EQ(vmstat_value("nr_memmap_pages 99999999999999999999999\n", "nr_memmap_pages"), std::nullopt);
+}
+}  // namespace
+}  // namespace memhp::lab

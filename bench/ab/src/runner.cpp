@@ -373,6 +373,9 @@ private:
                 r.guest = lab::Guest::start(r.config, [this, name = r.name](const std::string& s) { say("[" + name + "] " + s); });
             } catch (const Interrupted&) {
                 throw;
+            } catch (const UsageError& e) {
+                // An arm that cannot be run as asked (mmo=on on 5.10): the whole run is refused.
+                throw UsageError("arm '" + r.name + "': " + e.what());
             } catch (const std::exception& e) {
                 fail(r, std::string("could not start the guest: ") + e.what());
                 return;

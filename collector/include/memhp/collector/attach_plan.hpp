@@ -29,6 +29,15 @@ struct ProbeSpec {
     std::string target;  // kernel function, or tracepoint name (e.g. "mm_page_alloc")
     ProbeKind kind = ProbeKind::Entry;
     bool required = false;  // memhp has nothing to say without it
+    // The parameters memhp's programs read, by BTF kind: 'S' scalar (int,
+    // enum, through typedefs), 'P' pointer; empty: none read. A kernel whose
+    // function differs (5.10's try_remove_memory(nid, start, size) against
+    // 6.1's (start, size)) gets neither program: they would load and read
+    // the wrong arguments. `exact`: the whole parameter list (fexit finds the
+    // return value after the last parameter); else a prefix.
+    std::string sig;
+    bool exact = false;
+    bool classic_reads_args = true;  // the kprobe twin reads the same arguments (not a bare kretprobe)
 };
 
 // What the loader learned about the running kernel.
@@ -37,6 +46,8 @@ struct KernelFeatures {
     std::set<std::string> btf_tracepoints;  // tracepoints with a btf_trace_<name> typedef (tp_btf)
     // Their BTF type ids: function name -> FUNC, "btf_trace_<name>" -> TYPEDEF.
     std::map<std::string, int> btf_ids;
+    // Each BTF function's parameter kinds ("SSP"), see ProbeSpec::sig.
+    std::map<std::string, std::string> btf_sigs;
     std::set<std::string> tracepoints;      // tracepoints raw_tp can attach to
     // A trial fentry program loaded; memhp's first fentry attach confirms it
     // (fentry_refused when that attach found no BPF trampolines here).

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -26,11 +27,18 @@ struct MemorySnapshot {
     std::uint64_t mem_free_kb = 0;
     std::size_t blocks = 0;            // memory blocks present
     std::size_t blocks_online = 0;
+    // /proc/vmstat nr_memmap_pages (Linux 6.11+): the kernel's own count of
+    // memmap pages allocated after boot, altmap pages included. Unset when
+    // the kernel has no such counter.
+    std::optional<std::uint64_t> kernel_memmap_pages;
     [[nodiscard]] NodeMemInfo node(int n) const {
         auto it = nodes.find(n);
         return it == nodes.end() ? NodeMemInfo{} : it->second;
     }
 };
+
+// The value of `key` in /proc/vmstat text ("nr_memmap_pages 512"), if there.
+[[nodiscard]] std::optional<std::uint64_t> vmstat_value(std::string_view vmstat, std::string_view key);
 
 // "memory32" -> 32; -1 for anything else.
 [[nodiscard]] int parse_block_name(std::string_view name);
