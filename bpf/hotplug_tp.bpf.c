@@ -143,6 +143,18 @@ static __always_inline void op_finish(struct op *o, int ret)
 
 /* ---- add ---------------------------------------------------------------- */
 
+/* Argument i of the event as a plain number. A pointer argument that may be
+ * NULL (the populate events' altmap, 6.1's add_end altmap) must be read this
+ * way: from 6.13 on the verifier takes tp_btf pointer arguments to be non-NULL
+ * unless kernel/bpf/btf.c lists them (raw_tp_null_args), and drops the NULL
+ * branch of a test on them. */
+static __always_inline __u64 arg_value(unsigned long long *ctx, int i)
+{
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), &ctx[i]);
+	return v;
+}
+
 /* The memmap pages an end event reports: 7.2 passes the number, 6.1 the
  * add's struct vmem_altmap * (NULL without one). */
 static __always_inline void memmap_pages_of(struct op *o, __u64 arg, bool is_count)
@@ -185,7 +197,7 @@ int BPF_PROG(add_end, int nid, u64 start, u64 size, int mhp_flags)
 		return 0;
 	o->nid = nid;
 	struct trace_event_raw_mhp_add_memory_end___v72 *v72 = 0;
-	memmap_pages_of(o, ctx[4], bpf_core_field_exists(v72->memmap_pages));
+	memmap_pages_of(o, arg_value(ctx, 4), bpf_core_field_exists(v72->memmap_pages));
 	op_finish(o, (int)ctx[5]);
 	return 0;
 }
@@ -202,8 +214,10 @@ int BPF_PROG(populate_begin)
 }
 
 SEC("tp_btf/mhp_vmemmap_populate_end")
-int BPF_PROG(populate_end, unsigned long pfn, unsigned long nr_pages, int nid, struct vmem_altmap *altmap, int ret)
+int BPF_PROG(populate_end, unsigned long pfn, unsigned long nr_pages, int nid)
 {
+	const __u64 altmap = arg_value(ctx, 3);
+	const int ret = (int)ctx[4];
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (!o || !o->populate_t0)
 		return 0;
@@ -358,7 +372,7 @@ int BPF_PROG(remove_end, int nid, u64 start, u64 size)
 		return 0;
 	o->nid = nid;
 	struct trace_event_raw_mhp_remove_memory_end___v72 *v72 = 0;
-	memmap_pages_of(o, ctx[3], bpf_core_field_exists(v72->memmap_pages));
+	memmap_pages_of(o, arg_value(ctx, 3), bpf_core_field_exists(v72->memmap_pages));
 	op_finish(o, (int)ctx[4]);
 	return 0;
 }

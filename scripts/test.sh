@@ -16,7 +16,7 @@ echo "memhp: unit tests" >&2
 ctest -L unit --output-on-failure -j"$(nproc)" "$@"
 # The VM tier boots the patched kernels too: build each one the selected VM
 # tests boot first, if its cache entry is missing (a cold build is about
-# 13 min (6.1) and NN min (7.2) of make -j2 on the 2-core host, once per
+# 10 min (6.1) and 12 min (7.2) of make -j2 on 2 idle cores, once per
 # version of its kernel-patches/ series). A series none of the selected
 # tests boots is not built (e.g. `scripts/test.sh -R vm.Trace61`).
 selected=$(ctest -L vm -N "$@" | sed -n 's/^ *Test *#[0-9]*: *//p')

@@ -81,10 +81,10 @@ public:
 template <typename Derived>
 void PatchedCases<Derived>::RemotePageAllocatorMemmap() {
     std::string raw;
-    auto ops = S::OneBlockCycle(&raw);
+    const std::vector<json> ops = S::OneBlockCycle(&raw);
     S::CheckCycle(ops, raw);
     S::CheckTracepointPath(ops, raw, 1);
-    const auto add = of_phase(ops, "add")[0];
+    const json add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["caller"], "add_memory") << "an ACPI DIMM: not driver-managed";
     EXPECT_EQ(add["mode"], "page_allocator");
     EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
@@ -105,7 +105,7 @@ template <typename Derived>
 void PatchedCases<Derived>::FailedOfflineWithErrno() {
     std::string raw;
     int guest_errno = 0;
-    auto ops = traced_with(
+    const std::vector<json> ops = traced_with(
         *B::guest_, {},
         [&] {
             try {
@@ -116,7 +116,7 @@ void PatchedCases<Derived>::FailedOfflineWithErrno() {
         },
         &raw);
     ASSERT_NE(guest_errno, 0) << "offlining boot memory block 0 should fail";
-    auto offlines = of_phase(ops, "offline");
+    const std::vector<json> offlines = of_phase(ops, "offline");
     ASSERT_EQ(offlines.size(), 1u) << raw;
     EXPECT_EQ(offlines[0]["ret"], -guest_errno) << offlines[0].dump();
     EXPECT_EQ(offlines[0]["nid"], 0) << offlines[0].dump();
@@ -126,10 +126,10 @@ void PatchedCases<Derived>::FailedOfflineWithErrno() {
 template <typename Derived>
 void PatchedCases<Derived>::LocalAltmapMemmap() {
     std::string raw;
-    auto ops = S::OneBlockCycle(&raw);
+    const std::vector<json> ops = S::OneBlockCycle(&raw);
     S::CheckCycle(ops, raw);
     S::CheckTracepointPath(ops, raw, 1);
-    const auto add = of_phase(ops, "add")[0];
+    const json add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["mode"], "altmap");
     EXPECT_EQ(add["memmap"]["altmap_pages"], kMemmapPages);
     EXPECT_EQ(add["memmap"]["buddy_pages"], 0) << "the page allocator supplies only page tables";
@@ -148,19 +148,19 @@ void PatchedCases<Derived>::LocalAltmapMemmap() {
 template <typename Derived>
 void PatchedCases<Derived>::FentryPathAgrees() {
     std::string tp_raw, fentry_raw;
-    auto tp = S::OneBlockCycle(&tp_raw);
-    auto fentry = S::OneBlockCycle(&fentry_raw, {"MEMHP_PROBES=fentry"});
+    const std::vector<json> tp = S::OneBlockCycle(&tp_raw);
+    const std::vector<json> fentry = S::OneBlockCycle(&fentry_raw, {"MEMHP_PROBES=fentry"});
     EXPECT_NE(fentry_raw.find("path: fentry/fexit"), std::string::npos) << fentry_raw;
     S::CheckCycle(fentry, fentry_raw);
     for (const char* phase : {"add", "remove"}) {
-        const auto a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
+        const json a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
         for (const char* k : {"altmap_pages", "buddy_pages", "local_pages", "remote_pages"})
             EXPECT_EQ(a["memmap"][k], b["memmap"][k]) << phase << " " << k << "\n" << a.dump() << "\n" << b.dump();
         EXPECT_EQ(a["nid"], b["nid"]) << phase;
         EXPECT_EQ(a["mode"], b["mode"]) << phase;
     }
     for (const char* phase : {"online", "offline"}) {
-        const auto a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
+        const json a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
         for (const char* k : {"nid", "zone", "start_pfn", "nr_pages", "vmemmap_pages"})
             EXPECT_EQ(a[k], b[k]) << phase << " " << k << "\n" << a.dump() << "\n" << b.dump();
     }
