@@ -227,24 +227,35 @@ Command add_compare_command(CLI::App& app) {
             throw UsageError("--base-arm and --cand-arm go together");
         o->compare.metrics = o->metrics;
         const auto base = ab::load_results(o->base), cand = ab::load_results(o->cand);
-        if (!o->allow_mismatch)
-            for (const char* key : {"mode", "dimm_bytes", "dimms", "node", "zone"})
-                if (base["options"].value(key, nlohmann::json()) != cand["options"].value(key, nlohmann::json()))
-                    throw ab::BadResults(std::string("the runs differ in ") + key + " (" +
-                                         base["options"].value(key, nlohmann::json()).dump() + " vs " +
-                                         cand["options"].value(key, nlohmann::json()).dump() +
+        if (!o->allow_mismatch) {
+            const auto &bo = base.options, &co = cand.options;
+            auto differ = [](const char* key, const std::string& b, const std::string& c) {
+                if (b != c)
+                    throw ab::BadResults(std::string("the runs differ in ") + key + " (" + b + " vs " + c +
                                          "): their numbers are not comparable; --allow-mismatch compares anyway");
+            };
+            differ("mode", bo.mode, co.mode);
+            differ("dimm_bytes", std::to_string(bo.dimm_bytes), std::to_string(co.dimm_bytes));
+            differ("dimms", std::to_string(bo.dimms), std::to_string(co.dimms));
+            differ("node", std::to_string(bo.node), std::to_string(co.node));
+            differ("zone", bo.zone, co.zone);
+        }
+        for (const auto* name : {&o->base_arm, &o->cand_arm})
+            if (!name->empty() && !ab::valid_arm_name(*name))
+                throw UsageError("--base-arm/--cand-arm '" + *name + "': not an arm name (1-32 letters, digits, '.', '_' or '-')");
+        for (const auto& a : o->arms)
+            if (!ab::valid_arm_name(a)) throw UsageError("--arm '" + a + "': not an arm name (1-32 letters, digits, '.', '_' or '-')");
         std::vector<std::pair<std::string, std::string>> pairs;
         if (!o->base_arm.empty()) {
             pairs.emplace_back(o->base_arm, o->cand_arm);
         } else if (!o->arms.empty()) {
             for (const auto& a : o->arms) pairs.emplace_back(a, a);
         } else {
-            for (const auto& a : base["arms"])
-                if (ab::find_arm(cand, a["name"])) pairs.emplace_back(a["name"], a["name"]);
+            for (const auto& a : base.arms)
+                if (ab::find_arm(cand, a.name)) pairs.emplace_back(a.name, a.name);
             if (pairs.empty()) {
                 std::string names;
-                for (const auto& a : cand["arms"]) names += " " + a["name"].get<std::string>();
+                for (const auto& a : cand.arms) names += " " + a.name;
                 throw ab::BadResults("the files have no arm in common (candidate arms:" + names +
                                      "); pick a pair with --base-arm and --cand-arm");
             }
@@ -265,8 +276,7 @@ Command add_compare_command(CLI::App& app) {
                     : "\nNo significant regression.\n";
         std::printf("%s", md.c_str());
         if (!o->markdown.empty()) {
-            auto prev = try_read_file(o->markdown).value_or("");
-            write_file(o->markdown, prev + md);
+            append_file(o->markdown, md);
         }
         return worse ? 1 : 0;
     }};
@@ -283,7 +293,9 @@ Command add_report_command(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "report",
         "Render summary.md and the plots of a `memhp ab` results file again (e.g. with other --alpha/--threshold, "
-        "or after a run whose plotting failed), without running anything.");
+        "or after a run whose plotting failed), without running anything.\n"
+        "Exit status: 0 rendered, 2 bad input (unreadable or malformed results, the message names the field), "
+        "1 anything else (e.g. gnuplot failed).");
     cmd->add_option("RESULTS", o->results, "results.json written by memhp ab")->required();
     cmd->add_option("--out", o->out, "directory for summary.md and plots/ (default: the results file's directory)");
     cmd->add_flag("--no-plots", o->no_plots, "do not draw plots (gnuplot)");
