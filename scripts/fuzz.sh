@@ -16,9 +16,12 @@ command -v clang++ >/dev/null || { echo "memhp: clang++ missing: run scripts/ins
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [ ! -f "$out/CMakeCache.txt" ]; then
-	cmake -S "$root/tests/fuzz" -B "$out" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+	mkdir -p "$out"
+	cmake -S "$root/tests/fuzz" -B "$out" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
+		>"$out/configure.log" 2>&1 || { tail -20 "$out/configure.log" >&2; exit 2; }
 fi
-cmake --build "$out" -j"$(nproc)" >/dev/null
+echo "memhp: building the fuzz targets in $out" >&2
+cmake --build "$out" -j"$(nproc)" >"$out/build.log" 2>&1 || { tail -30 "$out/build.log" >&2; exit 2; }
 status=0
 for t in "${targets[@]}"; do
 	seeds=$root/tests/fuzz/corpus/$t

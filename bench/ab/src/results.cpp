@@ -295,13 +295,13 @@ Results results_from_json(const json& doc, const std::string& origin) {
     for (const char* k : {"memhp_version", "started", "finished"})
         if (auto f = root.opt(k)) (void)f->str(256);
     if (auto f = root.opt("wall_s")) (void)f->number(0);
-    r.options = options_of(root.at("options").object());
     const auto arms = root.at("arms");
     arms.each([&](const Field& a) { r.arms.push_back(arm_of(a)); });
     if (r.arms.empty()) arms.fail("no arms in the results");
     for (std::size_t i = 0; i < r.arms.size(); ++i)
         for (std::size_t j = 0; j < i; ++j)
             if (r.arms[i].name == r.arms[j].name) arms.fail("two arms are named \"" + r.arms[i].name + "\"");
+    r.options = options_of(root.at("options").object());
     if (auto f = root.opt("fallback_check")) f->each([&](const Field& x) { r.fallback_check.push_back(fallback_of(x)); });
     if (auto f = root.opt("errors")) f->each([&](const Field& x) { r.errors.push_back(x.str()); });
     if (auto f = root.opt("plots")) f->members([](const std::string&, const Field& x) { (void)x.str(4096); });
