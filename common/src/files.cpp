@@ -98,30 +98,31 @@ void write_all(int fd, std::string_view content, const fs::path& path) {
 
 // Writes, optionally fsyncs, and closes; every step checked (a full disk
 // shows up at write, fsync or close depending on the file system).
-void write_checked(const fs::path& path, std::string_view content, int flags, bool sync) {
+// `shown` is the path messages name (the target, not its temporary).
+void write_checked(const fs::path& path, std::string_view content, int flags, bool sync, const fs::path& shown) {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
-    if (fd < 0) throw_errno("cannot write " + path.string(), errno);
+    if (fd < 0) throw_errno("cannot write " + shown.string(), errno);
     try {
-        write_all(fd, content, path);
-        if (sync && ::fsync(fd) != 0) throw_errno("cannot write " + path.string() + " (fsync)", errno);
+        write_all(fd, content, shown);
+        if (sync && ::fsync(fd) != 0) throw_errno("cannot write " + shown.string() + " (fsync)", errno);
     } catch (...) {
         ::close(fd);
         throw;
     }
-    if (::close(fd) != 0) throw_errno("cannot write " + path.string() + " (close)", errno);
+    if (::close(fd) != 0) throw_errno("cannot write " + shown.string() + " (close)", errno);
 }
 
 }  // namespace
 
-void write_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_TRUNC, false); }
+void write_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_TRUNC, false, path); }
 
-void append_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_APPEND, false); }
+void append_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_APPEND, false, path); }
 
 void write_file_atomic(const fs::path& path, std::string_view content) {
     fs::path tmp = path;
     tmp += ".tmp." + std::to_string(::getpid());
     try {
-        write_checked(tmp, content, O_TRUNC, true);
+        write_checked(tmp, content, O_TRUNC, true, path);
         std::error_code ec;
         fs::rename(tmp, path, ec);
         if (ec) throw Error("cannot write " + path.string() + " (rename): " + ec.message());

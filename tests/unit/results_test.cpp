@@ -281,5 +281,27 @@ TEST(Results, ReportAndCompareExitTwoOnMalformedFilesAndOneOnlyOnRegression) {
     EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
 }
 
+// A full disk (a 16 KiB tmpfs in a private mount namespace) is a clear error
+// naming the file, and leaves neither a partial summary.md nor a temporary.
+TEST(Results, ReportOnAFullDiskSaysSoAndLeavesNothingHalfWritten) {
+    ASSERT_TRUE(find_program("unshare")) << "unshare (util-linux) missing";
+    TempDir dir("memhp-results");
+    json d = good_doc();
+    d["errors"] = json::array({std::string(30000, 'e')});  // a summary larger than the disk
+    write_file(dir.path() / "r.json", d.dump());
+    const auto disk = dir.path() / "disk";
+    fs::create_directories(disk);
+    const std::string script = "mount -t tmpfs -o size=16k tmpfs '" + disk.string() + "' && '" + memhp_bin() +
+                               "' report '" + (dir.path() / "r.json").string() + "' --no-plots --out '" +
+                               (disk / "out").string() + "'; s=$?; ls -A '" + (disk / "out").string() + "'; exit $s";
+    auto r = run({"unshare", "--mount", "--map-root-user", "sh", "-c", script}, {.timeout = std::chrono::seconds(30)});
+    ASSERT_EQ(r.err.find("unshare failed"), std::string::npos) << "no user namespaces here: " << r.err;
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_NE(r.err.find("cannot write " + (disk / "out" / "summary.md").string() + ": No space left on device"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.out.find("summary.md"), std::string::npos) << "left behind: " << r.out;
+}
+
 }  // namespace
 }  // namespace memhp::ab

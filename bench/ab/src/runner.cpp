@@ -4,7 +4,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
-#include <regex>
 #include <sstream>
 
 #include "memhp/lab/guest_trace.hpp"
