@@ -323,8 +323,6 @@ Command add_ab_command(CLI::App& app) {
     }};
 }
 
-nlohmann::json json_string(const char* s) { return nlohmann::json(s); }
-
 // memhp compare --gate: one run's arms, or one arm in two runs.
 int gate_compare(const std::string& base_path, const std::string& cand_path, std::string base_arm,
                  std::string cand_arm, const std::string& markdown, ab::CompareOptions compare) {
@@ -333,18 +331,17 @@ int gate_compare(const std::string& base_path, const std::string& cand_path, std
     std::error_code ec;
     const bool one_run = cand_path.empty() || std::filesystem::equivalent(base_path, cand_path, ec);
     const auto cand = one_run ? base : ab::load_results(cand_path);
-    const auto& arms = base["arms"];
-    if (base_arm.empty()) base_arm = arms.front()["name"].get<std::string>();
-    if (cand_arm.empty()) cand_arm = one_run ? arms.back()["name"].get<std::string>() : base_arm;
+    const auto& arms = base.arms;  // the loader refuses a file without arms
+    if (base_arm.empty()) base_arm = arms.front().name;
+    if (cand_arm.empty()) cand_arm = one_run ? arms.back().name : base_arm;
     if (one_run && base_arm == cand_arm)
         throw ab::BadResults(base_path + " has one arm only ('" + base_arm +
                              "'): the gate needs two arms of one run, or a second results file");
     for (const auto* r : {&base, &cand})
-        if (!r->contains("options") || !(*r)["options"].is_object() ||
-            (*r)["options"].value("mode", json_string("cycles")) != "cycles")
+        if (r->options.mode != "cycles" || r->options.scenario != "none")
             throw ab::BadResults("--gate judges cycle runs, not --scale or --scenario runs");
-    const auto g = one_run ? ab::gate_run(base, base_arm, cand_arm, compare.gate_opts)
-                           : ab::gate_runs(base, cand, base_arm, cand_arm, compare.gate_opts);
+    const auto g = one_run ? ab::gate_run(base.doc, base_arm, cand_arm, compare.gate_opts)
+                           : ab::gate_runs(base.doc, cand.doc, base_arm, cand_arm, compare.gate_opts);
     const std::string md = "## memhp compare --gate\n\nbase: `" + base_path + "` arm `" + base_arm + "`  \ncandidate: `" +
                            (one_run ? base_path : cand_path) + "` arm `" + cand_arm + "`\n" +
                            ab::gate_markdown(g, base_arm, cand_arm, compare.gate_opts, compare.calibration);
@@ -403,24 +400,35 @@ Command add_compare_command(CLI::App& app) {
             throw UsageError("--base-arm and --cand-arm go together");
         o->compare.metrics = o->metrics;
         const auto base = ab::load_results(o->base), cand = ab::load_results(o->cand);
-        if (!o->allow_mismatch)
-            for (const char* key : {"mode", "dimm_bytes", "dimms", "node", "zone"})
-                if (base["options"].value(key, nlohmann::json()) != cand["options"].value(key, nlohmann::json()))
-                    throw ab::BadResults(std::string("the runs differ in ") + key + " (" +
-                                         base["options"].value(key, nlohmann::json()).dump() + " vs " +
-                                         cand["options"].value(key, nlohmann::json()).dump() +
+        if (!o->allow_mismatch) {
+            const auto &bo = base.options, &co = cand.options;
+            auto differ = [](const char* key, const std::string& b, const std::string& c) {
+                if (b != c)
+                    throw ab::BadResults(std::string("the runs differ in ") + key + " (" + b + " vs " + c +
                                          "): their numbers are not comparable; --allow-mismatch compares anyway");
+            };
+            differ("mode", bo.mode, co.mode);
+            differ("dimm_bytes", std::to_string(bo.dimm_bytes), std::to_string(co.dimm_bytes));
+            differ("dimms", std::to_string(bo.dimms), std::to_string(co.dimms));
+            differ("node", std::to_string(bo.node), std::to_string(co.node));
+            differ("zone", bo.zone, co.zone);
+        }
+        for (const auto* name : {&o->base_arm, &o->cand_arm})
+            if (!name->empty() && !ab::valid_arm_name(*name))
+                throw UsageError("--base-arm/--cand-arm '" + *name + "': not an arm name (1-32 letters, digits, '.', '_' or '-')");
+        for (const auto& a : o->arms)
+            if (!ab::valid_arm_name(a)) throw UsageError("--arm '" + a + "': not an arm name (1-32 letters, digits, '.', '_' or '-')");
         std::vector<std::pair<std::string, std::string>> pairs;
         if (!o->base_arm.empty()) {
             pairs.emplace_back(o->base_arm, o->cand_arm);
         } else if (!o->arms.empty()) {
             for (const auto& a : o->arms) pairs.emplace_back(a, a);
         } else {
-            for (const auto& a : base["arms"])
-                if (ab::find_arm(cand, a["name"])) pairs.emplace_back(a["name"], a["name"]);
+            for (const auto& a : base.arms)
+                if (ab::find_arm(cand, a.name)) pairs.emplace_back(a.name, a.name);
             if (pairs.empty()) {
                 std::string names;
-                for (const auto& a : cand["arms"]) names += " " + a["name"].get<std::string>();
+                for (const auto& a : cand.arms) names += " " + a.name;
                 throw ab::BadResults("the files have no arm in common (candidate arms:" + names +
                                      "); pick a pair with --base-arm and --cand-arm");
             }
@@ -441,8 +449,7 @@ Command add_compare_command(CLI::App& app) {
                     : "\nNo significant regression.\n";
         std::printf("%s", md.c_str());
         if (!o->markdown.empty()) {
-            auto prev = try_read_file(o->markdown).value_or("");
-            write_file(o->markdown, prev + md);
+            append_file(o->markdown, md);
         }
         return worse ? 1 : 0;
     }};
@@ -459,7 +466,9 @@ Command add_report_command(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "report",
         "Render summary.md and the plots of a `memhp ab` results file again (e.g. with other --alpha/--threshold, "
-        "or after a run whose plotting failed), without running anything.");
+        "or after a run whose plotting failed), without running anything.\n"
+        "Exit status: 0 rendered, 2 bad input (unreadable or malformed results, the message names the field), "
+        "1 anything else (e.g. gnuplot failed).");
     cmd->add_option("RESULTS", o->results, "results.json written by memhp ab")->required();
     cmd->add_option("--out", o->out, "directory for summary.md and plots/ (default: the results file's directory)");
     cmd->add_flag("--no-plots", o->no_plots, "do not draw plots (gnuplot)");

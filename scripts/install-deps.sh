@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
 	# build
 	cmake make g++ pkg-config clang llvm ccache
+	# fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes of clang 14
+	libclang-rt-14-dev
 	# BPF: libbpf + skeletons, ELF/zlib for libbpf, libcap for privilege checks
 	libbpf-dev bpftool libelf-dev zlib1g-dev libcap-dev
 	# the start-up baseline of bench/micro (memhp_probe_bench), run in the guest

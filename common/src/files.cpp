@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,18 +47,98 @@ std::string read_file(const fs::path& path) {
     return *content;
 }
 
-void write_file(const fs::path& path, std::string_view content) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) throw_errno("cannot write " + path.string(), errno);
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    if (!out) throw_errno("cannot write " + path.string(), errno);
+std::string read_file_bounded(const fs::path& path, std::size_t max_bytes) {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; the type check
+    // below refuses it (and devices such as /dev/zero) before any read.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) throw_errno("cannot read " + path.string(), errno);
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw_errno("cannot read " + path.string(), errno);
+    if (!S_ISREG(st.st_mode)) throw Error("cannot read " + path.string() + ": not a regular file");
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
+        throw FileTooLarge(path.string() + ": " + std::to_string(st.st_size) + " bytes, more than the " +
+                           std::to_string(max_bytes) + " allowed");
+    std::string out(static_cast<std::size_t>(st.st_size) + 1, '\0');
+    std::size_t used = 0;
+    for (;;) {
+        if (stop_requested()) throw Interrupted();
+        if (used == out.size()) {
+            if (out.size() > max_bytes)  // the file grew while we read it
+                throw FileTooLarge(path.string() + ": more than the " + std::to_string(max_bytes) + " bytes allowed");
+            out.resize(std::min(out.size() * 2, max_bytes + 1));
+        }
+        const ssize_t n = ::read(fd, out.data() + used, std::min<std::size_t>(out.size() - used, 1u << 20));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno("cannot read " + path.string(), errno);
+        if (n == 0) break;
+        used += static_cast<std::size_t>(n);
+    }
+    if (used > max_bytes) throw FileTooLarge(path.string() + ": more than the " + std::to_string(max_bytes) + " bytes allowed");
+    out.resize(used);
+    return out;
 }
+
+namespace {
+
+void write_all(int fd, std::string_view content, const fs::path& path) {
+    const char* p = content.data();
+    std::size_t left = content.size();
+    while (left > 0) {
+        const ssize_t n = ::write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno("cannot write " + path.string(), errno);
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+// Writes, optionally fsyncs, and closes; every step checked (a full disk
+// shows up at write, fsync or close depending on the file system).
+// `shown` is the path messages name (the target, not its temporary).
+void write_checked(const fs::path& path, std::string_view content, int flags, bool sync, const fs::path& shown) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
+    if (fd < 0) throw_errno("cannot write " + shown.string(), errno);
+    try {
+        write_all(fd, content, shown);
+        if (sync && ::fsync(fd) != 0) throw_errno("cannot write " + shown.string() + " (fsync)", errno);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    if (::close(fd) != 0) throw_errno("cannot write " + shown.string() + " (close)", errno);
+}
+
+}  // namespace
+
+void write_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_TRUNC, false, path); }
+
+void append_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_APPEND, false, path); }
 
 void write_file_atomic(const fs::path& path, std::string_view content) {
     fs::path tmp = path;
     tmp += ".tmp." + std::to_string(::getpid());
-    write_file(tmp, content);
-    fs::rename(tmp, path);
+    try {
+        write_checked(tmp, content, O_TRUNC, true, path);
+        std::error_code ec;
+        fs::rename(tmp, path, ec);
+        if (ec) throw Error("cannot write " + path.string() + " (rename): " + ec.message());
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw;
+    }
+    // The rename is durable once the directory is synced.
+    fs::path dir = path.parent_path();
+    if (dir.empty()) dir = ".";
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)::fsync(dfd);  // best effort: some file systems refuse fsync on directories
+        ::close(dfd);
+    }
 }
 
 fs::path cache_dir() {
@@ -93,6 +174,37 @@ std::string trim(std::string_view s) {
     if (b == std::string_view::npos) return {};
     auto e = s.find_last_not_of(ws);
     return std::string(s.substr(b, e - b + 1));
+}
+
+std::string valid_utf8(std::string_view s) {
+    static constexpr const char* kReplacement = "\xef\xbf\xbd";
+    std::string out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = 0;
+        std::uint32_t cp = 0, min = 0;
+        if (c < 0x80) len = 1, cp = c;
+        else if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
+        else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
+        else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
+        bool ok = len > 0 && i + len <= s.size();
+        for (std::size_t k = 1; ok && k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80) ok = false;
+            else cp = (cp << 6) | (cc & 0x3f);
+        }
+        if (ok && len > 1 && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
+        if (ok) {
+            out.append(s.substr(i, len));
+            i += len;
+        } else {
+            out += kReplacement;
+            ++i;  // resynchronise on the next byte
+        }
+    }
+    return out;
 }
 
 std::uint64_t fnv1a(std::string_view data, std::uint64_t seed) {

@@ -66,9 +66,15 @@ ListenAddress parse_listen(const std::string& text) {
     return a;
 }
 
+// Scrape clients are outside input. civetweb gives each connection a worker
+// thread for its whole life, so a client that trickles its request holds one
+// for up to request_timeout_ms (a bound on the whole request, headers
+// included; civetweb's default is 30 s). A scrape request is one short line
+// plus headers: 5 s and 16 KiB of headers are plenty, and 16 workers keep
+// Prometheus served while a handful of slow clients time out (issue 13).
 std::vector<std::string> http_options(const ListenAddress& a) {
-    return {"listening_ports", a.civetweb(), "num_threads", "4", "enable_keep_alive", "yes",
-            "keep_alive_timeout_ms", "5000"};
+    return {"listening_ports", a.civetweb(), "num_threads", "16", "request_timeout_ms", "5000",
+            "max_request_size", "16384", "enable_keep_alive", "yes", "keep_alive_timeout_ms", "5000"};
 }
 
 namespace {

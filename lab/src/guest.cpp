@@ -315,8 +315,10 @@ void Guest::wait_ready_once() {
 Guest::~Guest() { qemu_.terminate(std::chrono::milliseconds(2000)); }
 
 std::string Guest::console_tail(std::size_t n) const {
+    // The console is whatever the guest kernel printed: bytes that are not
+    // UTF-8 become U+FFFD here, so error texts can go into results.json.
     auto text = try_read_file(run_dir_.path() / "console.log");
-    return text ? last_lines(*text, n) : std::string();
+    return text ? valid_utf8(last_lines(*text, n)) : std::string();
 }
 
 bool Guest::alive() { return qemu_.running(); }
@@ -349,7 +351,7 @@ std::string Guest::failure_report(const std::string& headline) const {
     msg += "\n--- last console lines (" + (run_dir_.path() / "console.log").string() + ") ---\n" +
            (console.empty() ? "(nothing)" : console);
     auto qlog = try_read_file(run_dir_.path() / "qemu.log");
-    if (qlog && !trim(*qlog).empty()) msg += "\n--- QEMU said ---\n" + last_lines(*qlog, 8);
+    if (qlog && !trim(*qlog).empty()) msg += "\n--- QEMU said ---\n" + valid_utf8(last_lines(*qlog, 8));
     return msg;
 }
 

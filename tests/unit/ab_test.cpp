@@ -269,7 +269,7 @@ TEST_F(AbFiles, LoadResultsExplainsWhatIsWrong) {
     expect_bad(put("other.json", "{\"hello\": 1}"), "no \"schema\"");
     expect_bad(put("v9.json", "{\"schema\": \"memhp.ab/9\", \"arms\": []}"), "not supported");
     expect_bad(put("empty.json", "{\"schema\": \"memhp.ab/1\", \"arms\": []}"), "no arms");
-    expect_bad(put("noname.json", "{\"schema\": \"memhp.ab/1\", \"arms\": [{\"cycles\": []}]}"), "lacks");
+    expect_bad(put("noname.json", "{\"schema\": \"memhp.ab/1\", \"arms\": [{\"cycles\": []}]}"), "$.arms[0]: missing \"name\"");
     EXPECT_NO_THROW((void)load_results(put("ok.json", results_with({arm_with("a", "probe_add_s", {1})}).dump())));
 }
 

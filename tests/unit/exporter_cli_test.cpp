@@ -10,9 +10,12 @@
 #include <gtest/gtest.h>
 #include <prometheus/exposer.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <filesystem>
 
+#include "memhp/exporter/daemon.hpp"
 #include "memhp/exporter/live_state.hpp"
 #include "memhp/exporter/metrics.hpp"
 #include "memhp/process.hpp"
@@ -169,6 +172,67 @@ TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
     auto lint = run({"promtool", "check", "metrics"}, {.timeout = std::chrono::seconds(30), .stdin_data = scrape.out});
     EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
     EXPECT_EQ(lint.out + lint.err, "") << "promtool findings on a real scrape";
+}
+
+// Slow and oversized clients (slow loris, a 100 KiB URL) must not starve a
+// scrape: with civetweb's defaults (4 workers, 30 s request timeout) 8
+// trickling sockets blocked every scrape for more than 50 s.
+TEST(ExporterHttp, SlowClientsDoNotStarveAScrape) {
+    ASSERT_TRUE(find_program("curl")) << "curl missing: run scripts/install-deps.sh";
+    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
+    auto collectable = std::make_shared<MetricsCollectable>(state, std::make_shared<FixedHost>());
+    ListenAddress addr = parse_listen("127.0.0.1:0");
+    prometheus::Exposer exposer(http_options(addr));
+    exposer.RegisterCollectable(collectable);
+    const auto port = exposer.GetListeningPorts().at(0);
+    auto connect_one = [port] {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(static_cast<std::uint16_t>(port));
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+            ::close(fd);
+            return -1;
+        }
+        return fd;
+    };
+    std::atomic<bool> stop{false};
+    std::atomic<int> served_slow{0};
+    std::vector<std::thread> slow;
+    for (int i = 0; i < 12; ++i)
+        slow.emplace_back([&] {
+            // Reconnect whenever the server drops us: the pressure never stops.
+            while (!stop) {
+                const int fd = connect_one();
+                if (fd < 0) continue;
+                const std::string head = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+                (void)::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+                while (!stop && ::send(fd, "a", 1, MSG_NOSIGNAL) == 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                ::close(fd);
+                ++served_slow;
+            }
+        });
+    // A 100 KiB request line: refused, not buffered without end.
+    {
+        const int fd = connect_one();
+        ASSERT_GE(fd, 0);
+        const std::string line = "GET /" + std::string(100 << 10, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n";
+        (void)::send(fd, line.data(), line.size(), MSG_NOSIGNAL);
+        ::close(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the slow clients hold their workers
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+    int ok = 0;
+    std::string errors;
+    for (int i = 0; i < 5; ++i) {
+        auto scrape = run({"curl", "-sS", "--fail", "--max-time", "10", url}, {.timeout = std::chrono::seconds(15)});
+        if (scrape.ok() && scrape.out.find("# TYPE ") != std::string::npos) ++ok;
+        else errors += scrape.err;
+    }
+    stop = true;
+    for (auto& t : slow) t.join();
+    EXPECT_EQ(ok, 5) << errors;
 }
 
 }  // namespace

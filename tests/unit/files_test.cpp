@@ -2,6 +2,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <csignal>
+
+#include <nlohmann/json.hpp>
 
 #include "memhp/error.hpp"
 #include "test_util.hpp"
@@ -170,6 +176,88 @@ TEST(CacheDir, EmptyValuesAreIgnored) {
 TEST(CacheDir, NothingSetFallsBackToTmp) {
     EnvGuard a("MEMHP_CACHE_DIR", std::nullopt), b("XDG_CACHE_HOME", std::nullopt), c("HOME", std::nullopt);
     EXPECT_EQ(cache_dir(), fs::temp_directory_path() / "memhp-cache");
+}
+
+// A full disk must be an error, not a silently short file: /dev/full fails
+// every write with ENOSPC.
+TEST(Files, FullDiskIsAnError) {
+    try {
+        write_file("/dev/full", std::string(100000, 'x'));
+        FAIL() << "writing /dev/full did not throw";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("No space left on device"));
+        EXPECT_THAT(e.what(), HasSubstr("/dev/full"));
+    }
+    EXPECT_THROW(append_file("/dev/full", "x"), Error);
+}
+
+// An atomic write that fails half-way (here: RLIMIT_FSIZE, EFBIG) leaves the
+// old file as it was and no temporary behind.
+TEST(Files, FailedAtomicWriteKeepsTheOldFileAndRemovesItsTemporary) {
+    TempDir dir;
+    const auto target = dir.path() / "results.json";
+    write_file_atomic(target, "old");
+    struct rlimit old {};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+    auto* prev = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old;
+    small.rlim_cur = 1000;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+    bool threw = false;
+    try {
+        write_file_atomic(target, std::string(5000, 'n'));
+    } catch (const Error& e) {
+        threw = true;
+        EXPECT_THAT(e.what(), HasSubstr("cannot write"));
+    }
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, prev);
+    EXPECT_TRUE(threw);
+    EXPECT_EQ(read_file(target), "old");
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1) << "a temporary was left";
+    // A rename that fails (the target is a non-empty directory) removes the temporary too.
+    fs::create_directories(dir.path() / "d" / "x");
+    EXPECT_THROW(write_file_atomic(dir.path() / "d", "y"), Error);
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 2);
+}
+
+// Outside input is read with a bound: no FIFO wait, no endless device, no
+// file larger than asked for.
+TEST(Files, BoundedReadRefusesWhatIsNotARegularFileOfBoundedSize) {
+    TempDir dir;
+    write_file(dir.path() / "f", std::string(100, 'a'));
+    EXPECT_EQ(read_file_bounded(dir.path() / "f", 100).size(), 100u);
+    EXPECT_THROW((void)read_file_bounded(dir.path() / "f", 99), FileTooLarge);
+    ASSERT_EQ(::mkfifo((dir.path() / "p").c_str(), 0600), 0);
+    EXPECT_THAT([&] {
+        try {
+            (void)read_file_bounded(dir.path() / "p", 100);
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    }(), HasSubstr("not a regular file"));
+    EXPECT_THROW((void)read_file_bounded("/dev/zero", 1 << 20), Error);
+    EXPECT_THROW((void)read_file_bounded(dir.path() / "missing", 100), Error);
+}
+
+// Guest consoles print anything; stored text must be UTF-8 (nlohmann's dump
+// throws otherwise and a results file would keep "running" for ever).
+TEST(Files, ValidUtf8ReplacesWhatIsNotUtf8) {
+    EXPECT_EQ(valid_utf8("plain ascii\n"), "plain ascii\n");
+    EXPECT_EQ(valid_utf8("na\xc3\xafve \xe2\x82\xac \xf0\x9f\x98\x80"), "na\xc3\xafve \xe2\x82\xac \xf0\x9f\x98\x80");
+    const std::string r = "\xef\xbf\xbd";
+    EXPECT_EQ(valid_utf8("a\xff" "b"), "a" + r + "b");
+    EXPECT_EQ(valid_utf8("\xc0\xaf"), r + r) << "overlong";
+    EXPECT_EQ(valid_utf8("\xed\xa0\x80"), r + r + r) << "surrogate";
+    EXPECT_EQ(valid_utf8("end\xe2\x82"), "end" + r + r) << "truncated";
+    EXPECT_EQ(valid_utf8("\xf4\x90\x80\x80"), r + r + r + r) << "above U+10FFFF";
+    // What the runner stores: a console tail with a stray byte dumps fine.
+    nlohmann::json j{{"errors", {valid_utf8("kernel said \x9b[0m boom")}}};
+    EXPECT_NO_THROW((void)j.dump());
+    nlohmann::json raw{{"errors", {"kernel said \x9b[0m boom"}}};
+    EXPECT_THROW((void)raw.dump(), nlohmann::json::type_error) << "the failure the runner had";
+    EXPECT_NO_THROW((void)raw.dump(1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace

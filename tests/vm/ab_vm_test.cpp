@@ -71,6 +71,21 @@ TEST_F(AbEndToEnd, WritesSummaryAndPlots) {
     }
 }
 
+// A real run's results.json goes through the validating loader: memhp report
+// renders it again and memhp compare of the file with itself finds no
+// regression (exit 0, not 2).
+TEST_F(AbEndToEnd, ReportAndCompareReadTheRealResults) {
+    const auto results = (out() / "results.json").string();
+    auto r = memhp::run({memhp_bin(), "report", results, "--out", (dir_->path() / "again").string()},
+                        {.timeout = std::chrono::minutes(2)});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(memhp::read_file(dir_->path() / "again" / "summary.md").find("### altmap vs page-alloc"), std::string::npos);
+    expect_nonempty_file(dir_->path() / "again" / "plots" / "latency.svg", 2000);
+    r = memhp::run({memhp_bin(), "compare", results, results}, {.timeout = std::chrono::minutes(2)});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("No significant regression"), std::string::npos) << r.out;
+}
+
 TEST_F(AbEndToEnd, PageCountsPerArmAreExact) {
     const auto& off = arm("page-alloc");
     const auto& on = arm("altmap");

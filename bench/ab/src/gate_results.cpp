@@ -47,9 +47,11 @@ std::string text(const json& o, const char* key) {
 }
 
 const json& arm_of(const json& results, const std::string& name, const char* which) {
-    const json* a = find_arm(results, name);
-    if (!a) throw BadResults(std::string(which) + " arm '" + name + "' is not in the results");
-    return *a;
+    if (results.is_object() && results.contains("arms") && results["arms"].is_array())
+        for (const auto& a : results["arms"])
+            if (a.is_object() && a.contains("name") && a["name"] == name && a.contains("cycles") && a["cycles"].is_array())
+                return a;
+    throw BadResults(std::string(which) + " arm '" + name + "' is not in the results");
 }
 
 // Why a run cannot be gated, or empty.

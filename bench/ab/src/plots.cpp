@@ -1,6 +1,5 @@
 #include "memhp/ab/plots.hpp"
 
-#include <fstream>
 #include <sstream>
 
 #include "memhp/ab/report.hpp"
@@ -18,10 +17,16 @@ namespace {
 
 const std::vector<std::string> kProbePhases = {"add", "populate", "online", "offline", "remove"};
 
-std::string quoted_names(const json& arms) {
+// An arm name as a quoted field of a data file. gnuplot never evaluates data
+// (no backticks, no commands), and the loader only lets --arm names through;
+// this keeps even a hand-built name from splitting a row or a field.
+std::string data_label(const std::string& name) {
     std::string s;
-    for (const auto& a : arms) s += (s.empty() ? "" : " ") + a["name"].get<std::string>();
-    return "\"" + s + "\"";
+    for (char c : name) {
+        const auto u = static_cast<unsigned char>(c);
+        s += u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '?';
+    }
+    return "\"" + (s.empty() ? std::string("?") : s) + "\"";
 }
 
 double median_or0(const std::map<std::string, std::vector<double>>& s, const std::string& k) {
@@ -31,19 +36,21 @@ double median_or0(const std::map<std::string, std::vector<double>>& s, const std
 
 // One plot: `body` is the gnuplot commands after the terminal is set; it
 // is rendered once per format.
+// The script holds no data and no paths from outside: only memhp's own text,
+// numbers and fixed file names relative to `dir`, where gnuplot runs.
 void render(const fs::path& dir, const std::string& name, const std::string& body, json& out) {
     std::ostringstream gp;
-    gp << "# memhp ab: " << name << " (gnuplot " << name << ".gp renders it again)\n";
+    gp << "# memhp ab: " << name << " (gnuplot " << name << ".gp renders it again, in this directory)\n";
     gp << "set terminal svg size 960,540 dynamic noenhanced font 'sans,12' background '#ffffff'\n";
-    gp << "set output '" << (dir / (name + ".svg")).string() << "'\n" << body << "\nunset output\n";
+    gp << "set output '" << name << ".svg'\n" << body << "\nunset output\n";
     gp << "set terminal pngcairo size 960,540 noenhanced font 'sans,10'\n";
-    gp << "set output '" << (dir / (name + ".png")).string() << "'\nreplot\nunset output\n";
+    gp << "set output '" << name << ".png'\nreplot\nunset output\n";
     const auto script = dir / (name + ".gp");
     write_file(script, gp.str());
     RunOptions ro;
     ro.timeout = std::chrono::seconds(60);
     ro.cwd = dir;
-    auto r = run({"gnuplot", script.string()}, ro);
+    auto r = run({"gnuplot", name + ".gp"}, ro);
     if (r.exit_code != 0)
         throw Error("gnuplot failed on " + script.string() + ":\n" + last_lines(r.err + r.out, 10));
     out[name] = (dir / (name + ".svg")).string();
@@ -51,7 +58,9 @@ void render(const fs::path& dir, const std::string& name, const std::string& bod
 
 }  // namespace
 
-json write_plots(const json& results, const fs::path& out_dir) {
+json write_plots(const json& results, const fs::path& out_dir) { return write_plots(results_from_json(results), out_dir); }
+
+json write_plots(const Results& results, const fs::path& out_dir) {
     if (!find_program("gnuplot"))
         throw Error("gnuplot not found: install gnuplot-nox (scripts/install-deps.sh does) or pass --no-plots");
     // gnuplot runs in the plot directory: every path it is given is absolute
@@ -59,24 +68,31 @@ json write_plots(const json& results, const fs::path& out_dir) {
     const fs::path dir = fs::absolute(out_dir);
     fs::create_directories(dir);
     json out = json::object();
-    const auto& arms = results["arms"];
+    const auto& arms = results.arms;
     const std::size_t na = arms.size();
-    if (results["options"].value("mode", "cycles") == "cycles") {
+    if (results.options.mode == "cycles") {
         // Latency: one box per phase and arm, from the probes' durations.
-        bool any = false;
+        // Only (arm, phase) pairs with samples are plotted: gnuplot refuses a
+        // boxplot without a single valid point (a phase that always failed).
+        std::ostringstream elems;
         for (std::size_t a = 0; a < na; ++a) {
-            std::ofstream f(dir / ("latency-" + std::to_string(a) + ".dat"));
-            f << "# phase_index duration_ms (" << arms[a]["name"].get<std::string>() << ")\n";
+            // The header row names the arm: the key reads it with columnheader(2).
+            std::ostringstream f;
+            f << "phase_index " << data_label(arms[a].name) << "\n";
             auto s = arm_samples(arms[a]);
-            for (std::size_t p = 0; p < kProbePhases.size(); ++p)
-                for (double v : s["probe_" + kProbePhases[p] + "_s"]) {
-                    f << p << " " << v * 1e3 << "\n";
-                    any = true;
-                }
+            bool titled = false;
+            for (std::size_t p = 0; p < kProbePhases.size(); ++p) {
+                const auto& v = s["probe_" + kProbePhases[p] + "_s"];
+                for (double x : v) f << p << " " << x * 1e3 << "\n";
+                if (v.empty()) continue;
+                elems << (elems.tellp() > 0 ? ", \\\n  " : "") << "'latency-" << a << ".dat' using (" << p * (na + 1) + a + 1
+                      << "):($1==" << p << " ? $2 : 1/0) lc " << a + 1 << (titled ? " notitle" : " title columnheader(2)");
+                titled = true;
+            }
+            write_file(dir / ("latency-" + std::to_string(a) + ".dat"), f.str());
         }
-        if (any) {
+        if (elems.tellp() > 0) {
             std::ostringstream b;
-            b << "names = " << quoted_names(arms) << "\nna = " << na << "\n";
             b << "set title 'Hot-plug phase latency in the guest kernel (memhp probes), per cycle'\n"
                  "set ylabel 'duration [ms] (log scale)'\nset logscale y\nset grid ytics\n"
                  "set style fill solid 0.35 border -1\nset style boxplot outliers pointtype 7\n"
@@ -85,24 +101,22 @@ json write_plots(const json& results, const fs::path& out_dir) {
             for (std::size_t p = 0; p < kProbePhases.size(); ++p)
                 b << (p ? ", " : "") << "'" << kProbePhases[p] << "' " << p * (na + 1) + (na + 1) / 2.0;
             b << ")\nset xrange [0:" << kProbePhases.size() * (na + 1) << "]\n";
-            b << "plot for [a=0:na-1] for [ph=0:" << kProbePhases.size() - 1
-              << "] sprintf('latency-%d.dat', a) using (ph*(na+1)+a+1):($1==ph ? $2 : 1/0) lc a+1 "
-                 "title (ph==0 ? word(names, a+1) : '')";
+            b << "plot " << elems.str();
             render(dir, "latency", b.str(), out);
         }
         // Memmap: where it came from and where it sits (median per cycle).
         {
-            std::ofstream f(dir / "memmap.dat");
+            std::ostringstream f;
             f << "# arm altmap_local_MiB page_allocator_local_MiB page_allocator_remote_MiB page_tables_MiB\n";
             for (const auto& a : arms) {
                 auto s = arm_samples(a);
                 const double mib = 1 << 20;
                 const double buddy = median_or0(s, "memmap_page_allocator_bytes"), remote = median_or0(s, "memmap_remote_bytes");
-                f << "\"" << a["name"].get<std::string>() << "\" " << median_or0(s, "memmap_altmap_bytes") / mib << " "
+                f << data_label(a.name) << " " << median_or0(s, "memmap_altmap_bytes") / mib << " "
                   << std::max(0.0, buddy - remote) / mib << " " << remote / mib << " "
                   << median_or0(s, "memmap_page_table_bytes") / mib << "\n";
             }
-            f.close();
+            write_file(dir / "memmap.dat", f.str());
             render(dir, "memmap",
                    "set title 'Memmap per cycle: source and NUMA locality (median)'\nset ylabel 'MiB'\n"
                    "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.8 border -1\n"
@@ -115,14 +129,14 @@ json write_plots(const json& results, const fs::path& out_dir) {
         }
         // Free memory: what the add took from memory already online.
         {
-            std::ofstream f(dir / "free-memory.dat");
+            std::ostringstream f;
             f << "# arm free_consumed_MiB_probe memfree_drop_MiB_meminfo\n";
             for (const auto& a : arms) {
                 auto s = arm_samples(a);
-                f << "\"" << a["name"].get<std::string>() << "\" " << median_or0(s, "free_consumed_bytes") / (1 << 20) << " "
+                f << data_label(a.name) << " " << median_or0(s, "free_consumed_bytes") / (1 << 20) << " "
                   << median_or0(s, "memfree_drop_at_add_bytes") / (1 << 20) << "\n";
             }
-            f.close();
+            write_file(dir / "free-memory.dat", f.str());
             render(dir, "free-memory",
                    "set title 'Free memory consumed by one hot-add, before the new memory is online (median)'\n"
                    "set ylabel 'MiB'\nset style data histograms\nset style histogram clustered gap 1\n"
@@ -135,26 +149,30 @@ json write_plots(const json& results, const fs::path& out_dir) {
         // Scale: per-block add and online cost against memory already present.
         bool any = false;
         for (std::size_t a = 0; a < na; ++a) {
-            std::ofstream f(dir / ("scale-" + std::to_string(a) + ".dat"));
-            f << "# present_before_GiB probe_add_ms probe_online_ms wall_add_ms wall_online_ms\n";
-            for (const auto& s : arms[a].value("scale", json::array())) {
-                if (!s.value("ok", false)) continue;
+            // columns: present_before_GiB probe_add_ms probe_online_ms wall_add_ms wall_online_ms;
+            // the header row holds the key titles (columnheader).
+            std::ostringstream f;
+            const std::string label = data_label(arms[a].name);
+            f << "present_before_GiB " << label.substr(0, label.size() - 1) << " add\" "
+              << label.substr(0, label.size() - 1) << " online\" wall_add_ms wall_online_ms\n";
+            for (const auto& s : arms[a].scale) {
+                if (!s.ok) continue;
                 any = true;
-                f << s["present_before_bytes"].get<double>() / (1 << 30) << " " << s["probe_add_s"].get<double>() * 1e3 << " "
-                  << s["probe_online_s"].get<double>() * 1e3 << " " << s["wall_add_s"].get<double>() * 1e3 << " "
-                  << s["wall_online_s"].get<double>() * 1e3 << "\n";
+                f << s.present_before_bytes / (1 << 30) << " " << s.probe_add_s * 1e3 << " " << s.probe_online_s * 1e3 << " "
+                  << s.wall_add_s * 1e3 << " " << s.wall_online_s * 1e3 << "\n";
             }
+            write_file(dir / ("scale-" + std::to_string(a) + ".dat"), f.str());
         }
         if (any) {
             std::ostringstream b;
-            b << "names = " << quoted_names(arms) << "\nna = " << na << "\n"
+            b << "na = " << na << "\n"
               << "set title 'Per-block hot-plug cost as memory accumulates (memhp probes)'\n"
                  "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel 'duration [ms]'\nset grid\n"
                  "set key outside right top\nset yrange [0:*]\n"
                  "plot for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:2 with linespoints lc a+1 pt 7 ps 0.5 "
-                 "title word(names, a+1).' add', "
+                 "title columnheader(2), "
                  "for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:3 with linespoints lc a+1 dt 2 pt 5 ps 0.5 "
-                 "title word(names, a+1).' online'";
+                 "title columnheader(3)";
             render(dir, "scale", b.str(), out);
         }
     }

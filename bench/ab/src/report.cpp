@@ -27,12 +27,24 @@ const char* verdict_word(Verdict v) {
     return "?";
 }
 
-std::map<std::string, std::vector<double>> arm_samples(const json& arm) {
+std::map<std::string, std::vector<double>> arm_samples(const ArmRecord& arm) {
     std::map<std::string, std::vector<double>> out;
-    for (const auto& c : arm.value("cycles", json::array())) {
-        if (!c.value("ok", false) || !c.contains("metrics")) continue;
-        for (const auto& [name, v] : c["metrics"].items())
-            if (v.is_number()) out[name].push_back(v.get<double>());
+    for (const auto& c : arm.cycles) {
+        if (!c.ok) continue;
+        for (const auto& [name, v] : c.metrics) out[name].push_back(v);
+    }
+    return out;
+}
+
+std::string md_cell(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '|') out += "\\|";
+        else if (c == '\n' || c == '\r' || c == '\t') out += ' ';
+        else if (u < 0x20 || u == 0x7f) out += '?';
+        else out += c;
     }
     return out;
 }
@@ -63,6 +75,10 @@ std::string ratio_text(double r) {
 }  // namespace
 
 std::vector<Comparison> compare_arms(const json& base, const json& cand, const CompareOptions& opts) {
+    return compare_arms(arm_from_json(base, "base"), arm_from_json(cand, "candidate"), opts);
+}
+
+std::vector<Comparison> compare_arms(const ArmRecord& base, const ArmRecord& cand, const CompareOptions& opts) {
     const auto bs = arm_samples(base), cs = arm_samples(cand);
     std::vector<Comparison> out;
     for (const auto& def : metric_defs()) {
@@ -147,51 +163,38 @@ std::string markdown_table(const std::vector<Comparison>& cs, const std::string&
     return md.str();
 }
 
-json load_results(const std::filesystem::path& path) {
-    auto text = try_read_file(path);
-    if (!text) throw BadResults(path.string() + ": cannot read the file (does it exist?)");
-    json j = json::parse(*text, nullptr, false);
-    if (j.is_discarded())
-        throw BadResults(path.string() + ": not valid JSON (truncated? a results file is written by `memhp ab --out DIR` as DIR/results.json)");
-    if (!j.is_object() || !j.contains("schema"))
-        throw BadResults(path.string() + ": not a memhp ab results file (no \"schema\" field)");
-    if (j["schema"] != kResultsSchema)
-        throw BadResults(path.string() + ": schema " + j["schema"].dump() + " is not supported; this memhp reads " +
-                         kResultsSchema);
-    if (!j.contains("arms") || !j["arms"].is_array() || j["arms"].empty())
-        throw BadResults(path.string() + ": no arms in the results");
-    for (const auto& a : j["arms"])
-        if (!a.is_object() || !a.contains("name") || !a["name"].is_string() || !a.contains("cycles") ||
-            !a["cycles"].is_array())
-            throw BadResults(path.string() + ": an arm lacks \"name\" or \"cycles\"");
-    return j;
-}
-
-const json* find_arm(const json& results, const std::string& name) {
-    for (const auto& a : results["arms"])
-        if (a["name"] == name) return &a;
-    return nullptr;
-}
-
 namespace {
 
+// A list item that may span lines (console tails): continuation lines indented.
+std::string md_item(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '\n') out += "\n  ";
+        else if (c == '\t') out += ' ';
+        else if (u < 0x20 || u == 0x7f) out += '?';
+        else out += c;
+    }
+    return out;
+}
+
 // Median of one metric over an arm's good cycles; nullopt when absent.
-std::optional<double> median_of(const json& arm, const std::string& metric) {
+std::optional<double> median_of(const ArmRecord& arm, const std::string& metric) {
     auto s = arm_samples(arm);
     auto it = s.find(metric);
     if (it == s.end() || it->second.empty()) return std::nullopt;
     return summarize(it->second).median;
 }
 
-std::string claims_markdown(const json& results) {
+std::string claims_markdown(const Results& results) {
     std::ostringstream md;
-    const auto& arms = results["arms"];
-    const double per = results["options"].value("dimm_bytes", 0.0) * results["options"].value("dimms", 1);
+    const auto& o = results.options;
+    const double per = static_cast<double>(o.dimm_bytes) * static_cast<double>(o.dimms);
     const double blocks128 = per / double(128 << 20);
     bool any = false;
     std::ostringstream rows;
     // 1. free memory consumed per 128 MiB, 2. locality on the target node.
-    for (const auto& a : arms) {
+    for (const auto& a : results.arms) {
         auto free = median_of(a, "free_consumed_bytes");
         auto remote = median_of(a, "memmap_remote_bytes");
         auto alt = median_of(a, "memmap_altmap_bytes");
@@ -203,31 +206,31 @@ std::string claims_markdown(const json& results) {
                             : remote.value_or(0) == 0 ? "local (on the node it serves)"
                             : *remote >= memmap      ? "remote (on another node)"
                                                      : "partly remote";
-        rows << "| " << a["name"].get<std::string>() << " | " << format_value(*free / blocks128, "bytes") << " | "
+        rows << "| " << a.name << " | " << format_value(*free / blocks128, "bytes") << " | "
              << format_value(alt.value_or(0) / blocks128, "bytes") << " altmap, "
              << format_value(buddy.value_or(0) / blocks128, "bytes") << " page allocator | " << where << " |\n";
     }
     if (any) {
         md << "\n### What hot-add costs (medians per 128 MiB hot-added)\n\n"
-           << "| arm | free memory consumed | memmap source | memmap locality (node " << results["options"].value("node", 1)
+           << "| arm | free memory consumed | memmap source | memmap locality (node " << o.node
            << ") |\n|---|---:|---|---|\n"
            << rows.str();
     }
     // 3. the multi-block fallback check.
-    if (results.contains("fallback_check") && !results["fallback_check"].empty()) {
-        md << "\n### A " << format_value(results["fallback_check"][0].value("dimm_bytes", 0.0), "bytes")
+    if (!results.fallback_check.empty()) {
+        md << "\n### A " << format_value(results.fallback_check[0].dimm_bytes, "bytes")
            << " DIMM (several memory blocks) with memmap_on_memory=1\n\n"
            << "| guest | kernel | altmap | page allocator | memhp's verdict |\n|---|---|---:|---:|---|\n";
-        for (const auto& f : results["fallback_check"]) {
-            md << "| " << f.value("guest", "?") << " | " << f.value("release", "?") << " | ";
-            if (f.contains("error")) {
-                md << "– | – | failed: " << f["error"].get<std::string>() << " |\n";
+        for (const auto& f : results.fallback_check) {
+            md << "| " << md_cell(f.guest.empty() ? "?" : f.guest) << " | " << md_cell(f.release.empty() ? "?" : f.release)
+               << " | ";
+            if (f.error) {
+                md << "– | – | failed: " << md_cell(*f.error) << " |\n";
                 continue;
             }
-            md << format_value(f.value("altmap_bytes", 0.0), "bytes") << " | "
-               << format_value(f.value("page_allocator_bytes", 0.0), "bytes") << " | "
-               << (f.value("unused", false) ? "memmap_on_memory requested but unused: " + f.value("reason", std::string())
-                                            : std::string("memmap on the added memory"))
+            md << format_value(f.altmap_bytes, "bytes") << " | " << format_value(f.page_allocator_bytes, "bytes") << " | "
+               << (f.unused ? "memmap_on_memory requested but unused: " + md_cell(f.reason)
+                            : std::string("memmap on the added memory"))
                << " |\n";
         }
     }
@@ -248,25 +251,25 @@ std::string probes_cell(const std::string& line) {
 
 // Who onlined the arm's memory: "kernel (online_movable)" or "lab". Results
 // written before --online existed ran with the lab onlining.
-std::string onlining_cell(const json& arm, const json& guest) {
-    std::string policy = guest.is_object() ? guest.value("auto_online_blocks", std::string()) : std::string();
+std::string onlining_cell(const ArmRecord& arm, const GuestRecord& guest) {
+    std::string policy = guest.auto_online_blocks;
     if (!std::regex_match(policy, std::regex("[a-z_]{1,20}"))) policy.clear();  // outside bytes go into markdown
-    if (policy.empty()) return arm.value("online_requested", std::string("manual")) == "auto" ? "kernel" : "lab";
+    if (policy.empty()) return arm.online_requested == "auto" ? "kernel" : "lab";
     return policy == "offline" ? "lab" : "kernel (" + policy + ")";
 }
 
-std::string scale_markdown(const json& results) {
-    if (results["options"].value("mode", "cycles") != "scale") return {};
+std::string scale_markdown(const Results& results) {
+    if (results.options.mode != "scale") return {};
     std::ostringstream md;
     md << "\n### Scale ramp: per-block cost as hot-plugged memory accumulates\n\n"
        << "| arm | steps | add, first 8 | add, last 8 | growth | online, first 8 | online, last 8 | growth |\n"
        << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
-    for (const auto& a : results["arms"]) {
+    for (const auto& a : results.arms) {
         std::vector<double> add, online;
-        for (const auto& s : a.value("scale", json::array()))
-            if (s.value("ok", false)) {
-                add.push_back(s.value("probe_add_s", 0.0));
-                online.push_back(s.value("probe_online_s", 0.0));
+        for (const auto& s : a.scale)
+            if (s.ok) {
+                add.push_back(s.probe_add_s);
+                online.push_back(s.probe_online_s);
             }
         if (add.size() < 16) continue;
         auto med = [](const std::vector<double>& v, bool head) {
@@ -278,16 +281,17 @@ std::string scale_markdown(const json& results) {
             std::snprintf(g, sizeof g, "%.2f×", h > 0 ? t / h : 0);
             return format_value(h, "s") + " | " + format_value(t, "s") + " | " + g;
         };
-        md << "| " << a["name"].get<std::string>() << " | " << add.size() << " | " << row(add) << " | " << row(online) << " |\n";
+        md << "| " << a.name << " | " << add.size() << " | " << row(add) << " | " << row(online) << " |\n";
     }
     md << "\nmedians of the probes' add_memory_resource() and memory_subsys_online() durations over the first and last 8 steps.\n";
     // The fitted growth: cost per block ~ (blocks present)^exponent, 95 % interval.
     std::ostringstream fits;
-    for (const auto& a : results["arms"]) {
-        const auto an = scale_analysis(a, results["options"].value("dimm_bytes", std::uint64_t{128} << 20));
+    for (const auto& a : results.doc["arms"]) {
+        const auto an = scale_analysis(a, results.options.dimm_bytes);
         for (const char* phase : {"add", "online"})
             if (an.contains(phase) && an[phase].contains("exponent"))
-                fits << "- " << a["name"].get<std::string>() << ": " << an[phase]["sentence"].get<std::string>() << "\n";
+                fits << "- " << md_cell(a["name"].get<std::string>()) << ": " << an[phase]["sentence"].get<std::string>()
+                     << "\n";
     }
     if (!fits.str().empty())
         md << "\nGrowth per block, fitted as cost ~ present^k (log-log least squares, 95 % interval; k = 0 is flat, 1 "
@@ -297,54 +301,59 @@ std::string scale_markdown(const json& results) {
 }
 
 std::string summary_markdown(const json& results, const CompareOptions& opts) {
+    return summary_markdown(results_from_json(results), opts);
+}
+
+std::string summary_markdown(const Results& results, const CompareOptions& opts) {
     std::ostringstream md;
-    const auto& o = results["options"];
-    md << "## memhp ab: " << results.value("title", std::string("hot-add A/B")) << "\n\n";
-    if (o.value("mode", "cycles") == "scale")
-        md << "Each arm's guest hot-adds " << format_value(o.value("scale_bytes", 0.0), "bytes") << " in "
-           << format_value(o.value("dimm_bytes", 0.0), "bytes") << " DIMMs on node " << o.value("node", 1)
-           << ", onlining each (" << o.value("zone", std::string("movable")) << ") before the next; steps interleaved.\n\n";
+    const auto& o = results.options;
+    md << "## memhp ab: " << md_cell(results.title) << "\n\n";
+    if (o.mode == "scale")
+        md << "Each arm's guest hot-adds " << format_value(static_cast<double>(o.scale_bytes), "bytes") << " in "
+           << format_value(static_cast<double>(o.dimm_bytes), "bytes") << " DIMMs on node " << o.node << ", onlining each ("
+           << o.zone << ") before the next; steps interleaved.\n\n";
     else
-        md << "Each cycle hot-adds " << o.value("dimms", 1) << " × " << format_value(o.value("dimm_bytes", 0.0), "bytes")
-           << " on node " << o.value("node", 1) << ", onlines it (" << o.value("zone", std::string("movable"))
-           << "), offlines and removes it; arms interleaved over " << o.value("cycles", 0) << " rounds.\n\n";
-    md << "| arm | kernel | memmap_on_memory | onlining | boot | probes | "
-       << (o.value("mode", "cycles") == "scale" ? "steps" : "cycles") << " ok | failed |\n|---|---|---|---|---:|---|---:|---:|\n";
-    for (const auto& a : results["arms"]) {
+        md << "Each cycle hot-adds " << o.dimms << " × " << format_value(static_cast<double>(o.dimm_bytes), "bytes")
+           << " on node " << o.node << ", onlines it (" << o.zone << "), offlines and removes it; arms interleaved over "
+           << o.cycles << " rounds.\n\n";
+    md << "| arm | kernel | memmap_on_memory | onlining | boot | probes | " << (o.mode == "scale" ? "steps" : "cycles")
+       << " ok | failed |\n|---|---|---|---|---:|---|---:|---:|\n";
+    for (const auto& a : results.arms) {
         int ok = 0, bad = 0;
-        for (const auto& c : a["cycles"]) (c.value("ok", false) ? ok : bad)++;
-        for (const auto& c : a.value("scale", json::array())) (c.value("ok", false) ? ok : bad)++;
-        json g = a.value("guest", json::object());
-        if (!g.is_object()) g = json::object();  // null: the guest never got ready
+        for (const auto& c : a.cycles) (c.ok ? ok : bad)++;
+        for (const auto& c : a.scale) (c.ok ? ok : bad)++;
+        const GuestRecord g = a.guest.value_or(GuestRecord{});  // none: the guest never got ready
         char boot[32];
-        std::snprintf(boot, sizeof boot, "%.1f s", g.value("boot_s", 0.0));
-        md << "| " << a["name"].get<std::string>() << " | " << g.value("release", a.value("kernel_spec", std::string("?")))
-           << " | " << g.value("memmap_on_memory", std::string("?")) << " | " << onlining_cell(a, g) << " | " << boot << " | "
-           << probes_cell(g.value("probes", std::string())) << " | " << ok << " | " << bad << " |\n";
+        std::snprintf(boot, sizeof boot, "%.1f s", g.boot_s);
+        md << "| " << a.name << " | " << md_cell(g.release.empty() ? a.kernel_spec : g.release) << " | "
+           << md_cell(g.memmap_on_memory) << " | " << onlining_cell(a, g) << " | " << boot << " | "
+           << md_cell(probes_cell(g.probes)) << " | " << ok << " | " << bad << " |\n";
     }
-    const auto& arms = results["arms"];
+    const auto& arms = results.arms;
     for (std::size_t i = 1; i < arms.size(); ++i) {
-        const auto base = arms[0]["name"].get<std::string>(), cand = arms[i]["name"].get<std::string>();
         const auto cs = compare_arms(arms[0], arms[i], opts);
         if (cs.empty()) continue;
-        md << "\n### " << cand << " vs " << base << "\n\n" << markdown_table(cs, base, cand, opts);
+        md << "\n### " << arms[i].name << " vs " << arms[0].name << "\n\n"
+           << markdown_table(cs, arms[0].name, arms[i].name, opts);
     }
     md << claims_markdown(results);
     md << scale_markdown(results);
-    md << scenario_markdown(results);
-    md << peer_markdown(results);
+    md << scenario_markdown(results.doc);
+    md << peer_markdown(results.doc);
     std::ostringstream fails;
     for (const auto& a : arms)
-        for (const auto& c : a["cycles"])
-            for (const auto& p : c.value("phases", json::array()))
-                if (!p.value("ok", true))
-                    fails << "- " << a["name"].get<std::string>() << " cycle " << c.value("index", 0) << ": " << p["phase"].get<std::string>()
-                          << " failed: " << p.value("error", std::string()) << "\n";
-    for (const auto& e : results.value("errors", json::array())) fails << "- " << e.get<std::string>() << "\n";
+        for (const auto& c : a.cycles)
+            for (const auto& p : c.phases)
+                if (!p.ok)
+                    fails << "- " << a.name << " cycle " << c.index << ": " << md_cell(p.phase)
+                          << " failed: " << md_item(p.error) << "\n";
+    for (const auto& e : results.errors) fails << "- " << md_item(e) << "\n";
     if (!fails.str().empty()) md << "\n### Failures\n\n" << fails.str();
-    if (opts.gate && arms.size() >= 2 && o.value("mode", "cycles") == "cycles") {
-        const auto base = arms[0]["name"].get<std::string>(), cand = arms[arms.size() - 1]["name"].get<std::string>();
-        md << gate_markdown(gate_run(results, base, cand, opts.gate_opts), base, cand, opts.gate_opts, opts.calibration);
+    if (opts.gate && arms.size() >= 2 && o.mode == "cycles") {
+        const auto& base = arms.front().name;
+        const auto& cand = arms.back().name;
+        md << gate_markdown(gate_run(results.doc, base, cand, opts.gate_opts), base, cand, opts.gate_opts,
+                            opts.calibration);
     }
     return md.str();
 }

@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <ctime>
 #include <optional>
-#include <regex>
 #include <sstream>
 
 #include "memhp/lab/guest_trace.hpp"
@@ -53,7 +52,7 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
     a.guest.append = base.append;
     const auto colon = text.find(':');
     a.name = text.substr(0, colon);
-    if (!std::regex_match(a.name, std::regex("[A-Za-z0-9][A-Za-z0-9._-]{0,31}")))
+    if (!valid_arm_name(a.name))
         throw UsageError("--arm '" + text + "': the name must be 1-32 letters, digits, '.', '_' or '-' (NAME:key=value,...)");
     a.memmap_on_memory = mmo_word(base.memmap_on_memory);
     if (colon == std::string::npos) return a;
@@ -267,7 +266,11 @@ private:
         if (progress_) progress_(s);
     }
 
-    void save() { write_file_atomic(cfg_.out / "results.json", results_.dump(1) + "\n"); }
+    // Guest text (console tails in errors, probe lines) may hold bytes that are
+    // not UTF-8: they are stored as U+FFFD rather than making the save throw.
+    void save() {
+        write_file_atomic(cfg_.out / "results.json", results_.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
+    }
 
     void init_results() {
         json arms = json::array();
@@ -722,7 +725,14 @@ private:
                 results_["errors"].push_back(std::string("plots: ") + e.what());
             }
         }
-        write_file_atomic(cfg_.out / "summary.md", summary_markdown(results_, cfg_.compare));
+        std::string summary;
+        try {
+            summary = summary_markdown(results_, cfg_.compare);
+        } catch (const BadResults& e) {  // a bug of ours: keep the results, say so
+            results_["errors"].push_back(std::string("summary: ") + e.what());
+            summary = std::string("## memhp ab\n\nThe summary could not be rendered: ") + e.what() + "\n";
+        }
+        write_file_atomic(cfg_.out / "summary.md", summary);
         save();
     }
 

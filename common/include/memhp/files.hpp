@@ -5,15 +5,30 @@
 #include <string>
 #include <string_view>
 
+#include "memhp/error.hpp"
+
 namespace memhp {
 
 namespace fs = std::filesystem;
 
+class FileTooLarge : public Error {
+public:
+    using Error::Error;
+};
+
 // Whole-file helpers; throw Error naming the path and errno text.
 [[nodiscard]] std::string read_file(const fs::path& path);
 [[nodiscard]] std::optional<std::string> try_read_file(const fs::path& path);
+// Outside input: refuses anything but a regular file (FIFOs, devices such as
+// /dev/zero) without blocking, and files larger than max_bytes
+// (FileTooLarge); throws Interrupted on SIGINT/SIGTERM.
+[[nodiscard]] std::string read_file_bounded(const fs::path& path, std::size_t max_bytes);
+// Every write, and close(), checked: a full disk is an Error (ENOSPC).
 void write_file(const fs::path& path, std::string_view content);
-// Writes to a temporary sibling and renames: readers never see a partial file.
+void append_file(const fs::path& path, std::string_view content);
+// Writes and fsyncs a temporary sibling and renames it over `path`: readers
+// see the old or the new file, never a partial one; on failure the temporary
+// is removed and `path` is untouched.
 void write_file_atomic(const fs::path& path, std::string_view content);
 
 // $XDG_CACHE_HOME/memhp, or ~/.cache/memhp; $MEMHP_CACHE_DIR overrides both.
@@ -22,6 +37,9 @@ void write_file_atomic(const fs::path& path, std::string_view content);
 // The last `n` lines of `text` (without a trailing empty line).
 [[nodiscard]] std::string last_lines(std::string_view text, std::size_t n);
 [[nodiscard]] std::string trim(std::string_view s);
+// `s` with every byte sequence that is not UTF-8 (stray bytes, overlong forms,
+// surrogates, truncated sequences) replaced by U+FFFD: guest text made storable.
+[[nodiscard]] std::string valid_utf8(std::string_view s);
 
 // Stable 64-bit FNV-1a, for cache keys; hex form.
 [[nodiscard]] std::uint64_t fnv1a(std::string_view data, std::uint64_t seed = 0xcbf29ce484222325ULL);

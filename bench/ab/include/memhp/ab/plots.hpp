@@ -4,11 +4,16 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "memhp/ab/results.hpp"
+
 namespace memhp::ab {
 
 // Writes latency (per phase and arm), memmap (source and locality), free
 // memory cost and, for a scale run, the cost curve, each as SVG and PNG.
 // Returns {"name": "path", ...}. Throws Error when gnuplot is missing or fails.
+// Arm names reach gnuplot only as fields of the data files, never as script
+// text, so no name can run a command.
+nlohmann::json write_plots(const Results& results, const std::filesystem::path& dir);
 nlohmann::json write_plots(const nlohmann::json& results, const std::filesystem::path& dir);
 
 }  // namespace memhp::ab

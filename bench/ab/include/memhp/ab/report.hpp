@@ -11,12 +11,10 @@
 
 #include "memhp/ab/gate_results.hpp"
 #include "memhp/ab/metrics.hpp"
+#include "memhp/ab/results.hpp"
 #include "memhp/ab/stats.hpp"
-#include "memhp/error.hpp"
 
 namespace memhp::ab {
-
-inline constexpr const char* kResultsSchema = "memhp.ab/1";
 
 struct CompareOptions {
     double alpha = 0.05;      // significance level of the U test
@@ -41,9 +39,12 @@ struct Comparison {
 };
 
 // The metric samples of an arm's good cycles: name -> values in cycle order.
-[[nodiscard]] std::map<std::string, std::vector<double>> arm_samples(const nlohmann::json& arm);
+[[nodiscard]] std::map<std::string, std::vector<double>> arm_samples(const ArmRecord& arm);
 
 // Compares metric by metric; metrics absent from both are left out.
+[[nodiscard]] std::vector<Comparison> compare_arms(const ArmRecord& base, const ArmRecord& cand,
+                                                   const CompareOptions& opts);
+// The same on arm objects of a results document (validated first; BadResults).
 [[nodiscard]] std::vector<Comparison> compare_arms(const nlohmann::json& base, const nlohmann::json& cand,
                                                    const CompareOptions& opts);
 [[nodiscard]] bool any_worse(const std::vector<Comparison>& cs);
@@ -53,17 +54,13 @@ struct Comparison {
 [[nodiscard]] std::string markdown_table(const std::vector<Comparison>& cs, const std::string& base_label,
                                          const std::string& cand_label, const CompareOptions& opts);
 
-// A results file that is not what `compare` needs (exit status 2).
-class BadResults : public UsageError {
-public:
-    using UsageError::UsageError;
-};
-// Reads and checks a results file: JSON, schema, arms with cycles.
-[[nodiscard]] nlohmann::json load_results(const std::filesystem::path& path);
-[[nodiscard]] const nlohmann::json* find_arm(const nlohmann::json& results, const std::string& name);
-
 // The markdown summary of an A/B run: arms, the comparison of every arm
 // with the first, the seed claims where the run measured them, failures.
+[[nodiscard]] std::string summary_markdown(const Results& results, const CompareOptions& opts);
+// The same on a document (validated first: BadResults when it does not fit).
 [[nodiscard]] std::string summary_markdown(const nlohmann::json& results, const CompareOptions& opts);
+// Text from a results file made safe for one markdown table cell: no '|',
+// no line breaks, no control characters.
+[[nodiscard]] std::string md_cell(std::string_view s);
 
 }  // namespace memhp::ab
