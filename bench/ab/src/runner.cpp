@@ -706,16 +706,10 @@ private:
         results_["finished"] = now_iso();
         results_["wall_s"] = std::chrono::duration<double>(Clock::now() - t0_).count();
         if (cfg_.scenario != Scenario::None) results_["scenario"] = scenario_summary(results_);
-        for (auto& r : runners_) {
+        for (auto& r : runners_)
             if (r.record && (*r.record)["guest"].is_object() && (*r.record)["guest"].contains("peer"))
                 (*r.record)["guest"]["peer"]["phases"] = peer_agreement(*r.record);
-            r.hog.reset();
-            r.peer.reset();
-            r.trace.reset();
-            r.mem.reset();
-            if (r.guest) r.guest->shutdown();
-            r.guest.reset();
-        }
+        shutdown_guests();
         save();
         if (cfg_.plots) {
             try {
