@@ -57,13 +57,6 @@ std::string host_name() {
     return b;
 }
 
-std::string now_iso() {
-    char buf[32];
-    std::time_t t = std::time(nullptr);
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
 std::mutex progress_mu;
 void progress_line(const std::string& s) {
     std::lock_guard lock(progress_mu);
@@ -82,7 +75,7 @@ int run_calibration(ab::AbConfig cfg, int runs) {
     cal.kernel = cfg.arms.front().guest.kernel;
     int run_failed = 0;
     const auto save = [&] {
-        cal.date = now_iso();
+        cal.date = ab::now_iso_utc();
         if (cal.runs == 0) return;
         const auto text = ab::to_json(cal).dump(1) + "\n";
         write_file_atomic(top / "calibration.json", text);

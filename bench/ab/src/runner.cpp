@@ -37,14 +37,15 @@ std::vector<std::string> split(const std::string& s, char sep) {
     return out;
 }
 
-std::string now_iso() {
+
+}  // namespace
+
+std::string now_iso_utc() {
     char buf[32];
     std::time_t t = std::time(nullptr);
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
     return buf;
 }
-
-}  // namespace
 
 ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
     ArmSpec a;
@@ -286,7 +287,7 @@ private:
         results_ = {{"schema", kResultsSchema},
                     {"memhp_version", kVersion},
                     {"title", cfg_.title.empty() ? std::string(cfg_.scale ? "scale ramp" : "hot-add A/B") : cfg_.title},
-                    {"started", now_iso()},
+                    {"started", now_iso_utc()},
                     {"status", "running"},
                     {"options",
                      {{"mode", cfg_.scale ? "scale" : "cycles"},
@@ -703,7 +704,7 @@ private:
     }
 
     void finish() {
-        results_["finished"] = now_iso();
+        results_["finished"] = now_iso_utc();
         results_["wall_s"] = std::chrono::duration<double>(Clock::now() - t0_).count();
         if (cfg_.scenario != Scenario::None) results_["scenario"] = scenario_summary(results_);
         for (auto& r : runners_)

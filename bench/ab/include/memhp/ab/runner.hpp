@@ -77,6 +77,9 @@ struct AbConfig {
     std::chrono::seconds peer_attach_timeout{900};
 };
 
+// The time now, UTC, ISO 8601 ("2026-12-02T12:00:00Z"): results and calibration stamps.
+[[nodiscard]] std::string now_iso_utc();
+
 using Progress = std::function<void(const std::string&)>;
 
 // Throws UsageError for a configuration that cannot work (before any boot).
