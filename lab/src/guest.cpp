@@ -32,11 +32,22 @@ std::string virtio_mem_id(std::size_t i) { return "vmem" + std::to_string(i); }
 namespace {
 // virtio_mem is a module on Debian's kernels (built in on none of them so
 // far): the guest's chroot is the host's root, which holds the kernel cache,
-// so the host's kmod insmod loads it from there (.ko or .ko.xz). Then waits
-// until the driver has bound every device.
+// so the host's kmod insmod loads it from there (.ko or .ko.xz). memhp's
+// patched kernels build it in (kernel-patches/*/lab.config): their driver is
+// registered from boot. Then waits until the driver has bound every device.
+bool virtio_mem_driver_registered(AgentClient& agent) {
+    try {
+        (void)agent.listdir("/sys/bus/virtio/drivers/virtio_mem");
+        return true;
+    } catch (const AgentError&) {
+        return false;
+    }
+}
+
 void load_virtio_mem(Guest& g) {
     auto& agent = g.agent();
-    if (!agent.try_read("/sys/module/virtio_mem/initstate") && !agent.try_read("/sys/module/virtio_mem/uevent")) {
+    if (!agent.try_read("/sys/module/virtio_mem/initstate") && !agent.try_read("/sys/module/virtio_mem/uevent") &&
+        !virtio_mem_driver_registered(agent)) {
         const auto& mods = g.kernel().modules_dir;
         fs::path ko;
         for (const char* name : {"virtio_mem.ko", "virtio_mem.ko.xz", "virtio_mem.ko.zst"})

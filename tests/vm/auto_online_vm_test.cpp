@@ -7,8 +7,8 @@
 // count the nested onlines too.
 #include <algorithm>
 #include <iostream>
-#include <regex>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "prometheus_support.hpp"
@@ -53,8 +53,8 @@ public:
         for (int i = 0; i < 900; ++i) {
             if (agent_.try_read("/tmp/exporter.out").value_or("").find("serving http://") != std::string::npos) return;
             if (auto code = agent_.wait(pid_, std::chrono::milliseconds(100)))
-                throw Error("memhp-exporter exited early (" + std::to_string(*code) +
-                            "):\n" + agent_.try_read("/tmp/exporter.out").value_or(""));
+                throw Error("memhp-exporter exited early (" + std::to_string(*code) + "):\n" +
+                            agent_.try_read("/tmp/exporter.out").value_or(""));
         }
         throw Error("memhp-exporter never started serving:\n" + agent_.try_read("/tmp/exporter.out").value_or(""));
     }
@@ -62,8 +62,7 @@ public:
         try {
             agent_.signal(pid_, SIGTERM);
             (void)agent_.wait(pid_, std::chrono::seconds(10));
-        } catch (...) {
-        }
+        } catch (...) {}
     }
     GuestExporter(const GuestExporter&) = delete;
     GuestExporter& operator=(const GuestExporter&) = delete;
@@ -204,8 +203,8 @@ void plug_and_unplug_1g(lab::Guest& g, lab::MemoryLab& mem, std::uint16_t host_p
     EXPECT_NEAR(exported_online_s, traced_online_s, 0.25 * traced_online_s + 0.002)
         << "two probe sets timing the same onlines";
     std::cerr << "[figures] exporter: " << delta("memhp_operation_duration_seconds_count", {"phase=\"online\""})
-              << " onlines in the histogram, " << exported_online_s * 1e3 << " ms; memhp trace " << traced_online_s * 1e3
-              << " ms\n";
+              << " onlines in the histogram, " << exported_online_s * 1e3 << " ms; memhp trace "
+              << traced_online_s * 1e3 << " ms\n";
 }
 
 // One 128 MiB DIMM: one add with the kernel's online nested inside.

@@ -6,6 +6,9 @@
 // differ where the kernels do (a 1 GiB add with memmap_on_memory). Each suite
 // boots its patched kernel once; scripts/test.sh builds it first when its
 // cache entry is missing.
+#include <iostream>
+
+#include "memhp/lab/guest_trace.hpp"
 #include "trace_support.hpp"
 
 namespace memhp::vmtest {
@@ -43,7 +46,8 @@ protected:
             EXPECT_EQ(p["ret"], 0) << p.dump();
             EXPECT_EQ(p["nr_pages"], kBlockPages) << p.dump();
             EXPECT_GT(p["duration_ns"].get<std::uint64_t>(), 0u) << p.dump();
-            EXPECT_LT(p["duration_ns"].get<std::uint64_t>(), of_phase(ops, "add")[0]["duration_ns"].get<std::uint64_t>())
+            EXPECT_LT(p["duration_ns"].get<std::uint64_t>(),
+                      of_phase(ops, "add")[0]["duration_ns"].get<std::uint64_t>())
                 << "populate runs inside the add";
         }
     }
@@ -232,7 +236,8 @@ void online_follows_its_add(lab::Guest& g, lab::MemoryLab& mem) {
     lab::CycleOptions opts{kBlock, 1, lab::Zone::Movable};
     opts.kernel_onlines = true;
     lab::CycleRecord c;
-    const auto ops = traced_with(g, {}, [&] { c = lab::run_cycle(mem, opts, 1); }, &raw);
+    const auto ops = traced_with(
+        g, {}, [&] { c = lab::run_cycle(mem, opts, 1); }, &raw);
     ASSERT_TRUE(c.ok()) << lab::to_json(c).dump(2);
     EXPECT_EQ(c.online_by, "kernel");
     EXPECT_NE(raw.find("path: memory_hotplug tracepoints"), std::string::npos) << raw;
@@ -250,6 +255,52 @@ void online_follows_its_add(lab::Guest& g, lab::MemoryLab& mem) {
     EXPECT_EQ(online["vmemmap_pages"], kMemmapPages);
 }
 
+// virtio-mem on the tracepoint path: 1 GiB plugged into memoryless node 1
+// and unplugged again, with the kernel onlining (online_movable, so the
+// driver can offline the blocks again). Every block is its own
+// driver-managed add with a page-allocator memmap on node 0, whatever
+// memmap_on_memory says, and one directly timed populate.
+void virtio_mem_on_the_tracepoints(lab::Guest& g, lab::MemoryLab& mem) {
+    constexpr std::size_t n = 8;
+    g.agent().write("/sys/devices/system/memory/auto_online_blocks", "online_movable");
+    lab::GuestTrace trace(g);
+    const auto plug = mem.resize_virtio_mem(0, n * kBlock);
+    const auto unplug = mem.resize_virtio_mem(0, 0);
+    (void)trace.take([](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= n; },
+                     std::chrono::seconds(60));
+    const std::string raw = trace.stop();
+    const auto ops = lab::parse_ops(raw);
+    EXPECT_EQ(plug.plugged, n * kBlock) << lab::to_json(plug).dump();
+    EXPECT_EQ(plug.blocks_online, n);
+    EXPECT_EQ(unplug.plugged, 0u) << lab::to_json(unplug).dump();
+    EXPECT_NE(raw.find("path: memory_hotplug tracepoints"), std::string::npos) << raw;
+    const auto adds = of_phase(ops, "add");
+    ASSERT_EQ(adds.size(), n) << raw;
+    std::uint64_t buddy = 0;
+    for (const auto& a : adds) {
+        EXPECT_EQ(a["caller"], "driver_managed") << a.dump();
+        EXPECT_EQ(a["nr_pages"], kBlockPages) << a.dump();
+        EXPECT_EQ(a["mode"], "page_allocator") << a.dump();
+        EXPECT_EQ(a["memmap"]["altmap_pages"], 0u) << a.dump();
+        EXPECT_EQ(a["memmap"]["remote_pages"], kMemmapPages) << a.dump();
+        EXPECT_EQ(a["memmap_on_memory_unused"], true) << a.dump();
+        buddy += a["memmap"]["buddy_pages"].get<std::uint64_t>();
+    }
+    EXPECT_EQ(buddy, n * kMemmapPages) << raw;
+    const auto populates = of_phase(ops, "populate");
+    EXPECT_EQ(populates.size(), n) << raw;
+    for (const auto& p : populates) EXPECT_EQ(p["direct"], true) << p.dump();
+    EXPECT_EQ(of_phase(ops, "online").size(), n) << raw;
+    EXPECT_EQ(of_phase(ops, "offline").size(), n) << raw;
+    const auto removes = of_phase(ops, "remove");
+    ASSERT_EQ(removes.size(), n) << raw;
+    for (const auto& r : removes) {
+        EXPECT_EQ(r["ret"], 0) << r.dump();
+        EXPECT_EQ(r["memmap"]["buddy_pages"], kMemmapPages) << r.dump();
+    }
+    std::cerr << "[figures] virtio-mem on the tracepoints: " << adds.size() << " driver-managed adds, " << buddy
+              << " page-allocator memmap pages\n";
+}
 
 class PatchedAutoOnline : public PatchedSuite<PatchedAutoOnline> {
 public:
@@ -267,9 +318,14 @@ public:
     static lab::GuestConfig Config() {
         auto cfg = config("patched-7.2", true);
         cfg.online = lab::OnlineMode::Auto;
+        cfg.virtio_mem.push_back({1, std::uint64_t{1} << 30, 0});
         return cfg;
     }
 };
+
+// Before the DIMM test: the plug needs node 1 still memoryless. (The 6.1
+// lab config does not build virtio_mem; the 7.2 one builds it in.)
+TEST_F(Patched72AutoOnline, VirtioMemBlocksAreDriverManagedAdds) { virtio_mem_on_the_tracepoints(*guest_, *mem_); }
 
 TEST_F(Patched72AutoOnline, TheOnlineFollowsItsAddOnTheTracepoints) {
     // 7.2's default policy onlines into ZONE_NORMAL, where the cycle's
