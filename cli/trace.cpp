@@ -2,11 +2,11 @@
 // and a summary table on Ctrl-C.
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
-#include <cmath>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 
@@ -27,9 +27,12 @@ using collector::Phase;
 
 std::string duration_text(std::uint64_t ns) {
     char buf[32];
-    if (ns >= 1'000'000'000) std::snprintf(buf, sizeof buf, "%.3f s", static_cast<double>(ns) / 1e9);
-    else if (ns >= 1'000'000) std::snprintf(buf, sizeof buf, "%.3f ms", static_cast<double>(ns) / 1e6);
-    else std::snprintf(buf, sizeof buf, "%.1f us", static_cast<double>(ns) / 1e3);
+    if (ns >= 1'000'000'000)
+        std::snprintf(buf, sizeof buf, "%.3f s", static_cast<double>(ns) / 1e9);
+    else if (ns >= 1'000'000)
+        std::snprintf(buf, sizeof buf, "%.3f ms", static_cast<double>(ns) / 1e6);
+    else
+        std::snprintf(buf, sizeof buf, "%.1f us", static_cast<double>(ns) / 1e3);
     return buf;
 }
 
@@ -55,10 +58,10 @@ public:
         switch (op.phase) {
             case Phase::Add:
             case Phase::Remove:
-                details = std::string(op.phase == Phase::Add ? "memmap taken" : "memmap freed") +
-                          ": altmap " + std::to_string(m.altmap_pages) + ", page allocator " +
-                          std::to_string(m.buddy_pages) + ", page tables " + std::to_string(m.pagetable_pages) +
-                          "; local " + std::to_string(m.local_pages) + ", remote " + std::to_string(m.remote_pages);
+                details = std::string(op.phase == Phase::Add ? "memmap taken" : "memmap freed") + ": altmap " +
+                          std::to_string(m.altmap_pages) + ", page allocator " + std::to_string(m.buddy_pages) +
+                          ", page tables " + std::to_string(m.pagetable_pages) + "; local " +
+                          std::to_string(m.local_pages) + ", remote " + std::to_string(m.remote_pages);
                 if (op.phase == Phase::Add) {
                     details += "; free memory used " + format_size_human(op.free_bytes_consumed);
                     if (op.memmap_on_memory_unused) details += "; MEMMAP_ON_MEMORY UNUSED: " + op.unused_reason;
@@ -78,8 +81,8 @@ public:
             details += "; nested in " + std::string(op.parent_phase ? collector::phase_name(*op.parent_phase) : "op") +
                        " #" + std::to_string(op.parent_op_id);
         if (op.nested_ops)
-            details += "; own time (" + std::to_string(op.nested_ops) + " nested took " +
-                       duration_text(op.nested_ns) + ", inclusive " + duration_text(op.inclusive_ns) + ")";
+            details += "; own time (" + std::to_string(op.nested_ops) + " nested took " + duration_text(op.nested_ns) +
+                       ", inclusive " + duration_text(op.inclusive_ns) + ")";
         std::printf("%-8s %-9s %4d %#12" PRIx64 " %8" PRIu64 " %11s %5d  %s\n", when, collector::phase_name(op.phase),
                     op.nid, op.start_pfn, op.nr_pages, duration_text(op.duration_ns).c_str(), op.ret, details.c_str());
         std::fflush(stdout);
@@ -107,19 +110,21 @@ void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64
     }
     std::fprintf(stderr, "\n%-15s %6s %6s %10s\n", "MEMMAP SOURCE", "SERVES", "ON", "PAGES");
     for (const auto& [key, pages] : s.memmap_pages)
-        std::fprintf(stderr, "%-15s %6d %6d %10" PRIu64 "\n", collector::source_name(std::get<0>(key)), std::get<1>(key),
-                     std::get<2>(key), pages);
+        std::fprintf(stderr, "%-15s %6d %6d %10" PRIu64 "\n", collector::source_name(std::get<0>(key)),
+                     std::get<1>(key), std::get<2>(key), pages);
     for (const auto& [errno_key, n] : s.failures)
         std::fprintf(stderr, "failures: %s errno %d (%s): %" PRIu64 "\n", collector::phase_name(std::get<0>(errno_key)),
                      std::get<1>(errno_key), std::strerror(std::get<1>(errno_key)), n);
     std::int64_t present = 0, memmap = 0;
     for (const auto& [node, bytes] : s.present_bytes) present += bytes;
     for (const auto& [key, bytes] : s.memmap_bytes) memmap += bytes;
-    std::fprintf(stderr, "live: hot-plugged %s, memmap %s\n", format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(present, 0))).c_str(),
+    std::fprintf(stderr, "live: hot-plugged %s, memmap %s\n",
+                 format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(present, 0))).c_str(),
                  format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(memmap, 0))).c_str());
-    std::fprintf(stderr, "events %" PRIu64 ", dropped %" PRIu64 ", decode errors %" PRIu64
-                         ", memmap_on_memory requested but unused %" PRIu64
-                         ", page events from interrupts (not billed to an op) %" PRIu64 "\n",
+    std::fprintf(stderr,
+                 "events %" PRIu64 ", dropped %" PRIu64 ", decode errors %" PRIu64
+                 ", memmap_on_memory requested but unused %" PRIu64
+                 ", page events from interrupts (not billed to an op) %" PRIu64 "\n",
                  s.events, dropped, s.decode_errors, s.memmap_on_memory_unused, interrupt_pages);
     for (const auto& [key, n] : s.nested)
         std::fprintf(stderr, "nested: %" PRIu64 " %s inside %s\n", n, collector::phase_name(std::get<0>(key)),
@@ -164,50 +169,53 @@ Command add_trace_command(CLI::App& app) {
     cmd->add_flag("--keep-capabilities", o->keep_capabilities,
                   "debugging only: keep the process's capabilities after the probes are attached (by default "
                   "every capability is dropped once they are)");
-    return {cmd, [o] {
-        collector::install_libbpf_logging(o->verbose);
-        collector::check_bpf_prerequisites();  // privileges, BTF, hot-plug: before reading sysfs
-        collector::SysfsNodeResolver nodes("/");
-        collector::AggregatorConfig cfg;
-        auto param = try_read_file("/sys/module/memory_hotplug/parameters/memmap_on_memory");
-        cfg.memmap_on_memory_enabled = param && (trim(*param) == "Y" || trim(*param) == "force");
-        cfg.block_size_bytes = nodes.block_size_bytes();
-        collector::Aggregator agg(nodes, cfg);
-        LinePrinter printer(o->json);
-        agg.add_sink(&printer);
+    return {
+        cmd, [o] {
+            collector::install_libbpf_logging(o->verbose);
+            collector::check_bpf_prerequisites();  // privileges, BTF, hot-plug: before reading sysfs
+            collector::SysfsNodeResolver nodes("/");
+            collector::AggregatorConfig cfg;
+            auto param = try_read_file("/sys/module/memory_hotplug/parameters/memmap_on_memory");
+            cfg.memmap_on_memory_enabled = param && (trim(*param) == "Y" || trim(*param) == "force");
+            cfg.block_size_bytes = nodes.block_size_bytes();
+            collector::Aggregator agg(nodes, cfg);
+            LinePrinter printer(o->json);
+            agg.add_sink(&printer);
 
-        const auto t_start = std::chrono::steady_clock::now();
-        collector::ProbeOptions popts = collector::probe_options_from_environment();
-        popts.mode = collector::parse_attach_mode(o->attach_mode);
-        collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); }, popts);
-        const double attach_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
-        // Attached: reading the ring buffer needs no capability (privileges.hpp).
-        const std::string privileges = collector::drop_capabilities_after_attach(o->keep_capabilities);
-        std::size_t attached = 0;
-        for (const auto& st : probes.attach_report()) attached += st.attached;
-        std::fprintf(stderr,
-                     "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
-                     "memmap_on_memory=%s; capabilities %s\n%s",
-                     attached, probes.attach_report().size(), attach_ms, o->attach_mode.c_str(),
-                     probes.populate_timing().c_str(), param ? trim(*param).c_str() : "absent",
-                     privileges.c_str(), probes.describe().c_str());
-        std::string phases;
-        for (const auto& [phase, ms] : probes.startup_phases())
-            phases += (phases.empty() ? "" : ", ") + phase + " " + std::to_string(std::lround(ms)) + " ms";
-        if (!phases.empty()) std::fprintf(stderr, "  start-up: %s\n", phases.c_str());
-        std::fflush(stderr);
+            const auto t_start = std::chrono::steady_clock::now();
+            collector::ProbeOptions popts = collector::probe_options_from_environment();
+            popts.mode = collector::parse_attach_mode(o->attach_mode);
+            collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); }, popts);
+            const double attach_ms =
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+            // Attached: reading the ring buffer needs no capability (privileges.hpp).
+            const std::string privileges = collector::drop_capabilities_after_attach(o->keep_capabilities);
+            std::size_t attached = 0;
+            for (const auto& st : probes.attach_report()) attached += st.attached;
+            std::fprintf(stderr,
+                         "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
+                         "memmap_on_memory=%s; capabilities %s\n%s",
+                         attached, probes.attach_report().size(), attach_ms, o->attach_mode.c_str(),
+                         probes.populate_timing().c_str(), param ? trim(*param).c_str() : "absent", privileges.c_str(),
+                         probes.describe().c_str());
+            std::string phases;
+            for (const auto& [phase, ms] : probes.startup_phases())
+                phases += (phases.empty() ? "" : ", ") + phase + " " + std::to_string(std::lround(ms)) + " ms";
+            if (!phases.empty()) std::fprintf(stderr, "  start-up: %s\n", phases.c_str());
+            std::fflush(stderr);
 
-        while (!stop_requested()) {
-            if (o->duration > 0 &&
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() >= o->duration)
-                break;
-            int r = probes.poll(100);
-            if (r < 0 && r != -EINTR) throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
-        }
-        probes.poll(0);  // drain what is left
-        print_summary(agg.stats(), probes.dropped_events(), probes.interrupt_page_events(), probes.op_health());
-        return 0;
-    }};
+            while (!stop_requested()) {
+                if (o->duration > 0 &&
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() >= o->duration)
+                    break;
+                int r = probes.poll(100);
+                if (r < 0 && r != -EINTR)
+                    throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
+            }
+            probes.poll(0);  // drain what is left
+            print_summary(agg.stats(), probes.dropped_events(), probes.interrupt_page_events(), probes.op_health());
+            return 0;
+        }};
 }
 
 }  // namespace memhp::cli

@@ -286,9 +286,12 @@ void Aggregator::on_add(const memhp_event& ev) {
             case MEMHP_SITE_PAGETABLE: source = MemmapSource::PageTables; break;
             case MEMHP_SITE_OTHER: memmap = false; break;
             default:
-                if (p.order == cfg_.memmap_block_order) source = MemmapSource::PageAllocator;
-                else if (p.order == 0) source = MemmapSource::PageTables;
-                else memmap = false;
+                if (p.order == cfg_.memmap_block_order)
+                    source = MemmapSource::PageAllocator;
+                else if (p.order == 0)
+                    source = MemmapSource::PageTables;
+                else
+                    memmap = false;
         }
         const int node = page_node(p, op);
         if (!memmap) {
@@ -305,8 +308,8 @@ void Aggregator::on_add(const memhp_event& ev) {
     }
     const std::uint64_t ps = cfg_.page_size;
     op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * ps;
-    const std::int64_t inclusive = static_cast<std::int64_t>(taken) - static_cast<std::int64_t>(freed) +
-                                   take_nested_pages(ev.op_id);
+    const std::int64_t inclusive =
+        static_cast<std::int64_t>(taken) - static_cast<std::int64_t>(freed) + take_nested_pages(ev.op_id);
     op.free_bytes_consumed_inclusive = inclusive > 0 ? static_cast<std::uint64_t>(inclusive) * ps : 0;
 
     const std::uint64_t bytes = ev.nr_pages * ps;
@@ -376,8 +379,8 @@ void Aggregator::on_online_offline(const memhp_event& ev, Phase phase) {
     if (range)
         op.mode = range->mode;
     else
-        op.mode = (ev.vmemmap_pages > 0 || (ev.flags & MEMHP_F_ALTMAP)) ? MemmapMode::Altmap
-                                                                         : MemmapMode::PageAllocator;
+        op.mode =
+            (ev.vmemmap_pages > 0 || (ev.flags & MEMHP_F_ALTMAP)) ? MemmapMode::Altmap : MemmapMode::PageAllocator;
     nesting(ev, op);
     // The op is over; its page events say nothing about the memmap, but
     // what it took is its own (and, nested, its parent's inclusive) cost.
@@ -402,8 +405,7 @@ void Aggregator::on_remove(const memhp_event& ev) {
     if (range)
         op.mode = range->mode;
     else
-        op.mode = (ev.altmap_pages > 0 || (ev.flags & MEMHP_F_ALTMAP)) ? MemmapMode::Altmap
-                                                                       : MemmapMode::PageAllocator;
+        op.mode = (ev.altmap_pages > 0 || (ev.flags & MEMHP_F_ALTMAP)) ? MemmapMode::Altmap : MemmapMode::PageAllocator;
     op.memmap.altmap_pages = ev.altmap_pages;
     op.memmap.local_pages = ev.altmap_pages;
     (void)take_nested_pages(ev.op_id);  // an offline inside the remove: its pages are its own
@@ -460,12 +462,9 @@ nlohmann::json to_json(const Operation& op) {
     if (op.parent_phase) j["parent_phase"] = phase_name(*op.parent_phase);
     if (op.phase == Phase::Add || op.phase == Phase::Remove) {
         j["memmap"] = {
-            {"altmap_pages", op.memmap.altmap_pages},
-            {"buddy_pages", op.memmap.buddy_pages},
-            {"pagetable_pages", op.memmap.pagetable_pages},
-            {"other_pages", op.memmap.other_pages},
-            {"local_pages", op.memmap.local_pages},
-            {"remote_pages", op.memmap.remote_pages},
+            {"altmap_pages", op.memmap.altmap_pages},       {"buddy_pages", op.memmap.buddy_pages},
+            {"pagetable_pages", op.memmap.pagetable_pages}, {"other_pages", op.memmap.other_pages},
+            {"local_pages", op.memmap.local_pages},         {"remote_pages", op.memmap.remote_pages},
         };
         if (op.phase == Phase::Add) j["memmap"]["base_pages"] = op.memmap.base_pages;
         j["node_check"] = {{"pages", op.node_checked_pages}, {"mismatched", op.node_mismatched_pages}};

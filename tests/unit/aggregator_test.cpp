@@ -57,8 +57,8 @@ memhp_event page(std::uint32_t type, std::uint64_t op_id, std::uint64_t pfn, std
 }
 
 memhp_event add(std::uint64_t op_id, int nid, std::uint64_t start_pfn, std::uint64_t nr_pages, std::uint32_t flags = 0,
-                std::uint64_t altmap_pages = 0, std::uint64_t mhp_flags = 0, std::uint32_t caller = MEMHP_CALLER_ADD_MEMORY,
-                int ret = 0) {
+                std::uint64_t altmap_pages = 0, std::uint64_t mhp_flags = 0,
+                std::uint32_t caller = MEMHP_CALLER_ADD_MEMORY, int ret = 0) {
     auto ev = event(MEMHP_EV_ADD, op_id);
     ev.nid = nid;
     ev.start_pfn = start_pfn;
@@ -351,8 +351,7 @@ TEST_F(AggregatorTest, UnusedReasons) {
     mmo = true;
     agg().consume(add(1, 1, kHotPfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_DRIVER_MANAGED));
     EXPECT_EQ(last().caller, "driver_managed");
-    EXPECT_EQ(last().unused_reason,
-              "driver-managed add (virtio-mem, dax/kmem) did not request MHP_MEMMAP_ON_MEMORY");
+    EXPECT_EQ(last().unused_reason, "driver-managed add (virtio-mem, dax/kmem) did not request MHP_MEMMAP_ON_MEMORY");
     agg().consume(add(2, 1, kHotPfn + kBlockPages, kBlockPages, 0, 0, 0));
     EXPECT_EQ(last().unused_reason,
               "the caller did not request MHP_MEMMAP_ON_MEMORY (mhp_supports_memmap_on_memory() refused, e.g. "
@@ -915,9 +914,10 @@ TEST_F(AggregatorTest, VirtioMemStyleEightBlocksEachWithItsOnline) {
         const std::uint64_t add_id = 10 + 2 * b, online_id = add_id + 1;
         const std::uint64_t pfn = kHotPfn + b * kBlockPages;
         agg().consume(page(MEMHP_EV_PAGE_ALLOC, add_id, kBootPfn + 512 * b, 9));
-        agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, online_id, pfn, kBlockPages, 0, 0, 1), add_id,
-                                MEMHP_EV_ADD));
-        agg().consume(with_nested(add(add_id, 1, pfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_DRIVER_MANAGED), 1'500'000, 1));
+        agg().consume(
+            nested_in(online_offline(MEMHP_EV_ONLINE, online_id, pfn, kBlockPages, 0, 0, 1), add_id, MEMHP_EV_ADD));
+        agg().consume(
+            with_nested(add(add_id, 1, pfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_DRIVER_MANAGED), 1'500'000, 1));
     }
     EXPECT_EQ(value_or_zero(stats().nested, std::make_tuple(Phase::Online, Phase::Add)), 8u);
     EXPECT_EQ(value_or_zero(stats().operations, std::make_tuple(Phase::Online, 1, MemmapMode::PageAllocator)), 8u);
@@ -962,7 +962,8 @@ TEST_F(AggregatorTest, CorruptNestedTimeCannotExceedTheDuration) {
 TEST_F(AggregatorTest, NestedPageMemoryIsBounded) {
     // Nested ops whose parent never ends leave no unbounded state behind.
     for (std::uint64_t i = 0; i < 10000; ++i)
-        agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 100000 + i, kHotPfn, kBlockPages), i + 1, MEMHP_EV_ADD));
+        agg().consume(
+            nested_in(online_offline(MEMHP_EV_ONLINE, 100000 + i, kHotPfn, kBlockPages), i + 1, MEMHP_EV_ADD));
     agg().consume(with_nested(add(10000, 1, kHotPfn, kBlockPages), 1, 1));
     EXPECT_EQ(last().free_bytes_consumed_inclusive, 0u);
     EXPECT_EQ(value_or_zero(stats().nested, std::make_tuple(Phase::Online, Phase::Add)), 10000u);
