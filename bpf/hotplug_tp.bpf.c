@@ -8,11 +8,13 @@
  * apart, except that every populate record here is timed at the section's
  * own begin/end events (MEMHP_F_POPULATE_DIRECT): nothing is inferred.
  *
- * The page counts still come from kmem:mm_page_alloc/mm_page_free, as in
- * hotplug.bpf.c: the memmap that remove gives back has no memory_hotplug
- * event, and counting both sides the same way keeps the paths comparable.
- * mhp_memmap_alloc adds what only it knows: a huge memmap block that could
- * not be allocated, after which the vmemmap falls back to base pages.
+ * An add's memmap classes come from mhp_memmap_alloc, once per memmap
+ * block: altmap, huge block or base page, the node asked for and the node
+ * obtained, or a failed allocation (summed per op, sent with the add as
+ * MEMHP_F_MEMMAP_EVENTS). The page events (kmem:mm_page_alloc/mm_page_free)
+ * still run, as in hotplug.bpf.c: for page tables and other pages, for the
+ * memmap that remove gives back (no memory_hotplug event has it), and as a
+ * cross-check of the memmap events' count.
  *
  * The per-task operation helpers are hotplug.bpf.c's (hotplug_ops.bpf.h).
  *
@@ -71,7 +73,11 @@ struct op {
 	__u64 nested_ns;
 	__u64 sp;
 	__u32 parent_type;
-	__u32 _pad;
+	__u32 memmap_failed;
+	__u64 memmap_altmap_pages;
+	__u64 memmap_buddy_pages;
+	__u64 memmap_remote_pages;
+	__u64 memmap_base_pages;
 };
 
 struct {
@@ -135,6 +141,11 @@ static __always_inline void op_finish(struct op *o, int ret)
 		e->nested_ns = o->nested_ns;
 		e->nested_ops = o->nested_count;
 		e->op_type = o->parent_id ? o->parent_type : 0;
+		e->memmap_altmap_pages = o->memmap_altmap_pages;
+		e->memmap_buddy_pages = o->memmap_buddy_pages;
+		e->memmap_remote_pages = o->memmap_remote_pages;
+		e->memmap_base_pages = o->memmap_base_pages;
+		e->memmap_failed = o->memmap_failed;
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
@@ -239,14 +250,35 @@ int BPF_PROG(populate_end, unsigned long pfn, unsigned long nr_pages, int nid)
 	return 0;
 }
 
+/* Each memmap block of the add, as the kernel placed it: the aggregator
+ * takes the add's memmap classes (altmap, page allocator, base-page
+ * fallback, local or remote) from these sums, and checks the page events'
+ * count against them. A failed allocation has actual_nid -1. */
 SEC("tp_btf/mhp_memmap_alloc")
 int BPF_PROG(memmap_alloc, unsigned long pfn, unsigned long nr_pages, int nid, int actual_nid, int source)
 {
-	if (!op_current(MEMHP_EV_ADD))
+	struct op *o = op_current(MEMHP_EV_ADD);
+	if (!o)
 		return 0;
 	__sync_fetch_and_add(&memmap_blocks, 1);
-	if (actual_nid < 0 && source != MHP_MEMMAP_ALTMAP)
+	o->flags |= MEMHP_F_MEMMAP_EVENTS;
+	if (source == MHP_MEMMAP_ALTMAP) {
+		if (pfn)
+			o->memmap_altmap_pages += nr_pages;
+		else
+			o->memmap_failed++;
+		return 0;
+	}
+	if (actual_nid < 0) {
 		__sync_fetch_and_add(&memmap_alloc_failures, 1);
+		o->memmap_failed++;
+		return 0;
+	}
+	o->memmap_buddy_pages += nr_pages;
+	if (actual_nid != nid)
+		o->memmap_remote_pages += nr_pages;
+	if (source == MHP_MEMMAP_BASE_PAGES)
+		o->memmap_base_pages += nr_pages;
 	return 0;
 }
 

@@ -5,7 +5,7 @@
  * buffer. Shared by hotplug.bpf.c and the collector: fixed-width fields only;
  * the C++ side static_asserts the size. Bump MEMHP_EVENT_VERSION on change. */
 
-#define MEMHP_EVENT_VERSION 3
+#define MEMHP_EVENT_VERSION 4
 
 enum memhp_event_type {
 	MEMHP_EV_ADD = 1,        /* add_memory_resource() returned */
@@ -26,6 +26,7 @@ enum memhp_caller {
 #define MEMHP_F_ALTMAP 0x1         /* a vmem_altmap was in effect (memmap on the added memory) */
 #define MEMHP_F_POPULATE_DIRECT 0x2 /* populate timed at vmemmap_populate itself, not inferred */
 #define MEMHP_F_PAGE_NID 0x4        /* page events: page_nid holds the node from page->flags */
+#define MEMHP_F_MEMMAP_EVENTS 0x8   /* add: the memmap_* fields hold what mhp_memmap_alloc reported */
 
 /* Page-allocator pages taken during an op, by call site (the kernel stack
  * at mm_page_alloc against kernel function ranges from /proc/kallsyms). */
@@ -66,6 +67,14 @@ struct memhp_event {
 	__u64 nested_ns;     /* operations: time spent in nested ops (included in duration_ns) */
 	__u32 nested_ops;    /* operations: how many nested ops ran inside */
 	__u32 _pad2;
+	/* v4: add, on the patched kernels' tracepoint path (MEMHP_F_MEMMAP_EVENTS):
+	 * the memmap as the kernel's mhp_memmap_alloc reported it, block by block. */
+	__u64 memmap_altmap_pages; /* memmap pages carved from the altmap */
+	__u64 memmap_buddy_pages;  /* memmap pages from the page allocator (huge blocks + base pages) */
+	__u64 memmap_remote_pages; /* of those, on another node than the one asked for */
+	__u64 memmap_base_pages;   /* of those, base pages (no huge block was free) */
+	__u32 memmap_failed;       /* memmap blocks that could not be allocated */
+	__u32 _pad3;
 };
 
 #endif

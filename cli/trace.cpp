@@ -126,6 +126,12 @@ void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64
                  ", memmap_on_memory requested but unused %" PRIu64
                  ", page events from interrupts (not billed to an op) %" PRIu64 "\n",
                  s.events, dropped, s.decode_errors, s.memmap_on_memory_unused, interrupt_pages);
+    if (s.memmap_event_disagreements)
+        std::fprintf(stderr,
+                     "memmap events: %" PRIu64
+                     " add(s) where the kernel's mhp_memmap_alloc sums and the page events disagree (see "
+                     "memmap_events in --json)\n",
+                     s.memmap_event_disagreements);
     for (const auto& [key, n] : s.nested)
         std::fprintf(stderr, "nested: %" PRIu64 " %s inside %s\n", n, collector::phase_name(std::get<0>(key)),
                      collector::phase_name(std::get<1>(key)));

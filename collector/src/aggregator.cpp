@@ -258,6 +258,31 @@ void Aggregator::emit(const Operation& op) {
     for (auto* sink : sinks_) sink->on_operation(op);
 }
 
+// The patched kernels report every memmap block (mhp_memmap_alloc): its
+// source and the node it landed on. Those replace the classes the page
+// events gave by order, which cannot tell a base-page memmap fallback from
+// a page table; the page-table count keeps what is left of the order-0
+// pages. The page events' PMD-order count is kept as a cross-check.
+void Aggregator::apply_memmap_events(const memhp_event& ev, Operation& op) {
+    Operation::MemmapEvents m;
+    m.altmap_pages = ev.memmap_altmap_pages;
+    m.buddy_pages = ev.memmap_buddy_pages;
+    m.remote_pages = std::min(ev.memmap_remote_pages, ev.memmap_buddy_pages);
+    m.base_pages = std::min(ev.memmap_base_pages, ev.memmap_buddy_pages);
+    m.failed_blocks = ev.memmap_failed;
+    m.page_event_huge_pages = op.memmap.buddy_pages - std::min(op.memmap.base_pages, op.memmap.buddy_pages);
+    m.agree = m.page_event_huge_pages == m.buddy_pages - m.base_pages && m.altmap_pages == ev.altmap_pages;
+    if (!m.agree) ++stats_.memmap_event_disagreements;
+    // Order-0 pages the page events called page tables that were memmap.
+    const std::uint64_t base_seen = m.base_pages > op.memmap.base_pages ? m.base_pages - op.memmap.base_pages : 0;
+    op.memmap.pagetable_pages -= std::min(base_seen, op.memmap.pagetable_pages);
+    op.memmap.buddy_pages = m.buddy_pages;
+    op.memmap.base_pages = m.base_pages;
+    op.memmap.remote_pages = m.remote_pages;
+    op.memmap.local_pages = ev.altmap_pages + m.buddy_pages - m.remote_pages;
+    op.memmap_events = m;
+}
+
 void Aggregator::on_add(const memhp_event& ev) {
     Operation op = base_operation(Phase::Add, ev);
     nesting(ev, op);
@@ -306,6 +331,7 @@ void Aggregator::on_add(const memhp_event& ev) {
             node_entry(per_node, node).pagetable += n;
         }
     }
+    if (ev.flags & MEMHP_F_MEMMAP_EVENTS) apply_memmap_events(ev, op);
     const std::uint64_t ps = cfg_.page_size;
     op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * ps;
     const std::int64_t inclusive =
@@ -467,6 +493,15 @@ nlohmann::json to_json(const Operation& op) {
             {"local_pages", op.memmap.local_pages},         {"remote_pages", op.memmap.remote_pages},
         };
         if (op.phase == Phase::Add) j["memmap"]["base_pages"] = op.memmap.base_pages;
+        if (op.phase == Phase::Add) j["memmap_from"] = op.memmap_events ? "memmap_events" : "page_events";
+        if (const auto& m = op.memmap_events)
+            j["memmap_events"] = {{"altmap_pages", m->altmap_pages},
+                                  {"buddy_pages", m->buddy_pages},
+                                  {"remote_pages", m->remote_pages},
+                                  {"base_pages", m->base_pages},
+                                  {"failed_blocks", m->failed_blocks},
+                                  {"page_event_huge_pages", m->page_event_huge_pages},
+                                  {"agree", m->agree}};
         j["node_check"] = {{"pages", op.node_checked_pages}, {"mismatched", op.node_mismatched_pages}};
     }
     switch (op.phase) {

@@ -942,6 +942,75 @@ TEST_F(AggregatorTest, OfflineInsideRemoveIsNested) {
     EXPECT_EQ(value_or_zero(stats().present_bytes, 1), 0);
 }
 
+// The patched kernels' mhp_memmap_alloc sums (MEMHP_F_MEMMAP_EVENTS).
+memhp_event with_memmap_events(memhp_event ev, std::uint64_t buddy, std::uint64_t remote, std::uint64_t base = 0,
+                               std::uint64_t altmap = 0, std::uint32_t failed = 0) {
+    ev.flags |= MEMHP_F_MEMMAP_EVENTS;
+    ev.memmap_buddy_pages = buddy;
+    ev.memmap_remote_pages = remote;
+    ev.memmap_base_pages = base;
+    ev.memmap_altmap_pages = altmap;
+    ev.memmap_failed = failed;
+    return ev;
+}
+
+TEST_F(AggregatorTest, MemmapEventsAgreeingWithThePageEvents) {
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn, 9));
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn + 0x2000, 0));
+    agg().consume(with_memmap_events(add(1, 1, kHotPfn, kBlockPages), 512, 512));
+    const auto& op = last();
+    ASSERT_TRUE(op.memmap_events);
+    EXPECT_TRUE(op.memmap_events->agree);
+    EXPECT_EQ(op.memmap.buddy_pages, 512u);
+    EXPECT_EQ(op.memmap.remote_pages, 512u);
+    EXPECT_EQ(op.memmap.local_pages, 0u);
+    EXPECT_EQ(op.memmap.pagetable_pages, 1u);
+    EXPECT_EQ(stats().memmap_event_disagreements, 0u);
+    const auto j = to_json(op);
+    EXPECT_EQ(j["memmap_from"], "memmap_events");
+    EXPECT_EQ(j["memmap_events"]["page_event_huge_pages"], 512);
+    EXPECT_EQ(j["memmap_events"]["agree"], true);
+}
+
+// The case the order cannot get right: no PMD block was free, so the vmemmap
+// is mapped with 512 base pages, which by order look like page tables.
+TEST_F(AggregatorTest, MemmapEventsTellABasePageFallbackFromPageTables) {
+    for (std::uint64_t i = 0; i < 513; ++i) agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn + 0x4000 + i, 0));
+    agg().consume(with_memmap_events(add(1, 1, kHotPfn, kBlockPages), 512, 512, 512));
+    const auto& op = last();
+    EXPECT_EQ(op.memmap.buddy_pages, 512u);
+    EXPECT_EQ(op.memmap.base_pages, 512u);
+    EXPECT_EQ(op.memmap.pagetable_pages, 1u) << "513 order-0 pages: 512 were the memmap";
+    EXPECT_TRUE(op.memmap_events->agree);
+    // Without the events, the same pages are 513 page tables and no memmap.
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 2, kBootPfn + 0x5000, 0));
+    agg().consume(add(2, 1, kHotPfn + kBlockPages, kBlockPages));
+    EXPECT_FALSE(last().memmap_events);
+    EXPECT_EQ(to_json(last())["memmap_from"], "page_events");
+}
+
+TEST_F(AggregatorTest, MemmapEventsThatDisagreeAreCountedAndTheEventsWin) {
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn, 9));
+    agg().consume(with_memmap_events(add(1, 1, kHotPfn, kBlockPages), 1024, 0));  // a lost page event
+    EXPECT_FALSE(last().memmap_events->agree);
+    EXPECT_EQ(last().memmap.buddy_pages, 1024u);
+    EXPECT_EQ(last().memmap.local_pages, 1024u);
+    EXPECT_EQ(stats().memmap_event_disagreements, 1u);
+    // The altmap count of the add end and the events' must match too.
+    agg().consume(
+        with_memmap_events(add(2, 1, kHotPfn + kBlockPages, kBlockPages, MEMHP_F_ALTMAP, 512, 2), 0, 0, 0, 256));
+    EXPECT_FALSE(last().memmap_events->agree);
+    EXPECT_EQ(stats().memmap_event_disagreements, 2u);
+}
+
+TEST_F(AggregatorTest, MemmapEventsNeverCountMoreRemoteThanTaken) {
+    agg().consume(with_memmap_events(add(1, 1, kHotPfn, kBlockPages), 512, 9999, 9999, 0, 3));
+    EXPECT_EQ(last().memmap.remote_pages, 512u);
+    EXPECT_EQ(last().memmap.base_pages, 512u);
+    EXPECT_EQ(last().memmap.local_pages, 0u);
+    EXPECT_EQ(last().memmap_events->failed_blocks, 3u);
+}
+
 TEST_F(AggregatorTest, FailedNestedOnlineCountsItsFailureAndTheAddStands) {
     agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages, 0, -16, 1), 1, MEMHP_EV_ADD));
     agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 4'000'000, 1));

@@ -24,6 +24,18 @@ protected:
     static std::vector<json> AddAndRemove(std::uint64_t size, std::string* raw) {
         return traced_add_and_remove(*B::guest_, *B::mem_, size, raw);
     }
+    // The add's memmap classes came from the kernel's mhp_memmap_alloc
+    // events, and the page events agree with them.
+    static void CheckMemmapEvents(const json& add, std::uint64_t altmap, std::uint64_t buddy, std::uint64_t remote) {
+        EXPECT_EQ(add["memmap_from"], "memmap_events") << add.dump();
+        const json& m = add["memmap_events"];
+        EXPECT_EQ(m["altmap_pages"], altmap) << add.dump();
+        EXPECT_EQ(m["buddy_pages"], buddy) << add.dump();
+        EXPECT_EQ(m["remote_pages"], remote) << add.dump();
+        EXPECT_EQ(m["base_pages"], 0) << add.dump();
+        EXPECT_EQ(m["failed_blocks"], 0) << add.dump();
+        EXPECT_EQ(m["agree"], true) << add.dump();
+    }
     // What every one-block cycle must show, on either path.
     static void CheckCycle(const std::vector<json>& ops, const std::string& raw) {
         for (const auto& o : ops) ::testing::Test::RecordProperty(o["phase"].get<std::string>(), o.dump());
@@ -90,6 +102,7 @@ void PatchedCases<Derived>::RemotePageAllocatorMemmap() {
     S::CheckTracepointPath(ops, raw, 1);
     const json add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["caller"], "add_memory") << "an ACPI DIMM: not driver-managed";
+    S::CheckMemmapEvents(add, 0, kMemmapPages, kMemmapPages);
     EXPECT_EQ(add["mode"], "page_allocator");
     EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
     EXPECT_EQ(add["memmap"]["buddy_pages"], kMemmapPages) << "one order-9 block";
@@ -134,6 +147,7 @@ void PatchedCases<Derived>::LocalAltmapMemmap() {
     S::CheckCycle(ops, raw);
     S::CheckTracepointPath(ops, raw, 1);
     const json add = of_phase(ops, "add")[0];
+    S::CheckMemmapEvents(add, kMemmapPages, 0, 0);
     EXPECT_EQ(add["mode"], "altmap");
     EXPECT_EQ(add["memmap"]["altmap_pages"], kMemmapPages);
     EXPECT_EQ(add["memmap"]["buddy_pages"], 0) << "the page allocator supplies only page tables";
@@ -156,6 +170,8 @@ void PatchedCases<Derived>::FentryPathAgrees() {
     const std::vector<json> fentry = S::OneBlockCycle(&fentry_raw, {"MEMHP_PROBES=fentry"});
     EXPECT_NE(fentry_raw.find("path: fentry/fexit"), std::string::npos) << fentry_raw;
     S::CheckCycle(fentry, fentry_raw);
+    EXPECT_EQ(of_phase(tp, "add")[0]["memmap_from"], "memmap_events");
+    EXPECT_EQ(of_phase(fentry, "add")[0]["memmap_from"], "page_events") << "the fentry path has no memmap events";
     for (const char* phase : {"add", "remove"}) {
         const json a = of_phase(tp, phase)[0], b = of_phase(fentry, phase)[0];
         for (const char* k : {"altmap_pages", "buddy_pages", "local_pages", "remote_pages"})
@@ -191,6 +207,7 @@ TEST_F(Patched72MemmapOn, OneGiBAddUsesEightPerBlockAltmaps) {
     const auto add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["mode"], "altmap");
     EXPECT_EQ(add["memmap"]["altmap_pages"], 8 * kMemmapPages);
+    CheckMemmapEvents(add, 8 * kMemmapPages, 0, 0);
     EXPECT_EQ(add["memmap"]["buddy_pages"], 0);
     EXPECT_EQ(add["memmap"]["local_pages"], 8 * kMemmapPages);
     EXPECT_EQ(add["memmap_on_memory_unused"], false);
@@ -212,6 +229,7 @@ TEST_F(PatchedMemmapOn, MultiBlockAddFallbackIsFlagged) {
     EXPECT_EQ(add["memmap"]["altmap_pages"], 0);
     EXPECT_EQ(add["memmap"]["buddy_pages"], 8 * kMemmapPages);
     EXPECT_EQ(add["memmap"]["remote_pages"], 8 * kMemmapPages);
+    CheckMemmapEvents(add, 0, 8 * kMemmapPages, 8 * kMemmapPages);
     EXPECT_EQ(add["memmap_on_memory_unused"], true);
     EXPECT_NE(add["unused_reason"].get<std::string>().find("spans 8 memory blocks"), std::string::npos) << add.dump();
     EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["buddy_pages"], 8 * kMemmapPages);
@@ -284,6 +302,9 @@ void virtio_mem_on_the_tracepoints(lab::Guest& g, lab::MemoryLab& mem) {
         EXPECT_EQ(a["memmap"]["altmap_pages"], 0u) << a.dump();
         EXPECT_EQ(a["memmap"]["remote_pages"], kMemmapPages) << a.dump();
         EXPECT_EQ(a["memmap_on_memory_unused"], true) << a.dump();
+        EXPECT_EQ(a["memmap_from"], "memmap_events") << a.dump();
+        EXPECT_EQ(a["memmap_events"]["remote_pages"], kMemmapPages) << a.dump();
+        EXPECT_EQ(a["memmap_events"]["agree"], true) << a.dump();
         buddy += a["memmap"]["buddy_pages"].get<std::uint64_t>();
     }
     EXPECT_EQ(buddy, n * kMemmapPages) << raw;

@@ -22,7 +22,7 @@
 
 namespace memhp::collector {
 
-static_assert(sizeof(memhp_event) == 160 && MEMHP_EVENT_VERSION == 3, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+static_assert(sizeof(memhp_event) == 200 && MEMHP_EVENT_VERSION == 4, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
 
 enum class Phase { Add, Populate, Online, Offline, Remove };
 inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
@@ -88,6 +88,23 @@ struct Operation {
     // memory-block map and page->flags in BPF), and how many disagreed.
     std::uint64_t node_checked_pages = 0;
     std::uint64_t node_mismatched_pages = 0;
+    // add, on the patched kernels: the kernel's own mhp_memmap_alloc events
+    // were seen, and `memmap` holds the classes they report (block by
+    // block: altmap, huge block or base page, the node asked for and the
+    // node obtained) instead of the page events' guess by order.
+    struct MemmapEvents {
+        std::uint64_t altmap_pages = 0;
+        std::uint64_t buddy_pages = 0;
+        std::uint64_t remote_pages = 0;
+        std::uint64_t base_pages = 0;
+        std::uint32_t failed_blocks = 0;
+        // What the page events would have said: PMD-order pages taken.
+        std::uint64_t page_event_huge_pages = 0;
+        // The two agree: huge pages from the page events == buddy - base
+        // from the events, and altmap pages == the add end's count.
+        bool agree = true;
+    };
+    std::optional<MemmapEvents> memmap_events;
 };
 
 // The node a pfn lives on.
@@ -160,6 +177,7 @@ struct Stats {
     std::uint64_t decode_errors = 0;
     std::uint64_t orphan_page_events = 0;  // page events whose op never completed (bounded buffer)
     std::uint64_t node_mismatched_pages = 0;  // sysfs and page->flags disagreed on a page's node
+    std::uint64_t memmap_event_disagreements = 0;  // adds whose mhp_memmap_alloc sums and page events differ
 };
 
 struct AggregatorConfig {
@@ -208,6 +226,7 @@ private:
     [[nodiscard]] std::vector<PageRecord> take_pages(std::uint64_t op_id);
     [[nodiscard]] const AddedRange* range_containing(std::uint64_t pfn) const;
     void on_add(const memhp_event& ev);
+    void apply_memmap_events(const memhp_event& ev, Operation& op);
     void on_populate(const memhp_event& ev);
     void on_online_offline(const memhp_event& ev, Phase phase);
     void on_remove(const memhp_event& ev);
