@@ -240,6 +240,26 @@ TEST(AbMetrics, FailedCycleHasNoCycleTotal) {
     EXPECT_FALSE(m.contains("probe_add_s"));
 }
 
+// Under auto-online the host cannot split an add from its online: one wall
+// time until every block is online, and no wall_online_s to mislead.
+TEST(AbMetrics, KernelOnliningFoldsTheOnlineWaitIntoTheAdd) {
+    lab::CycleRecord c;
+    c.online_by = "kernel";
+    c.phases = {{"add", 0.030, true, "", 0, {}},
+                {"online", 0.020, true, "", 0, {}},
+                {"offline", 0.050, true, "", 0, {}},
+                {"remove", 0.010, true, "", 0, {}}};
+    auto m = cycle_metrics(c, {}, 1);
+    EXPECT_DOUBLE_EQ(m["wall_add_s"].get<double>(), 0.050);
+    EXPECT_FALSE(m.contains("wall_online_s"));
+    EXPECT_DOUBLE_EQ(m["wall_offline_s"].get<double>(), 0.050);
+    EXPECT_DOUBLE_EQ(m["wall_cycle_s"].get<double>(), 0.110);
+    c.online_by = "lab";
+    m = cycle_metrics(c, {}, 1);
+    EXPECT_DOUBLE_EQ(m["wall_add_s"].get<double>(), 0.030);
+    EXPECT_DOUBLE_EQ(m["wall_online_s"].get<double>(), 0.020);
+}
+
 class AbFiles : public ::testing::Test {
 protected:
     TempDir dir_{"memhp-ab-test"};

@@ -221,10 +221,12 @@ ScaleStep scale_of(const Field& s) {
     if (auto f = s.opt("ok")) r.ok = f->boolean();
     if (!r.ok) return r;
     r.present_before_bytes = s.at("present_before_bytes").number(0);
-    r.probe_add_s = s.at("probe_add_s").number(0);
-    r.probe_online_s = s.at("probe_online_s").number(0);
+    // probes=off has no probe times; auto-online has no wall_online_s.
+    const auto optional = [&](const char* key) { return s.opt(key) ? s.at(key).number(0) : 0.0; };
+    r.probe_add_s = optional("probe_add_s");
+    r.probe_online_s = optional("probe_online_s");
     r.wall_add_s = s.at("wall_add_s").number(0);
-    r.wall_online_s = s.at("wall_online_s").number(0);
+    r.wall_online_s = optional("wall_online_s");
     return r;
 }
 

@@ -137,9 +137,19 @@ void validate(const AbConfig& cfg) {
 json cycle_metrics(const lab::CycleRecord& c, const std::vector<json>& ops, int node) {
     json m = json::object();
     double total = 0;
+    // When the kernel onlines, the host sees the blocks appear and go online
+    // within one add: where it draws the line between the two is a polling
+    // race (measured in an A/A: 1.2 ms in one arm, 22.8 ms in the other), so
+    // wall_add_s runs until every block is online and there is no
+    // wall_online_s. The probes time the nested online on its own.
+    const bool kernel_onlines = c.online_by == "kernel";
     for (const auto& p : c.phases) {
-        m["wall_" + p.phase + "_s"] = p.wall_s;
         total += p.wall_s;
+        if (kernel_onlines && p.phase == "online") {
+            if (m.contains("wall_add_s")) m["wall_add_s"] = m["wall_add_s"].get<double>() + p.wall_s;
+            continue;
+        }
+        m["wall_" + p.phase + "_s"] = p.wall_s;
     }
     if (c.ok()) m["wall_cycle_s"] = total;
     for (const char* phase : {"add", "populate", "online", "offline", "remove"}) {
@@ -566,12 +576,18 @@ private:
                 try {
                     auto t = Clock::now();
                     auto d = r.mem->add_dimm(cfg_.dimm_size, cfg_.node, timeout);
-                    s["wall_add_s"] = std::chrono::duration<double>(Clock::now() - t).count();
                     dimms[i].push_back(d);
-                    t = Clock::now();
-                    if (r.guest->kernel_onlines()) r.mem->wait_online(d, timeout);
-                    else r.mem->online(d, zone);
-                    s["wall_online_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+                    // As in cycle_metrics: under auto-online one wall time
+                    // until the blocks are online.
+                    if (r.guest->kernel_onlines()) {
+                        r.mem->wait_online(d, timeout);
+                        s["wall_add_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+                    } else {
+                        s["wall_add_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+                        t = Clock::now();
+                        r.mem->online(d, zone);
+                        s["wall_online_s"] = std::chrono::duration<double>(Clock::now() - t).count();
+                    }
                     const auto ops = r.trace ? r.trace->take([&](const std::vector<json>& o) {
                         return lab::count_phase(o, "online") >= d.blocks.size();
                     })
@@ -586,8 +602,10 @@ private:
                     for (const auto& o : ops)
                         if (o.value("phase", "") == "add") s["memmap"] = o.value("memmap", json::object());
                     s["ok"] = true;
-                    line += " " + r.name + " add " + ms(s.value("probe_add_s", s["wall_add_s"].get<double>())) + " online " +
-                            ms(s.value("probe_online_s", s["wall_online_s"].get<double>())) + ";";
+                    line += " " + r.name + " add " + ms(s.value("probe_add_s", s.value("wall_add_s", 0.0)));
+                    if (s.contains("probe_online_s") || s.contains("wall_online_s"))
+                        line += " online " + ms(s.value("probe_online_s", s.value("wall_online_s", 0.0)));
+                    line += ";";
                 } catch (const Interrupted&) {
                     throw;
                 } catch (const std::exception& e) {
