@@ -63,9 +63,58 @@ void progress_line(const std::string& s) {
     std::cerr << "memhp: " << s << std::endl;
 }
 
+// What the A/A's spread means for catching a real change: the smallest one
+// caught in 90 % of runs at the calibrated settings, and the boots per arm
+// (at the same cycles per boot, and at 4x as many) that 10, 20 and 30 %
+// changes need.
+void print_power(const ab::Calibration& cal, const ab::AbConfig& cfg) {
+    const auto& opts = cfg.compare.gate_opts;
+    const int m = static_cast<int>(ab::default_primary_metrics().size());
+    const int per_boot = std::max(1, cal.cycles / std::max(1, cal.boots));
+    std::printf("power (90 %% of runs; Welch's t at the Holm step alpha/%d; boot medians' spread from these runs):\n", m);
+    std::printf("  %-22s %9s %9s %10s   boots per arm for +10/20/30 %% at %d and at %d cycles per boot\n", "metric",
+                "boot sd", "cycle sd", "catches", per_boot, 4 * per_boot);
+    for (const auto& s : cal.spreads) {
+        std::string need;
+        for (int c : {per_boot, 4 * per_boot}) {
+            need += need.empty() ? "" : "  |  ";
+            for (double r : {1.10, 1.20, 1.30}) {
+                const auto n = ab::boots_needed(s, r, c, opts.alpha, m);
+                need += (r == 1.10 ? "" : " / ") + (n ? std::to_string(*n) : std::string(">1000"));
+            }
+        }
+        std::printf("  %-22s %8.1f%% %8.1f%% %+9.0f%%   %s\n", s.metric.c_str(), 100 * s.boot_sd, 100 * s.cycle_sd,
+                    100 * (ab::detectable_ratio(s, cal.boots, per_boot, opts.alpha, m) - 1), need.c_str());
+    }
+}
+
+// A complete A/A run already in cfg.out (an interrupted --aa, run again
+// with the same --out, resumes after it), or nullopt when there is none or
+// it did not finish. A finished run of other settings is an error: mixing
+// it in would calibrate something else.
+std::optional<nlohmann::json> finished_aa_run(const ab::AbConfig& cfg) {
+    const auto path = cfg.out / "results.json";
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return std::nullopt;
+    const auto r = ab::load_results(path);  // bounded, validated; BadResults (exit 2) names what is wrong
+    if (r.status != "complete") return std::nullopt;
+    const auto o = r.doc.find("options");  // validated: an object
+    const auto b = o->find("boots");
+    const bool same_boots = b != o->end() && b->is_number_integer() && b->get<long long>() == cfg.boots;
+    const bool same = r.options.cycles == static_cast<std::uint64_t>(cfg.cycles) && same_boots &&
+                      r.options.dimm_bytes == cfg.dimm_size && r.arms.size() == 2 &&
+                      r.arms[0].name == cfg.arms[0].name && r.arms[1].name == cfg.arms[1].name;
+    if (!same)
+        throw UsageError(path.string() + " is a finished run with other settings (cycles, boots, DIMM size or arms); "
+                         "give --aa a new --out, or the settings it ran with");
+    return r.doc;
+}
+
 // memhp ab --aa N: N gated A/A runs, one after another, each in its own
 // directory; the false-alarm rate goes to calibration.json (out dir and
-// cache). A run that fails is reported and left out of the rate.
+// cache). A run that fails is reported and left out of the rate. Runs
+// already finished in the directory are reused, so an interrupted
+// calibration resumes.
 int run_calibration(ab::AbConfig cfg, int runs) {
     const auto top = cfg.out;
     ab::Calibration cal;
@@ -74,7 +123,9 @@ int run_calibration(ab::AbConfig cfg, int runs) {
     cal.cycles = cfg.cycles;
     cal.kernel = cfg.arms.front().guest.kernel;
     int run_failed = 0;
+    ab::SpreadAccumulator spread;
     const auto save = [&] {
+        cal.spreads = spread.spreads();
         cal.date = ab::now_iso_utc();
         if (cal.runs == 0) return;
         const auto text = ab::to_json(cal).dump(1) + "\n";
@@ -88,7 +139,11 @@ int run_calibration(ab::AbConfig cfg, int runs) {
         std::snprintf(dir, sizeof dir, "aa-%03d", i);
         cfg.out = top / dir;
         nlohmann::json results;
-        try {
+        if (auto done = finished_aa_run(cfg)) {
+            progress_line("A/A run " + std::to_string(i) + "/" + std::to_string(runs) + ": reusing the finished run in " +
+                          cfg.out.string());
+            results = std::move(*done);
+        } else try {
             (void)ab::run_ab(cfg, [](const std::string& s) { progress_line(s); }, results);
         } catch (const Interrupted&) {
             save();
@@ -100,6 +155,7 @@ int run_calibration(ab::AbConfig cfg, int runs) {
         if (g.status == ab::GateStatus::RunFailed) {
             ++run_failed;
         } else {
+            spread.add(results);
             ++cal.runs;
             cal.false_alarms += g.status == ab::GateStatus::Regression;
             cal.inconclusive += g.status == ab::GateStatus::Inconclusive;
@@ -112,6 +168,7 @@ int run_calibration(ab::AbConfig cfg, int runs) {
     std::printf("A/A calibration on %s: %d false alarm(s) in %d gated runs (%.1f %%), %d inconclusive, %d run(s) failed\n",
                 cal.host.c_str(), cal.false_alarms, cal.runs, cal.runs ? 100.0 * cal.false_alarms / cal.runs : 0.0,
                 cal.inconclusive, run_failed);
+    print_power(cal, cfg);
     std::printf("calibration: %s (and %s)\n", (top / "calibration.json").c_str(), ab::default_calibration_path().c_str());
     if (cal.runs == 0) {
         std::fprintf(stderr, "memhp: every A/A run failed; see %s\n", top.c_str());

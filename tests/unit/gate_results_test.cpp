@@ -42,11 +42,14 @@ json run_doc(std::uint64_t seed, const std::vector<Arm>& arms, int boots, int pe
             for (std::size_t i = 0; i < arms.size(); ++i) {
                 const double f = arms[i].slow * offset[i] * host;
                 auto noisy = [&](double v) { return v * f * std::exp(0.03 * z(rng)); };
-                json m = {{"probe_add_s", noisy(0.020)},      {"probe_online_s", noisy(0.010)},
-                          {"probe_offline_s", noisy(0.050)},  {"probe_remove_s", noisy(0.008)},
-                          {"free_consumed_bytes", 2 << 20},   {"memmap_remote_bytes", 0},
+                json m = {{"probe_add_s", noisy(0.020)},     {"probe_online_s", noisy(0.010)},
+                          {"probe_offline_s", noisy(0.050)}, {"probe_remove_s", noisy(0.008)},
+                          {"free_consumed_bytes", 2 << 20},  {"memmap_remote_bytes", 0},
                           {"wall_add_s", noisy(0.300)}};
-                cycles[i].push_back({{"round", round}, {"boot", b}, {"ok", true}, {"metrics", m},
+                cycles[i].push_back({{"round", round},
+                                     {"boot", b},
+                                     {"ok", true},
+                                     {"metrics", m},
                                      {"reference_s", 0.2 * host * std::exp(0.01 * z(rng))}});
             }
         }
@@ -55,8 +58,14 @@ json run_doc(std::uint64_t seed, const std::vector<Arm>& arms, int boots, int pe
         out.push_back({{"name", arms[i].name}, {"guest", {{"trace_dropped_events", 0}}}, {"cycles", cycles[i]}});
     return {{"schema", kResultsSchema},
             {"status", "complete"},
-            {"options", {{"mode", "cycles"}, {"dimm_bytes", 128 << 20}, {"dimms", 1}, {"node", 1}, {"zone", "movable"},
-                         {"cycles", rounds}, {"boots", boots}}},
+            {"options",
+             {{"mode", "cycles"},
+              {"dimm_bytes", 128 << 20},
+              {"dimms", 1},
+              {"node", 1},
+              {"zone", "movable"},
+              {"cycles", rounds},
+              {"boots", boots}}},
             {"arms", out}};
 }
 
@@ -128,7 +137,8 @@ TEST(GateRun, WithoutProbesTheWallTimesDecide) {
     // probes=off in the candidate: only wall times are there to compare.
     auto doc = run_doc(20, {{"on"}, {"off", 1.4}}, 4, 5);
     for (auto& c : doc["arms"][1]["cycles"])
-        for (const char* m : {"probe_add_s", "probe_online_s", "probe_offline_s", "probe_remove_s"}) c["metrics"].erase(m);
+        for (const char* m : {"probe_add_s", "probe_online_s", "probe_offline_s", "probe_remove_s"})
+            c["metrics"].erase(m);
     const auto r = gate_run(doc, "on", "off");
     EXPECT_EQ(r.status, GateStatus::Regression) << r.reason;
     EXPECT_NE(r.reason.find("wall_add_s"), std::string::npos) << r.reason;
@@ -239,6 +249,127 @@ TEST_F(GateCli, CompareGateOnTwoRunsAndAbGateNeedsBoots) {
     r = memhp({"ab", "--aa", "3", "--arm", "x:mmo=on", "--arm", "y:mmo=off", "--out", (dir_.path() / "o").string()});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("at most one --arm"), std::string::npos) << r.err;
+}
+
+// ---- calibration: spread and power -----------------------------------------
+
+// run_doc's spread is known: boot offsets of 3 % and cycle noise of 3 %.
+TEST(CalibrationSpread, RecoversTheBootAndCycleSpreadOfKnownData) {
+    SpreadAccumulator acc;
+    for (std::uint64_t seed = 1; seed <= 40; ++seed) acc.add(run_doc(seed, {{"a"}, {"b"}}, 4, 5));
+    const auto spreads = acc.spreads();
+    const auto it =
+        std::find_if(spreads.begin(), spreads.end(), [](const auto& s) { return s.metric == "probe_online_s"; });
+    ASSERT_NE(it, spreads.end());
+    EXPECT_EQ(it->boot_medians, 40 * 2 * 4);
+    EXPECT_EQ(it->cycles_per_boot, 5);
+    EXPECT_NEAR(it->cycle_sd, 0.03, 0.004);
+    // A boot median: the 3 % offset plus the noise of a median of 5 cycles.
+    EXPECT_NEAR(it->boot_sd, std::sqrt(0.03 * 0.03 + 0.03 * 0.03 * 1.25 * 1.25 / 5), 0.006);
+    const auto bytes =
+        std::find_if(spreads.begin(), spreads.end(), [](const auto& s) { return s.metric == "free_consumed_bytes"; });
+    ASSERT_NE(bytes, spreads.end());
+    EXPECT_EQ(bytes->boot_sd, 0) << "a count that never moves";
+}
+
+TEST(CalibrationSpread, IgnoresFailedCyclesAndMalformedDocuments) {
+    SpreadAccumulator acc;
+    acc.add(json::object());
+    acc.add(json{{"arms", "no"}});
+    acc.add(json{{"arms", {{{"cycles", {{{"ok", false}, {"boot", 1}, {"metrics", {{"probe_add_s", 1.0}}}}}}}}}});
+    EXPECT_TRUE(acc.spreads().empty());
+}
+
+TEST(CalibrationPower, MoreBootsOrCyclesDetectSmallerChanges) {
+    MetricSpread s{"probe_online_s", 0.176, 0.276, 100, 5};  // measured on the 2-core build host
+    const double at4 = detectable_ratio(s, 4, 5, 0.05, 6);
+    const double at8 = detectable_ratio(s, 8, 5, 0.05, 6);
+    const double at8x20 = detectable_ratio(s, 8, 20, 0.05, 6);
+    EXPECT_GT(at4, at8);
+    EXPECT_GT(at8, at8x20);
+    EXPECT_GT(at4, 1.5) << "4 boots x 5 cycles cannot catch a 50 % change in 90 % of runs here";
+    const auto n = boots_needed(s, 1.19, 5, 0.05, 6);
+    ASSERT_TRUE(n);
+    EXPECT_GE(detectable_ratio(s, *n - 1, 5, 0.05, 6), 1.19);
+    EXPECT_LE(detectable_ratio(s, *n, 5, 0.05, 6), 1.19);
+    EXPECT_LT(*boots_needed(s, 1.19, 20, 0.05, 6), *n) << "more cycles per boot need fewer boots";
+    EXPECT_FALSE(boots_needed(s, 1.0, 5, 0.05, 6));
+    EXPECT_FALSE(boots_needed(s, 1.001, 5, 0.05, 6, 0.9, 50));
+}
+
+// The model against the gate itself: simulated runs with run_doc's spread
+// and a change of the predicted detectable size are caught about 90 % of
+// the time (the model is approximate: 80-99 %).
+TEST(CalibrationPower, ThePredictionMatchesTheGatesOwnDetectionRate) {
+    SpreadAccumulator acc;
+    for (std::uint64_t seed = 1; seed <= 40; ++seed) acc.add(run_doc(seed, {{"a"}, {"b"}}, 4, 5));
+    const auto spreads = acc.spreads();
+    const auto s =
+        *std::find_if(spreads.begin(), spreads.end(), [](const auto& m) { return m.metric == "probe_online_s"; });
+    const double ratio = detectable_ratio(s, 8, 5, 0.05, static_cast<int>(default_primary_metrics().size()));
+    int caught = 0;
+    constexpr int kRuns = 300;
+    for (int i = 0; i < kRuns; ++i) {
+        auto doc = run_doc(1000 + static_cast<std::uint64_t>(i), {{"a"}, {"b"}}, 8, 5);
+        for (auto& c : doc["arms"][1]["cycles"])
+            c["metrics"]["probe_online_s"] = c["metrics"]["probe_online_s"].get<double>() * ratio;
+        caught += gate_run(doc, "a", "b").status == GateStatus::Regression;
+    }
+    std::cerr << "[figures] predicted 90 % power at +" << 100 * (ratio - 1) << " %; the gate caught " << caught << "/"
+              << kRuns << "\n";
+    EXPECT_GE(caught, kRuns * 80 / 100);
+    EXPECT_LE(caught, kRuns * 99 / 100);
+}
+
+TEST_F(GateCli, CalibrationFileKeepsItsSpreadsAndRefusesBadOnes) {
+    Calibration c;
+    c.date = "2026-12-02T16:00:00Z";
+    c.host = "h";
+    c.kernel = "6.1";
+    c.runs = 20;
+    c.boots = 4;
+    c.cycles = 20;
+    c.spreads = {{"probe_online_s", 0.17, 0.27, 160, 5}};
+    const auto path = dir_.path() / "cal.json";
+    write_file(path, to_json(c).dump());
+    const auto back = load_calibration(path);
+    ASSERT_TRUE(back);
+    ASSERT_EQ(back->spreads.size(), 1u);
+    EXPECT_DOUBLE_EQ(back->spreads[0].boot_sd, 0.17);
+    EXPECT_EQ(back->spreads[0].cycles_per_boot, 5);
+    EXPECT_NE(power_sentence(*back, {}).find("probe_online_s +"), std::string::npos) << power_sentence(*back, {});
+    auto j = to_json(c);
+    j["spreads"][0]["metric"] = "no_such_metric";
+    write_file(path, j.dump());
+    EXPECT_THROW((void)load_calibration(path), BadResults);
+    j = to_json(c);
+    j["spreads"][0]["boot_sd"] = -1;
+    write_file(path, j.dump());
+    EXPECT_THROW((void)load_calibration(path), BadResults);
+}
+
+// An interrupted --aa resumes: finished runs in the output directory are
+// reused (no guest boots here: both runs are there), one of other settings
+// is refused.
+TEST_F(GateCli, AaReusesFinishedRunsAndRefusesOtherSettings) {
+    const auto top = dir_.path() / "aa";
+    for (int i = 1; i <= 2; ++i) {
+        std::filesystem::create_directories(top / ("aa-00" + std::to_string(i)));
+        write_file(top / ("aa-00" + std::to_string(i)) / "results.json",
+                   run_doc(50 + static_cast<std::uint64_t>(i), {{"page-alloc-a"}, {"page-alloc-b"}}, 4, 5).dump());
+    }
+    auto r = memhp({"ab", "--aa", "2", "--out", top.string()});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.err.find("reusing the finished run"), std::string::npos) << r.err;
+    EXPECT_NE(r.out.find("0 false alarm(s) in 2 gated runs"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("probe_online_s"), std::string::npos) << "the power table:\n" << r.out;
+    const auto cal = load_calibration(top / "calibration.json");
+    ASSERT_TRUE(cal);
+    EXPECT_FALSE(cal->spreads.empty());
+    write_file(top / "aa-001" / "results.json", run_doc(50, {{"page-alloc-a"}, {"page-alloc-b"}}, 2, 10).dump());
+    r = memhp({"ab", "--aa", "2", "--out", top.string()});
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("other settings"), std::string::npos) << r.err;
 }
 
 }  // namespace

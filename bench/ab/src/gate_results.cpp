@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "memhp/ab/gate_results.hpp"
 
+#include <libalglib/specialfunctions.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <cstdio>
 #include <sstream>
 
+#include "memhp/ab/metrics.hpp"
 #include "memhp/ab/report.hpp"
+#include "memhp/ab/stats.hpp"
 #include "memhp/files.hpp"
 
 namespace memhp::ab {
@@ -153,10 +157,102 @@ GateResult gate_runs(const json& base, const json& cand, const std::string& base
     return r;
 }
 
+void SpreadAccumulator::add(const json& results) {
+    if (!results.is_object() || !results.contains("arms") || !results["arms"].is_array()) return;
+    for (const auto& arm : results["arms"]) {
+        if (!arm.is_object() || !arm.contains("cycles") || !arm["cycles"].is_array()) continue;
+        for (const auto& metric : default_primary_metrics()) {
+            std::map<int, std::vector<double>> by_boot;  // log values
+            for (const auto& c : arm["cycles"]) {
+                if (!flag(c, "ok") || !c.contains("metrics")) continue;
+                const auto v = number(c["metrics"], metric.c_str());
+                if (v && *v > 0) by_boot[integer(c, "boot", 1)].push_back(std::log(*v));
+            }
+            if (by_boot.size() < 2) continue;
+            auto& s = sums_[metric];
+            std::vector<double> medians;
+            for (auto& [boot, logs] : by_boot) {
+                medians.push_back(summarize(logs).median);
+                double mean = 0;
+                for (double x : logs) mean += x;
+                mean /= static_cast<double>(logs.size());
+                for (double x : logs) s.cycle_sq += (x - mean) * (x - mean);
+                s.cycle_dof += static_cast<int>(logs.size()) - 1;
+                s.cycles += static_cast<int>(logs.size());
+            }
+            double mean = 0;
+            for (double m : medians) mean += m;
+            mean /= static_cast<double>(medians.size());
+            for (double m : medians) s.boot_sq += (m - mean) * (m - mean);
+            s.boot_dof += static_cast<int>(medians.size()) - 1;
+            s.boot_n += static_cast<int>(medians.size());
+        }
+    }
+}
+
+std::vector<MetricSpread> SpreadAccumulator::spreads() const {
+    std::vector<MetricSpread> out;
+    for (const auto& metric : default_primary_metrics()) {
+        const auto it = sums_.find(metric);
+        if (it == sums_.end() || it->second.boot_dof < 1) continue;
+        const auto& s = it->second;
+        MetricSpread m;
+        m.metric = metric;
+        m.boot_sd = std::sqrt(s.boot_sq / s.boot_dof);
+        m.cycle_sd = s.cycle_dof > 0 ? std::sqrt(s.cycle_sq / s.cycle_dof) : 0;
+        m.boot_medians = s.boot_n;
+        m.cycles_per_boot = std::max(1, static_cast<int>(std::lround(static_cast<double>(s.cycles) / s.boot_n)));
+        out.push_back(m);
+    }
+    return out;
+}
+
+namespace {
+// Variance of one boot's median (log scale) at `cycles` cycles per boot.
+double boot_median_variance(const MetricSpread& s, int cycles) {
+    const double sampling = 1.25 * s.cycle_sd;  // a median's noise, ~1.25 sigma / sqrt(n) for near-normal data
+    const double at_calibration = sampling * sampling / std::max(1, s.cycles_per_boot);
+    const double boot_component = std::max(0.0, s.boot_sd * s.boot_sd - at_calibration);
+    return boot_component + sampling * sampling / std::max(1, cycles);
+}
+
+// The effect on the log scale the gate detects with `power`.
+double detectable_log_effect(const MetricSpread& s, int boots, int cycles, double alpha, int metrics, double power) {
+    const int n = std::max(2, boots);
+    const auto df = static_cast<alglib::ae_int_t>(2 * n - 2);
+    const double a = std::clamp(alpha / std::max(1, metrics), 1e-9, 0.49);
+    const double q = alglib::invstudenttdistribution(df, 1 - a / 2) +
+                     alglib::invstudenttdistribution(df, std::clamp(power, 0.5, 0.999999));
+    return q * std::sqrt(2 * boot_median_variance(s, cycles) / n);
+}
+}  // namespace
+
+double detectable_ratio(const MetricSpread& s, int boots, int cycles_per_boot, double alpha, int metrics, double power) {
+    return std::exp(detectable_log_effect(s, boots, cycles_per_boot, alpha, metrics, power));
+}
+
+std::optional<int> boots_needed(const MetricSpread& s, double ratio, int cycles_per_boot, double alpha, int metrics,
+                                double power, int max_boots) {
+    if (!(ratio > 0) || ratio == 1) return std::nullopt;
+    const double effect = std::fabs(std::log(ratio));
+    for (int n = 2; n <= max_boots; ++n)
+        if (detectable_log_effect(s, n, cycles_per_boot, alpha, metrics, power) <= effect) return n;
+    return std::nullopt;
+}
+
 json to_json(const Calibration& c) {
-    return {{"schema", "memhp.calibration/1"}, {"date", c.date},     {"host", c.host},
-            {"runs", c.runs},                  {"false_alarms", c.false_alarms}, {"inconclusive", c.inconclusive},
-            {"boots", c.boots},                {"cycles", c.cycles}, {"kernel", c.kernel}};
+    json j = {{"schema", "memhp.calibration/1"}, {"date", c.date},     {"host", c.host},
+              {"runs", c.runs},                  {"false_alarms", c.false_alarms}, {"inconclusive", c.inconclusive},
+              {"boots", c.boots},                {"cycles", c.cycles}, {"kernel", c.kernel}};
+    json spreads = json::array();
+    for (const auto& s : c.spreads)
+        spreads.push_back({{"metric", s.metric},
+                           {"boot_sd", s.boot_sd},
+                           {"cycle_sd", s.cycle_sd},
+                           {"boot_medians", s.boot_medians},
+                           {"cycles_per_boot", s.cycles_per_boot}});
+    j["spreads"] = spreads;
+    return j;
 }
 
 std::optional<Calibration> load_calibration(const std::filesystem::path& path) {
@@ -175,12 +271,44 @@ std::optional<Calibration> load_calibration(const std::filesystem::path& path) {
     c.inconclusive = integer(j, "inconclusive", -1);
     c.boots = integer(j, "boots", 0);
     c.cycles = integer(j, "cycles", 0);
+    if (j.contains("spreads") && j["spreads"].is_array() && j["spreads"].size() <= 64)
+        for (const auto& e : j["spreads"]) {
+            MetricSpread s;
+            s.metric = text(e, "metric");
+            const auto boot_sd = number(e, "boot_sd"), cycle_sd = number(e, "cycle_sd");
+            s.boot_medians = integer(e, "boot_medians", 0);
+            s.cycles_per_boot = integer(e, "cycles_per_boot", 0);
+            if (!find_metric(s.metric) || !boot_sd || !cycle_sd || *boot_sd < 0 || *cycle_sd < 0 || *boot_sd > 100 ||
+                *cycle_sd > 100 || s.boot_medians < 2 || s.cycles_per_boot < 1)
+                throw BadResults(path.string() + ": a malformed spread entry; run memhp ab --aa again to rewrite it");
+            s.boot_sd = *boot_sd;
+            s.cycle_sd = *cycle_sd;
+            c.spreads.push_back(s);
+        }
     if (c.runs < 1 || c.false_alarms < 0 || c.inconclusive < 0 || c.false_alarms + c.inconclusive > c.runs)
         throw BadResults(path.string() + ": inconsistent run counts; run memhp ab --aa again to rewrite it");
     return c;
 }
 
 std::filesystem::path default_calibration_path() { return cache_dir() / "calibration.json"; }
+
+std::string power_sentence(const Calibration& c, const GateOptions& opts) {
+    if (c.spreads.empty() || c.boots < 2) return {};
+    const int m = static_cast<int>(default_primary_metrics().size());
+    const int per_boot = std::max(1, c.cycles / c.boots);
+    std::ostringstream s;
+    s << "Power at those settings: the smallest change the gate catches in 90 % of runs is";
+    bool first = true;
+    for (const auto& sp : c.spreads) {
+        if (sp.boot_sd <= 0) continue;  // a count that never moves: any change is caught
+        s << (first ? " " : ", ") << sp.metric << " "
+          << fmt("%+.0f", 100 * (detectable_ratio(sp, c.boots, per_boot, opts.alpha, m) - 1)) << " %";
+        first = false;
+    }
+    if (first) return {};
+    s << " (boot medians' spread from the A/A; `memhp ab --aa` prints the boots a given change needs).";
+    return s.str();
+}
 
 std::string gate_markdown(const GateResult& r, const std::string& base_label, const std::string& cand_label,
                           const GateOptions& opts, const std::optional<Calibration>& calibration) {
@@ -218,7 +346,8 @@ std::string gate_markdown(const GateResult& r, const std::string& base_label, co
            << calibration->kernel << ", " << calibration->boots << " boots × " << calibration->cycles
            << " cycles) gave " << calibration->false_alarms << " false alarm(s) in " << calibration->runs << " runs ("
            << fmt("%.1f", 100.0 * calibration->false_alarms / calibration->runs) << " %), "
-           << calibration->inconclusive << " inconclusive.\n";
+           << calibration->inconclusive << " inconclusive.\n"
+           << power_sentence(*calibration, opts) << "\n";
     else
         md << "Calibration: none on this machine; `memhp ab --aa 20` measures the false-alarm rate.\n";
     return md.str();
