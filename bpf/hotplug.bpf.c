@@ -55,6 +55,7 @@ struct op {
 	__u64 sp;        /* stack position of the begin (hotplug_ops.bpf.h) */
 	__u32 parent_type; /* the parent's type when parent_id is set */
 	__u32 _pad;
+	__s64 kernel_memmap_before; /* nr_memmap_pages at the begin, -1 unknown */
 };
 
 struct {
@@ -103,6 +104,18 @@ struct {
 /* Set by the loader from /proc/kallsyms after load and before attach (in
  * .bss, not .rodata, so reading kallsyms can overlap the verifier). */
 volatile __u64 vmemmap_base_addr = 0; /* &vmemmap_base (KASLR moves the vmemmap) */
+/* &nr_memmap_pages (mm/vmstat.c, Linux 6.11+, a static atomic_long_t), or 0. */
+volatile __u64 nr_memmap_pages_addr = 0;
+
+/* The kernel's own count of memmap pages (/proc/vmstat nr_memmap_pages), or
+ * -1 on kernels without it. */
+static __always_inline __s64 kernel_memmap_pages(void)
+{
+	__s64 v = -1;
+	if (nr_memmap_pages_addr && bpf_probe_read_kernel(&v, sizeof(v), (const void *)nr_memmap_pages_addr))
+		v = -1;
+	return v;
+}
 
 /* Call sites, as kernel function ranges. */
 #define MAX_PT_CALLERS 5
@@ -164,6 +177,12 @@ static __always_inline void op_finish(__u32 type, int ret)
 		e->nested_ns = o->nested_ns;
 		e->nested_ops = o->nested_count;
 		e->op_type = o->parent_id ? o->parent_type : 0;
+		if (type == MEMHP_EV_ADD || type == MEMHP_EV_REMOVE) {
+			e->kernel_memmap_before = o->kernel_memmap_before;
+			e->kernel_memmap_after = kernel_memmap_pages();
+			if (e->kernel_memmap_before >= 0 && e->kernel_memmap_after >= 0)
+				e->flags |= MEMHP_F_KERNEL_MEMMAP;
+		}
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
@@ -315,6 +334,7 @@ static __always_inline int handle_add_entry(void *ctx, int nid, struct resource 
 	o->start_pfn = start >> PAGE_SHIFT;
 	o->nr_pages = (end - start + 1) >> PAGE_SHIFT;
 	o->mhp_flags = mhp_flags;
+	o->kernel_memmap_before = kernel_memmap_pages();
 	return 0;
 }
 
@@ -814,6 +834,7 @@ static __always_inline int handle_remove_entry(void *ctx, u64 start, u64 size)
 	if (o) {
 		o->start_pfn = start >> PAGE_SHIFT;
 		o->nr_pages = size >> PAGE_SHIFT;
+		o->kernel_memmap_before = kernel_memmap_pages();
 	}
 	return 0;
 }

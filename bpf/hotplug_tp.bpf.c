@@ -78,6 +78,7 @@ struct op {
 	__u64 memmap_buddy_pages;
 	__u64 memmap_remote_pages;
 	__u64 memmap_base_pages;
+	__s64 kernel_memmap_before; /* nr_memmap_pages at the begin, -1 unknown */
 };
 
 struct {
@@ -110,6 +111,20 @@ __u64 memmap_blocks = 0;
 __u64 memmap_alloc_failures = 0;
 
 #include "hotplug_ops.bpf.h"
+
+/* mm/vmstat.c's static nr_memmap_pages (Linux 6.11+), resolved by libbpf
+ * from kallsyms; weak, so 0 on 6.1. */
+extern const void nr_memmap_pages __ksym __weak;
+
+/* The kernel's own count of memmap pages (/proc/vmstat nr_memmap_pages), or
+ * -1 on kernels without it. */
+static __always_inline __s64 kernel_memmap_pages(void)
+{
+	__s64 v = -1;
+	if (!(unsigned long)&nr_memmap_pages || bpf_probe_read_kernel(&v, sizeof(v), &nr_memmap_pages))
+		v = -1;
+	return v;
+}
 
 /* A begin event of the type already in flight on the task leaves it be; one
  * of another type (mhp_online_begin inside an add: auto-online) nests. */
@@ -146,6 +161,12 @@ static __always_inline void op_finish(struct op *o, int ret)
 		e->memmap_remote_pages = o->memmap_remote_pages;
 		e->memmap_base_pages = o->memmap_base_pages;
 		e->memmap_failed = o->memmap_failed;
+		if (o->type == MEMHP_EV_ADD || o->type == MEMHP_EV_REMOVE) {
+			e->kernel_memmap_before = o->kernel_memmap_before;
+			e->kernel_memmap_after = kernel_memmap_pages();
+			if (e->kernel_memmap_before >= 0 && e->kernel_memmap_after >= 0)
+				e->flags |= MEMHP_F_KERNEL_MEMMAP;
+		}
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
 		bpf_ringbuf_submit(e, 0);
 	}
@@ -194,6 +215,7 @@ int BPF_PROG(add_begin, int nid, u64 start, u64 size, int mhp_flags)
 	o->start_pfn = start >> 12;
 	o->nr_pages = size >> 12;
 	o->mhp_flags = (__u32)mhp_flags;
+	o->kernel_memmap_before = kernel_memmap_pages();
 	struct trace_event_raw_mhp_add_memory_begin___v72 *v72 = 0;
 	if (bpf_core_field_exists(v72->driver_managed) && (ctx[4] & 0xff))
 		o->caller = MEMHP_CALLER_DRIVER_MANAGED;
@@ -392,6 +414,7 @@ int BPF_PROG(remove_begin, u64 start, u64 size)
 	if (o) {
 		o->start_pfn = start >> 12;
 		o->nr_pages = size >> 12;
+		o->kernel_memmap_before = kernel_memmap_pages();
 	}
 	return 0;
 }

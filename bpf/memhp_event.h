@@ -5,7 +5,7 @@
  * buffer. Shared by hotplug.bpf.c and the collector: fixed-width fields only;
  * the C++ side static_asserts the size. Bump MEMHP_EVENT_VERSION on change. */
 
-#define MEMHP_EVENT_VERSION 4
+#define MEMHP_EVENT_VERSION 5
 
 enum memhp_event_type {
 	MEMHP_EV_ADD = 1,        /* add_memory_resource() returned */
@@ -27,6 +27,7 @@ enum memhp_caller {
 #define MEMHP_F_POPULATE_DIRECT 0x2 /* populate timed at vmemmap_populate itself, not inferred */
 #define MEMHP_F_PAGE_NID 0x4        /* page events: page_nid holds the node from page->flags */
 #define MEMHP_F_MEMMAP_EVENTS 0x8   /* add: the memmap_* fields hold what mhp_memmap_alloc reported */
+#define MEMHP_F_KERNEL_MEMMAP 0x10  /* add/remove: kernel_memmap_* hold nr_memmap_pages (Linux 6.11+) */
 
 /* Page-allocator pages taken during an op, by call site (the kernel stack
  * at mm_page_alloc against kernel function ranges from /proc/kallsyms). */
@@ -75,6 +76,10 @@ struct memhp_event {
 	__u64 memmap_base_pages;   /* of those, base pages (no huge block was free) */
 	__u32 memmap_failed;       /* memmap blocks that could not be allocated */
 	__u32 _pad3;
+	/* v5: add/remove (MEMHP_F_KERNEL_MEMMAP): the kernel's own memmap count,
+	 * /proc/vmstat nr_memmap_pages, at the op's begin and end. */
+	__s64 kernel_memmap_before;
+	__s64 kernel_memmap_after;
 };
 
 #endif

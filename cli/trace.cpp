@@ -126,6 +126,12 @@ void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64
                  ", memmap_on_memory requested but unused %" PRIu64
                  ", page events from interrupts (not billed to an op) %" PRIu64 "\n",
                  s.events, dropped, s.decode_errors, s.memmap_on_memory_unused, interrupt_pages);
+    if (s.kernel_memmap_pages)
+        std::fprintf(stderr,
+                     "kernel memmap: nr_memmap_pages %" PRId64 " after the last add/remove; %" PRIu64
+                     " successful add(s)/remove(s) where its change differed from memhp's count%s\n",
+                     *s.kernel_memmap_pages, s.kernel_memmap_mismatches,
+                     s.kernel_memmap_mismatches ? " (see kernel_memmap_pages in --json)" : "");
     if (s.memmap_event_disagreements)
         std::fprintf(stderr,
                      "memmap events: %" PRIu64

@@ -283,6 +283,21 @@ void Aggregator::apply_memmap_events(const memhp_event& ev, Operation& op) {
     op.memmap_events = m;
 }
 
+// The kernel's nr_memmap_pages around the op. Only a successful op is held
+// to memhp's count (a failed add may leave some of its memmap behind until
+// the rollback frees it, inside the op); a concurrent add or remove on
+// another task moves the counter too, so a mismatch is flagged, not fixed.
+void Aggregator::kernel_memmap(const memhp_event& ev, Operation& op, int sign) {
+    if (!(ev.flags & MEMHP_F_KERNEL_MEMMAP) || ev.kernel_memmap_before < 0 || ev.kernel_memmap_after < 0) return;
+    Operation::KernelMemmap k;
+    k.before = ev.kernel_memmap_before;
+    k.after = ev.kernel_memmap_after;
+    k.memhp_pages = sign * static_cast<std::int64_t>(op.memmap.altmap_pages + op.memmap.buddy_pages);
+    op.kernel_memmap = k;
+    stats_.kernel_memmap_pages = k.after;
+    if (ev.ret == 0 && !k.matches()) ++stats_.kernel_memmap_mismatches;
+}
+
 void Aggregator::on_add(const memhp_event& ev) {
     Operation op = base_operation(Phase::Add, ev);
     nesting(ev, op);
@@ -332,6 +347,7 @@ void Aggregator::on_add(const memhp_event& ev) {
         }
     }
     if (ev.flags & MEMHP_F_MEMMAP_EVENTS) apply_memmap_events(ev, op);
+    kernel_memmap(ev, op, +1);
     const std::uint64_t ps = cfg_.page_size;
     op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * ps;
     const std::int64_t inclusive =
@@ -449,6 +465,7 @@ void Aggregator::on_remove(const memhp_event& ev) {
         }
     }
 
+    kernel_memmap(ev, op, -1);
     count(op);
     if (ev.ret == 0) {
         // Every added range starting inside the removed span goes, with exactly
@@ -494,6 +511,12 @@ nlohmann::json to_json(const Operation& op) {
         };
         if (op.phase == Phase::Add) j["memmap"]["base_pages"] = op.memmap.base_pages;
         if (op.phase == Phase::Add) j["memmap_from"] = op.memmap_events ? "memmap_events" : "page_events";
+        if (const auto& k = op.kernel_memmap)
+            j["kernel_memmap_pages"] = {{"before", k->before},
+                                        {"after", k->after},
+                                        {"delta", k->delta()},
+                                        {"memhp_pages", k->memhp_pages},
+                                        {"matches", k->matches()}};
         if (const auto& m = op.memmap_events)
             j["memmap_events"] = {{"altmap_pages", m->altmap_pages},
                                   {"buddy_pages", m->buddy_pages},

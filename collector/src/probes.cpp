@@ -91,6 +91,7 @@ const char* kind_name(ProbeKind k) {
 
 // Symbols read from /proc/kallsyms besides the probe targets.
 constexpr const char* kVmemmapBase = "vmemmap_base";
+constexpr const char* kNrMemmapPages = "nr_memmap_pages";  // mm/vmstat.c, 6.11+
 constexpr const char* kSiteBlock = "vmemmap_alloc_block";
 constexpr const char* kSiteDirectMap = "init_memory_mapping";
 // vmemmap_alloc_block()'s callers that allocate page tables (order as in the BPF array).
@@ -402,7 +403,7 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options)
     // (0.35 s under TCG), so it runs beside the feature probing and the
     // load; the programs read what it finds from .bss, set before attach.
     const auto specs = hotplug_probe_specs();
-    std::set<std::string> wanted = {kVmemmapBase, kSiteBlock, kSiteDirectMap};
+    std::set<std::string> wanted = {kVmemmapBase, kSiteBlock, kSiteDirectMap, kNrMemmapPages};
     wanted.insert(kSitePageTableCallers.begin(), kSitePageTableCallers.end());
     for (const auto& s : specs) wanted.insert(s.target);
     auto kallsyms = std::async(std::launch::async, [&wanted] {
@@ -475,6 +476,9 @@ void HotplugProbes::set_kernel_addresses(const KallsymsInfo& syms) {
         throw BpfError("cannot find vmemmap_base in /proc/kallsyms (addresses read as 0 without root or "
                        "CAP_SYSLOG; memhp supports x86-64 kernels with SPARSEMEM_VMEMMAP)");
     skel_->bss->vmemmap_base_addr = syms.address.at(kVmemmapBase);
+    // The kernel's own memmap count, where it has one (data, not text).
+    if (syms.address.contains(kNrMemmapPages) && !syms.text.contains(kNrMemmapPages))
+        skel_->bss->nr_memmap_pages_addr = syms.address.at(kNrMemmapPages);
     // Call-site ranges for classifying page-allocator pages; a symbol this
     // kernel lacks (inlined) stays 0 and is skipped by the BPF side.
     auto range_of = [&](const char* name, auto& r) {

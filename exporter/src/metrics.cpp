@@ -58,6 +58,15 @@ const std::vector<MetricDef>& metric_catalog() {
          "Hot-added memory present now (added and not yet removed while the exporter ran), by node.", "probes"},
         {"memhp_hotplugged_memmap_bytes", MetricKind::Gauge, {"source", "memmap_node"},
          "Memmap of the hot-added memory present now, by source and the node where it sits.", "probes"},
+        {"memhp_kernel_memmap_bytes", MetricKind::Gauge, {},
+         "The kernel's own count of memmap memory, /proc/vmstat nr_memmap_pages x 4 KiB (Linux 6.11+; altmap and "
+         "page-allocator memmap alike), read by the probes at the end of the last hot-add or remove. Absent on "
+         "older kernels and before the first operation. node_exporter's default vmstat filter drops this counter.",
+         "probes"},
+        {"memhp_kernel_memmap_mismatches_total", MetricKind::Counter, {},
+         "Successful hot-adds and removes whose change of nr_memmap_pages differed from memhp's own memmap count "
+         "(altmap + page-allocator pages): another operation ran alongside, or memhp missed pages.",
+         "probes"},
         // Host state, read from sysfs at scrape time.
         {"memhp_memory_blocks", MetricKind::Gauge, {"node", "state", "zone"},
          "Memory blocks in /sys/devices/system/memory by node, state (online, offline, going-offline) and zone "
@@ -350,6 +359,16 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
         FamilyBuilder f("memhp_hotplugged_memmap_bytes");
         for (const auto& [key, bytes] : s.memmap_bytes)
             f.gauge({collector::source_name(std::get<0>(key)), node_label(std::get<1>(key))}, static_cast<double>(bytes));
+        f.finish_into(out);
+    }
+    {
+        FamilyBuilder f("memhp_kernel_memmap_bytes");
+        if (s.kernel_memmap_pages) f.gauge({}, static_cast<double>(*s.kernel_memmap_pages) * page);
+        f.finish_into(out);
+    }
+    {
+        FamilyBuilder f("memhp_kernel_memmap_mismatches_total");
+        f.counter({}, static_cast<double>(s.kernel_memmap_mismatches));
         f.finish_into(out);
     }
 

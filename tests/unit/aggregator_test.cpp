@@ -1011,6 +1011,51 @@ TEST_F(AggregatorTest, MemmapEventsNeverCountMoreRemoteThanTaken) {
     EXPECT_EQ(last().memmap_events->failed_blocks, 3u);
 }
 
+memhp_event with_kernel_memmap(memhp_event ev, std::int64_t before, std::int64_t after) {
+    ev.flags |= MEMHP_F_KERNEL_MEMMAP;
+    ev.kernel_memmap_before = before;
+    ev.kernel_memmap_after = after;
+    return ev;
+}
+
+// Linux 6.11+: nr_memmap_pages rises by what memhp counted and falls back.
+TEST_F(AggregatorTest, KernelMemmapCountBesideMemhpsOwn) {
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn, 9));
+    agg().consume(with_kernel_memmap(add(1, 1, kHotPfn, kBlockPages), 16384, 16896));
+    ASSERT_TRUE(last().kernel_memmap);
+    EXPECT_EQ(last().kernel_memmap->delta(), 512);
+    EXPECT_TRUE(last().kernel_memmap->matches());
+    auto j = to_json(last());
+    EXPECT_EQ(j["kernel_memmap_pages"]["delta"], 512);
+    EXPECT_EQ(j["kernel_memmap_pages"]["memhp_pages"], 512);
+    EXPECT_EQ(j["kernel_memmap_pages"]["matches"], true);
+    agg().consume(page(MEMHP_EV_PAGE_FREE, 2, kBootPfn, 9, MEMHP_EV_REMOVE));
+    agg().consume(with_kernel_memmap(remove(2, kHotPfn, kBlockPages), 16896, 16384));
+    EXPECT_EQ(last().kernel_memmap->memhp_pages, -512);
+    EXPECT_TRUE(last().kernel_memmap->matches());
+    EXPECT_EQ(stats().kernel_memmap_pages, 16384);
+    EXPECT_EQ(stats().kernel_memmap_mismatches, 0u);
+    // An altmap add counts too: the kernel counts altmap pages as memmap.
+    agg().consume(with_kernel_memmap(add(3, 1, kHotPfn, kBlockPages, MEMHP_F_ALTMAP, 512, 2), 16384, 16896));
+    EXPECT_TRUE(last().kernel_memmap->matches());
+}
+
+TEST_F(AggregatorTest, KernelMemmapMismatchIsCountedOnlyForSuccessfulOps) {
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 1, kBootPfn, 9));
+    agg().consume(with_kernel_memmap(add(1, 1, kHotPfn, kBlockPages), 0, 1024));  // another add ran alongside
+    EXPECT_FALSE(last().kernel_memmap->matches());
+    EXPECT_EQ(stats().kernel_memmap_mismatches, 1u);
+    agg().consume(with_kernel_memmap(add(2, 1, kHotPfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_ADD_MEMORY, -12), 1024, 1536));
+    EXPECT_EQ(stats().kernel_memmap_mismatches, 1u) << "a failed add is not held to the count";
+    // Kernels before 6.11, or a read that failed: no record, no gauge change.
+    agg().consume(add(3, 1, kHotPfn, kBlockPages));
+    EXPECT_FALSE(last().kernel_memmap);
+    EXPECT_FALSE(to_json(last()).contains("kernel_memmap_pages"));
+    agg().consume(with_kernel_memmap(add(4, 1, kHotPfn, kBlockPages), -1, 512));
+    EXPECT_FALSE(last().kernel_memmap);
+    EXPECT_EQ(stats().kernel_memmap_pages, 1536);
+}
+
 TEST_F(AggregatorTest, FailedNestedOnlineCountsItsFailureAndTheAddStands) {
     agg().consume(nested_in(online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages, 0, -16, 1), 1, MEMHP_EV_ADD));
     agg().consume(with_nested(add(1, 1, kHotPfn, kBlockPages), 4'000'000, 1));

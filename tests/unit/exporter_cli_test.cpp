@@ -143,7 +143,12 @@ TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
     alloc.pfn = 0x10000;
     alloc.order = 9;
     state->consume(alloc);
-    for (auto t : {MEMHP_EV_POPULATE, MEMHP_EV_ADD}) state->consume(e(t, 1));
+    state->consume(e(MEMHP_EV_POPULATE, 1));
+    auto add = e(MEMHP_EV_ADD, 1);
+    add.flags |= MEMHP_F_KERNEL_MEMMAP;
+    add.kernel_memmap_before = 0;
+    add.kernel_memmap_after = 512;
+    state->consume(add);
     state->consume(e(MEMHP_EV_ONLINE, 2));
     state->consume(e(MEMHP_EV_OFFLINE, 3, -EBUSY));
 

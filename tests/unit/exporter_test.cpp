@@ -72,7 +72,11 @@ void feed_cycle(LiveState& s, std::uint64_t first_id) {
     s.consume(page_alloc(first_id, 0x10000, 9));
     s.consume(page_alloc(first_id, 0x12000, 0));
     s.consume(op(MEMHP_EV_POPULATE, first_id, 1, 1'500'000));
-    s.consume(op(MEMHP_EV_ADD, first_id, 1, 3'000'000));
+    auto add = op(MEMHP_EV_ADD, first_id, 1, 3'000'000);
+    add.flags |= MEMHP_F_KERNEL_MEMMAP;  // Linux 6.11+: nr_memmap_pages around the add
+    add.kernel_memmap_before = 16384;
+    add.kernel_memmap_after = 16384 + 512;
+    s.consume(add);
     s.consume(op(MEMHP_EV_ONLINE, first_id + 1, 1, 2'000'000));
     s.consume(op(MEMHP_EV_OFFLINE, first_id + 2, 1, 4'000'000));
     s.consume(op(MEMHP_EV_REMOVE, first_id + 3, 1, 1'000'000));
@@ -196,6 +200,23 @@ TEST_F(Rendered, MemmapPagesBecomeBytesWithLocality) {
     ASSERT_TRUE(live);
     ASSERT_EQ(live->metric.size(), 1u);
     EXPECT_DOUBLE_EQ(live->metric[0].gauge.value, 0) << "added and removed twice";
+}
+
+// The kernel's nr_memmap_pages as bytes, and adds whose rise matched ours.
+TEST_F(Rendered, KernelMemmapCountIsServedInBytes) {
+    const auto* g = family(fams, "memhp_kernel_memmap_bytes");
+    ASSERT_TRUE(g);
+    ASSERT_EQ(g->metric.size(), 1u);
+    EXPECT_DOUBLE_EQ(g->metric[0].gauge.value, (16384 + 512) * 4096.0);
+    const auto* m = family(fams, "memhp_kernel_memmap_mismatches_total");
+    ASSERT_TRUE(m);
+    EXPECT_DOUBLE_EQ(m->metric.at(0).counter.value, 0) << "each add's rise was its 512 page-allocator pages";
+    // Without the count (kernels before 6.11) the gauge has no sample.
+    LiveState plain(std::make_unique<TwoNodes>(), config());
+    plain.consume(op(MEMHP_EV_ADD, 1, 1, 1'000'000));
+    const auto fams2 = build_families(plain.snapshot(false), fixture_host(false));
+    const auto* g2 = family(fams2, "memhp_kernel_memmap_bytes");
+    EXPECT_TRUE(!g2 || g2->metric.empty());
 }
 
 TEST_F(Rendered, FailuresCarryTheErrnoName) {

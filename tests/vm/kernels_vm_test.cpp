@@ -85,6 +85,8 @@ TEST_F(Kernel510, ProbesLoadAndCountThePageAllocatorMemmap) {
     EXPECT_EQ(of_phase(ops, "online")[0]["ret"], 0);
     EXPECT_EQ(of_phase(ops, "offline")[0]["ret"], 0);
     EXPECT_FALSE(mem_->snapshot().kernel_memmap_pages) << "nr_memmap_pages arrived in 6.11";
+    EXPECT_FALSE(add.contains("kernel_memmap_pages")) << add.dump();
+    EXPECT_EQ(raw.find("kernel memmap:"), std::string::npos) << raw;
 }
 
 // Refused before QEMU starts, as `memhp lab` reports it to a user: exit 2.
@@ -107,7 +109,8 @@ protected:
     using B = GuestSuite<Derived>;
     // The kernel's nr_memmap_pages rises by memhp's altmap + page-allocator
     // memmap pages at the add and is back at its start after the remove.
-    static void CheckKernelCounter(const lab::CycleRecord& c, const json& add) {
+    static void CheckKernelCounter(const lab::CycleRecord& c, const std::vector<json>& ops, const std::string& raw) {
+        const json add = of_phase(ops, "add").at(0);
         ASSERT_TRUE(c.before.kernel_memmap_pages) << "7.2 has nr_memmap_pages in /proc/vmstat";
         const auto start = *c.before.kernel_memmap_pages;
         const auto after_add = c.phase("add")->after.kernel_memmap_pages.value_or(0);
@@ -117,6 +120,19 @@ protected:
                   << " at the add, memhp " << memhp_pages << std::endl;
         EXPECT_EQ(after_add - start, memhp_pages) << add.dump();
         EXPECT_EQ(c.phase("remove")->after.kernel_memmap_pages, start);
+        // The same from inside the kernel, in memhp trace's own records.
+        ASSERT_TRUE(add.contains("kernel_memmap_pages")) << add.dump();
+        EXPECT_EQ(add["kernel_memmap_pages"]["before"], start) << add.dump();
+        EXPECT_EQ(add["kernel_memmap_pages"]["delta"], memhp_pages) << add.dump();
+        EXPECT_EQ(add["kernel_memmap_pages"]["matches"], true) << add.dump();
+        const json remove = of_phase(ops, "remove").at(0);
+        ASSERT_TRUE(remove.contains("kernel_memmap_pages")) << remove.dump();
+        EXPECT_EQ(remove["kernel_memmap_pages"]["delta"], -static_cast<std::int64_t>(memhp_pages)) << remove.dump();
+        EXPECT_EQ(remove["kernel_memmap_pages"]["after"], start) << remove.dump();
+        EXPECT_EQ(remove["kernel_memmap_pages"]["matches"], true) << remove.dump();
+        EXPECT_NE(raw.find("kernel memmap: nr_memmap_pages " + std::to_string(start) + " after the last add/remove; 0 "),
+                  std::string::npos)
+            << raw;
     }
     static void CheckRelease() {
         EXPECT_TRUE(B::guest_->release().starts_with("7.2.")) << B::guest_->release();
@@ -143,7 +159,7 @@ TEST_F(Kernel72On, AltmapMemmapIsLocalAndPopulateIsTimedDirectly) {
     lab::CycleRecord c;
     auto ops = traced_cycle(*guest_, *mem_, &raw, &c);
     check_one_block_cycle(ops, raw);
-    CheckKernelCounter(c, of_phase(ops, "add")[0]);
+    CheckKernelCounter(c, ops, raw);
     auto [attached, total] = attached_of(raw);
     EXPECT_EQ(attached, total) << "every probe attaches on 7.2:\n" << raw;
     const auto add = of_phase(ops, "add")[0];
@@ -164,7 +180,7 @@ TEST_F(Kernel72Off, PageAllocatorMemmapIsRemote) {
     lab::CycleRecord c;
     auto ops = traced_cycle(*guest_, *mem_, &raw, &c);
     check_one_block_cycle(ops, raw);
-    CheckKernelCounter(c, of_phase(ops, "add")[0]);
+    CheckKernelCounter(c, ops, raw);
     const auto add = of_phase(ops, "add")[0];
     EXPECT_EQ(add["mode"], "page_allocator") << add.dump();
     EXPECT_EQ(add["memmap"]["altmap_pages"], 0);

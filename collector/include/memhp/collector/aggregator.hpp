@@ -22,7 +22,7 @@
 
 namespace memhp::collector {
 
-static_assert(sizeof(memhp_event) == 200 && MEMHP_EVENT_VERSION == 4, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+static_assert(sizeof(memhp_event) == 216 && MEMHP_EVENT_VERSION == 5, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
 
 enum class Phase { Add, Populate, Online, Offline, Remove };
 inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
@@ -105,6 +105,16 @@ struct Operation {
         bool agree = true;
     };
     std::optional<MemmapEvents> memmap_events;
+    // add/remove on Linux 6.11+: the kernel's own memmap count
+    // (/proc/vmstat nr_memmap_pages, altmap and page-allocator pages alike)
+    // at the op's begin and end, against memhp's altmap + buddy pages.
+    struct KernelMemmap {
+        std::int64_t before = 0, after = 0;
+        std::int64_t memhp_pages = 0;  // what memhp counted: + for an add, - for a remove
+        [[nodiscard]] std::int64_t delta() const { return after - before; }
+        [[nodiscard]] bool matches() const { return delta() == memhp_pages; }
+    };
+    std::optional<KernelMemmap> kernel_memmap;
 };
 
 // The node a pfn lives on.
@@ -178,6 +188,10 @@ struct Stats {
     std::uint64_t orphan_page_events = 0;  // page events whose op never completed (bounded buffer)
     std::uint64_t node_mismatched_pages = 0;  // sysfs and page->flags disagreed on a page's node
     std::uint64_t memmap_event_disagreements = 0;  // adds whose mhp_memmap_alloc sums and page events differ
+    // nr_memmap_pages after the last add/remove memhp saw (6.11+), and the
+    // adds/removes whose rise or fall differed from memhp's own count.
+    std::optional<std::int64_t> kernel_memmap_pages;
+    std::uint64_t kernel_memmap_mismatches = 0;
 };
 
 struct AggregatorConfig {
@@ -227,6 +241,7 @@ private:
     [[nodiscard]] const AddedRange* range_containing(std::uint64_t pfn) const;
     void on_add(const memhp_event& ev);
     void apply_memmap_events(const memhp_event& ev, Operation& op);
+    void kernel_memmap(const memhp_event& ev, Operation& op, int sign);
     void on_populate(const memhp_event& ev);
     void on_online_offline(const memhp_event& ev, Phase phase);
     void on_remove(const memhp_event& ev);
