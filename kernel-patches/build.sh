@@ -6,9 +6,12 @@
 # version + patches + fragment:
 #   ${MEMHP_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/memhp}/patched-kernel/<version>-<key>/{bzImage,config,build.log}
 #
-# usage: kernel-patches/build.sh [--series 6.1|7.2] [--print-dir | --check | --force] [-j N]
+# usage: kernel-patches/build.sh [--series 6.1|7.2] [--unpatched] [--print-dir | --check | --force] [-j N]
 #   --series V   which series (a sub-folder here): 6.1 (default, the lab's
 #                `--kernel patched`) or 7.2 (`--kernel patched-7.2`)
+#   --unpatched  the same source and lab.config without the series' patches
+#                (`--kernel unpatched-7.2`): the baseline for what the events
+#                cost (bench/event-cost.sh); its own cache entry
 #   (none)       build if the cache entry is missing; print the entry's dir
 #   --print-dir  print the entry's dir for the current inputs; exit 0 if it
 #                is built, 3 if not (builds nothing)
@@ -31,12 +34,14 @@ top=$cache/patched-kernel
 jobs=2
 mode=build
 series_name=6.1
+unpatched=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--series)
 		[ $# -ge 2 ] || { echo "memhp-kernel: --series needs a value (6.1 or 7.2)" >&2; exit 2; }
 		series_name=$2; shift ;;
 	--series=*) series_name=${1#--series=} ;;
+	--unpatched) unpatched=1 ;;
 	--print-dir) mode=print ;;
 	--check) mode=check checks="apply style" ;;
 	--check-apply) mode=check checks=apply ;;
@@ -44,7 +49,7 @@ while [ $# -gt 0 ]; do
 	--force) mode=force ;;
 	-j) jobs=$2; shift ;;
 	-j*) jobs=${1#-j} ;;
-	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "memhp-kernel: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -75,16 +80,25 @@ SRC_DIR_NAME=$SRC_PACKAGE
 mapfile -t series < <(grep -v '^\s*\(#\|$\)' "$here/series")
 [ ${#series[@]} -gt 0 ] || die "$here/series lists no patches"
 for p in "${series[@]}"; do [ -f "$here/$p" ] || die "patch $p listed in series is missing"; done
+[ $unpatched = 1 ] && [ $mode = check ] && die "--unpatched builds the baseline; --check checks the patches"
 
 # The cache key: source version + the series (names and contents) + fragment.
 key=$(
 	{
 		echo "$SRC_PACKAGE $SRC_VERSION"
-		for p in "${series[@]}"; do echo "$p"; cat "$here/$p"; done
+		if [ $unpatched = 1 ]; then
+			echo "unpatched"
+		else
+			for p in "${series[@]}"; do echo "$p"; cat "$here/$p"; done
+		fi
 		cat "$here/lab.config"
 	} | sha256sum | cut -c1-16
 )
 entry=$top/$SRC_VERSION-$key
+if [ $unpatched = 1 ]; then
+	entry=$top/$SRC_VERSION-unpatched-$key
+	series=() # the same tree and object dir, nothing applied
+fi
 
 if [ $mode = print ]; then
 	echo "$entry"

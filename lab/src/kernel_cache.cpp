@@ -28,6 +28,17 @@ std::optional<std::string> patched_series(std::string_view spec) {
     return series;
 }
 
+std::optional<std::string> unpatched_series(std::string_view spec) {
+    if (!spec.starts_with("unpatched-")) return std::nullopt;
+    const std::string as_patched = "patched-" + std::string(spec.substr(10));
+    try {
+        return patched_series(as_patched);
+    } catch (const UsageError&) {
+        throw UsageError("unknown kernel '" + std::string(spec) +
+                         "': unpatched-<series> takes a series of kernel-patches/ such as unpatched-7.2");
+    }
+}
+
 const std::vector<KernelSuite>& kernel_suites() {
     static const std::vector<KernelSuite> suites = {
         {"5.10", "bullseye"}, {"6.1", "bookworm"}, {"6.12", "trixie"}, {"7.2", "sid"}};
@@ -37,7 +48,8 @@ const std::vector<KernelSuite>& kernel_suites() {
 namespace {
 const char* const kKernelChoices =
     "5.10 (bullseye), 6.1 or default (bookworm), 6.12 (trixie), 7.2 or latest (sid), patched or patched-6.1 "
-    "(6.1 with memhp's kernel-patches/), patched-7.2 (7.2 with them), a Debian package name such as linux-image-6.1.0-57-amd64, or the path of a "
+    "(6.1 with memhp's kernel-patches/), patched-7.2 (7.2 with them), unpatched-6.1 or unpatched-7.2 (the same "
+    "source and lab config without the patches), a Debian package name such as linux-image-6.1.0-57-amd64, or the path of a "
     "bzImage";
 }  // namespace
 
@@ -49,6 +61,7 @@ KernelRequest classify_kernel_spec(std::string_view spec_view) {
     for (const auto& s : kernel_suites())
         if (spec == s.series) return {KernelRequest::Kind::MetaPackage, "linux-image-amd64", s.suite};
     if (auto s = patched_series(spec)) return {KernelRequest::Kind::Patched, *s, ""};
+    if (auto s = unpatched_series(spec)) return {KernelRequest::Kind::Patched, *s, "", true};
     static const std::regex pkg(R"(^linux-image-[a-z0-9.+~-]+$)");
     if (std::regex_match(spec, pkg)) return {KernelRequest::Kind::Package, spec, ""};
     if (spec.find('/') != std::string::npos || fs::exists(spec)) return {KernelRequest::Kind::File, spec, ""};
@@ -477,23 +490,28 @@ KernelImage patched_kernel_entry(const fs::path& entry, std::string_view meta) {
 // Builds (once) a kernel of kernel-patches/ (the series `series`) through its
 // build.sh, which caches it outside the repo; its progress is passed on as it
 // comes.
-KernelImage KernelCache::ensure_patched(const std::string& spec, const std::string& series) {
+KernelImage KernelCache::ensure_patched(const std::string& spec, const std::string& series, bool unpatched) {
     const fs::path script = patched_kernel_script();
     if (!fs::exists(script))
         throw Error(script.string() + " is missing: --kernel " + spec +
                     " needs memhp's source tree (or set MEMHP_KERNEL_PATCHES to its kernel-patches folder)");
-    auto where =
-        run({"bash", script.string(), "--series", series, "--print-dir"}, {.timeout = std::chrono::minutes(1)});
+    std::vector<std::string> args = {"bash", script.string(), "--series", series};
+    if (unpatched) args.push_back("--unpatched");
+    const std::string what = std::string(unpatched ? "unpatched" : "patched") + " " + series;
+    auto print_dir = args;
+    print_dir.push_back("--print-dir");
+    auto where = run(print_dir, {.timeout = std::chrono::minutes(1)});
     const fs::path entry = trim(where.out);
     if (entry.empty() || (where.exit_code != 0 && where.exit_code != 3))
         throw Error(script.string() + " --print-dir failed: " + last_lines(where.err, 3));
     if (where.exit_code == 3) {
         if (progress_)
-            progress_("building the patched " + series + " kernel (kernel-patches/" + series +
-                      "/, about 10 min on 2 idle cores; once per version of the patches)");
+            progress_("building the " + what + " kernel (kernel-patches/" + series +
+                      "/, about 10 min on 2 idle cores, minutes when its object tree is there; once per version of "
+                      "the patches)");
         TempDir tmp("memhp-kbuild");
         const fs::path log = tmp.path() / "build.out";
-        auto child = ChildProcess::spawn({"bash", script.string(), "--series", series}, log);
+        auto child = ChildProcess::spawn(args, log);
         std::size_t shown = 0;
         auto pass_on = [&] {
             auto text = try_read_file(log).value_or("");
@@ -514,14 +532,14 @@ KernelImage KernelCache::ensure_patched(const std::string& spec, const std::stri
         }
         pass_on();
         if (child.exit_code().value_or(-1) != 0)
-            throw Error("building the patched " + series + " kernel failed (" + script.string() + " --series " +
-                        series + "):\n" +
+            throw Error("building the " + what + " kernel failed (" + script.string() + " --series " + series +
+                        (unpatched ? " --unpatched" : "") + "):\n" +
                         last_lines(try_read_file(log).value_or(""), 12));
     }
     auto meta = try_read_file(entry / "memhp-kernel.txt");
     if (!meta || !fs::exists(entry / "bzImage"))
-        throw Error("the patched kernel's cache entry " + entry.string() + " is incomplete: run " + script.string() +
-                    " --series " + series + " --force");
+        throw Error("the " + what + " kernel's cache entry " + entry.string() + " is incomplete: run " +
+                    script.string() + " --series " + series + (unpatched ? " --unpatched" : "") + " --force");
     KernelImage k = patched_kernel_entry(entry, *meta);
     k.spec = spec;
     return k;
@@ -530,7 +548,7 @@ KernelImage KernelCache::ensure_patched(const std::string& spec, const std::stri
 KernelImage KernelCache::ensure(std::string_view spec_view) {
     const std::string spec(spec_view);
     auto req = classify_kernel_spec(spec);
-    if (req.kind == KernelRequest::Kind::Patched) return ensure_patched(spec, req.name);
+    if (req.kind == KernelRequest::Kind::Patched) return ensure_patched(spec, req.name, req.unpatched);
     if (req.kind == KernelRequest::Kind::File) {
         if (!fs::is_regular_file(req.name))
             throw UsageError("kernel image " + req.name + " does not exist or is not a file");

@@ -5,6 +5,7 @@
 
 #include "memhp/error.hpp"
 #include "memhp/files.hpp"
+#include "memhp/process.hpp"
 
 namespace memhp::lab {
 namespace {
@@ -267,6 +268,40 @@ TEST(ClassifyKernelSpec, PatchedIsItsOwnKindWithItsSeries) {
     expect_request("patched", Kind::Patched, "6.1");  // the default series, as build.sh's
     expect_request("patched-6.1", Kind::Patched, "6.1");
     expect_request("patched-7.2", Kind::Patched, "7.2");
+    EXPECT_FALSE(classify_kernel_spec("patched-7.2").unpatched);
+}
+
+// The events' cost is measured against the same source and lab config
+// without the patches.
+TEST(ClassifyKernelSpec, UnpatchedIsThePatchedSeriesWithoutItsPatches) {
+    const auto r = classify_kernel_spec("unpatched-7.2");
+    EXPECT_EQ(r.kind, Kind::Patched);
+    EXPECT_EQ(r.name, "7.2");
+    EXPECT_TRUE(r.unpatched);
+    for (const char* bad : {"unpatched-9.9", "unpatched-", "unpatched-x"}) {
+        try {
+            (void)classify_kernel_spec(bad);
+            FAIL() << bad << ": no error";
+        } catch (const UsageError& e) {
+            EXPECT_THAT(e.what(), HasSubstr("unpatched-7.2")) << bad << ": " << e.what();
+        }
+    }
+}
+
+// build.sh keys the baseline apart from the patched kernel.
+TEST(PatchedKernelScript, TheUnpatchedBaselineHasItsOwnCacheEntry) {
+    TempDir dir;
+    const auto script = patched_kernel_script().string();
+    const std::vector<std::string> env = {"MEMHP_CACHE_DIR=" + dir.path().string()};
+    auto patched = run({"bash", script, "--series", "7.2", "--print-dir"}, {.env = env});
+    auto base = run({"bash", script, "--series", "7.2", "--unpatched", "--print-dir"}, {.env = env});
+    EXPECT_EQ(patched.exit_code, 3) << patched.err;  // not built in this empty cache
+    EXPECT_EQ(base.exit_code, 3) << base.err;
+    EXPECT_NE(trim(patched.out), trim(base.out));
+    EXPECT_THAT(base.out, HasSubstr("-unpatched-"));
+    auto check = run({"bash", script, "--series", "7.2", "--unpatched", "--check"}, {.env = env});
+    EXPECT_NE(check.exit_code, 0);
+    EXPECT_THAT(check.err, HasSubstr("--unpatched builds the baseline"));
 }
 
 TEST(ClassifyKernelSpec, UnknownPatchedSeriesIsAUsageErrorNamingTheSeries) {

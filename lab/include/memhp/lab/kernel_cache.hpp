@@ -38,6 +38,9 @@ struct KernelRequest {
     Kind kind;
     std::string name;   // the meta package, the package, the path, or the kernel-patches/ series
     std::string suite;  // MetaPackage: the suite whose meta package it is
+    // Patched: the series' source and lab config without its patches
+    // ("unpatched-7.2"), the baseline that measures what the events cost.
+    bool unpatched = false;
 };
 
 // The Debian suites memhp fetches kernels from, oldest first, with the
@@ -80,6 +83,8 @@ inline constexpr std::string_view kDefaultPatchedSeries = "6.1";
 // "patched" -> the default series, "patched-7.2" -> "7.2" (when
 // kernel-patches/7.2/ exists; UsageError if not), anything else -> nullopt.
 [[nodiscard]] std::optional<std::string> patched_series(std::string_view spec);
+// "unpatched-7.2" -> "7.2": the same source and lab config, no patches.
+[[nodiscard]] std::optional<std::string> unpatched_series(std::string_view spec);
 
 // The first "Depends: linux-image-..." of `apt-cache depends` output.
 [[nodiscard]] std::optional<std::string> parse_depends_image(std::string_view apt_cache_depends);
@@ -131,7 +136,7 @@ public:
     [[nodiscard]] fs::path apt_dir(const std::string& suite) const;
 
 private:
-    KernelImage ensure_patched(const std::string& spec, const std::string& series);
+    KernelImage ensure_patched(const std::string& spec, const std::string& series, bool unpatched = false);
     // Package lists of `suite` younger than a day (apt-get update otherwise,
     // or when `force`); false when they could not be fetched.
     bool update_lists(const std::string& suite, bool force, std::string* why);
