@@ -6,12 +6,22 @@ namespace memhp::lab {
 
 using Clock = LineChannel::Clock;
 
-AgentClient::AgentClient(LineChannel channel, LineChannel::Tick tick) : channel_(std::move(channel)), tick_(std::move(tick)) {}
+AgentClient::AgentClient(LineChannel channel, LineChannel::Tick tick) : channel_(std::move(channel)), tick_(std::move(tick)) {
+    channel_.set_max_line(kAgentMaxResponse);
+}
+
+std::optional<std::string> AgentClient::next_line(Clock::time_point deadline) {
+    try {
+        return channel_.read_line(deadline, tick_);
+    } catch (const LineTooLong& e) {
+        throw Error(std::string("the guest agent sent a reply larger than the protocol allows: ") + e.what());
+    }
+}
 
 json AgentClient::wait_hello(Ms timeout) {
     const auto deadline = Clock::now() + timeout;
     while (true) {
-        auto line = channel_.read_line(deadline, tick_);
+        auto line = next_line(deadline);
         if (!line) throw Error("the guest agent did not say hello in time");
         json msg = json::parse(*line, nullptr, false);
         if (!msg.is_object() || msg.value("event", "") != "hello") continue;
@@ -28,7 +38,7 @@ json AgentClient::request(json req, Ms timeout) {
     req["id"] = id;
     channel_.write_line(req.dump(-1, ' ', false, json::error_handler_t::replace), deadline, tick_);
     while (true) {
-        auto line = channel_.read_line(deadline, tick_);
+        auto line = next_line(deadline);
         if (!line)
             throw Error("the guest agent did not answer '" + req.value("op", "") + "' within " +
                         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count() + 5) + " s");

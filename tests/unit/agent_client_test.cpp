@@ -240,5 +240,21 @@ TEST(AgentClient, TickAbortsAWaitForAnAnswer) {
     EXPECT_THROW((void)a.client().ping(), Interrupted);
 }
 
+TEST(AgentClient, OversizedReplyIsAnErrorAndTheNextRequestWorks) {
+    FakeAgent a([](FakeAgent& a) {
+        json req = a.next_request();
+        a.send_raw(R"({"id":)" + req["id"].dump() + R"(,"ok":true,"files":{"/x":")" +
+                   std::string(kAgentMaxResponse + 1, 'x') + "\"}}\n");
+        a.reply({{"uptime_s", 1.0}});
+    });
+    try {
+        (void)a.client().try_read("/x");
+        FAIL() << "a reply over kAgentMaxResponse was accepted";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("guest agent sent a reply larger than the protocol allows"));
+    }
+    EXPECT_DOUBLE_EQ(a.client().ping(), 1.0);
+}
+
 }  // namespace
 }  // namespace memhp::lab
