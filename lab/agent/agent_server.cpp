@@ -121,9 +121,18 @@ json op_exec(const Request& req) {
     }
     for (int fd : fds)
         if (fd >= 0) ::close(fd);
+    // The child may have closed its pipes and still run (a daemon, `exec
+    // >/dev/null`): the deadline holds for its exit too, not only its output.
     if (timed_out) ::kill(-pid, SIGKILL);
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    for (;;) {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR)) break;
+        if (r == 0 && !timed_out && Clock::now() >= deadline) {
+            timed_out = true;
+            ::kill(-pid, SIGKILL);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     return {{"ok", true}, {"exit_code", decode(status)}, {"stdout", o}, {"stderr", e}, {"timed_out", timed_out}};
 }

@@ -120,6 +120,17 @@ TEST_F(Served, ExecAndReadWork) {
     EXPECT_EQ(r["files"]["/nonexistent"], nullptr);
 }
 
+TEST_F(Served, ExecTimeoutHoldsWhenTheChildClosedItsPipes) {
+    // In the issue such an exec overran a 1 s timeout by 5 s: the agent
+    // waited for the exit without a deadline once the pipes were closed.
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = ask(R"({"id":1,"op":"exec","argv":["/bin/sh","-c","exec >/dev/null 2>&1; sleep 30"],"timeout_ms":300})");
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(r["timed_out"], true);
+    EXPECT_EQ(r["exit_code"], 128 + 9) << "killed";
+    EXPECT_LT(took, std::chrono::seconds(10)) << "not the child's 30 s";
+}
+
 TEST_F(Served, ReplyOverTheFrameLimitBecomesAnError) {
     // Two files just under the read bound make one reply over kAgentMaxResponse:
     // the host would refuse that line, so the agent sends an error instead.
