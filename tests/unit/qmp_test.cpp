@@ -340,8 +340,8 @@ TEST(Qmp, OversizedLineFromQemuIsAnErrorNotUnboundedMemory) {
 TEST(Qmp, AnEventStormKeepsOnlyTheNewestEvents) {
     // 200,000 unsolicited events cost 169 MB in the issue: the queue is bounded
     // and counts what it let go.
-    const std::size_t storm = QmpClient::kMaxPendingEvents + 500;
-    Session s([storm](FakeQemu& q) {
+    constexpr std::size_t storm = QmpClient::kMaxPendingEvents + 500;
+    Session s([](FakeQemu& q) {
         json req = q.next_request();
         std::string burst;
         for (std::size_t i = 0; i < storm; ++i)
