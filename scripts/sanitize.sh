@@ -37,7 +37,7 @@ esac
 echo "memhp: unit tests under -fsanitize=$sanitize (build in $dir)" >&2
 MEMHP_BUILD_DIR=$dir \
 	MEMHP_CMAKE_ARGS="-DMEMHP_SANITIZE=$sanitize -DMEMHP_BUILD_BENCH=OFF ${MEMHP_CMAKE_ARGS:-}" \
-	"$root/scripts/build.sh" $target
+	"$root/scripts/build.sh" "$target"
 # halt_on_error: the first report ends the process with exit 1, so ctest
 # counts the test failed. LeakSanitizer is on (ASan's default) for our code.
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
