@@ -19,7 +19,8 @@ ctest -L unit --output-on-failure -j"$(nproc)" "$@"
 # TSan, each in a build dir of its own ($build/asan, $build/tsan; ccache makes
 # a warm one a matter of seconds). Skipped when the selection ("$@") holds no
 # unit test, e.g. `scripts/test.sh -R vm.Trace61`.
-if ctest -L unit -N "$@" | grep -q '^Total Tests: [1-9]'; then
+units=$(ctest -L unit -N "$@" | sed -n 's/^Total Tests: *//p')
+if [ "${units:-0}" -gt 0 ]; then
 	MEMHP_BUILD_DIR=$build "$root/scripts/sanitize.sh" address "$@"
 	MEMHP_BUILD_DIR=$build "$root/scripts/sanitize.sh" thread "$@"
 fi
