@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(results procfs qmp)
+[ ${#targets[@]} -gt 0 ] || targets=(results procfs qmp trace agent)
 out=${MEMHP_FUZZ_DIR:-${MEMHP_BUILD_DIR:-$root/build}/fuzz}
 command -v clang++ >/dev/null || { echo "memhp: clang++ missing: run scripts/install-deps.sh" >&2; exit 2; }
 launcher=()

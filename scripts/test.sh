@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, then runs the quick
-# tier (kernel-patches/ checks), the unit tier (fast, no VM) and the VM tier
+# tier (kernel-patches/ checks), the unit tier (fast, no VM; then again under
+# sanitizers: scripts/sanitize.sh) and the VM tier
 # (real guests under QEMU TCG; guest kernels are fetched, and the patched
 # kernel built, into the cache on first use). Extra arguments go to every
 # ctest run (e.g. -R qmp, --output-on-failure is already on).
@@ -14,6 +15,15 @@ echo "memhp: quick checks (kernel-patches apply and are checkpatch clean)" >&2
 ctest -L quick --output-on-failure "$@"
 echo "memhp: unit tests" >&2
 ctest -L unit --output-on-failure -j"$(nproc)" "$@"
+# The unit tier again under ASan + UBSan, and the exporter's tests under
+# TSan, each in a build dir of its own ($build/asan, $build/tsan; ccache makes
+# a warm one a matter of seconds). Skipped when the selection ("$@") holds no
+# unit test, e.g. `scripts/test.sh -R vm.Trace61`.
+units=$(ctest -L unit -N "$@" | sed -n 's/^Total Tests: *//p')
+if [ "${units:-0}" -gt 0 ]; then
+	MEMHP_BUILD_DIR=$build "$root/scripts/sanitize.sh" address "$@"
+	MEMHP_BUILD_DIR=$build "$root/scripts/sanitize.sh" thread "$@"
+fi
 # The VM tier boots the patched kernels too: build each one the selected VM
 # tests boot first, if its cache entry is missing (a cold build is about
 # 10 min (6.1) and 12 min (7.2) of make -j2 on 2 idle cores, once per

@@ -17,6 +17,9 @@
 namespace memhp::collector {
 namespace {
 
+// /proc/PID/status is about 1.5 KiB; anything near this is not procfs.
+constexpr std::size_t kStatusMax = 1 << 20;
+
 [[noreturn]] void fail(const std::string& what) {
     throw Error("cannot drop privileges: " + what + ": " + std::strerror(errno));
 }
@@ -32,7 +35,7 @@ std::string status_field(const std::string& status, const std::string& key) {
 }  // namespace
 
 int thread_count() {
-    const auto status = try_read_file("/proc/self/status");
+    const auto status = try_read_file("/proc/self/status", kStatusMax);
     if (!status) return -1;
     const auto n = status_field(*status, "Threads");
     return n.empty() ? -1 : std::stoi(n);
@@ -94,7 +97,7 @@ std::string capability_status() {
     std::string out;
     std::error_code ec;
     for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-        const auto status = try_read_file(task.path() / "status");
+        const auto status = try_read_file(task.path() / "status", kStatusMax);
         if (!status) continue;
         out += task.path().filename().string() + ":";
         for (const char* key : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"})

@@ -53,7 +53,7 @@ SysfsNodeResolver::SysfsNodeResolver(std::filesystem::path sys_root, std::uint64
     : root_(std::move(sys_root)), page_size_(page_size) {
     if (page_size_ == 0) throw Error("page size must not be 0");
     const fs::path path = root_ / "sys/devices/system/memory/block_size_bytes";
-    auto text = try_read_file(path);
+    auto text = try_read_file(path, 64 * 1024);  // a sysfs attribute: one page at most
     if (!text)
         throw Error("cannot read " + path.string() +
                     ": is sysfs mounted there, and was the kernel built with CONFIG_MEMORY_HOTPLUG?");

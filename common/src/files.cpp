@@ -16,35 +16,73 @@
 
 namespace memhp {
 
-std::optional<std::string> try_read_file(const fs::path& path) {
+namespace {
+
+enum class ReadFail { None, Open, NotRegular, TooLarge, Read };
+
+// Reads a regular file of at most max_bytes; on failure sets `why` and errno.
+std::optional<std::string> read_capped(const fs::path& path, std::size_t max_bytes, ReadFail& why) {
     // Plain read(2) in large chunks: procfs lists such as /proc/kallsyms are
     // megabytes generated on the fly, and memhp reads them at start-up.
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return std::nullopt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it).
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        why = ReadFail::Open;
+        return std::nullopt;
+    }
+    const auto fail = [fd, &why](ReadFail w, int err) {
+        ::close(fd);
+        why = w;
+        errno = err;
+        return std::nullopt;
+    };
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return fail(ReadFail::Open, errno);
+    if (!S_ISREG(st.st_mode)) return fail(ReadFail::NotRegular, EINVAL);
+    // st_size is 0 (procfs) or a page (sysfs) for generated files: a hint only.
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes) return fail(ReadFail::TooLarge, EFBIG);
     std::string out;
     std::size_t used = 0;
     for (;;) {
-        if (used == out.size()) out.resize(std::max<std::size_t>(out.size() * 2, 4096));  // sysfs files stay small
+        if (used == out.size()) {
+            if (used > max_bytes) return fail(ReadFail::TooLarge, EFBIG);
+            // sysfs files stay small; the + 1 lets a file of max_bytes + 1 show.
+            out.resize(std::min(std::max<std::size_t>(out.size() * 2, std::max<std::size_t>(4096, st.st_size + 1)),
+                                max_bytes + 1));
+        }
         const ssize_t n = ::read(fd, out.data() + used, out.size() - used);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int err = errno;
-            ::close(fd);
-            errno = err;
-            return std::nullopt;
-        }
+        if (n < 0) return fail(ReadFail::Read, errno);
         if (n == 0) break;
         used += static_cast<std::size_t>(n);
     }
+    if (used > max_bytes) return fail(ReadFail::TooLarge, EFBIG);
     ::close(fd);
     out.resize(used);
+    why = ReadFail::None;
     return out;
 }
 
-std::string read_file(const fs::path& path) {
-    auto content = try_read_file(path);
-    if (!content) throw_errno("cannot read " + path.string(), errno);
-    return *content;
+}  // namespace
+
+std::optional<std::string> try_read_file(const fs::path& path, std::size_t max_bytes) {
+    ReadFail why{};
+    return read_capped(path, max_bytes, why);
+}
+
+std::string read_file(const fs::path& path, std::size_t max_bytes) {
+    ReadFail why{};
+    auto content = read_capped(path, max_bytes, why);
+    if (content) return std::move(*content);
+    switch (why) {
+    case ReadFail::NotRegular:
+        throw Error("cannot read " + path.string() + ": not a regular file");
+    case ReadFail::TooLarge:
+        throw FileTooLarge("cannot read " + path.string() + ": more than the " + std::to_string(max_bytes) +
+                           " bytes allowed");
+    default:
+        throw_errno("cannot read " + path.string(), errno);
+    }
 }
 
 std::string read_file_bounded(const fs::path& path, std::size_t max_bytes) {

@@ -32,8 +32,8 @@ LineChannel::LineChannel(int fd, std::string name) : fd_(fd), name_(std::move(na
 LineChannel::~LineChannel() { close(); }
 
 LineChannel::LineChannel(LineChannel&& other) noexcept
-    : fd_(other.fd_), name_(std::move(other.name_)), buffer_(std::move(other.buffer_)),
-      eof_is_retry_(other.eof_is_retry_) {
+    : fd_(other.fd_), name_(std::move(other.name_)), buffer_(std::move(other.buffer_)), scanned_(other.scanned_),
+      max_line_(other.max_line_), discarding_(other.discarding_), eof_is_retry_(other.eof_is_retry_) {
     other.fd_ = -1;
 }
 
@@ -43,6 +43,9 @@ LineChannel& LineChannel::operator=(LineChannel&& other) noexcept {
         fd_ = other.fd_;
         name_ = std::move(other.name_);
         buffer_ = std::move(other.buffer_);
+        scanned_ = other.scanned_;
+        max_line_ = other.max_line_;
+        discarding_ = other.discarding_;
         eof_is_retry_ = other.eof_is_retry_;
         other.fd_ = -1;
     }
@@ -60,6 +63,11 @@ void LineChannel::peer_closed(const Tick& tick) {
         }
     }
     throw ChannelClosed(name_ + ": peer closed the connection");
+}
+
+void LineChannel::too_long() const {
+    throw LineTooLong(name_ + ": the peer sent a line longer than " + std::to_string(max_line_) +
+                      " bytes, the limit for this channel (it is broken, or not speaking this protocol)");
 }
 
 void LineChannel::close() {
@@ -90,12 +98,32 @@ LineChannel LineChannel::connect_unix(const std::string& path, std::chrono::mill
 std::optional<std::string> LineChannel::read_line(Clock::time_point deadline, const Tick& tick) {
     if (fd_ < 0) throw ChannelClosed(name_ + ": not open");
     while (true) {
-        auto nl = buffer_.find('\n');
-        if (nl != std::string::npos) {
+        const auto nl = buffer_.find('\n', scanned_);
+        if (discarding_) {
+            // The tail of a line already refused: drop it, up to its newline.
+            if (nl == std::string::npos) {
+                buffer_.clear();
+                scanned_ = 0;
+            } else {
+                buffer_.erase(0, nl + 1);
+                scanned_ = 0;
+                discarding_ = false;
+                continue;
+            }
+        } else if (nl != std::string::npos) {
             std::string line = buffer_.substr(0, nl);
             buffer_.erase(0, nl + 1);
+            scanned_ = 0;
             if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.size() > max_line_) too_long();
             return line;
+        } else if (buffer_.size() > max_line_ + 1 || (buffer_.size() == max_line_ + 1 && buffer_.back() != '\r')) {
+            buffer_.clear();
+            scanned_ = 0;
+            discarding_ = true;
+            too_long();
+        } else {
+            scanned_ = buffer_.size();
         }
         if (tick) tick();
         int ms = slice_ms(deadline);

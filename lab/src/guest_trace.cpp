@@ -83,28 +83,6 @@ GuestTrace::~GuestTrace() {
     }
 }
 
-std::vector<nlohmann::json> parse_ops(const std::string& text) {
-    std::vector<nlohmann::json> ops;
-    std::size_t start = 0;
-    for (auto end = text.find('\n'); end != std::string::npos; start = end + 1, end = text.find('\n', start)) {
-        const std::string_view line(text.data() + start, end - start);
-        if (line.empty() || line[0] != '{') continue;
-        auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded()) throw Error("a tracer wrote a line that is not JSON: " + std::string(line));
-        // memhp trace's records carry their schema (the peer's carry none).
-        if (j.is_object() && j.contains("schema")) {
-            const auto& v = j["schema"];
-            if (!v.is_number_integer() || v.get<long long>() < kTraceSchemaOldest ||
-                v.get<long long>() > kTraceSchemaNewest)
-                throw Error("a trace record has schema " + v.dump().substr(0, 20) + "; this memhp reads schemas " +
-                            std::to_string(kTraceSchemaOldest) + " to " + std::to_string(kTraceSchemaNewest) +
-                            " (docs/trace-json.md): run the memhp that wrote it, or rebuild both from one tree");
-        }
-        ops.push_back(std::move(j));
-    }
-    return ops;
-}
-
 std::vector<nlohmann::json> GuestTrace::take(const std::function<bool(const std::vector<nlohmann::json>&)>& ready,
                                              Ms timeout) {
     const auto t0 = Clock::now();
@@ -132,11 +110,5 @@ std::string GuestTrace::stop(Ms timeout) {
     return text;
 }
 
-std::size_t count_phase(const std::vector<nlohmann::json>& ops, const std::string& phase) {
-    std::size_t n = 0;
-    for (const auto& o : ops)
-        if (o.value("phase", "") == phase) ++n;
-    return n;
-}
 
 }  // namespace memhp::lab

@@ -2,11 +2,30 @@
 
 namespace memhp::lab {
 
-QmpClient::QmpClient(LineChannel channel, LineChannel::Tick tick) : channel_(std::move(channel)), tick_(std::move(tick)) {}
+QmpClient::QmpClient(LineChannel channel, LineChannel::Tick tick) : channel_(std::move(channel)), tick_(std::move(tick)) {
+    channel_.set_max_line(kQmpMaxLine);
+}
+
+std::optional<std::string> QmpClient::next_line(LineChannel::Clock::time_point deadline) {
+    try {
+        return channel_.read_line(deadline, tick_);
+    } catch (const LineTooLong& e) {
+        throw Error(std::string("QMP: QEMU sent more than a message may hold: ") + e.what());
+    }
+}
+
+void QmpClient::keep_event(json msg) {
+    // Nobody waits for most events; an event storm must not grow memory.
+    if (events_.size() >= kMaxPendingEvents) {
+        events_.pop_front();
+        ++dropped_events_;
+    }
+    events_.push_back(std::move(msg));
+}
 
 json QmpClient::read_message(LineChannel::Clock::time_point deadline, const std::string& waiting_for) {
     while (true) {
-        auto line = channel_.read_line(deadline, tick_);
+        auto line = next_line(deadline);
         if (!line) throw Error("QMP: no answer from QEMU within the timeout while waiting for " + waiting_for);
         if (line->empty()) continue;
         json msg = json::parse(*line, nullptr, false);
@@ -33,7 +52,7 @@ json QmpClient::execute(const std::string& command, const json& arguments, Ms ti
     while (true) {
         json msg = read_message(deadline, "the answer to " + command);
         if (msg.contains("event")) {
-            events_.push_back(std::move(msg));
+            keep_event(std::move(msg));
             continue;
         }
         if (msg.value("id", json()) != json(id)) continue;  // a stale answer
@@ -60,13 +79,13 @@ std::optional<json> QmpClient::wait_event(const std::string& name, const std::fu
     }
     const auto deadline = LineChannel::Clock::now() + timeout;
     while (LineChannel::Clock::now() < deadline) {
-        auto line = channel_.read_line(deadline, tick_);
+        auto line = next_line(deadline);
         if (!line) break;
         if (line->empty()) continue;
         json msg = json::parse(*line, nullptr, false);
         if (msg.is_discarded() || !msg.is_object() || !msg.contains("event")) continue;
         if (matches(msg)) return msg;
-        events_.push_back(std::move(msg));
+        keep_event(std::move(msg));
     }
     return std::nullopt;
 }

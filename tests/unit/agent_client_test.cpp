@@ -240,5 +240,51 @@ TEST(AgentClient, TickAbortsAWaitForAnAnswer) {
     EXPECT_THROW((void)a.client().ping(), Interrupted);
 }
 
+TEST(AgentClient, OversizedReplyIsAnErrorAndTheNextRequestWorks) {
+    FakeAgent a([](FakeAgent& a) {
+        json req = a.next_request();
+        a.send_raw(R"({"id":)" + req["id"].dump() + R"(,"ok":true,"files":{"/x":")" +
+                   std::string(kAgentMaxResponse + 1, 'x') + "\"}}\n");
+        a.reply({{"uptime_s", 1.0}});
+    });
+    try {
+        (void)a.client().try_read("/x");
+        FAIL() << "a reply over kAgentMaxResponse was accepted";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("guest agent sent a reply larger than the protocol allows"));
+    }
+    EXPECT_DOUBLE_EQ(a.client().ping(), 1.0);
+}
+
+TEST(AgentClient, MistypedReplyFieldsAreAnErrorNamingTheField) {
+    // fuzz_agent found this: a spawn reply with a "pid" that is not an int
+    // escaped as nlohmann's type_error (std::terminate in the fuzzer); an
+    // exit_code of 1e300 would have been converted out of range.
+    FakeAgent a([](FakeAgent& a) {
+        a.reply({{"pid", "4242"}});
+        a.reply({{"exit_code", 1e300}});
+        a.reply({{"ok", "yes"}});
+        a.reply({{"files", "MemTotal"}});
+        a.reply({{"entries", {"a", 7}}});
+        a.reply({{"pid", -1}});
+        a.reply({{"uptime_s", 2.5}});
+    });
+    const auto says = [](const std::function<void()>& f) {
+        try {
+            f();
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no Error");
+    };
+    EXPECT_THAT(says([&] { (void)a.client().spawn({"x"}, "/tmp/o"); }), HasSubstr("reply to 'spawn' has \"pid\" \"4242\", not an int"));
+    EXPECT_THAT(says([&] { (void)a.client().exec({"true"}); }), HasSubstr("\"exit_code\""));
+    EXPECT_THAT(says([&] { (void)a.client().ping(); }), HasSubstr("\"ok\""));
+    EXPECT_THAT(says([&] { (void)a.client().try_read("/proc/meminfo"); }), HasSubstr("\"files\""));
+    EXPECT_THAT(says([&] { (void)a.client().listdir("/sys"); }), HasSubstr("\"entries\""));
+    EXPECT_THAT(says([&] { (void)a.client().spawn({"x"}, "/tmp/o"); }), HasSubstr("a pid above 0"));
+    EXPECT_DOUBLE_EQ(a.client().ping(), 2.5) << "the channel is still in step";
+}
+
 }  // namespace
 }  // namespace memhp::lab

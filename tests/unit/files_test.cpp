@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <csignal>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +34,52 @@ TEST(ReadFile, WholeContentAcrossChunkSizesAndNothingForMissingOrDirectory) {
     }
     EXPECT_FALSE(try_read_file(dir.path() / "missing"));
     EXPECT_FALSE(try_read_file(dir.path()));
+}
+
+// try_read_file / read_file (procfs, sysfs, the cache) are bounded too: in
+// the issue /dev/zero ran into bad_alloc after 81 s and a FIFO blocked for ever.
+TEST(ReadFile, RefusesDevicesAndFifosWithoutBlocking) {
+    TempDir dir;
+    ASSERT_EQ(::mkfifo((dir.path() / "p").c_str(), 0600), 0);  // no writer: open would block without O_NONBLOCK
+    errno = 0;
+    EXPECT_EQ(try_read_file(dir.path() / "p"), std::nullopt);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(try_read_file("/dev/zero"), std::nullopt);
+    EXPECT_EQ(errno, EINVAL);
+    try {
+        (void)read_file("/dev/zero");
+        FAIL() << "read /dev/zero";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("/dev/zero: not a regular file"));
+    }
+}
+
+TEST(ReadFile, RefusesAFileOverItsBound) {
+    TempDir dir;
+    write_file(dir.path() / "f", std::string(5000, 'a'));
+    EXPECT_EQ(try_read_file(dir.path() / "f", 5000)->size(), 5000u) << "exactly the bound is allowed";
+    errno = 0;
+    EXPECT_EQ(try_read_file(dir.path() / "f", 4999), std::nullopt);
+    EXPECT_EQ(errno, EFBIG);
+    EXPECT_THROW((void)read_file(dir.path() / "f", 4999), FileTooLarge);
+}
+
+TEST(ReadFile, ProcAndSysFilesReportSizeZeroOrAPageButAreReadWhole) {
+    // /proc files have st_size 0, sysfs attributes 4096, whatever they hold:
+    // the bound counts bytes read. /proc/self/maps of this binary is several KiB.
+    const auto maps = try_read_file("/proc/self/maps");
+    ASSERT_TRUE(maps);
+    EXPECT_GT(maps->size(), 4096u);
+    EXPECT_EQ(maps->back(), '\n');
+    EXPECT_EQ(try_read_file("/proc/self/maps", 4096), std::nullopt) << "a generated file over the bound is refused too";
+    const auto kallsyms = try_read_file("/proc/kallsyms");
+    ASSERT_TRUE(kallsyms);
+    EXPECT_GT(kallsyms->size(), 1u << 20) << "MiB of symbols fit the default bound";
+    // A sysfs attribute: st_size 4096, a few bytes of content.
+    const auto sysfs = try_read_file("/sys/devices/system/memory/block_size_bytes");
+    ASSERT_TRUE(sysfs);
+    EXPECT_GT(sysfs->size(), 1u);
+    EXPECT_LT(sysfs->size(), 4096u);
 }
 
 TEST(LastLines, TakesTheLastN) {

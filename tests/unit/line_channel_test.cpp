@@ -160,6 +160,44 @@ TEST_F(LineChannelTest, MovedFromChannelIsClosed) {
     EXPECT_EQ(other.read_line(in(1s)), "moved");
 }
 
+TEST_F(LineChannelTest, LineLongerThanTheCapIsRefusedAndSkipped) {
+    channel_.set_max_line(1000);
+    peer_.send(std::string(999, 'a') + "\r\n" + std::string(1000, 'b') + "\n");
+    EXPECT_EQ(channel_.read_line(in(1s)), std::string(999, 'a'));
+    EXPECT_EQ(channel_.read_line(in(1s)), std::string(1000, 'b')) << "exactly the cap is allowed";
+    // One byte over, whether its newline comes with it or later.
+    peer_.send(std::string(1001, 'c') + "\nafter\n");
+    try {
+        (void)channel_.read_line(in(1s));
+        FAIL() << "a line over the cap was accepted";
+    } catch (const LineTooLong& e) {
+        EXPECT_THAT(e.what(), HasSubstr("test-chan"));
+        EXPECT_THAT(e.what(), HasSubstr("1000 bytes"));
+    }
+    EXPECT_EQ(channel_.read_line(in(1s)), "after") << "the channel resynchronises at the next newline";
+}
+
+TEST_F(LineChannelTest, EndlessLineStopsAtTheCapWithoutANewline) {
+    // A peer streaming one long line: the reader must fail at the cap, not
+    // buffer all of it (the 64 MiB guest line cost 138 MB), then
+    // drop the tail as it arrives until a newline ends it.
+    channel_.set_max_line(256 * 1024);
+    std::jthread writer([&] {
+        const std::string chunk(64 * 1024, 'x');
+        for (int i = 0; i < 64; ++i) peer_.send(chunk);  // 4 MiB
+        peer_.send("\nnext\n");
+    });
+    EXPECT_THROW((void)channel_.read_line(in(5s)), LineTooLong);
+    EXPECT_EQ(channel_.read_line(in(5s)), "next");
+}
+
+TEST_F(LineChannelTest, DefaultCapIsOneMebibyte) {
+    EXPECT_EQ(channel_.max_line(), std::size_t{1} << 20);
+    std::jthread writer([&] { peer_.send(std::string((1 << 20) + 1, 'z') + "\nok\n"); });
+    EXPECT_THROW((void)channel_.read_line(in(5s)), LineTooLong);
+    EXPECT_EQ(channel_.read_line(in(5s)), "ok");
+}
+
 TEST(LineChannelConnect, ConnectsToAListeningSocket) {
     TempDir dir;
     const auto path = (dir.path() / "s.sock").string();

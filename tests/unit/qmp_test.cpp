@@ -321,5 +321,40 @@ TEST(VirtioMemQmp, AnUnknownDeviceIsTheQmpError) {
     s.join();
 }
 
+TEST(Qmp, OversizedLineFromQemuIsAnErrorNotUnboundedMemory) {
+    // The issue: a 64 MiB line cost the host 138 MB. Now the client gives up
+    // at kQmpMaxLine with an error that names QMP.
+    Session s([](FakeQemu& q) {
+        (void)q.next_request();
+        q.send_raw(R"({"return": ")" + std::string(QmpClient::kQmpMaxLine + 10, 'a') + "\"}\n");
+    });
+    try {
+        (void)s.client.execute("query-memory-devices");
+        FAIL() << "an oversized answer was accepted";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("QMP: QEMU sent more than a message may hold"));
+        EXPECT_THAT(e.what(), HasSubstr(std::to_string(QmpClient::kQmpMaxLine) + " bytes"));
+    }
+}
+
+TEST(Qmp, AnEventStormKeepsOnlyTheNewestEvents) {
+    // 200,000 unsolicited events cost 169 MB in the issue: the queue is bounded
+    // and counts what it let go.
+    constexpr std::size_t storm = QmpClient::kMaxPendingEvents + 500;
+    Session s([](FakeQemu& q) {
+        json req = q.next_request();
+        std::string burst;
+        for (std::size_t i = 0; i < storm; ++i)
+            burst += json{{"event", "ACPI_DEVICE_OST"}, {"data", {{"n", i}}}}.dump() + "\n";
+        q.send_raw(burst);
+        q.send({{"return", json::object()}, {"id", req["id"]}});
+    });
+    (void)s.client.execute("device_del", {{"id", "memhp-dimm0"}});
+    s.join();
+    EXPECT_EQ(s.client.pending_events().size(), QmpClient::kMaxPendingEvents);
+    EXPECT_EQ(s.client.dropped_events(), 500u);
+    EXPECT_EQ(s.client.pending_events().front()["data"]["n"], 500) << "the oldest went first";
+}
+
 }  // namespace
 }  // namespace memhp::lab

@@ -58,5 +58,33 @@ TEST(TraceSchema, PeerRecordsWithoutASchemaPass) {
               1u);
 }
 
+TEST(TraceSchema, RecordsWithMistypedFieldsAreRefusedNamingTheField) {
+    // The readers take fields with value<std::uint64_t>() and friends: a
+    // string phase threw nlohmann's type_error out of count_phase, and a
+    // float duration of 1e300 was converted to an integer (undefined).
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"schema":3,"phase":5})", "\"phase\" is not a string"},
+        {R"({"schema":3,"phase":"add","duration_ns":1e300})", "\"duration_ns\" is not a non-negative integer"},
+        {R"({"schema":3,"phase":"add","duration_ns":-5})", "\"duration_ns\" is not a non-negative integer"},
+        {R"({"phase":"add","inclusive_ns":"7"})", "\"inclusive_ns\" is not a non-negative integer"},
+        {R"({"schema":3,"phase":"add","nid":1.5})", "\"nid\" is not an integer"},
+        {R"({"schema":3,"phase":"add","memmap":[1]})", "\"memmap\" is not an object"},
+        {R"({"schema":3,"phase":"add","memmap":{"buddy_pages":-1}})", "\"memmap.buddy_pages\" is not a non-negative integer"},
+    };
+    for (const auto& [line, says] : cases) {
+        try {
+            (void)lab::parse_ops(std::string(line) + "\n");
+            ADD_FAILURE() << "accepted " << line;
+        } catch (const Error& e) {
+            EXPECT_THAT(e.what(), HasSubstr(says)) << line;
+        }
+    }
+    // Signed fields may be negative: nid -1 (unknown), ret -16 (-EBUSY).
+    const auto ops = lab::parse_ops(R"({"schema":3,"phase":"offline","nid":-1,"ret":-16,"duration_ns":3})"
+                                    "\n");
+    ASSERT_EQ(ops.size(), 1u);
+    EXPECT_EQ(lab::count_phase(ops, "offline"), 1u);
+}
+
 }  // namespace
 }  // namespace memhp

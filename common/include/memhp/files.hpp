@@ -16,9 +16,17 @@ public:
     using Error::Error;
 };
 
-// Whole-file helpers; throw Error naming the path and errno text.
-[[nodiscard]] std::string read_file(const fs::path& path);
-[[nodiscard]] std::optional<std::string> try_read_file(const fs::path& path);
+// Whole-file helpers for files the system or memhp itself writes (procfs,
+// sysfs, tracefs, the cache). Bounded: at most max_bytes are read (a longer
+// file is refused: nullopt with errno EFBIG, or FileTooLarge from read_file),
+// and only regular files are opened, without blocking (a FIFO, socket or
+// device such as /dev/zero: nullopt with errno EINVAL, or Error). procfs and
+// sysfs files are regular with a size of 0 or 4096 whatever they hold, so the
+// bound counts the bytes read, not st_size. read_file throws Error naming the
+// path and the cause.
+inline constexpr std::size_t kReadFileMax = std::size_t{64} << 20;  // /proc/kallsyms is a few MiB
+[[nodiscard]] std::string read_file(const fs::path& path, std::size_t max_bytes = kReadFileMax);
+[[nodiscard]] std::optional<std::string> try_read_file(const fs::path& path, std::size_t max_bytes = kReadFileMax);
 // Outside input: refuses anything but a regular file (FIFOs, devices such as
 // /dev/zero) without blocking, and files larger than max_bytes
 // (FileTooLarge); throws Interrupted on SIGINT/SIGTERM.

@@ -65,6 +65,7 @@ public:
 
 private:
     json request(json req, Ms timeout);
+    std::optional<std::string> next_line(LineChannel::Clock::time_point deadline);
     LineChannel channel_;
     LineChannel::Tick tick_;
     long next_id_ = 1;

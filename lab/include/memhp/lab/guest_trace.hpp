@@ -77,8 +77,12 @@ inline constexpr int kTraceSchemaNewest = 3;
 
 // The operation records in a tracer's output: every complete line that
 // starts with '{' (a last line still being written is left for later).
-// Throws Error on a complete line that is not JSON, or on a record of a
-// schema outside kTraceSchemaOldest..kTraceSchemaNewest.
+// Throws Error on a complete line that is not JSON, on a record of a
+// schema outside kTraceSchemaOldest..kTraceSchemaNewest, or on a record
+// whose known fields do not have their documented types (counts and times
+// non-negative integers, nid/ret integers, phase/mode/caller strings,
+// memmap/node_check objects of counts): readers may take them with
+// value<std::uint64_t>() and friends.
 [[nodiscard]] std::vector<nlohmann::json> parse_ops(const std::string& text);
 
 // Counts the records of one phase.

@@ -42,15 +42,25 @@ public:
     // received earlier, while a command ran, count too). nullopt on timeout.
     std::optional<json> wait_event(const std::string& name, const std::function<bool(const json&)>& match,
                                    Ms timeout);
-    // All events seen so far and not consumed by wait_event.
+    // The events seen so far and not consumed by wait_event: the newest
+    // kMaxPendingEvents; dropped_events() counts the older ones let go.
     [[nodiscard]] const std::deque<json>& pending_events() const { return events_; }
+    [[nodiscard]] std::size_t dropped_events() const { return dropped_events_; }
+    // QEMU's own QMP parser takes messages of up to 64 MiB; what it sends us
+    // (greeting, query-memory-devices, events) is a few KiB. A longer line is
+    // an Error, not unbounded memory.
+    static constexpr std::size_t kQmpMaxLine = std::size_t{1} << 20;
+    static constexpr std::size_t kMaxPendingEvents = 4096;
     [[nodiscard]] bool connected() const { return channel_.is_open(); }
 
 private:
     json read_message(LineChannel::Clock::time_point deadline, const std::string& waiting_for);
+    std::optional<std::string> next_line(LineChannel::Clock::time_point deadline);
+    void keep_event(json msg);
     LineChannel channel_;
     LineChannel::Tick tick_;
     std::deque<json> events_;
+    std::size_t dropped_events_ = 0;
     long next_id_ = 1;
 };
 

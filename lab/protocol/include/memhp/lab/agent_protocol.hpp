@@ -18,7 +18,14 @@
 //   {"id":N,"op":"ping"}                    -> {"id":N,"ok":true,"uptime_s":U}
 // Any failure: {"id":N,"ok":false,"error":"text","errno":E (when there is one)}.
 // Strings that are not valid UTF-8 are sent with U+FFFD replacements.
+// Frames are bounded: a request line is at most kAgentMaxRequest bytes (a
+// longer one is answered {"id":null,"ok":false,"error":..} and skipped), a
+// reply at most kAgentMaxResponse (the agent answers an error instead, e.g.
+// for a read of a file that large); each side refuses a longer line.
+#include <cstddef>
 namespace memhp::lab {
+inline constexpr std::size_t kAgentMaxRequest = std::size_t{1} << 20;
+inline constexpr std::size_t kAgentMaxResponse = std::size_t{16} << 20;
 inline constexpr const char* kAgentPortName = "memhp.agent";
 inline constexpr int kAgentProtocol = 1;
 }  // namespace memhp::lab
