@@ -50,13 +50,7 @@ public:
     GuestExporter(lab::Guest& g, std::uint16_t host_port) : agent_(g.agent()), host_port_(host_port) {
         const auto bin = (lab::default_agent_path().parent_path() / "memhp-exporter").string();
         pid_ = agent_.spawn({bin, "--listen", "0.0.0.0:" + std::to_string(kExporterPort)}, "/tmp/exporter.out");
-        for (int i = 0; i < 900; ++i) {
-            if (agent_.try_read("/tmp/exporter.out").value_or("").find("serving http://") != std::string::npos) return;
-            if (auto code = agent_.wait(pid_, std::chrono::milliseconds(100)))
-                throw Error("memhp-exporter exited early (" + std::to_string(*code) + "):\n" +
-                            agent_.try_read("/tmp/exporter.out").value_or(""));
-        }
-        throw Error("memhp-exporter never started serving:\n" + agent_.try_read("/tmp/exporter.out").value_or(""));
+        wait_for_output(agent_, pid_, "/tmp/exporter.out", "serving http://", "memhp-exporter");
     }
     ~GuestExporter() {
         try {
@@ -143,15 +137,7 @@ void plug_and_unplug_1g(lab::Guest& g, lab::MemoryLab& mem, std::uint16_t host_p
     }
     GuestExporter exporter(g, host_port);
     const auto before = exporter.metrics();
-    lab::GuestTrace trace(g);
-    const auto plug = mem.resize_virtio_mem(0, n * kBlock);
-    const auto unplug = mem.resize_virtio_mem(0, 0);
-    // The driver unplugs from the device, then removes the block: the last
-    // remove may still be on its way to the tracer.
-    (void)trace.take([](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= kVirtioBlocks; },
-                     std::chrono::seconds(60));
-    const std::string raw = trace.stop();
-    const auto ops = lab::parse_ops(raw);
+    const auto [plug, unplug, raw, ops] = traced_virtio_mem_plug(g, mem, n);
     EXPECT_EQ(plug.plugged, n * kBlock) << lab::to_json(plug).dump();
     EXPECT_EQ(plug.blocks_added.size(), n);
     EXPECT_EQ(plug.blocks_online, n) << "the kernel onlined every block";
@@ -175,19 +161,16 @@ void plug_and_unplug_1g(lab::Guest& g, lab::MemoryLab& mem, std::uint16_t host_p
     // online histogram and the nested counter, every add in the add one.
     // Its counters are cumulative since it started, so compare to before.
     std::string after;
-    const auto count = [&](const std::string& text, const std::string& name, const std::vector<std::string>& l) {
-        return sum_samples(text, name, l);
-    };
     for (int i = 0; i < 100; ++i) {  // the exporter's ring buffer may trail memhp trace's
         after = exporter.metrics();
-        if (count(after, "memhp_operation_duration_seconds_count", {"phase=\"remove\""}) -
-                count(before, "memhp_operation_duration_seconds_count", {"phase=\"remove\""}) >=
+        if (sum_samples(after, "memhp_operation_duration_seconds_count", {"phase=\"remove\""}) -
+                sum_samples(before, "memhp_operation_duration_seconds_count", {"phase=\"remove\""}) >=
             n)
             break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     const auto delta = [&](const std::string& name, const std::vector<std::string>& l) {
-        return count(after, name, l) - count(before, name, l);
+        return sum_samples(after, name, l) - sum_samples(before, name, l);
     };
     const auto dn = static_cast<double>(n);
     EXPECT_EQ(delta("memhp_operation_duration_seconds_count", {"phase=\"online\""}), dn) << after;

@@ -39,17 +39,6 @@ std::optional<double> sample(const std::string& text, const std::string& name) {
     return std::nullopt;
 }
 
-// Waits for `marker` in a guest process's output file.
-void wait_for_output(lab::AgentClient& agent, int pid, const std::string& file, const std::string& marker,
-                     const std::string& what) {
-    for (int i = 0; i < 900; ++i) {
-        if (agent.try_read(file).value_or("").find(marker) != std::string::npos) return;
-        if (auto code = agent.wait(pid, std::chrono::milliseconds(100)))
-            throw Error(what + " exited early (" + std::to_string(*code) + "):\n" + agent.try_read(file).value_or(""));
-    }
-    throw Error(what + " never printed '" + marker + "':\n" + agent.try_read(file).value_or(""));
-}
-
 template <typename Derived>
 class ExporterSuite : public GuestSuite<Derived> {
 protected:

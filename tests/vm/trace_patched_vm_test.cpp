@@ -281,13 +281,7 @@ void online_follows_its_add(lab::Guest& g, lab::MemoryLab& mem) {
 void virtio_mem_on_the_tracepoints(lab::Guest& g, lab::MemoryLab& mem) {
     constexpr std::size_t n = 8;
     g.agent().write("/sys/devices/system/memory/auto_online_blocks", "online_movable");
-    lab::GuestTrace trace(g);
-    const auto plug = mem.resize_virtio_mem(0, n * kBlock);
-    const auto unplug = mem.resize_virtio_mem(0, 0);
-    (void)trace.take([](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= n; },
-                     std::chrono::seconds(60));
-    const std::string raw = trace.stop();
-    const auto ops = lab::parse_ops(raw);
+    const auto [plug, unplug, raw, ops] = traced_virtio_mem_plug(g, mem, n);
     EXPECT_EQ(plug.plugged, n * kBlock) << lab::to_json(plug).dump();
     EXPECT_EQ(plug.blocks_online, n);
     EXPECT_EQ(unplug.plugged, 0u) << lab::to_json(unplug).dump();

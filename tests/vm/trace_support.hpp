@@ -28,6 +28,26 @@ std::vector<json> traced_with(lab::Guest& g, const std::vector<std::string>& env
     return lab::parse_ops(text);
 }
 
+// `blocks` 128 MiB blocks plugged into virtio-mem device 0 and unplugged
+// again, traced: waits until the last remove has reached the tracer (the
+// driver unplugs from the device first, then removes the block).
+struct VirtioMemTrace {
+    lab::VirtioMemResize plug, unplug;
+    std::string raw;
+    std::vector<json> ops;
+};
+inline VirtioMemTrace traced_virtio_mem_plug(lab::Guest& g, lab::MemoryLab& mem, std::size_t blocks) {
+    VirtioMemTrace t;
+    lab::GuestTrace trace(g);
+    t.plug = mem.resize_virtio_mem(0, blocks * kBlock);
+    t.unplug = mem.resize_virtio_mem(0, 0);
+    (void)trace.take([blocks](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= blocks; },
+                     std::chrono::seconds(60));
+    t.raw = trace.stop();
+    t.ops = lab::parse_ops(t.raw);
+    return t;
+}
+
 inline std::vector<json> of_phase(const std::vector<json>& ops, const std::string& phase) {
     std::vector<json> out;
     for (const auto& o : ops)

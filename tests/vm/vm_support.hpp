@@ -24,6 +24,17 @@ inline lab::GuestConfig config(const std::string& kernel, std::optional<bool> me
     return cfg;
 }
 
+// Waits for `marker` in a guest process's output file.
+inline void wait_for_output(lab::AgentClient& agent, int pid, const std::string& file, const std::string& marker,
+                            const std::string& what) {
+    for (int i = 0; i < 900; ++i) {
+        if (agent.try_read(file).value_or("").find(marker) != std::string::npos) return;
+        if (auto code = agent.wait(pid, std::chrono::milliseconds(100)))
+            throw Error(what + " exited early (" + std::to_string(*code) + "):\n" + agent.try_read(file).value_or(""));
+    }
+    throw Error(what + " never printed '" + marker + "':\n" + agent.try_read(file).value_or(""));
+}
+
 inline std::unique_ptr<lab::Guest> boot(const lab::GuestConfig& cfg) {
     return lab::Guest::boot(cfg, [](const std::string& s) { std::cerr << "[guest] " << s << std::endl; });
 }
