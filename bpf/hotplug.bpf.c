@@ -731,6 +731,39 @@ int BPF_KPROBE(online_pages_kprobe, unsigned long pfn, unsigned long nr_pages, s
 	return handle_online_pages(pfn, nr_pages, zone);
 }
 
+/* 5.10's online_pages(pfn, nr_pages, online_type, nid) picks the zone
+ * itself (zone_for_pfn_range()); later kernels pass the zone in. The zone's
+ * name follows from the online type the block was given (5.10's MMOP_*
+ * values); a plain "online" leaves the choice to the kernel, unrecorded. */
+static __always_inline int handle_online_pages_nid(unsigned long pfn, unsigned long nr_pages, int online_type,
+						   int nid)
+{
+	struct op *o = op_current(MEMHP_EV_ONLINE);
+	if (!o)
+		return 0;
+	if (!o->start_pfn)
+		o->start_pfn = pfn;
+	o->nr_pages += nr_pages;
+	o->nid = nid;
+	if (online_type == 3) /* MMOP_ONLINE_MOVABLE */
+		__builtin_memcpy(o->zone, "Movable", 8);
+	else if (online_type == 2) /* MMOP_ONLINE_KERNEL */
+		__builtin_memcpy(o->zone, "Normal", 7);
+	return 0;
+}
+
+SEC("fentry/online_pages")
+int BPF_PROG(online_pages_nid_fentry, unsigned long pfn, unsigned long nr_pages, int online_type, int nid)
+{
+	return handle_online_pages_nid(pfn, nr_pages, online_type, nid);
+}
+
+SEC("kprobe/online_pages")
+int BPF_KPROBE(online_pages_nid_kprobe, unsigned long pfn, unsigned long nr_pages, int online_type, int nid)
+{
+	return handle_online_pages_nid(pfn, nr_pages, online_type, nid);
+}
+
 SEC("fentry/memory_subsys_offline")
 int BPF_PROG(offline_fentry, struct device *dev)
 {
@@ -803,6 +836,42 @@ int BPF_KRETPROBE(offline_pages_kretprobe, int ret)
 	return handle_offline_pages_exit(ret);
 }
 
+/* 5.10's offline_pages(start_pfn, nr_pages): the zone is looked up inside. */
+static __always_inline int handle_offline_pages_pfns(unsigned long start_pfn, unsigned long nr_pages)
+{
+	struct op *o = op_current(MEMHP_EV_OFFLINE);
+	if (!o)
+		return 0;
+	if (!o->start_pfn || start_pfn < o->start_pfn)
+		o->start_pfn = start_pfn;
+	o->nr_pages += nr_pages;
+	return 0;
+}
+
+SEC("fentry/offline_pages")
+int BPF_PROG(offline_pages_pfns_fentry, unsigned long start_pfn, unsigned long nr_pages)
+{
+	return handle_offline_pages_pfns(start_pfn, nr_pages);
+}
+
+SEC("kprobe/offline_pages")
+int BPF_KPROBE(offline_pages_pfns_kprobe, unsigned long start_pfn, unsigned long nr_pages)
+{
+	return handle_offline_pages_pfns(start_pfn, nr_pages);
+}
+
+SEC("fexit/offline_pages")
+int BPF_PROG(offline_pages_pfns_fexit, unsigned long start_pfn, unsigned long nr_pages, int ret)
+{
+	return handle_offline_pages_exit(ret);
+}
+
+SEC("kretprobe/offline_pages")
+int BPF_KRETPROBE(offline_pages_pfns_kretprobe, int ret)
+{
+	return handle_offline_pages_exit(ret);
+}
+
 static __always_inline int handle_deinit_memmap(unsigned long pfn, unsigned long nr_pages)
 {
 	struct op *o = op_current(MEMHP_EV_OFFLINE);
@@ -865,6 +934,36 @@ int BPF_KRETPROBE(remove_kretprobe, int ret)
 	return 0;
 }
 
+/* 5.10's try_remove_memory(nid, start, size) and arch_remove_memory(nid,
+ * ...): the node parameter was dropped upstream in 2021 (David
+ * Hildenbrand's "mm/memory_hotplug: remove nid parameter from
+ * remove_memory() and friends", linux-mm, June 2021). */
+SEC("fentry/try_remove_memory")
+int BPF_PROG(remove_nid_fentry, int nid, u64 start, u64 size)
+{
+	return handle_remove_entry(ctx, start, size);
+}
+
+SEC("kprobe/try_remove_memory")
+int BPF_KPROBE(remove_nid_kprobe, int nid, u64 start, u64 size)
+{
+	return handle_remove_entry(ctx, start, size);
+}
+
+SEC("fexit/try_remove_memory")
+int BPF_PROG(remove_nid_fexit, int nid, u64 start, u64 size, int ret)
+{
+	op_finish(MEMHP_EV_REMOVE, ret);
+	return 0;
+}
+
+SEC("kretprobe/try_remove_memory")
+int BPF_KRETPROBE(remove_nid_kretprobe, int ret)
+{
+	op_finish(MEMHP_EV_REMOVE, ret);
+	return 0;
+}
+
 static __always_inline int handle_arch_remove_entry(struct vmem_altmap *altmap)
 {
 	struct op *o = op_current(MEMHP_EV_REMOVE);
@@ -883,6 +982,18 @@ int BPF_PROG(arch_remove_fentry, u64 start, u64 size, struct vmem_altmap *altmap
 
 SEC("kprobe/arch_remove_memory")
 int BPF_KPROBE(arch_remove_kprobe, u64 start, u64 size, struct vmem_altmap *altmap)
+{
+	return handle_arch_remove_entry(altmap);
+}
+
+SEC("fentry/arch_remove_memory")
+int BPF_PROG(arch_remove_nid_fentry, int nid, u64 start, u64 size, struct vmem_altmap *altmap)
+{
+	return handle_arch_remove_entry(altmap);
+}
+
+SEC("kprobe/arch_remove_memory")
+int BPF_KPROBE(arch_remove_nid_kprobe, int nid, u64 start, u64 size, struct vmem_altmap *altmap)
 {
 	return handle_arch_remove_entry(altmap);
 }

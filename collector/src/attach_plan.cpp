@@ -117,10 +117,23 @@ ProbeChoice plan_tracepoint(const ProbeSpec& p, const KernelFeatures& k, AttachM
 
 std::vector<ProbeChoice> plan_attach(const std::vector<ProbeSpec>& probes, const KernelFeatures& k,
                                      AttachMode mode) {
+    // Per (target, kind): the variant whose signature the kernel has, else the first.
+    std::map<std::pair<std::string, ProbeKind>, std::size_t> chosen;
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+        const auto key = std::make_pair(probes[i].target, probes[i].kind);
+        auto [it, fresh] = chosen.emplace(key, i);
+        if (!fresh && signature_obstacle(probes[it->second], k) && !signature_obstacle(probes[i], k)) it->second = i;
+    }
     std::vector<ProbeChoice> out;
     out.reserve(probes.size());
-    for (const auto& p : probes)
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+        const auto& p = probes[i];
+        if (chosen.at({p.target, p.kind}) != i) {
+            out.push_back({Mechanism::None, "a variant for another signature of " + p.target + " is used", true});
+            continue;
+        }
         out.push_back(p.kind == ProbeKind::Tracepoint ? plan_tracepoint(p, k, mode) : plan_function(p, k, mode));
+    }
     return out;
 }
 

@@ -68,14 +68,20 @@ const std::vector<ProbeDef>& probe_table() {
         {{"memory_subsys_online", kExit, false, "P", true}, {"online_fexit"}, {"online_kretprobe"}},
         {{"mhp_init_memmap_on_memory", kEntry, false, "SS", false}, {"init_memmap_fentry"}, {"init_memmap_kprobe"}},
         {{"online_pages", kEntry, false, "SSP", false}, {"online_pages_fentry"}, {"online_pages_kprobe"}},
+        {{"online_pages", kEntry, false, "SSSS", true}, {"online_pages_nid_fentry"}, {"online_pages_nid_kprobe"}},
         {{"memory_subsys_offline", kEntry, false, "P", false}, {"offline_fentry"}, {"offline_kprobe"}},
         {{"memory_subsys_offline", kExit, false, "P", true}, {"offline_fexit"}, {"offline_kretprobe"}},
         {{"offline_pages", kEntry, false, "SSP", false}, {"offline_pages_fentry"}, {"offline_pages_kprobe"}},
         {{"offline_pages", kExit, false, "SSPP", true}, {"offline_pages_fexit"}, {"offline_pages_kretprobe"}},
+        {{"offline_pages", kEntry, false, "SS", true}, {"offline_pages_pfns_fentry"}, {"offline_pages_pfns_kprobe"}},
+        {{"offline_pages", kExit, false, "SS", true}, {"offline_pages_pfns_fexit"}, {"offline_pages_pfns_kretprobe"}},
         {{"mhp_deinit_memmap_on_memory", kEntry, false, "SS", false}, {"deinit_memmap_fentry"}, {"deinit_memmap_kprobe"}},
         {{"try_remove_memory", kEntry, false, "SS", true}, {"remove_fentry"}, {"remove_kprobe"}},
         {{"try_remove_memory", kExit, false, "SS", true}, {"remove_fexit"}, {"remove_kretprobe"}},
+        {{"try_remove_memory", kEntry, false, "SSS", true}, {"remove_nid_fentry"}, {"remove_nid_kprobe"}},
+        {{"try_remove_memory", kExit, false, "SSS", true}, {"remove_nid_fexit"}, {"remove_nid_kretprobe"}},
         {{"arch_remove_memory", kEntry, false, "SSP", false}, {"arch_remove_fentry"}, {"arch_remove_kprobe"}},
+        {{"arch_remove_memory", kEntry, false, "SSSP", false}, {"arch_remove_nid_fentry"}, {"arch_remove_nid_kprobe"}},
     };
     return table;
 }
@@ -504,6 +510,7 @@ bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan, bool fail_fentr
     bool first_trampoline = true;
     for (std::size_t i = 0; i < table.size(); ++i) {
         const auto& def = table[i];
+        if (plan[i].superseded) continue;  // another variant of the same function stands for it
         AttachStatus st;
         st.target = def.spec.target;
         st.kind = kind_name(def.spec.kind);

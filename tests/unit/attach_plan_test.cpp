@@ -182,6 +182,40 @@ TEST(AttachPlan, NothingKnownGivesBothReasonsOnce) {
     EXPECT_THAT(c.reason, HasSubstr("no kprobe-able symbol"));
 }
 
+// memhp's table carries both try_remove_memory variants: 6.1's (start,
+// size) and 5.10's (nid, start, size). Exactly one of them is planned on
+// each kernel, the other stays out of the report; unknown BTF keeps the first.
+TEST(AttachPlan, TheVariantMatchingTheKernelsSignatureIsChosen) {
+    const ProbeSpec v61{"try_remove_memory", ProbeKind::Entry, false, "SS", true};
+    const ProbeSpec v510{"try_remove_memory", ProbeKind::Entry, false, "SSS", true};
+    auto k = debian61();
+    k.btf_functions.insert("try_remove_memory");
+    k.kprobe_symbols.insert("try_remove_memory");
+    k.traceable->insert("try_remove_memory");
+    for (const auto& [sig, want] : {std::pair{"SS", 0}, {"SSS", 1}}) {
+        k.btf_sigs["try_remove_memory"] = sig;
+        const auto plan = plan_attach({kAddEntry, v61, v510}, k, AttachMode::Auto);
+        ASSERT_EQ(plan.size(), 3u);
+        const auto& used = plan[1 + want];
+        const auto& other = plan[2 - want];
+        EXPECT_EQ(used.mechanism, Mechanism::Fentry) << sig;
+        EXPECT_FALSE(used.superseded);
+        EXPECT_FALSE(other.available()) << sig;
+        EXPECT_TRUE(other.superseded) << sig;
+        EXPECT_FALSE(plan[0].superseded);
+    }
+    k.btf_sigs["try_remove_memory"] = "SSSS";  // neither: the first reports why
+    auto plan = plan_attach({v61, v510}, k, AttachMode::Auto);
+    EXPECT_FALSE(plan[0].available());
+    EXPECT_FALSE(plan[0].superseded);
+    EXPECT_THAT(plan[0].reason, HasSubstr("its parameters differ"));
+    EXPECT_TRUE(plan[1].superseded);
+    k.btf_sigs.erase("try_remove_memory");  // unknown: the first, as before
+    plan = plan_attach({v61, v510}, k, AttachMode::Auto);
+    EXPECT_EQ(plan[0].mechanism, Mechanism::Fentry);
+    EXPECT_TRUE(plan[1].superseded);
+}
+
 TEST(AttachPlan, RequiredFlagDoesNotChangeTheChoice) {
     auto k = debian61();
     k.fentry_works = false;

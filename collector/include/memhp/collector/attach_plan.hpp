@@ -67,12 +67,20 @@ enum class Mechanism { None, Fentry, Fexit, Kprobe, Kretprobe, TpBtf, RawTp };
 struct ProbeChoice {
     Mechanism mechanism = Mechanism::None;
     std::string reason;  // why None
+    // Another spec for the same function and kind (a variant written for
+    // another kernel's signature, e.g. 5.10's try_remove_memory(nid, start,
+    // size)) was chosen instead: not a missing probe, left out of reports.
+    bool superseded = false;
     [[nodiscard]] bool available() const { return mechanism != Mechanism::None; }
     // True for fentry/fexit/tp_btf.
     [[nodiscard]] bool btf_family() const;
 };
 
-// One choice per spec, same order. Never throws: what cannot attach is
+// One choice per spec, same order. Specs sharing a target and kind are
+// variants for different signatures: the one the kernel's BTF signature
+// matches is planned and the rest are `superseded`; when none matches (or
+// the signature is unknown), the first stands for the group. Never throws:
+// what cannot attach is
 // reported with a reason (the caller decides whether a required probe's
 // absence is fatal).
 [[nodiscard]] std::vector<ProbeChoice> plan_attach(const std::vector<ProbeSpec>& probes, const KernelFeatures& k,
