@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/host_config.hpp"
 #include "memhp/collector/probes.hpp"
 #include "memhp/files.hpp"
 #include "memhp/size.hpp"
@@ -161,13 +162,13 @@ void check_hotplug(Report& r, const fs::path& root, const std::map<std::string, 
     r.add("memory_blocks", "memory blocks", CheckStatus::Info, std::to_string(blocks)).data = {{"count", blocks}};
 
     // memmap_on_memory.
-    const auto mmo = read_word(root / "sys/module/memory_hotplug/parameters/memmap_on_memory");
+    const auto mmo = collector::read_memmap_on_memory(root);
     std::string cfg_mmo;
     if (auto it = config.find("CONFIG_MHP_MEMMAP_ON_MEMORY"); it != config.end()) cfg_mmo = it->second;
     {
         std::string v = mmo ? *mmo : "not offered by this kernel (no memory_hotplug.memmap_on_memory parameter)";
         if (!cfg_mmo.empty()) v += "; CONFIG_MHP_MEMMAP_ON_MEMORY=" + cfg_mmo;
-        const bool on = mmo && (*mmo == "Y" || *mmo == "force");
+        const bool on = mmo && collector::memmap_on_memory_enabled(*mmo);
         auto& c =
             r.add("memmap_on_memory", "memmap_on_memory", !mmo ? CheckStatus::Warn : CheckStatus::Info, v,
                   !mmo  ? "memmap_on_memory needs CONFIG_MHP_MEMMAP_ON_MEMORY=y (Linux 5.12+); memhp still traces "

@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "memhp/collector/aggregator.hpp"
 #include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/host_config.hpp"
 #include "memhp/collector/privileges.hpp"
 #include "memhp/collector/probes.hpp"
 #include "memhp/files.hpp"
@@ -186,11 +187,8 @@ Command add_trace_command(CLI::App& app) {
             collector::install_libbpf_logging(o->verbose);
             collector::check_bpf_prerequisites();  // privileges, BTF, hot-plug: before reading sysfs
             collector::SysfsNodeResolver nodes("/");
-            collector::AggregatorConfig cfg;
-            auto param = try_read_file("/sys/module/memory_hotplug/parameters/memmap_on_memory");
-            cfg.memmap_on_memory_enabled = param && (trim(*param) == "Y" || trim(*param) == "force");
-            cfg.block_size_bytes = nodes.block_size_bytes();
-            collector::Aggregator agg(nodes, cfg);
+            const auto param = collector::read_memmap_on_memory();
+            collector::Aggregator agg(nodes, collector::host_aggregator_config(nodes));
             LinePrinter printer(o->json);
             agg.add_sink(&printer);
 
@@ -208,7 +206,7 @@ Command add_trace_command(CLI::App& app) {
                          "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
                          "memmap_on_memory=%s; capabilities %s\n%s",
                          attached, probes.attach_report().size(), attach_ms, o->attach_mode.c_str(),
-                         probes.populate_timing().c_str(), param ? trim(*param).c_str() : "absent", privileges.c_str(),
+                         probes.populate_timing().c_str(), param.value_or("absent").c_str(), privileges.c_str(),
                          probes.describe().c_str());
             std::string phases;
             for (const auto& [phase, ms] : probes.startup_phases())

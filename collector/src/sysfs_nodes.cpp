@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "memhp/collector/aggregator.hpp"
+#include "memhp/collector/host_config.hpp"
 #include "memhp/error.hpp"
 #include "memhp/files.hpp"
 
@@ -91,6 +92,26 @@ int SysfsNodeResolver::node_of_pfn(std::uint64_t pfn) {
     refresh();  // a block hot-added since the last read
     if (auto it = block_node_.find(block); it != block_node_.end()) return it->second;
     return -1;
+}
+
+}  // namespace memhp::collector
+
+namespace memhp::collector {
+
+std::optional<std::string> read_memmap_on_memory(const std::filesystem::path& root) {
+    auto text = try_read_file(root / "sys/module/memory_hotplug/parameters/memmap_on_memory");
+    if (!text) return std::nullopt;
+    return trim(*text);
+}
+
+bool memmap_on_memory_enabled(std::string_view param) { return param == "Y" || param == "force"; }
+
+AggregatorConfig host_aggregator_config(const SysfsNodeResolver& nodes, const std::filesystem::path& root) {
+    AggregatorConfig cfg;
+    const auto param = read_memmap_on_memory(root);
+    cfg.memmap_on_memory_enabled = param && memmap_on_memory_enabled(*param);
+    cfg.block_size_bytes = nodes.block_size_bytes();
+    return cfg;
 }
 
 }  // namespace memhp::collector

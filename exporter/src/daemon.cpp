@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "memhp/collector/bpf_support.hpp"
+#include "memhp/collector/host_config.hpp"
 #include "memhp/collector/privileges.hpp"
 #include "memhp/collector/probes.hpp"
 #include "memhp/error.hpp"
@@ -130,10 +131,8 @@ int run_exporter(const ExporterOptions& opts) {
         throw Error("cannot listen on " + addr.civetweb() + ": " + *why + " (--listen ADDR:PORT)");
 
     auto nodes = std::make_unique<collector::SysfsNodeResolver>("/");
-    collector::AggregatorConfig cfg;
-    auto param = try_read_file("/sys/module/memory_hotplug/parameters/memmap_on_memory");
-    cfg.memmap_on_memory_enabled = param && (trim(*param) == "Y" || trim(*param) == "force");
-    cfg.block_size_bytes = nodes->block_size_bytes();
+    const auto param = collector::read_memmap_on_memory();
+    const auto cfg = collector::host_aggregator_config(*nodes);
     auto state = std::make_shared<LiveState>(std::move(nodes), cfg);
 
     collector::HotplugProbes probes([&state](std::span<const std::uint8_t> raw) { state->consume(raw); },
@@ -154,7 +153,7 @@ int run_exporter(const ExporterOptions& opts) {
                  "memhp-exporter %s: serving %s; attached %zu of %zu probes; memmap_on_memory=%s; capabilities "
                  "%s\n%s",
                  kVersion, addr.url(port).c_str(), attached, probes.attach_report().size(),
-                 param ? trim(*param).c_str() : "absent", privileges.c_str(), probes.describe().c_str());
+                 param.value_or("absent").c_str(), privileges.c_str(), probes.describe().c_str());
     std::fflush(stderr);
     ServiceManager service;
     service.ready("serving " + addr.url(port));

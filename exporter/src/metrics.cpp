@@ -10,6 +10,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "memhp/collector/host_config.hpp"
 #include "memhp/files.hpp"
 #include "memhp/version.hpp"
 
@@ -212,7 +213,7 @@ HostState SysfsHostSource::read() {
             if (auto z = read_word(it->path() / "valid_zones"); z && !z->empty()) zone = *z;
         ++h.blocks[{node, *state, zone}];
     }
-    h.memmap_on_memory = read_word(root_ / "sys/module/memory_hotplug/parameters/memmap_on_memory");
+    h.memmap_on_memory = collector::read_memmap_on_memory(root_);
     h.auto_online_policy = read_word(mem / "auto_online_blocks");
     if (auto s = read_word(root_ / "proc/sys/kernel/bpf_stats_enabled")) h.bpf_stats_enabled = *s == "1";
     return h;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "memhp/collector/aggregator.hpp"
+#include "memhp/collector/host_config.hpp"
 #include "memhp/error.hpp"
 #include "memhp/files.hpp"
 
@@ -148,6 +149,31 @@ TEST(SysfsNodeResolver, ZeroPageSizeThrows) {
     SysfsTree t;
     t.block_size("8000000");
     EXPECT_THROW(SysfsNodeResolver r(t.root(), 0), Error);
+}
+
+}  // namespace
+}  // namespace memhp::collector
+
+namespace memhp::collector {
+namespace {
+
+// One reader of memory_hotplug.memmap_on_memory for trace, exporter and doctor.
+TEST(HostConfig, MemmapOnMemoryParameterAndBlockSize) {
+    TempDir root;
+    std::filesystem::create_directories(root.path() / "sys/devices/system/memory");
+    std::filesystem::create_directories(root.path() / "sys/module/memory_hotplug/parameters");
+    write_file_atomic(root.path() / "sys/devices/system/memory/block_size_bytes", "8000000\n");
+    SysfsNodeResolver nodes(root.path());
+    EXPECT_EQ(read_memmap_on_memory(root.path()), std::nullopt) << "5.10: no such parameter";
+    EXPECT_FALSE(host_aggregator_config(nodes, root.path()).memmap_on_memory_enabled);
+    const auto param = root.path() / "sys/module/memory_hotplug/parameters/memmap_on_memory";
+    for (const auto& [text, on] : {std::pair{"Y\n", true}, {"force\n", true}, {"N\n", false}}) {
+        write_file_atomic(param, text);
+        EXPECT_EQ(read_memmap_on_memory(root.path()), trim(text));
+        const auto cfg = host_aggregator_config(nodes, root.path());
+        EXPECT_EQ(cfg.memmap_on_memory_enabled, on) << text;
+        EXPECT_EQ(cfg.block_size_bytes, 128u << 20);
+    }
 }
 
 }  // namespace
