@@ -69,8 +69,8 @@ void progress_line(const std::string& s) {
 // changes need.
 void print_power(const ab::Calibration& cal, const ab::AbConfig& cfg) {
     const auto& opts = cfg.compare.gate_opts;
-    const int m = static_cast<int>(ab::default_primary_metrics().size());
-    const int per_boot = std::max(1, cal.cycles / std::max(1, cal.boots));
+    const int m = ab::Calibration::tests_corrected();
+    const int per_boot = cal.cycles_per_boot();
     std::printf("power (90 %% of runs; Welch's t at the Holm step alpha/%d; boot medians' spread from these runs):\n", m);
     std::printf("  %-22s %9s %9s %10s   boots per arm for +10/20/30 %% at %d and at %d cycles per boot\n", "metric",
                 "boot sd", "cycle sd", "catches", per_boot, 4 * per_boot);

@@ -292,10 +292,12 @@ std::optional<Calibration> load_calibration(const std::filesystem::path& path) {
 
 std::filesystem::path default_calibration_path() { return cache_dir() / "calibration.json"; }
 
+int Calibration::tests_corrected() { return static_cast<int>(default_primary_metrics().size()); }
+
 std::string power_sentence(const Calibration& c, const GateOptions& opts) {
     if (c.spreads.empty() || c.boots < 2) return {};
-    const int m = static_cast<int>(default_primary_metrics().size());
-    const int per_boot = std::max(1, c.cycles / c.boots);
+    const int m = Calibration::tests_corrected();
+    const int per_boot = c.cycles_per_boot();
     std::ostringstream s;
     s << "Power at those settings: the smallest change the gate catches in 90 % of runs is";
     bool first = true;

@@ -2,6 +2,7 @@
 #pragma once
 // `--gate` on results files: the gate (gate.hpp) fed from `memhp ab`
 // results, its markdown, and the A/A calibration a gated summary names.
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -72,6 +73,10 @@ struct Calibration {
     int boots = 0, cycles = 0;
     std::string kernel;
     std::vector<MetricSpread> spreads;  // the primary metrics', when measured
+    // The cycles each boot of the calibration ran (at least 1).
+    [[nodiscard]] int cycles_per_boot() const { return std::max(1, cycles / std::max(1, boots)); }
+    // The number of tests Holm's correction splits alpha over.
+    [[nodiscard]] static int tests_corrected();
 };
 [[nodiscard]] nlohmann::json to_json(const Calibration& c);
 // Nullopt when the file is missing; throws BadResults when it is malformed.
