@@ -106,9 +106,6 @@ __u64 interrupt_page_events = 0;
 __u64 stale_ops = 0;
 __u64 ops_map_full = 0;
 __u64 nest_overflow = 0;
-/* mhp_memmap_alloc events seen during adds, and failed ones among them */
-__u64 memmap_blocks = 0;
-__u64 memmap_alloc_failures = 0;
 
 #include "hotplug_ops.bpf.h"
 
@@ -275,14 +272,14 @@ int BPF_PROG(populate_end, unsigned long pfn, unsigned long nr_pages, int nid)
 /* Each memmap block of the add, as the kernel placed it: the aggregator
  * takes the add's memmap classes (altmap, page allocator, base-page
  * fallback, local or remote) from these sums, and checks the page events'
- * count against them. A failed allocation has actual_nid -1. */
+ * count against them. A failed allocation has actual_nid -1; failures reach
+ * user space per add (memmap_failed, "memmap_events.failed_blocks"). */
 SEC("tp_btf/mhp_memmap_alloc")
 int BPF_PROG(memmap_alloc, unsigned long pfn, unsigned long nr_pages, int nid, int actual_nid, int source)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (!o)
 		return 0;
-	__sync_fetch_and_add(&memmap_blocks, 1);
 	o->flags |= MEMHP_F_MEMMAP_EVENTS;
 	if (source == MHP_MEMMAP_ALTMAP) {
 		if (pfn)
@@ -292,7 +289,6 @@ int BPF_PROG(memmap_alloc, unsigned long pfn, unsigned long nr_pages, int nid, i
 		return 0;
 	}
 	if (actual_nid < 0) {
-		__sync_fetch_and_add(&memmap_alloc_failures, 1);
 		o->memmap_failed++;
 		return 0;
 	}

@@ -78,11 +78,5 @@ std::uint64_t TracepointProbes::dropped_events() const {
 std::uint64_t TracepointProbes::interrupt_page_events() const {
     return __atomic_load_n(&skel_->bss->interrupt_page_events, __ATOMIC_RELAXED);
 }
-std::uint64_t TracepointProbes::memmap_blocks() const {
-    return __atomic_load_n(&skel_->bss->memmap_blocks, __ATOMIC_RELAXED);
-}
-std::uint64_t TracepointProbes::memmap_alloc_failures() const {
-    return __atomic_load_n(&skel_->bss->memmap_alloc_failures, __ATOMIC_RELAXED);
-}
 
 }  // namespace memhp::collector

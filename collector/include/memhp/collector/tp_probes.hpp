@@ -35,10 +35,6 @@ public:
     [[nodiscard]] int events_fd() const;
     [[nodiscard]] std::uint64_t dropped_events() const;
     [[nodiscard]] std::uint64_t interrupt_page_events() const;
-    // memmap blocks allocated during adds, and how many of them failed (a
-    // failed huge block means the vmemmap fell back to base pages).
-    [[nodiscard]] std::uint64_t memmap_blocks() const;
-    [[nodiscard]] std::uint64_t memmap_alloc_failures() const;
     // The op state (hotplug_ops.bpf.h), for the stale-op sweep and op_health().
     [[nodiscard]] int ops_fd() const;
     [[nodiscard]] int outer_ops_fd() const;
