@@ -226,6 +226,7 @@ DaxLab::DaxLab(Guest& guest, Ms timeout) : guest_(guest), timeout_(timeout) {
         throw GuestError("ndctl create-namespace -f -e " + ns + " -m devdax failed in the guest (exit " +
                          std::to_string(r.exit_code) + "): " + trim(r.err + r.out).substr(0, 2000));
     const auto made = parse_ndctl_namespace(r.out);
+    ndctl_json_ = r.out;
     ns_ = made.dev;
     dev_ = made.chardev;
     const std::string d = kDaxDevices + dev_;

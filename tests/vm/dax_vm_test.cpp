@@ -196,7 +196,7 @@ protected:
                                                      << " bytes at " << dax_->start();
         std::cout << "[dax] " << dax_->namespace_name() << " -> " << dax_->device() << ", " << dax_->size()
                   << " bytes at 0x" << std::hex << dax_->start() << std::dec << ", kernel " << B::guest_->release()
-                  << std::endl;
+                  << "\n[dax] ndctl said: " << dax_->ndctl_json() << std::endl;
     }
     static inline std::unique_ptr<lab::DaxLab> dax_;
     static inline std::string dax_error_;

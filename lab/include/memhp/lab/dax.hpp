@@ -94,6 +94,8 @@ public:
     [[nodiscard]] std::uint64_t start() const { return start_; }
     [[nodiscard]] std::uint64_t size() const { return size_; }
     [[nodiscard]] int target_node() const { return target_node_; }
+    // What ndctl printed (validated by parse_ndctl_namespace).
+    [[nodiscard]] const std::string& ndctl_json() const { return ndctl_json_; }
     // The dax device has a memmap_on_memory attribute (Linux >= 6.8).
     [[nodiscard]] bool has_memmap_on_memory_attr();
     // The blocks kmem will add.
@@ -112,7 +114,7 @@ private:
     Guest& guest_;
     Ms timeout_;
     std::uint64_t block_size_ = 0;
-    std::string ns_, dev_;
+    std::string ns_, dev_, ndctl_json_;
     std::uint64_t start_ = 0, size_ = 0;
     int target_node_ = -1;
 };
