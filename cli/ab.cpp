@@ -4,6 +4,7 @@
 #include <ctime>
 #include <iostream>
 #include <mutex>
+#include <tuple>
 #include <unistd.h>
 
 #include "commands.hpp"
@@ -495,11 +496,28 @@ Command add_compare_command(CLI::App& app) {
             worse = worse || ab::any_worse(cs);
             md += "\n### arm " + (b == c ? b : b + " → " + c) + "\n\n" + ab::markdown_table(cs, "base", "candidate", o->compare);
         }
-        md += worse ? "\n**Regression**: the candidate is significantly worse on at least one metric.\n"
-                    : "\nNo significant regression.\n";
+        // An arm whose tracer lost events has records short of operations or
+        // pages: neither "regression" nor "none" can be said of it.
+        std::string lost;
+        for (const auto& [b, c] : pairs)
+            for (const auto& [file, name, label] : {std::tuple{&base, b, "base"}, std::tuple{&cand, c, "candidate"}}) {
+                const auto* arm = ab::find_arm(*file, name);
+                if (arm && arm->guest && !arm->guest->trace_losses.empty())
+                    lost += std::string(lost.empty() ? "" : "; ") + label + " arm '" + name + "': " +
+                            arm->guest->trace_losses;
+            }
+        if (!lost.empty())
+            md += "\n**Inconclusive**: " + lost + "; no verdict on incomplete records (exit 3).\n";
+        else
+            md += worse ? "\n**Regression**: the candidate is significantly worse on at least one metric.\n"
+                        : "\nNo significant regression.\n";
         std::printf("%s", md.c_str());
         if (!o->markdown.empty()) {
             append_file(o->markdown, md);
+        }
+        if (!lost.empty()) {
+            std::fprintf(stderr, "memhp compare: inconclusive: %s\n", lost.c_str());
+            return 3;
         }
         return worse ? 1 : 0;
     }};

@@ -93,7 +93,7 @@ private:
     bool json_;
 };
 
-void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64_t interrupt_pages,
+void print_summary(const collector::Stats& s, const collector::TraceLosses& lost, std::uint64_t interrupt_pages,
                    const collector::OpHealth& health) {
     std::fprintf(stderr, "\n%-9s %6s %6s %12s\n", "PHASE", "COUNT", "FAILED", "MEAN");
     for (auto phase : collector::kAllPhases) {
@@ -124,9 +124,11 @@ void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64
                  format_size_human(static_cast<std::uint64_t>(std::max<std::int64_t>(memmap, 0))).c_str());
     std::fprintf(stderr,
                  "events %" PRIu64 ", dropped %" PRIu64 ", decode errors %" PRIu64
+                 ", orphan page events (their op never completed) %" PRIu64
                  ", memmap_on_memory requested but unused %" PRIu64
                  ", page events from interrupts (not billed to an op) %" PRIu64 "\n",
-                 s.events, dropped, s.decode_errors, s.memmap_on_memory_unused, interrupt_pages);
+                 s.events, lost.dropped_events, s.decode_errors, s.orphan_page_events, s.memmap_on_memory_unused,
+                 interrupt_pages);
     if (s.kernel_memmap_pages)
         std::fprintf(stderr,
                      "kernel memmap: nr_memmap_pages %" PRId64 " after the last add/remove; %" PRIu64
@@ -150,6 +152,13 @@ void print_summary(const collector::Stats& s, std::uint64_t dropped, std::uint64
                      ")\n",
                      stale, health.stale_missed_exit, health.swept_task_gone, health.swept_too_old,
                      health.ops_map_full + health.nest_overflow, health.ops_map_full, health.nest_overflow);
+    if (lost.any())
+        std::fprintf(stderr,
+                     "LOST EVENTS: this trace is incomplete (dropped %" PRIu64 ", decode errors %" PRIu64
+                     ", orphan page events %" PRIu64 ", stale ops %" PRIu64 ", untraced ops %" PRIu64
+                     "); records may be missing or short of pages\n",
+                     lost.dropped_events, lost.decode_errors, lost.orphan_page_events, lost.stale_ops,
+                     lost.untraced_ops);
 }
 
 }  // namespace
@@ -169,7 +178,8 @@ Command add_trace_command(CLI::App& app) {
         "the memmap came from (altmap or page allocator), its NUMA locality, the free memory it cost and each "
         "phase's duration. Ctrl-C prints a summary. Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF.");
     cmd->add_flag("--json", o->json,
-                  "write one JSON object per completed operation to stdout (NDJSON; schema in docs/trace-json.md)");
+                  "write one JSON object per completed operation to stdout (NDJSON; schema in docs/trace-json.md), and at "
+                  "the end one summary record with the events the trace lost (dropped, orphaned, aged out)");
     cmd->add_option("--duration", o->duration, "stop after this many seconds (0: until Ctrl-C or SIGTERM)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--attach-mode", o->attach_mode,
@@ -223,7 +233,16 @@ Command add_trace_command(CLI::App& app) {
                     throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
             }
             probes.poll(0);  // drain what is left
-            print_summary(agg.stats(), probes.dropped_events(), probes.interrupt_page_events(), probes.op_health());
+            const auto health = probes.op_health();
+            const auto lost = collector::trace_losses(agg.stats(), probes.dropped_events(), health);
+            if (o->json) {  // the last record: what the trace lost (docs/trace-json.md)
+                std::printf("%s\n",
+                            collector::summary_to_json(agg.stats(), lost, health, probes.interrupt_page_events())
+                                .dump()
+                                .c_str());
+                std::fflush(stdout);
+            }
+            print_summary(agg.stats(), lost, probes.interrupt_page_events(), health);
             return 0;
         }};
 }

@@ -492,6 +492,38 @@ void Aggregator::on_remove(const memhp_event& ev) {
 
 // ---- JSON ------------------------------------------------------------------
 
+TraceLosses trace_losses(const Stats& s, std::uint64_t dropped_events, const OpHealth& health) {
+    TraceLosses l;
+    l.dropped_events = dropped_events;
+    l.decode_errors = s.decode_errors;
+    l.orphan_page_events = s.orphan_page_events;
+    l.stale_ops = health.stale_missed_exit + health.swept_task_gone + health.swept_too_old;
+    l.untraced_ops = health.ops_map_full + health.nest_overflow;
+    return l;
+}
+
+nlohmann::json summary_to_json(const Stats& s, const TraceLosses& losses, const OpHealth& health,
+                               std::uint64_t interrupt_page_events) {
+    return {
+        {"schema", kTraceJsonSchema},
+        {"record", "summary"},
+        {"events", s.events},
+        {"dropped_events", losses.dropped_events},
+        {"decode_errors", losses.decode_errors},
+        {"orphan_page_events", losses.orphan_page_events},
+        {"stale_ops", losses.stale_ops},
+        {"untraced_ops", losses.untraced_ops},
+        {"lost", losses.any()},
+        {"op_state",
+         {{"stale_missed_exit", health.stale_missed_exit},
+          {"swept_task_gone", health.swept_task_gone},
+          {"swept_too_old", health.swept_too_old},
+          {"ops_map_full", health.ops_map_full},
+          {"nest_overflow", health.nest_overflow}}},
+        {"interrupt_page_events", interrupt_page_events},
+    };
+}
+
 nlohmann::json to_json(const Operation& op) {
     nlohmann::json j = {
         {"schema", kTraceJsonSchema},

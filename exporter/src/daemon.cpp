@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <civetweb.h>
 #include <prometheus/exposer.h>
 
 #include <cerrno>
@@ -67,6 +68,18 @@ ListenAddress parse_listen(const std::string& text) {
     return a;
 }
 
+bool http_server_has_ipv6() { return mg_check_feature(8) != 0; }
+
+void check_listen_supported(const ListenAddress& a) {
+    if (a.ipv6 && !http_server_has_ipv6())
+        throw UsageError("--listen '" + a.civetweb() +
+                         "': the HTTP server memhp-exporter uses (civetweb, as this system built it) has no IPv6 "
+                         "support (built without USE_IPV6), so it cannot listen on an IPv6 address; listen on IPv4 "
+                         "(e.g. 127.0.0.1:" +
+                         std::to_string(kDefaultPort) + " or 0.0.0.0:" + std::to_string(kDefaultPort) +
+                         ") and, if IPv6 scrapers need it, put a proxy in front");
+}
+
 // Scrape clients are outside input. civetweb gives each connection a worker
 // thread for its whole life, so a client that trickles its request holds one
 // for up to request_timeout_ms (a bound on the whole request, headers
@@ -124,6 +137,7 @@ std::unique_ptr<prometheus::Exposer> listen_on(const ListenAddress& a) {
 
 int run_exporter(const ExporterOptions& opts) {
     const ListenAddress addr = parse_listen(opts.listen);
+    check_listen_supported(addr);
     collector::install_libbpf_logging(opts.verbose);
     // A taken port is reported before anything is loaded into the kernel; the
     // server itself starts only once the capabilities are gone.

@@ -25,8 +25,9 @@ int main(int argc, char** argv) {
     ExporterOptions opts;
     bool list = false;
     app.add_option("--listen", opts.listen,
-                   "ADDR:PORT to serve /metrics on: a numeric IPv4 address or [IPv6]; port 0 picks a free one. "
-                   "Loopback by default: expose it further only on purpose")
+                   "ADDR:PORT to serve /metrics on: a numeric IPv4 address, or [IPv6] where the HTTP server (civetweb) "
+                   "was built with IPv6 (Debian 12's is not: there an IPv6 address is refused up front); port 0 "
+                   "picks a free one. Loopback by default: expose it further only on purpose")
         ->default_val(kDefaultListen)
         ->capture_default_str();
     app.add_flag("--list-metrics", list, "print the metric table (Markdown, docs/metrics.md) and exit");

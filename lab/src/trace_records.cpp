@@ -42,10 +42,23 @@ void check_record(const nlohmann::json& j, std::string_view line) {
     }
 }
 
-}  // namespace
+constexpr std::array kSummaryCounts = {"events",       "dropped_events", "decode_errors", "orphan_page_events",
+                                       "stale_ops",    "untraced_ops",   "interrupt_page_events"};
 
-std::vector<nlohmann::json> parse_ops(const std::string& text) {
-    std::vector<nlohmann::json> ops;
+// A summary record's counts are what the gate trusts a run by: each one
+// present and a non-negative integer.
+void check_summary(const nlohmann::json& j, std::string_view line) {
+    for (const char* f : kSummaryCounts) {
+        const auto it = j.find(f);
+        if (it == j.end() || !it->is_number_unsigned())
+            throw Error(std::string("a trace summary record's \"") + f +
+                        "\" is missing or not a non-negative integer (docs/trace-json.md): " +
+                        std::string(line.substr(0, 200)));
+    }
+}
+
+// Every record of the text, checked; summaries and operations apart.
+void parse_records(const std::string& text, std::vector<nlohmann::json>* ops, std::vector<nlohmann::json>* summaries) {
     std::size_t start = 0;
     for (auto end = text.find('\n'); end != std::string::npos; start = end + 1, end = text.find('\n', start)) {
         const std::string_view line(text.data() + start, end - start);
@@ -61,10 +74,40 @@ std::vector<nlohmann::json> parse_ops(const std::string& text) {
                             std::to_string(kTraceSchemaOldest) + " to " + std::to_string(kTraceSchemaNewest) +
                             " (docs/trace-json.md): run the memhp that wrote it, or rebuild both from one tree");
         }
+        if (j.is_object() && j.contains("record")) {
+            if (j["record"] != "summary")
+                throw Error("a trace record of kind " + j["record"].dump().substr(0, 40) +
+                            " this memhp does not know (docs/trace-json.md): " + std::string(line.substr(0, 200)));
+            check_summary(j, line);
+            if (summaries) summaries->push_back(std::move(j));
+            continue;
+        }
         check_record(j, line);
-        ops.push_back(std::move(j));
+        if (ops) ops->push_back(std::move(j));
     }
+}
+
+}  // namespace
+
+std::vector<nlohmann::json> parse_ops(const std::string& text) {
+    std::vector<nlohmann::json> ops;
+    parse_records(text, &ops, nullptr);
     return ops;
+}
+
+std::optional<TraceSummary> parse_trace_summary(const std::string& text) {
+    std::vector<nlohmann::json> summaries;
+    parse_records(text, nullptr, &summaries);
+    if (summaries.empty()) return std::nullopt;
+    const auto& j = summaries.back();
+    TraceSummary s;
+    s.events = j["events"].get<std::uint64_t>();
+    s.dropped_events = j["dropped_events"].get<std::uint64_t>();
+    s.decode_errors = j["decode_errors"].get<std::uint64_t>();
+    s.orphan_page_events = j["orphan_page_events"].get<std::uint64_t>();
+    s.stale_ops = j["stale_ops"].get<std::uint64_t>();
+    s.untraced_ops = j["untraced_ops"].get<std::uint64_t>();
+    return s;
 }
 
 std::size_t count_phase(const std::vector<nlohmann::json>& ops, const std::string& phase) {

@@ -1,4 +1,5 @@
-// libFuzzer target: the trace NDJSON reader (lab::parse_ops), what the host
+// libFuzzer target: the trace NDJSON reader (lab::parse_ops and
+// parse_trace_summary), what the host
 // makes of `memhp trace --json` output (or a peer tracer's) read from a
 // guest. It may refuse a line with Error; a record it accepts must hold its
 // documented types, which the readers (count_phase, ab::cycle_metrics) rely
@@ -44,6 +45,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (sum == 0xdeadbeefdeadbeefULL) return 1;  // keeps the reads
     } catch (const nlohmann::json::exception&) {
         __builtin_trap();  // parse_ops accepted a record its readers cannot read
+    }
+    // The summary record (schema 4): accepted or refused with Error, never
+    // nlohmann's exceptions out of its typed reads.
+    try {
+        if (const auto s = memhp::lab::parse_trace_summary(text); s && s->lost() && s->events == 0xdeadbeefULL)
+            return 1;
+    } catch (const memhp::Error&) {
+    } catch (const nlohmann::json::exception&) {
+        __builtin_trap();
     }
     return 0;
 }

@@ -693,7 +693,7 @@ TEST_F(AggregatorTest, JsonOfAdd) {
     for (int i = 0; i < 8; ++i) agg().consume(page(MEMHP_EV_PAGE_ALLOC, 3, kBootPfn + 512u * i, 9));
     agg().consume(add(3, 1, kHotPfn, 8 * kBlockPages, 0, 0, 2));
     auto j = to_json(last());
-    EXPECT_EQ(j["schema"], 3);
+    EXPECT_EQ(j["schema"], 4);
     EXPECT_EQ(j["schema"], kTraceJsonSchema);
     EXPECT_EQ(j["phase"], "add");
     EXPECT_EQ(j["op_id"], 3u);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <filesystem>
 
+#include "memhp/error.hpp"
 #include "memhp/exporter/daemon.hpp"
 #include "memhp/exporter/live_state.hpp"
 #include "memhp/exporter/metrics.hpp"
@@ -177,6 +178,38 @@ TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
     auto lint = run({"promtool", "check", "metrics"}, {.timeout = std::chrono::seconds(30), .stdin_data = scrape.out});
     EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
     EXPECT_EQ(lint.out + lint.err, "") << "promtool findings on a real scrape";
+}
+
+// --listen [::1]:PORT was advertised but never started: Debian's civetweb
+// has no IPv6. Now the exporter refuses it before anything else, exit 2,
+// saying what to do -- or, with a civetweb built with IPv6, serves there. The
+// detection itself is checked against civetweb: where it says no IPv6,
+// civetweb indeed cannot start on [::1]; where it says yes, a scrape over
+// [::1] answers.
+TEST(ExporterCli, Ipv6ListenWorksOrIsRefusedUpFront) {
+    const auto addr = parse_listen("[::1]:0");
+    if (!http_server_has_ipv6()) {
+        auto r = run_exporter_bin({"--listen", "[::1]:10466"});
+        EXPECT_EQ(r.exit_code, 2) << r.err;
+        EXPECT_THAT(r.err, HasSubstr("--listen '[::1]:10466': the HTTP server memhp-exporter uses"));
+        EXPECT_THAT(r.err, HasSubstr("no IPv6 support"));
+        EXPECT_THAT(r.err, HasSubstr("127.0.0.1:10466"));
+        EXPECT_THAT(r.err, Not(HasSubstr("BPF"))) << "refused before anything is loaded";
+        EXPECT_THROW(check_listen_supported(addr), UsageError);
+        EXPECT_THROW(prometheus::Exposer{http_options(addr)}, std::exception)
+            << "civetweb started on [::1] although mg_check_feature says it has no IPv6";
+        EXPECT_NO_THROW(check_listen_supported(parse_listen("127.0.0.1:0")));
+        return;
+    }
+    EXPECT_NO_THROW(check_listen_supported(addr));
+    ASSERT_TRUE(find_program("curl")) << "curl missing: run scripts/install-deps.sh";
+    prometheus::Exposer exposer(http_options(addr));
+    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
+    exposer.RegisterCollectable(std::make_shared<MetricsCollectable>(state, std::make_shared<FixedHost>()));
+    const auto port = static_cast<std::uint16_t>(exposer.GetListeningPorts().at(0));
+    const auto r = run({"curl", "-sf", "-g", "--max-time", "10", addr.url(port)}, {.timeout = std::chrono::seconds(20)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("memhp_build_info"));
 }
 
 // Slow and oversized clients (slow loris, a 100 KiB URL) must not starve a

@@ -116,12 +116,44 @@ TEST(GateRun, ARunThatFailedIsNotJudged) {
     auto r = gate_run(doc, "a", "b");
     EXPECT_EQ(r.status, GateStatus::RunFailed);
     EXPECT_NE(r.reason.find("1 cycle(s) failed"), std::string::npos) << r.reason;
-    doc["arms"][1]["cycles"][3]["ok"] = true;
-    doc["arms"][0]["guest"]["trace_dropped_events"] = 12;
-    r = gate_run(doc, "a", "b");
-    EXPECT_EQ(r.status, GateStatus::RunFailed);
-    EXPECT_NE(r.reason.find("dropped 12 events"), std::string::npos) << r.reason;
     EXPECT_THROW((void)gate_run(doc, "a", "nope"), BadResults);
+}
+
+// A complete run whose tracer lost events (ring-buffer drops, orphan page
+// events, aged-out stale ops, untraced ops, a boot without its summary) is
+// Inconclusive, exit 3, naming what was lost -- even when its figures show a
+// clear regression. Before, only drops were seen, and as RunFailed.
+TEST(GateRun, LostEventsInEitherArmRefuseACleanVerdict) {
+    const std::vector<std::pair<const char*, const char*>> losses = {
+        {"trace_dropped_events", "12 events dropped (ring buffer full)"},
+        {"trace_orphan_page_events", "12 orphan page events"},
+        {"trace_stale_ops", "12 stale ops aged out"},
+        {"trace_untraced_ops", "12 ops not traced"},
+        {"trace_decode_errors", "12 records that did not decode"},
+    };
+    for (const auto& [key, words] : losses)
+        for (int arm : {0, 1}) {
+            auto doc = run_doc(6, {{"a"}, {"b", 1.4}}, 4, 5);
+            ASSERT_EQ(gate_run(doc, "a", "b").status, GateStatus::Regression);
+            doc["arms"][arm]["guest"][key] = 12;
+            const auto r = gate_run(doc, "a", "b");
+            EXPECT_EQ(r.status, GateStatus::Inconclusive) << key << ": " << r.reason;
+            EXPECT_EQ(static_cast<int>(r.status), 3);
+            EXPECT_NE(r.reason.find(words), std::string::npos) << r.reason;
+            EXPECT_NE(r.reason.find(arm ? "arm 'b'" : "arm 'a'"), std::string::npos) << r.reason;
+            // The same for one arm across two runs.
+            const auto two = gate_runs(run_doc(6, {{"a"}, {"b"}}, 4, 5), doc, "a", arm ? "b" : "a");
+            EXPECT_EQ(two.status, GateStatus::Inconclusive) << two.reason;
+            EXPECT_NE(two.reason.find("candidate run"), std::string::npos) << two.reason;
+        }
+    auto doc = run_doc(6, {{"a"}, {"b"}}, 4, 5);
+    doc["arms"][1]["guest"]["trace_summary_missing"] = true;
+    const auto r = gate_run(doc, "a", "b");
+    EXPECT_EQ(r.status, GateStatus::Inconclusive) << r.reason;
+    EXPECT_NE(r.reason.find("losses unknown"), std::string::npos) << r.reason;
+    // Zero counts are no loss.
+    doc["arms"][1]["guest"] = {{"trace_dropped_events", 0}, {"trace_stale_ops", 0}, {"trace_orphan_page_events", 0}};
+    EXPECT_EQ(gate_run(doc, "a", "b").status, GateStatus::NoRegression);
 }
 
 TEST(GateRun, HostileTypesReadAsAbsentNotAsACrash) {
@@ -226,6 +258,12 @@ TEST_F(GateCli, CompareGateExitStatuses) {
     failed["status"] = "failed";
     r = memhp({"compare", "--gate", put("failed.json", failed)});
     EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+    auto lossy = run_doc(13, {{"a"}, {"b", 1.4}}, 4, 5);  // a regression, but the tracer lost events
+    lossy["arms"][1]["guest"]["trace_stale_ops"] = 2;
+    r = memhp({"compare", "--gate", put("lossy.json", lossy)});
+    EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+    EXPECT_NE(r.out.find("## Gate: inconclusive (exit 3)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("arm 'b': memhp's tracer lost events: 2 stale ops aged out"), std::string::npos) << r.out;
     write_file(dir_.path() / "junk.json", "not json");
     r = memhp({"compare", "--gate", (dir_.path() / "junk.json").string()});
     EXPECT_EQ(r.exit_code, 2) << r.out << r.err;

@@ -281,6 +281,55 @@ TEST(Results, ReportAndCompareExitTwoOnMalformedFilesAndOneOnlyOnRegression) {
     EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
 }
 
+// What memhp trace lost reaches every sink of a run: the loader checks the
+// counts, summary.md lists the arm, plain `memhp compare` says inconclusive
+// (exit 3) whatever the figures, and a clean pair still compares 0. Before,
+// only trace_dropped_events was kept, and only --gate looked at it.
+TEST(Results, LostTraceEventsReachSummaryAndMakeCompareInconclusive) {
+    TempDir dir("memhp-results");
+    json lossy = good_doc();
+    lossy["arms"][1]["guest"]["trace_orphan_page_events"] = 3;
+    lossy["arms"][1]["guest"]["trace_stale_ops"] = 1;
+    const auto typed = parse_results(lossy.dump());
+    EXPECT_TRUE(typed.arms[0].guest->trace_losses.empty());
+    EXPECT_EQ(typed.arms[1].guest->trace_losses,
+              "memhp's tracer lost events: 3 orphan page events (their op never completed), 1 stale ops aged out "
+              "(their exit never came)");
+    for (const char* key : {"trace_stale_ops", "trace_orphan_page_events", "trace_untraced_ops", "trace_decode_errors"}) {
+        json bad = good_doc();
+        bad["arms"][0]["guest"][key] = -1;
+        EXPECT_NE(verdict(bad).find(std::string("$.arms[0].guest.") + key), std::string::npos) << verdict(bad);
+    }
+    json bad = good_doc();
+    bad["arms"][0]["guest"]["trace_summary_missing"] = "yes";
+    EXPECT_NE(verdict(bad).find("trace_summary_missing"), std::string::npos) << verdict(bad);
+
+    const std::string md = summary_markdown(typed, CompareOptions{});
+    EXPECT_NE(md.find("### Lost events"), std::string::npos) << md;
+    EXPECT_NE(md.find("- altmap: memhp's tracer lost events: 3 orphan page events"), std::string::npos) << md;
+    EXPECT_EQ(summary_markdown(parse_results(good_doc().dump()), CompareOptions{}).find("Lost events"), std::string::npos);
+
+    write_file(dir.path() / "good.json", good_doc().dump());
+    write_file(dir.path() / "lossy.json", lossy.dump());
+    auto r = run({memhp_bin(), "compare", (dir.path() / "good.json").string(), (dir.path() / "good.json").string()},
+                 {.timeout = std::chrono::seconds(30)});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    for (const auto& [b, c] : {std::pair{"good.json", "lossy.json"}, std::pair{"lossy.json", "good.json"}}) {
+        r = run({memhp_bin(), "compare", (dir.path() / b).string(), (dir.path() / c).string()},
+                {.timeout = std::chrono::seconds(30)});
+        EXPECT_EQ(r.exit_code, 3) << b << " " << c << r.out << r.err;
+        EXPECT_NE(r.out.find("**Inconclusive**"), std::string::npos) << r.out;
+        EXPECT_NE(r.err.find("arm 'altmap': memhp's tracer lost events: 3 orphan page events"), std::string::npos)
+            << r.err;
+    }
+    // memhp report writes the section too.
+    r = run({memhp_bin(), "report", (dir.path() / "lossy.json").string(), "--no-plots", "--out",
+             (dir.path() / "out").string()},
+            {.timeout = std::chrono::seconds(30)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(read_file(dir.path() / "out" / "summary.md").find("### Lost events"), std::string::npos);
+}
+
 // A full disk (a 16 KiB tmpfs in a private mount namespace) is a clear error
 // naming the file, and leaves neither a partial summary.md nor a temporary.
 TEST(Results, ReportOnAFullDiskSaysSoAndLeavesNothingHalfWritten) {

@@ -33,6 +33,11 @@ std::vector<json> traced_cycle(lab::Guest& g, lab::MemoryLab& mem, std::string* 
             l.find('{') == std::string::npos)
             std::cout << "[kernel " << g.release() << "] " << l << std::endl;
     if (!c.ok()) throw Error("cycle failed: " + lab::to_json(c).dump());
+    // The trace's last record says what it lost (schema 4): here, nothing.
+    const auto summary = lab::parse_trace_summary(*raw);
+    if (!summary) throw Error("memhp trace ended without its summary record:\n" + *raw);
+    if (summary->lost() || summary->events == 0)
+        throw Error("memhp trace lost events, or saw none, in one quiet cycle:\n" + *raw);
     if (cycle) *cycle = c;
     return lab::parse_ops(*raw);
 }

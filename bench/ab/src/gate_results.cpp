@@ -11,6 +11,7 @@
 
 #include "memhp/ab/metrics.hpp"
 #include "memhp/ab/report.hpp"
+#include "memhp/ab/results.hpp"
 #include "memhp/ab/stats.hpp"
 #include "memhp/files.hpp"
 
@@ -68,10 +69,23 @@ std::string run_failure(const json& results, const json& arm) {
     for (const auto& c : arm["cycles"]) (flag(c, "ok") ? good : bad)++;
     if (bad) return "arm '" + name + "': " + std::to_string(bad) + " cycle(s) failed";
     if (!good) return "arm '" + name + "' has no cycles";
-    const auto& g = arm.is_object() && arm.contains("guest") ? arm["guest"] : json();
-    if (const auto d = number(g, "trace_dropped_events"); d && *d > 0)
-        return "arm '" + name + "': memhp's tracer dropped " + std::to_string(static_cast<long long>(*d)) + " events";
     return {};
+}
+
+// Why a run's records cannot be trusted for a clean verdict (its tracer
+// lost events: dropped, orphaned, aged out), or empty. The run completed, so
+// this is Inconclusive, not RunFailed: a regression may hide in what was lost.
+std::string lost_events(const json& arm) {
+    const auto& g = arm.is_object() && arm.contains("guest") ? arm["guest"] : json();
+    const std::string lost = trace_losses_text(g);
+    return lost.empty() ? lost : "arm '" + text(arm, "name") + "': " + lost;
+}
+
+GateResult inconclusive(const std::string& why) {
+    GateResult r;
+    r.status = GateStatus::Inconclusive;
+    r.reason = why + "; no verdict on incomplete records (docs/ab-json.md)";
+    return r;
 }
 
 void add_samples(const json& arm, int boot_offset, std::map<std::string, std::vector<GateSample>>& by_metric,
@@ -133,6 +147,8 @@ GateResult gate_run(const json& results, const std::string& base_arm, const std:
     const json& b = arm_of(results, cand_arm, "candidate");
     for (const json* arm : {&a, &b})
         if (auto why = run_failure(results, *arm); !why.empty()) return failed(why);
+    for (const json* arm : {&a, &b})
+        if (auto why = lost_events(*arm); !why.empty()) return inconclusive(why);
     std::map<std::string, std::vector<GateSample>> sa, sb;
     std::vector<GateSample> reference;
     add_samples(a, 0, sa, &reference, -1);
@@ -146,6 +162,8 @@ GateResult gate_runs(const json& base, const json& cand, const std::string& base
     const json& b = arm_of(cand, cand_arm, "candidate");
     if (auto why = run_failure(base, a); !why.empty()) return failed("base run: " + why);
     if (auto why = run_failure(cand, b); !why.empty()) return failed("candidate run: " + why);
+    if (auto why = lost_events(a); !why.empty()) return inconclusive("base run: " + why);
+    if (auto why = lost_events(b); !why.empty()) return inconclusive("candidate run: " + why);
     std::map<std::string, std::vector<GateSample>> sa, sb;
     std::vector<GateSample> reference;
     // The candidate's boots are other guests than the base's; the reference

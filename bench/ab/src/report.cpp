@@ -300,6 +300,21 @@ std::string scale_markdown(const Results& results) {
     return md.str();
 }
 
+namespace {
+
+// The arms whose tracer lost events, and what that means for their figures.
+std::string lost_events_markdown(const Results& results) {
+    std::ostringstream lost;
+    for (const auto& a : results.arms)
+        if (a.guest && !a.guest->trace_losses.empty()) lost << "- " << a.name << ": " << md_item(a.guest->trace_losses) << "\n";
+    if (lost.str().empty()) return {};
+    return "\n### Lost events\n\nSome operations or their pages are missing from these arms' records, so their "
+           "figures may be short; `memhp compare` and `--gate` give no clean verdict on them (exit 3).\n\n" +
+           lost.str();
+}
+
+}  // namespace
+
 std::string summary_markdown(const json& results, const CompareOptions& opts) {
     return summary_markdown(results_from_json(results), opts);
 }
@@ -349,6 +364,7 @@ std::string summary_markdown(const Results& results, const CompareOptions& opts)
                           << " failed: " << md_item(p.error) << "\n";
     for (const auto& e : results.errors) fails << "- " << md_item(e) << "\n";
     if (!fails.str().empty()) md << "\n### Failures\n\n" << fails.str();
+    md << lost_events_markdown(results);
     if (opts.gate && arms.size() >= 2 && o.mode == "cycles") {
         const auto& base = arms.front().name;
         const auto& cand = arms.back().name;

@@ -1,5 +1,6 @@
 #include "memhp/ab/results.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -163,9 +164,12 @@ GuestRecord guest_of(const Field& g) {
     if (auto f = g.opt("attach_s")) r.attach_s = f->number(0);
     for (const char* k : {"package", "version", "qemu_cmdline"})
         if (auto f = g.opt(k)) (void)f->str();
-    for (const char* k : {"block_size_bytes", "trace_dropped_events", "qemu_pid"})
+    for (const char* k : {"block_size_bytes", "trace_dropped_events", "trace_decode_errors", "trace_orphan_page_events",
+                          "trace_stale_ops", "trace_untraced_ops", "qemu_pid"})
         if (auto f = g.opt(k)) (void)f->uint(0, std::numeric_limits<std::uint64_t>::max());
+    if (auto f = g.opt("trace_summary_missing")) (void)f->boolean();
     if (auto f = g.opt("peer")) check_peer(*f);
+    r.trace_losses = trace_losses_text(g.raw());
     return r;
 }
 
@@ -268,6 +272,29 @@ FallbackRecord fallback_of(const Field& f) {
 }
 
 }  // namespace
+
+std::string trace_losses_text(const json& guest) {
+    if (!guest.is_object()) return {};
+    const auto count = [&](const char* key) -> std::uint64_t {
+        const auto it = guest.find(key);
+        if (it == guest.end() || !it->is_number_integer()) return 0;
+        if (it->is_number_unsigned()) return it->get<std::uint64_t>();
+        return static_cast<std::uint64_t>(std::max<long long>(it->get<long long>(), 0));  // built in memory
+    };
+    std::string parts;
+    const auto part = [&](const char* key, const char* what) {
+        if (const auto n = count(key)) parts += (parts.empty() ? "" : ", ") + std::to_string(n) + " " + what;
+    };
+    part("trace_dropped_events", "events dropped (ring buffer full)");
+    part("trace_decode_errors", "records that did not decode");
+    part("trace_orphan_page_events", "orphan page events (their op never completed)");
+    part("trace_stale_ops", "stale ops aged out (their exit never came)");
+    part("trace_untraced_ops", "ops not traced (op map full or nested too deep)");
+    const auto missing = guest.find("trace_summary_missing");
+    if (missing != guest.end() && missing->is_boolean() && missing->get<bool>())
+        parts += std::string(parts.empty() ? "" : ", ") + "a boot whose tracer ended without its summary (losses unknown)";
+    return parts.empty() ? std::string() : "memhp's tracer lost events: " + parts;
+}
 
 std::string printable_prefix(const std::string& s) {
     // for messages: the first 40 bytes, non-printable ASCII and bytes >= 0x80 as \xNN

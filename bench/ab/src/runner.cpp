@@ -690,6 +690,23 @@ private:
         save();
     }
 
+    // What memhp trace lost in this boot (its summary record), summed over
+    // the boots into the arm's guest record; the gate and compare refuse a
+    // clean verdict on an arm with any (docs/ab-json.md).
+    static void record_trace_losses(nlohmann::json& g, const std::optional<lab::TraceSummary>& s) {
+        if (!g.is_object()) return;
+        if (!s) {
+            g["trace_summary_missing"] = true;
+            return;
+        }
+        const auto add = [&](const char* key, std::uint64_t n) { g[key] = g.value(key, std::uint64_t{0}) + n; };
+        add("trace_dropped_events", s->dropped_events);
+        add("trace_decode_errors", s->decode_errors);
+        add("trace_orphan_page_events", s->orphan_page_events);
+        add("trace_stale_ops", s->stale_ops);
+        add("trace_untraced_ops", s->untraced_ops);
+    }
+
     void stop_tracers() {
         for (auto& r : runners_) {
             if (r.peer && r.error.empty()) {
@@ -705,13 +722,7 @@ private:
             if (!r.trace || !r.error.empty()) continue;
             try {
                 const auto text = r.trace->stop();
-                if (r.record) {
-                    auto dropped = text.rfind("dropped ");
-                    auto& g = (*r.record)["guest"];
-                    if (dropped != std::string::npos && g.is_object())  // summed over the boots
-                        g["trace_dropped_events"] =
-                            g.value("trace_dropped_events", std::uint64_t{0}) + std::stoull(text.substr(dropped + 8));
-                }
+                if (r.record) record_trace_losses((*r.record)["guest"], lab::parse_trace_summary(text));
             } catch (const Interrupted&) {
                 throw;
             } catch (const std::exception& e) {

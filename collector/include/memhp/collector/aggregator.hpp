@@ -18,6 +18,7 @@
 
 #include <linux/types.h>
 
+#include "memhp/collector/op_health.hpp"
 #include "memhp_event.h"
 
 namespace memhp::collector {
@@ -271,8 +272,27 @@ private:
 // The versioned NDJSON schema of `memhp trace --json` (docs/trace-json.md).
 // 3: nested phases (duration_ns is the op's own time; inclusive_ns,
 // nested_ns, nested_ops, parent_op_id, parent_phase). Readers accept 2 and 3.
-inline constexpr int kTraceJsonSchema = 3;
+inline constexpr int kTraceJsonSchema = 4;
 inline constexpr int kTraceJsonOldestSchema = 2;
 [[nodiscard]] nlohmann::json to_json(const Operation& op);
+
+// What a trace lost: the last record of `memhp trace --json` (schema 4,
+// `"record":"summary"`, docs/trace-json.md) and the text summary's counts.
+// Any of them non-zero means some operation or part of one is missing from
+// the records, and `memhp ab`'s gate refuses to judge the arm.
+struct TraceLosses {
+    std::uint64_t dropped_events = 0;       // the ring buffer was full
+    std::uint64_t decode_errors = 0;        // records that did not decode
+    std::uint64_t orphan_page_events = 0;   // page events whose op never completed
+    std::uint64_t stale_ops = 0;            // ops aged out: their exit never came (OpHealth)
+    std::uint64_t untraced_ops = 0;         // begins BPF could not track (map full, nested too deep)
+    [[nodiscard]] bool any() const {
+        return dropped_events || decode_errors || orphan_page_events || stale_ops || untraced_ops;
+    }
+};
+[[nodiscard]] TraceLosses trace_losses(const Stats& s, std::uint64_t dropped_events, const OpHealth& health);
+// The summary record: `losses` plus the event count and the op-state detail.
+[[nodiscard]] nlohmann::json summary_to_json(const Stats& s, const TraceLosses& losses, const OpHealth& health,
+                                             std::uint64_t interrupt_page_events);
 
 }  // namespace memhp::collector

@@ -28,6 +28,13 @@ struct ListenAddress {
 // picks a free port. Throws UsageError saying what is wrong.
 [[nodiscard]] ListenAddress parse_listen(const std::string& text);
 
+// Whether the HTTP server (civetweb, under prometheus-cpp) was built with
+// IPv6 (USE_IPV6; mg_check_feature(8)). Debian 12's civetweb 1.15 is not:
+// there "[::1]:PORT" never starts, so run_exporter refuses it up front.
+[[nodiscard]] bool http_server_has_ipv6();
+// Throws UsageError when `a` is IPv6 and the server cannot listen there.
+void check_listen_supported(const ListenAddress& a);
+
 // The HTTP server's settings: keep-alive (Prometheus reuses its connection;
 // closing after every scrape costs a handshake each time) and 4 worker threads,
 // so a couple of scrapers and a person with curl never wait on each other.

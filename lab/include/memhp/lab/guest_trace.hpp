@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,7 +74,7 @@ private:
 // lab does not link the collector). Schema 2 records lack the nesting fields
 // and their duration_ns is inclusive; readers default the missing fields.
 inline constexpr int kTraceSchemaOldest = 2;
-inline constexpr int kTraceSchemaNewest = 3;
+inline constexpr int kTraceSchemaNewest = 4;
 
 // The operation records in a tracer's output: every complete line that
 // starts with '{' (a last line still being written is left for later).
@@ -82,8 +83,22 @@ inline constexpr int kTraceSchemaNewest = 3;
 // whose known fields do not have their documented types (counts and times
 // non-negative integers, nid/ret integers, phase/mode/caller strings,
 // memmap/node_check objects of counts): readers may take them with
-// value<std::uint64_t>() and friends.
+// value<std::uint64_t>() and friends. The summary record (schema 4,
+// `"record":"summary"`) is not an operation: parse_ops leaves it out, and
+// refuses a record of any other kind.
 [[nodiscard]] std::vector<nlohmann::json> parse_ops(const std::string& text);
+
+// What a finished `memhp trace --json` lost, from its summary record (the
+// last one wins). nullopt when the output has none (a schema-3 tracer, or
+// one that did not end cleanly). Throws Error as parse_ops does.
+struct TraceSummary {
+    std::uint64_t events = 0, dropped_events = 0, decode_errors = 0, orphan_page_events = 0, stale_ops = 0,
+                  untraced_ops = 0;
+    [[nodiscard]] bool lost() const {
+        return dropped_events || decode_errors || orphan_page_events || stale_ops || untraced_ops;
+    }
+};
+[[nodiscard]] std::optional<TraceSummary> parse_trace_summary(const std::string& text);
 
 // Counts the records of one phase.
 [[nodiscard]] std::size_t count_phase(const std::vector<nlohmann::json>& ops, const std::string& phase);

@@ -15,8 +15,9 @@
 namespace memhp::ab {
 
 // Arms `base_arm` and `cand_arm` of one run. RunFailed when the run did not
-// complete, an arm lost its guest, a cycle failed or the tracer dropped
-// events: a gate must not judge a run it cannot trust.
+// complete, an arm lost its guest or a cycle failed; Inconclusive when the
+// tracer of either arm lost events (trace_losses_text): a gate must not
+// judge a run it cannot trust.
 [[nodiscard]] GateResult gate_run(const nlohmann::json& results, const std::string& base_arm,
                                   const std::string& cand_arm, const GateOptions& opts = {});
 

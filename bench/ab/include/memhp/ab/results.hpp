@@ -58,7 +58,15 @@ struct GuestRecord {
     std::string auto_online_blocks;  // the policy the guest ran with; empty: not recorded
     double boot_s = 0;
     double attach_s = 0;
+    std::string trace_losses;  // trace_losses_text(): empty when memhp trace lost nothing
 };
+
+// What memhp trace lost in an arm, from its guest record (trace_dropped_events,
+// trace_decode_errors, trace_orphan_page_events, trace_stale_ops,
+// trace_untraced_ops, trace_summary_missing; docs/ab-json.md) as one
+// sentence, or empty when it lost nothing. Reads defensively: a wrong type
+// counts as absent (the loader has refused such files already).
+[[nodiscard]] std::string trace_losses_text(const nlohmann::json& guest);
 
 struct ArmRecord {
     std::string name;
