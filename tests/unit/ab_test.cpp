@@ -199,6 +199,35 @@ TEST(AbConfigCheck, RejectsImpossibleRunsBeforeBooting) {
     EXPECT_THROW(validate(c), UsageError);
 }
 
+TEST(AbConfigCheck, VirtioMemScaleIsPlannedAndRefusedBeforeBooting) {
+    auto c = good_config();
+    c.scale = true;
+    c.scale_device = ScaleDevice::VirtioMem;
+    c.scale_size = std::uint64_t{16} << 30;
+    EXPECT_NO_THROW(validate(c));
+    EXPECT_EQ(scale_step_bytes(c), std::uint64_t{128} << 20) << "default step: one block";
+    // 1 GiB node 0 + 16 GiB/64 memmap + 16 MiB tables, rounded up to 256 MiB.
+    const auto p = virtio_scale_plan(c, c.arms[0], 0);
+    EXPECT_EQ(p.boot_bytes, (std::uint64_t{1} << 30) + (std::uint64_t{512} << 20));
+    EXPECT_EQ(p.steps, 128u);
+    // Two guests of (1.5 GiB + QEMU) do not fit 2 GiB: refused with the sums.
+    try {
+        (void)virtio_scale_plan(c, c.arms[0], std::uint64_t{2} << 30);
+        FAIL() << "two 1.5 GiB guests in 2 GiB";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("MemAvailable is 2 GiB"), std::string::npos) << e.what();
+    }
+    c.scale_step = 192u << 20;
+    EXPECT_THROW(validate(c), UsageError) << "a step of 1.5 blocks";
+    c.scale_step = 0;
+    c.scale_size = 200u << 20;
+    EXPECT_THROW(validate(c), UsageError) << "not whole steps";
+    c = good_config();
+    c.scale = true;
+    c.scale_step = 256u << 20;
+    EXPECT_THROW(validate(c), UsageError) << "--scale-step is for virtio-mem";
+}
+
 TEST(AbMetrics, CycleMetricsFromPhasesAndTraceRecords) {
     lab::CycleRecord c;
     c.dimms.resize(1);

@@ -131,6 +131,9 @@ OptionsRecord options_of(const Field& o) {
     r.node = o.at("node").uint(0, 1024);
     r.zone = o.at("zone").one_of({"movable", "normal", "auto"});
     if (auto f = o.opt("scale_bytes")) r.scale_bytes = f->uint(0, kMaxBytes);
+    if (auto f = o.opt("scale_device")) r.scale_device = f->one_of({"dimm", "virtio-mem"});
+    r.scale_step_bytes = r.dimm_bytes;
+    if (auto f = o.opt("scale_step_bytes"); f && r.mode == "scale") r.scale_step_bytes = f->uint(1, kMaxBytes);
     if (auto f = o.opt("scenario")) r.scenario = f->one_of({"none", "pressure", "fragmented"});
     if (auto f = o.opt("margins_bytes")) f->each([](const Field& m) { (void)m.uint(1, kMaxBytes); });
     for (const char* k : {"order", "fallback_kernel", "peer"})

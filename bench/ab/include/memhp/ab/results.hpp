@@ -72,6 +72,8 @@ struct ArmRecord {
 struct OptionsRecord {
     std::string mode = "cycles";  // cycles | scale
     std::uint64_t cycles = 0, dimm_bytes = 0, dimms = 1, node = 1, scale_bytes = 0;
+    std::string scale_device = "dimm";  // dimm | virtio-mem (older files: dimm)
+    std::uint64_t scale_step_bytes = 0;  // the scale ramp's step; older files: dimm_bytes
     std::string zone = "movable";
     std::string scenario = "none";
 };
