@@ -1,6 +1,7 @@
 #include "memhp/ab/runner.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -57,6 +58,37 @@ void record_probe_step(json& s, const std::vector<json>& ops) {
         }
     s["probe_add_inclusive_s"] = static_cast<double>(inclusive) / 1e9;
     s["ops"] = ops.size();
+    // Sub-phases (trace records with sub_phases_ns): per phase, each
+    // function's own time summed over the step's ops; and how far the
+    // sub-phases of any one op are from that op's own duration.
+    json sub = json::object();
+    double worst = 0;
+    std::size_t checked = 0;
+    for (const auto& o : ops) {
+        const auto it = o.find("sub_phases_ns");
+        if (it == o.end() || !it->is_object()) continue;
+        const std::string phase = o.value("phase", "");
+        if (phase != "add" && phase != "online") continue;
+        std::uint64_t sum = 0;
+        for (const auto& [name, v] : it->items()) {
+            if (!v.is_number_unsigned()) continue;
+            sum += v.get<std::uint64_t>();
+            auto& slot = sub[phase][name];
+            slot = (slot.is_number() ? slot.get<double>() : 0.0) + static_cast<double>(v.get<std::uint64_t>()) / 1e9;
+        }
+        const auto own = o.value("duration_ns", std::uint64_t{0});
+        if (own > 0) {
+            worst = std::max(worst, std::abs(static_cast<double>(sum) - static_cast<double>(own)) / static_cast<double>(own));
+            ++checked;
+        }
+        if (phase == "online" && o.contains("zone_span") && o["zone_span"].is_object())
+            s["zone_spanned_pages"] = o["zone_span"].value("spanned_pages", std::uint64_t{0});
+    }
+    if (!sub.empty()) {
+        s["sub_phases_s"] = sub;
+        s["sub_phases_ops"] = checked;
+        s["sub_phases_worst_gap"] = worst;  // max over ops of |sum of sub-phases - own time| / own time
+    }
 }
 
 // The whole ramp: steps that went through, the host's end-to-end time and
@@ -1019,8 +1051,10 @@ private:
                     s["e2e_s"] = e2e;
                     s["e2e_gib_s"] = e2e > 0 ? static_cast<double>(step_bytes) / e2e / static_cast<double>(1ull << 30) : 0.0;
                     if (r.trace) {
+                        // Under auto-online a nested online's record comes before its add's: wait for both.
                         const auto ops = r.trace->take([&](const std::vector<json>& o) {
-                            return lab::count_phase(o, "online") >= d.blocks.size();
+                            return lab::count_phase(o, "online") >= d.blocks.size() &&
+                                   lab::count_phase(o, "add") >= d.blocks.size();
                         });
                         record_probe_step(s, ops);
                     }
