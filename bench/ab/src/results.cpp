@@ -1,5 +1,7 @@
 #include "memhp/ab/results.hpp"
 
+#include <regex>
+
 #include <cmath>
 #include <limits>
 
@@ -230,6 +232,15 @@ ScaleStep scale_of(const Field& s) {
     r.probe_online_s = optional("probe_online_s");
     r.wall_add_s = s.at("wall_add_s").number(0);
     r.wall_online_s = optional("wall_online_s");
+    r.e2e_s = optional("e2e_s");
+    if (auto f = s.opt("blocks")) r.blocks = static_cast<double>(f->uint(1, 1u << 20));
+    if (auto f = s.opt("sub_phases_s"))
+        if (auto on = f->opt("online"))
+            on->members([&](const std::string& name, const Field& v) {
+                static const std::regex ok("[a-z0-9_]{1,48}");
+                if (!std::regex_match(name, ok)) v.fail("not a kernel function name");
+                if (r.online_sub_s.size() < 64) r.online_sub_s[name] = v.number(0);
+            });
     return r;
 }
 
