@@ -257,7 +257,7 @@ Command add_ab_command(CLI::App& app) {
     cmd->add_flag("--scale", o->scale,
                   "instead of cycles, hot-add and online --scale-size of memory in --dimm steps into each guest and "
                   "record how per-block add and online cost grows with the memory already present (cost curve)");
-    cmd->add_option("--scale-size", o->scale_size, "memory the scale ramp hot-adds")->capture_default_str();
+    cmd->add_option("--scale-size", o->scale_size, "memory the scale ramp hot-adds (default 8G with DIMMs, 64G with --device virtio-mem)");
     cmd->add_option("--device", o->device,
                     "--scale: what the memory comes on: 'dimm' (one --dimm pc-dimm a step, up to the slot count) or "
                     "'virtio-mem' (one virtio-mem-pci device on --node, its backend reserve=off, grown by --scale-step "
@@ -336,6 +336,8 @@ Command add_ab_command(CLI::App& app) {
         cfg.scale = o->scale;
         cfg.scale_size = parse_size(o->scale_size);
         cfg.scale_device = o->device == "virtio-mem" ? ab::ScaleDevice::VirtioMem : ab::ScaleDevice::Dimm;
+        // virtio-mem has no slot limit: its default is the size where the zone walk shows (64G, 512 steps).
+        if (cfg.scale_device == ab::ScaleDevice::VirtioMem && !cmd->count("--scale-size")) cfg.scale_size = std::uint64_t{64} << 30;
         if (!o->scale && (cmd->count("--device") || !o->scale_step.empty()))
             throw UsageError("--device and --scale-step go with --scale");
         cfg.scale_step = o->scale_step.empty() ? 0 : parse_size(o->scale_step);

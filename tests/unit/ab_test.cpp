@@ -322,6 +322,31 @@ TEST_F(AbFiles, LoadResultsExplainsWhatIsWrong) {
     EXPECT_NO_THROW((void)load_results(put("ok.json", results_with({arm_with("a", "probe_add_s", {1})}).dump())));
 }
 
+// A virtio-mem scale file: the step and the device are read, and a sub-phase
+// name that is not a kernel function's (it would reach a plot's key) is refused.
+TEST_F(AbFiles, VirtioMemScaleStepsAreReadAndHostileNamesRefused) {
+    json step = {{"step", 1}, {"ok", true}, {"present_before_bytes", 0}, {"wall_add_s", 0.05}, {"probe_add_s", 0.02},
+                 {"probe_online_s", 0.01}, {"e2e_s", 0.06}, {"blocks", 1},
+                 {"sub_phases_s", {{"online", {{"set_zone_contiguous", 0.008}, {"other", 0.002}}}}}};
+    auto doc = results_with({{{"name", "a"}, {"cycles", json::array()}, {"scale", json::array({step})}}});
+    doc["options"]["mode"] = "scale";
+    doc["options"]["scale_device"] = "virtio-mem";
+    doc["options"]["scale_step_bytes"] = 256u << 20;
+    const auto r = load_results(put("vmem.json", doc.dump()));
+    EXPECT_EQ(r.options.scale_device, "virtio-mem");
+    EXPECT_EQ(r.options.scale_step_bytes, 256u << 20);
+    ASSERT_EQ(r.arms[0].scale.size(), 1u);
+    EXPECT_DOUBLE_EQ(r.arms[0].scale[0].e2e_s, 0.06);
+    EXPECT_DOUBLE_EQ(r.arms[0].scale[0].online_sub_s.at("set_zone_contiguous"), 0.008);
+    doc["arms"][0]["scale"][0]["sub_phases_s"]["online"]["x' with lines; system 'id"] = 0.1;
+    try {
+        (void)load_results(put("vmem-bad.json", doc.dump()));
+        ADD_FAILURE() << "a hostile sub-phase name was accepted";
+    } catch (const BadResults& e) {
+        EXPECT_NE(std::string(e.what()).find("not a kernel function name"), std::string::npos) << e.what();
+    }
+}
+
 TEST_F(AbFiles, SummaryCarriesTheSeedClaims) {
     json off = arm_with("page-alloc", "free_consumed_bytes", std::vector<double>(6, 2101248));
     json on = arm_with("altmap", "free_consumed_bytes", std::vector<double>(6, 4096));
