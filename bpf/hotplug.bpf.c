@@ -32,6 +32,7 @@
 #define PAGE_SHIFT 12
 #define MAX_OPS 1024
 #define MAX_FRAMES 24
+#define SUB_DEPTH 8 /* a power of two: indexes are masked for the verifier */
 
 struct op {
 	__u64 id;
@@ -56,6 +57,15 @@ struct op {
 	__u32 parent_type; /* the parent's type when parent_id is set */
 	__u32 _pad;
 	__s64 kernel_memmap_before; /* nr_memmap_pages at the begin, -1 unknown */
+	/* Sub-phases (v6): a stack of the timed functions the task is in, the
+	 * op's own function at the bottom; time since sub_mark belongs to the top. */
+	__u64 sub_mark;
+	__u32 sub_depth; /* 0: not set up yet */
+	__u32 sub_flags; /* MEMHP_F_ZONE_SPAN, MEMHP_F_SUB_UNBALANCED */
+	__u8 sub_stack[SUB_DEPTH];
+	__u64 sub_ns[MEMHP_SUB_SLOTS];
+	__u64 zone_start_pfn;
+	__u64 zone_spanned_pages;
 };
 
 struct {
@@ -135,9 +145,21 @@ __u64 interrupt_page_events = 0;
 __u64 stale_ops = 0;     /* ops whose exit never came, found at the task's next begin */
 __u64 ops_map_full = 0;  /* begins not traced: `ops` was full */
 __u64 nest_overflow = 0; /* begins not traced: nested two deep */
+__u64 sub_overflow = 0;  /* sub-phase entries not timed (stack full) or exits that did not match */
 /* Set by the loader once the vmemmap_populate exit is attached: populate
  * events then come from there and __add_pages no longer infers them. */
 volatile __u32 populate_direct = 0;
+
+/* The nested op's time is not the outer op's: its sub-phase clock stops at
+ * the nested op's begin and restarts when the task comes back. */
+#define MEMHP_OP_RESUMED(outer, child_t0, now)                                          \
+	do {                                                                            \
+		if ((outer)->sub_depth > 0 && (child_t0) > (outer)->sub_mark) {         \
+			__u32 top_ = (outer)->sub_stack[((outer)->sub_depth - 1) & (SUB_DEPTH - 1)]; \
+			(outer)->sub_ns[top_ & (MEMHP_SUB_SLOTS - 1)] += (child_t0) - (outer)->sub_mark; \
+		}                                                                       \
+		(outer)->sub_mark = (now);                                              \
+	} while (0)
 
 #include "hotplug_ops.bpf.h"
 
@@ -146,7 +168,59 @@ volatile __u32 populate_direct = 0;
  * online inside an add (auto-online) is nested in it. */
 static __always_inline struct op *op_start(__u32 type, void *ctx)
 {
-	return op_enter(type, true, ctx);
+	struct op *o = op_enter(type, true, ctx);
+	if (o && o->sub_depth == 0) { /* a fresh op: its own function is the bottom of the stack */
+		o->sub_depth = 1;
+		o->sub_stack[0] = MEMHP_SUB_OWN;
+		o->sub_mark = o->t0;
+	}
+	return o;
+}
+
+/* Charges the time since sub_mark to the function on top of the stack. */
+static __always_inline void sub_charge(struct op *o, __u64 now)
+{
+	__u32 d = o->sub_depth;
+	if (d == 0 || d > SUB_DEPTH)
+		return;
+	__u32 top = o->sub_stack[(d - 1) & (SUB_DEPTH - 1)];
+	if (now > o->sub_mark)
+		o->sub_ns[top & (MEMHP_SUB_SLOTS - 1)] += now - o->sub_mark;
+	o->sub_mark = now;
+}
+
+/* A timed function inside the op in flight on this task (any type) began. */
+static __always_inline struct op *sub_enter(__u32 slot)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (!o || o->sub_depth == 0)
+		return 0;
+	if (o->sub_depth >= SUB_DEPTH) {
+		__sync_fetch_and_add(&sub_overflow, 1);
+		return 0;
+	}
+	sub_charge(o, bpf_ktime_get_ns());
+	o->sub_stack[o->sub_depth & (SUB_DEPTH - 1)] = slot;
+	o->sub_depth += 1;
+	return o;
+}
+
+static __always_inline int sub_exit(__u32 slot)
+{
+	__u32 t = tid();
+	struct op *o = bpf_map_lookup_elem(&ops, &t);
+	if (!o || o->sub_depth < 2)
+		return 0;
+	if (o->sub_stack[(o->sub_depth - 1) & (SUB_DEPTH - 1)] != slot) {
+		/* not the function on top: its entry was not timed, or an exit was missed */
+		__sync_fetch_and_add(&sub_overflow, 1);
+		o->sub_flags |= MEMHP_F_SUB_UNBALANCED;
+		return 0;
+	}
+	sub_charge(o, bpf_ktime_get_ns());
+	o->sub_depth -= 1;
+	return 0;
 }
 
 /* Sends the op's event and forgets the op. */
@@ -184,6 +258,15 @@ static __always_inline void op_finish(__u32 type, int ret)
 				e->flags |= MEMHP_F_KERNEL_MEMMAP;
 		}
 		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
+		if (o->sub_depth > 0) {
+			sub_charge(o, now);
+			__builtin_memcpy(e->sub_ns, o->sub_ns, sizeof(e->sub_ns));
+			e->flags |= MEMHP_F_SUB_PHASES | (o->sub_flags & (MEMHP_F_ZONE_SPAN | MEMHP_F_SUB_UNBALANCED));
+			if (o->sub_depth != 1)
+				e->flags |= MEMHP_F_SUB_UNBALANCED;
+			e->zone_start_pfn = o->zone_start_pfn;
+			e->zone_spanned_pages = o->zone_spanned_pages;
+		}
 		bpf_ringbuf_submit(e, 0);
 	}
 	op_end(now);
@@ -999,3 +1082,87 @@ int BPF_KPROBE(arch_remove_nid_kprobe, int nid, u64 start, u64 size, struct vmem
 }
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* ---- sub-phases (v6) -----------------------------------------------------
+ * Functions timed inside an op, for the per-block cost breakdown of the
+ * scale ramp. Each is optional: the loader attaches what this kernel lets it
+ * (fentry/fexit or kprobe/kretprobe, the pair together) and leaves out the
+ * rest, whose time then stays with the function that called it. Not inlined
+ * on Debian's 6.12 and 7.2 (their BTF has them); zone_pcp_update() and
+ * resize_zone_range() are, so their time is their caller's. */
+
+#define SUB_PROGS(fn, slot)                                    \
+	SEC("fentry/" #fn)                                     \
+	int BPF_PROG(sub_##fn##_fentry)                        \
+	{                                                      \
+		sub_enter(slot);                               \
+		return 0;                                      \
+	}                                                      \
+	SEC("fexit/" #fn)                                      \
+	int BPF_PROG(sub_##fn##_fexit)                         \
+	{                                                      \
+		return sub_exit(slot);                         \
+	}                                                      \
+	SEC("kprobe/" #fn)                                     \
+	int BPF_KPROBE(sub_##fn##_kprobe)                      \
+	{                                                      \
+		sub_enter(slot);                               \
+		return 0;                                      \
+	}                                                      \
+	SEC("kretprobe/" #fn)                                  \
+	int BPF_KRETPROBE(sub_##fn##_kretprobe)                \
+	{                                                      \
+		return sub_exit(slot);                         \
+	}
+
+SUB_PROGS(arch_add_memory, MEMHP_SUB_ARCH_ADD_MEMORY)
+SUB_PROGS(vmemmap_populate, MEMHP_SUB_VMEMMAP_POPULATE)
+SUB_PROGS(init_memory_mapping, MEMHP_SUB_INIT_MEMORY_MAPPING)
+SUB_PROGS(create_memory_block_devices, MEMHP_SUB_CREATE_MEMORY_BLOCK_DEVICES)
+SUB_PROGS(online_pages, MEMHP_SUB_ONLINE_PAGES)
+SUB_PROGS(memmap_init_range, MEMHP_SUB_MEMMAP_INIT_RANGE)
+SUB_PROGS(set_zone_contiguous, MEMHP_SUB_SET_ZONE_CONTIGUOUS)
+SUB_PROGS(build_all_zonelists, MEMHP_SUB_BUILD_ALL_ZONELISTS)
+SUB_PROGS(init_per_zone_wmark_min, MEMHP_SUB_INIT_PER_ZONE_WMARK_MIN)
+SUB_PROGS(memory_notify, MEMHP_SUB_MEMORY_NOTIFY)
+SUB_PROGS(undo_isolate_page_range, MEMHP_SUB_UNDO_ISOLATE_PAGE_RANGE)
+SUB_PROGS(kswapd_run, MEMHP_SUB_KSWAPD_RUN)
+SUB_PROGS(kcompactd_run, MEMHP_SUB_KCOMPACTD_RUN)
+SUB_PROGS(mhp_init_memmap_on_memory, MEMHP_SUB_MHP_INIT_MEMMAP_ON_MEMORY)
+
+/* move_pfn_range_to_zone(zone, start_pfn, nr_pages, ...): also the zone's
+ * span it found, which set_zone_contiguous() walks at its end. */
+static __always_inline int sub_move_pfn_enter(struct zone *zone)
+{
+	struct op *o = sub_enter(MEMHP_SUB_MOVE_PFN_RANGE_TO_ZONE);
+	if (o) {
+		o->zone_start_pfn = BPF_CORE_READ(zone, zone_start_pfn);
+		o->zone_spanned_pages = BPF_CORE_READ(zone, spanned_pages);
+		o->sub_flags |= MEMHP_F_ZONE_SPAN;
+	}
+	return 0;
+}
+
+SEC("fentry/move_pfn_range_to_zone")
+int BPF_PROG(sub_move_pfn_range_to_zone_fentry, struct zone *zone)
+{
+	return sub_move_pfn_enter(zone);
+}
+
+SEC("fexit/move_pfn_range_to_zone")
+int BPF_PROG(sub_move_pfn_range_to_zone_fexit)
+{
+	return sub_exit(MEMHP_SUB_MOVE_PFN_RANGE_TO_ZONE);
+}
+
+SEC("kprobe/move_pfn_range_to_zone")
+int BPF_KPROBE(sub_move_pfn_range_to_zone_kprobe, struct zone *zone)
+{
+	return sub_move_pfn_enter(zone);
+}
+
+SEC("kretprobe/move_pfn_range_to_zone")
+int BPF_KRETPROBE(sub_move_pfn_range_to_zone_kretprobe)
+{
+	return sub_exit(MEMHP_SUB_MOVE_PFN_RANGE_TO_ZONE);
+}

@@ -15,6 +15,12 @@
 #ifndef MEMHP_HOTPLUG_OPS_BPF_H
 #define MEMHP_HOTPLUG_OPS_BPF_H
 
+/* An object that times sub-phases defines this: the outer op `outer` gets
+ * the task back at `now` after a nested op that began at `child_t0`. */
+#ifndef MEMHP_OP_RESUMED
+#define MEMHP_OP_RESUMED(outer, child_t0, now) do { } while (0)
+#endif
+
 static __always_inline __u32 tid(void)
 {
 	return (__u32)bpf_get_current_pid_tgid();
@@ -214,6 +220,7 @@ static __always_inline void op_end(__u64 now)
 		if (outer && outer->id == o->parent_id) {
 			outer->nested_ns += now - o->t0;
 			outer->nested_count += 1;
+			MEMHP_OP_RESUMED(outer, o->t0, now);
 			bpf_map_update_elem(&ops, &t, outer, BPF_EXIST);
 			bpf_map_delete_elem(&outer_ops, &t);
 			return;

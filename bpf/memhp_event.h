@@ -5,7 +5,7 @@
  * buffer. Shared by hotplug.bpf.c and the collector: fixed-width fields only;
  * the C++ side static_asserts the size. Bump MEMHP_EVENT_VERSION on change. */
 
-#define MEMHP_EVENT_VERSION 5
+#define MEMHP_EVENT_VERSION 6
 
 enum memhp_event_type {
 	MEMHP_EV_ADD = 1,        /* add_memory_resource() returned */
@@ -28,6 +28,33 @@ enum memhp_caller {
 #define MEMHP_F_PAGE_NID 0x4        /* page events: page_nid holds the node from page->flags */
 #define MEMHP_F_MEMMAP_EVENTS 0x8   /* add: the memmap_* fields hold what mhp_memmap_alloc reported */
 #define MEMHP_F_KERNEL_MEMMAP 0x10  /* add/remove: kernel_memmap_* hold nr_memmap_pages (Linux 6.11+) */
+#define MEMHP_F_SUB_PHASES 0x20     /* operations (v6): sub_ns holds the op's own time split by function */
+#define MEMHP_F_ZONE_SPAN 0x40      /* operations (v6): zone_* hold the span move_pfn_range_to_zone saw */
+#define MEMHP_F_SUB_UNBALANCED 0x80 /* operations (v6): a timed function's exit was missed (sub_ns still sums up) */
+
+/* v6: the kernel functions timed inside an operation (its sub-phases), each
+ * slot of sub_ns the time spent in that function and not in another timed
+ * function inside it (exclusive), so the slots of one op add up to its own
+ * time. MEMHP_SUB_OWN is the outermost function's time outside all of them. */
+enum memhp_sub {
+	MEMHP_SUB_OWN = 0,
+	MEMHP_SUB_ARCH_ADD_MEMORY = 1,
+	MEMHP_SUB_VMEMMAP_POPULATE = 2,
+	MEMHP_SUB_INIT_MEMORY_MAPPING = 3,
+	MEMHP_SUB_CREATE_MEMORY_BLOCK_DEVICES = 4,
+	MEMHP_SUB_ONLINE_PAGES = 5,
+	MEMHP_SUB_MOVE_PFN_RANGE_TO_ZONE = 6,
+	MEMHP_SUB_MEMMAP_INIT_RANGE = 7,
+	MEMHP_SUB_SET_ZONE_CONTIGUOUS = 8,
+	MEMHP_SUB_BUILD_ALL_ZONELISTS = 9,
+	MEMHP_SUB_INIT_PER_ZONE_WMARK_MIN = 10,
+	MEMHP_SUB_MEMORY_NOTIFY = 11,
+	MEMHP_SUB_UNDO_ISOLATE_PAGE_RANGE = 12,
+	MEMHP_SUB_KSWAPD_RUN = 13,
+	MEMHP_SUB_KCOMPACTD_RUN = 14,
+	MEMHP_SUB_MHP_INIT_MEMMAP_ON_MEMORY = 15,
+	MEMHP_SUB_SLOTS = 16,
+};
 
 /* Page-allocator pages taken during an op, by call site (the kernel stack
  * at mm_page_alloc against kernel function ranges from /proc/kallsyms). */
@@ -80,6 +107,12 @@ struct memhp_event {
 	 * /proc/vmstat nr_memmap_pages, at the op's begin and end. */
 	__s64 kernel_memmap_before;
 	__s64 kernel_memmap_after;
+	/* v6: operations (MEMHP_F_SUB_PHASES): own time per enum memhp_sub, ns. */
+	__u64 sub_ns[MEMHP_SUB_SLOTS];
+	/* v6: operations (MEMHP_F_ZONE_SPAN): the zone as the last
+	 * move_pfn_range_to_zone() inside the op found it, before it grew it. */
+	__u64 zone_start_pfn;
+	__u64 zone_spanned_pages;
 };
 
 #endif

@@ -195,6 +195,8 @@ Command add_ab_command(CLI::App& app) {
         std::string fallback_size = "1G";
         bool scale = false;
         std::string scale_size = "8G";
+        std::string device = "dimm";
+        std::string scale_step;
         bool no_plots = false;
         bool list_metrics = false;
         ab::CompareOptions compare;
@@ -218,6 +220,7 @@ Command add_ab_command(CLI::App& app) {
         "  memhp ab --kernel 6.12 --cycles 30\n"
         "  memhp ab --arm old:kernel=6.1,mmo=on --arm new:kernel=6.12,mmo=on\n"
         "  memhp ab --scale                          # 8 GiB in 128M DIMMs: cost curve in both modes\n"
+        "  memhp ab --scale --device virtio-mem --scale-size 64G --arm k612:kernel=6.12 --arm k72:kernel=7.2\n"
         "  memhp ab --scenario fragmented            # hot-add with no free order-9 block on node 0\n"
         "  memhp ab --scenario pressure --margins 64M,48M   # hot-add with node 0's free memory locked down");
     add_guest_options(cmd, o->guest, false);
@@ -255,7 +258,16 @@ Command add_ab_command(CLI::App& app) {
     cmd->add_flag("--scale", o->scale,
                   "instead of cycles, hot-add and online --scale-size of memory in --dimm steps into each guest and "
                   "record how per-block add and online cost grows with the memory already present (cost curve)");
-    cmd->add_option("--scale-size", o->scale_size, "memory the scale ramp hot-adds")->capture_default_str();
+    cmd->add_option("--scale-size", o->scale_size, "memory the scale ramp hot-adds (default 8G with DIMMs, 64G with --device virtio-mem)");
+    cmd->add_option("--device", o->device,
+                    "--scale: what the memory comes on: 'dimm' (one --dimm pc-dimm a step, up to the slot count) or "
+                    "'virtio-mem' (one virtio-mem-pci device on --node, its backend reserve=off, grown by --scale-step "
+                    "a step; the guest's boot memory is raised for the memmap, 1/64 of --scale-size, since virtio-mem "
+                    "never puts it on the added memory; a size the host cannot hold is refused before boot)")
+        ->check(CLI::IsMember({"dimm", "virtio-mem"}))
+        ->capture_default_str();
+    cmd->add_option("--scale-step", o->scale_step,
+                    "--scale --device virtio-mem: memory added per step, a multiple of the 128M block (default: one block)");
     cmd->add_flag("--no-plots", o->no_plots, "do not draw plots (gnuplot)");
     cmd->add_flag("--list-metrics", o->list_metrics, "print the per-cycle metrics (markdown table) and exit");
     cmd->add_option("--scenario", o->scenario,
@@ -324,6 +336,12 @@ Command add_ab_command(CLI::App& app) {
         cfg.fallback_size = o->fallback_size == "0" ? 0 : parse_size(o->fallback_size);
         cfg.scale = o->scale;
         cfg.scale_size = parse_size(o->scale_size);
+        cfg.scale_device = o->device == "virtio-mem" ? ab::ScaleDevice::VirtioMem : ab::ScaleDevice::Dimm;
+        // virtio-mem has no slot limit: its default is the size where the zone walk shows (64G, 512 steps).
+        if (cfg.scale_device == ab::ScaleDevice::VirtioMem && !cmd->count("--scale-size")) cfg.scale_size = std::uint64_t{64} << 30;
+        if (!o->scale && (cmd->count("--device") || !o->scale_step.empty()))
+            throw UsageError("--device and --scale-step go with --scale");
+        cfg.scale_step = o->scale_step.empty() ? 0 : parse_size(o->scale_step);
         cfg.out = o->out.empty() ? default_out_dir() : o->out;
         cfg.plots = !o->no_plots;
         if (o->gate || o->aa) arm_gate(o->compare);

@@ -44,6 +44,12 @@ Operation base_operation(Phase phase, const memhp_event& ev) {
     op.ret = ev.ret;
     op.start_pfn = ev.start_pfn;
     op.nr_pages = ev.nr_pages;
+    if (ev.flags & MEMHP_F_SUB_PHASES) {
+        for (unsigned i = 0; i < MEMHP_SUB_SLOTS; ++i)
+            if (ev.sub_ns[i] || i == MEMHP_SUB_OWN) op.sub_phases_ns.emplace_back(sub_phase_name(i), ev.sub_ns[i]);
+        op.sub_phases_unbalanced = (ev.flags & MEMHP_F_SUB_UNBALANCED) != 0;
+    }
+    if (ev.flags & MEMHP_F_ZONE_SPAN) op.zone_span = Operation::ZoneSpan{ev.zone_start_pfn, ev.zone_spanned_pages};
     return op;
 }
 
@@ -66,6 +72,28 @@ std::int64_t as_bytes(std::uint64_t pages, std::uint64_t page_size) {
     return static_cast<std::int64_t>(pages * page_size);
 }
 }  // namespace
+
+const char* sub_phase_name(unsigned slot) {
+    switch (slot) {
+        case MEMHP_SUB_OWN: return "other";
+        case MEMHP_SUB_ARCH_ADD_MEMORY: return "arch_add_memory";
+        case MEMHP_SUB_VMEMMAP_POPULATE: return "vmemmap_populate";
+        case MEMHP_SUB_INIT_MEMORY_MAPPING: return "init_memory_mapping";
+        case MEMHP_SUB_CREATE_MEMORY_BLOCK_DEVICES: return "create_memory_block_devices";
+        case MEMHP_SUB_ONLINE_PAGES: return "online_pages";
+        case MEMHP_SUB_MOVE_PFN_RANGE_TO_ZONE: return "move_pfn_range_to_zone";
+        case MEMHP_SUB_MEMMAP_INIT_RANGE: return "memmap_init_range";
+        case MEMHP_SUB_SET_ZONE_CONTIGUOUS: return "set_zone_contiguous";
+        case MEMHP_SUB_BUILD_ALL_ZONELISTS: return "build_all_zonelists";
+        case MEMHP_SUB_INIT_PER_ZONE_WMARK_MIN: return "init_per_zone_wmark_min";
+        case MEMHP_SUB_MEMORY_NOTIFY: return "memory_notify";
+        case MEMHP_SUB_UNDO_ISOLATE_PAGE_RANGE: return "undo_isolate_page_range";
+        case MEMHP_SUB_KSWAPD_RUN: return "kswapd_run";
+        case MEMHP_SUB_KCOMPACTD_RUN: return "kcompactd_run";
+        case MEMHP_SUB_MHP_INIT_MEMMAP_ON_MEMORY: return "mhp_init_memmap_on_memory";
+        default: return "unknown";
+    }
+}
 
 const char* phase_name(Phase p) {
     switch (p) {
@@ -543,6 +571,13 @@ nlohmann::json to_json(const Operation& op) {
         {"mode", mode_name(op.mode)},
     };
     if (op.parent_phase) j["parent_phase"] = phase_name(*op.parent_phase);
+    if (!op.sub_phases_ns.empty()) {
+        nlohmann::json sub = nlohmann::json::object();
+        for (const auto& [name, ns] : op.sub_phases_ns) sub[name] = ns;
+        j["sub_phases_ns"] = sub;
+        if (op.sub_phases_unbalanced) j["sub_phases_unbalanced"] = true;
+    }
+    if (op.zone_span) j["zone_span"] = {{"start_pfn", op.zone_span->start_pfn}, {"spanned_pages", op.zone_span->spanned_pages}};
     if (op.phase == Phase::Add || op.phase == Phase::Remove) {
         j["memmap"] = {
             {"altmap_pages", op.memmap.altmap_pages},       {"buddy_pages", op.memmap.buddy_pages},

@@ -118,8 +118,10 @@ ProbeChoice plan_tracepoint(const ProbeSpec& p, const KernelFeatures& k, AttachM
 std::vector<ProbeChoice> plan_attach(const std::vector<ProbeSpec>& probes, const KernelFeatures& k,
                                      AttachMode mode) {
     // Per (target, kind): the variant whose signature the kernel has, else the first.
+    // Only specs that read parameters (a signature) can be variants of each other.
     std::map<std::pair<std::string, ProbeKind>, std::size_t> chosen;
     for (std::size_t i = 0; i < probes.size(); ++i) {
+        if (probes[i].sig.empty()) continue;
         const auto key = std::make_pair(probes[i].target, probes[i].kind);
         auto [it, fresh] = chosen.emplace(key, i);
         if (!fresh && signature_obstacle(probes[it->second], k) && !signature_obstacle(probes[i], k)) it->second = i;
@@ -128,7 +130,7 @@ std::vector<ProbeChoice> plan_attach(const std::vector<ProbeSpec>& probes, const
     out.reserve(probes.size());
     for (std::size_t i = 0; i < probes.size(); ++i) {
         const auto& p = probes[i];
-        if (chosen.at({p.target, p.kind}) != i) {
+        if (!p.sig.empty() && chosen.at({p.target, p.kind}) != i) {
             out.push_back({Mechanism::None, "a variant for another signature of " + p.target + " is used", true});
             continue;
         }

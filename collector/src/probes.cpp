@@ -82,6 +82,25 @@ const std::vector<ProbeDef>& probe_table() {
         {{"try_remove_memory", kExit, false, "SSS", true}, {"remove_nid_fexit"}, {"remove_nid_kretprobe"}},
         {{"arch_remove_memory", kEntry, false, "SSP", false}, {"arch_remove_fentry"}, {"arch_remove_kprobe"}},
         {{"arch_remove_memory", kEntry, false, "SSSP", false}, {"arch_remove_nid_fentry"}, {"arch_remove_nid_kprobe"}},
+        // Sub-phases (event v6): entry and exit of one function attach together or not at all.
+#define SUB(fn, sig) {{#fn, kExit, false, sig, false}, {"sub_" #fn "_fentry", "sub_" #fn "_fexit"}, \
+                      {"sub_" #fn "_kprobe", "sub_" #fn "_kretprobe"}}
+        SUB(arch_add_memory, ""),
+        SUB(vmemmap_populate, ""),
+        SUB(init_memory_mapping, ""),
+        SUB(create_memory_block_devices, ""),
+        SUB(online_pages, ""),
+        SUB(move_pfn_range_to_zone, "P"),
+        SUB(memmap_init_range, ""),
+        SUB(set_zone_contiguous, ""),
+        SUB(build_all_zonelists, ""),
+        SUB(init_per_zone_wmark_min, ""),
+        SUB(memory_notify, ""),
+        SUB(undo_isolate_page_range, ""),
+        SUB(kswapd_run, ""),
+        SUB(kcompactd_run, ""),
+        SUB(mhp_init_memmap_on_memory, ""),
+#undef SUB
     };
     return table;
 }

@@ -199,6 +199,35 @@ TEST(AbConfigCheck, RejectsImpossibleRunsBeforeBooting) {
     EXPECT_THROW(validate(c), UsageError);
 }
 
+TEST(AbConfigCheck, VirtioMemScaleIsPlannedAndRefusedBeforeBooting) {
+    auto c = good_config();
+    c.scale = true;
+    c.scale_device = ScaleDevice::VirtioMem;
+    c.scale_size = std::uint64_t{16} << 30;
+    EXPECT_NO_THROW(validate(c));
+    EXPECT_EQ(scale_step_bytes(c), std::uint64_t{128} << 20) << "default step: one block";
+    // 1 GiB node 0 + 16 GiB/64 memmap + 16 MiB tables, rounded up to 256 MiB.
+    const auto p = virtio_scale_plan(c, c.arms[0], 0);
+    EXPECT_EQ(p.boot_bytes, (std::uint64_t{1} << 30) + (std::uint64_t{512} << 20));
+    EXPECT_EQ(p.steps, 128u);
+    // Two guests of (1.5 GiB + QEMU) do not fit 2 GiB: refused with the sums.
+    try {
+        (void)virtio_scale_plan(c, c.arms[0], std::uint64_t{2} << 30);
+        FAIL() << "two 1.5 GiB guests in 2 GiB";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("MemAvailable is 2 GiB"), std::string::npos) << e.what();
+    }
+    c.scale_step = 192u << 20;
+    EXPECT_THROW(validate(c), UsageError) << "a step of 1.5 blocks";
+    c.scale_step = 0;
+    c.scale_size = 200u << 20;
+    EXPECT_THROW(validate(c), UsageError) << "not whole steps";
+    c = good_config();
+    c.scale = true;
+    c.scale_step = 256u << 20;
+    EXPECT_THROW(validate(c), UsageError) << "--scale-step is for virtio-mem";
+}
+
 TEST(AbMetrics, CycleMetricsFromPhasesAndTraceRecords) {
     lab::CycleRecord c;
     c.dimms.resize(1);
@@ -291,6 +320,31 @@ TEST_F(AbFiles, LoadResultsExplainsWhatIsWrong) {
     expect_bad(put("empty.json", "{\"schema\": \"memhp.ab/1\", \"arms\": []}"), "no arms");
     expect_bad(put("noname.json", "{\"schema\": \"memhp.ab/1\", \"arms\": [{\"cycles\": []}]}"), "$.arms[0]: missing \"name\"");
     EXPECT_NO_THROW((void)load_results(put("ok.json", results_with({arm_with("a", "probe_add_s", {1})}).dump())));
+}
+
+// A virtio-mem scale file: the step and the device are read, and a sub-phase
+// name that is not a kernel function's (it would reach a plot's key) is refused.
+TEST_F(AbFiles, VirtioMemScaleStepsAreReadAndHostileNamesRefused) {
+    json step = {{"step", 1}, {"ok", true}, {"present_before_bytes", 0}, {"wall_add_s", 0.05}, {"probe_add_s", 0.02},
+                 {"probe_online_s", 0.01}, {"e2e_s", 0.06}, {"blocks", 1},
+                 {"sub_phases_s", {{"online", {{"set_zone_contiguous", 0.008}, {"other", 0.002}}}}}};
+    auto doc = results_with({{{"name", "a"}, {"cycles", json::array()}, {"scale", json::array({step})}}});
+    doc["options"]["mode"] = "scale";
+    doc["options"]["scale_device"] = "virtio-mem";
+    doc["options"]["scale_step_bytes"] = 256u << 20;
+    const auto r = load_results(put("vmem.json", doc.dump()));
+    EXPECT_EQ(r.options.scale_device, "virtio-mem");
+    EXPECT_EQ(r.options.scale_step_bytes, 256u << 20);
+    ASSERT_EQ(r.arms[0].scale.size(), 1u);
+    EXPECT_DOUBLE_EQ(r.arms[0].scale[0].e2e_s, 0.06);
+    EXPECT_DOUBLE_EQ(r.arms[0].scale[0].online_sub_s.at("set_zone_contiguous"), 0.008);
+    doc["arms"][0]["scale"][0]["sub_phases_s"]["online"]["x' with lines; system 'id"] = 0.1;
+    try {
+        (void)load_results(put("vmem-bad.json", doc.dump()));
+        ADD_FAILURE() << "a hostile sub-phase name was accepted";
+    } catch (const BadResults& e) {
+        EXPECT_NE(std::string(e.what()).find("not a kernel function name"), std::string::npos) << e.what();
+    }
 }
 
 TEST_F(AbFiles, SummaryCarriesTheSeedClaims) {

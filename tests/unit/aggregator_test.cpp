@@ -589,6 +589,38 @@ TEST_F(AggregatorTest, FailedOfflineCountsAFailure) {
     EXPECT_EQ(value_or_zero(s.present_bytes, 1), static_cast<std::int64_t>(kBlockBytes));
 }
 
+// Event v6: an online's sub-phases and the zone span reach the record and its
+// JSON; slots without time are left out, "other" is always there.
+TEST_F(AggregatorTest, SubPhasesAndZoneSpanReachTheRecord) {
+    auto ev = online_offline(MEMHP_EV_ONLINE, 2, kHotPfn, kBlockPages);
+    ev.flags = MEMHP_F_SUB_PHASES | MEMHP_F_ZONE_SPAN;
+    ev.sub_ns[MEMHP_SUB_OWN] = 100'000;
+    ev.sub_ns[MEMHP_SUB_ONLINE_PAGES] = 400'000;
+    ev.sub_ns[MEMHP_SUB_SET_ZONE_CONTIGUOUS] = 1'500'000;
+    ev.zone_start_pfn = 0x140000;
+    ev.zone_spanned_pages = 65536;
+    agg().consume(ev);
+    const auto j = to_json(last());
+    ASSERT_TRUE(j.contains("sub_phases_ns")) << j.dump();
+    EXPECT_EQ(j["sub_phases_ns"].size(), 3u) << j.dump();
+    EXPECT_EQ(j["sub_phases_ns"]["set_zone_contiguous"], 1'500'000u);
+    EXPECT_EQ(j["sub_phases_ns"]["online_pages"], 400'000u);
+    EXPECT_EQ(j["sub_phases_ns"]["other"], 100'000u);
+    std::uint64_t sum = 0;
+    for (const auto& [k, v] : j["sub_phases_ns"].items()) sum += v.get<std::uint64_t>();
+    EXPECT_EQ(sum, j["duration_ns"].get<std::uint64_t>()) << "the slots add up to the op's own time";
+    EXPECT_FALSE(j.contains("sub_phases_unbalanced"));
+    EXPECT_EQ(j["zone_span"]["spanned_pages"], 65536u);
+    // Without the flag (the tracepoint object, an older producer): no sub-phases at all.
+    auto plain = online_offline(MEMHP_EV_ONLINE, 3, kHotPfn, kBlockPages);
+    plain.sub_ns[MEMHP_SUB_ONLINE_PAGES] = 7;
+    agg().consume(plain);
+    EXPECT_FALSE(to_json(last()).contains("sub_phases_ns"));
+    EXPECT_FALSE(to_json(last()).contains("zone_span"));
+    EXPECT_STREQ(sub_phase_name(MEMHP_SUB_MOVE_PFN_RANGE_TO_ZONE), "move_pfn_range_to_zone");
+    EXPECT_STREQ(sub_phase_name(MEMHP_SUB_SLOTS), "unknown");
+}
+
 TEST_F(AggregatorTest, FailedRemoveKeepsTheGauges) {
     add_page_allocator(1);
     agg().consume(remove(2, kHotPfn, kBlockPages, 0, -16));

@@ -116,3 +116,31 @@ TEST(Curve, ScaleAnalysisOfAResultsArm) {
     EXPECT_TRUE(scale_analysis({{"name", "a"}}, 128u << 20).empty());
     EXPECT_TRUE(scale_analysis({{"name", "a"}, {"scale", 5}}, 128u << 20).empty());
 }
+
+// The probes' sub-phases (sub_phases_s) replace populate as the add's and
+// give the online's: the one growing as present^1 inside a flat rest is
+// named, with its own exponent.
+TEST(Curve, ScaleAnalysisNamesTheGrowingSubPhaseWithItsExponent) {
+    nlohmann::json steps = nlohmann::json::array();
+    for (int i = 0; i < 64; ++i) {
+        const double zone_walk = 0.0001 * (i + 1), rest = 0.003;
+        steps.push_back({{"step", i + 1},
+                         {"ok", true},
+                         {"present_before_bytes", static_cast<std::uint64_t>(i) << 27},
+                         {"probe_add_s", 0.010},
+                         {"probe_populate_s", 0.004},
+                         {"probe_online_s", zone_walk + rest},
+                         {"sub_phases_s",
+                          {{"add", {{"vmemmap_populate", 0.004}, {"other", 0.006}}},
+                           {"online", {{"set_zone_contiguous", zone_walk}, {"online_pages", rest}, {"bad", "x"}}}}}});
+    }
+    const auto an = scale_analysis({{"name", "a"}, {"scale", steps}}, 128u << 20);
+    ASSERT_TRUE(an["online"].contains("sub")) << an.dump();
+    const auto& top = an["online"]["sub"][0];
+    EXPECT_EQ(top["name"], "set_zone_contiguous");
+    EXPECT_NEAR(top["exponent"].get<double>(), 1.0, 0.01);
+    EXPECT_LT(top["first_share"].get<double>(), top["last_share"].get<double>());
+    EXPECT_EQ(an["online"]["sub"].size(), 2u) << "a non-number is left out";
+    EXPECT_NE(an["online"]["sentence"].get<std::string>().find("set_zone_contiguous's share rises"), std::string::npos);
+    for (const auto& sub : an["add"]["sub"]) EXPECT_NE(sub["name"], "populate") << "sub-phases replace populate";
+}

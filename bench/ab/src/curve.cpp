@@ -125,20 +125,36 @@ nlohmann::json scale_analysis(const nlohmann::json& arm, std::uint64_t step_byte
         const auto before = finite_number(s, "present_before_bytes");
         if (!before || *before < 0) continue;
         const double present = *before / static_cast<double>(step_bytes) + 1;  // in steps, this one included
+        // The sub-phases the probes timed (trace event v6), else populate alone for the add.
+        const auto subs = [&](const char* phase, CurveStep& st) {
+            const auto it = s.find("sub_phases_s");
+            if (it == s.end() || !it->is_object() || !it->contains(phase) || !(*it)[phase].is_object()) return false;
+            for (const auto& [name, v] : (*it)[phase].items())
+                if (v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() >= 0) st.sub_s[name] = v.get<double>();
+            return !st.sub_s.empty();
+        };
         if (const auto a = finite_number(s, "probe_add_s")) {
             CurveStep st{present, *a, {}};
-            if (const auto p = finite_number(s, "probe_populate_s")) st.sub_s["populate"] = *p;
+            if (!subs("add", st))
+                if (const auto p = finite_number(s, "probe_populate_s")) st.sub_s["populate"] = *p;
             add.push_back(st);
         }
-        if (const auto o = finite_number(s, "probe_online_s")) online.push_back({present, *o, {}});
+        if (const auto o = finite_number(s, "probe_online_s")) {
+            CurveStep st{present, *o, {}};
+            (void)subs("online", st);
+            online.push_back(st);
+        }
     }
     for (const auto& [phase, steps] : {std::pair<std::string, const std::vector<CurveStep>&>{"add", add},
                                        std::pair<std::string, const std::vector<CurveStep>&>{"online", online}}) {
         const auto a = analyse_curve(phase, steps);
         nlohmann::json j = {{"sentence", a.sentence}, {"points", steps.size()}, {"sub", nlohmann::json::array()}};
         if (a.fit) j.update({{"exponent", a.fit->exponent}, {"lo", a.fit->lo}, {"hi", a.fit->hi}});
-        for (const auto& sub : a.sub)
-            j["sub"].push_back({{"name", sub.name}, {"first_share", sub.first}, {"last_share", sub.last}});
+        for (const auto& sub : a.sub) {
+            nlohmann::json e = {{"name", sub.name}, {"first_share", sub.first}, {"last_share", sub.last}};
+            if (sub.fit) e.update({{"exponent", sub.fit->exponent}, {"lo", sub.fit->lo}, {"hi", sub.fit->hi}});
+            j["sub"].push_back(e);
+        }
         out[phase] = j;
     }
     return out;

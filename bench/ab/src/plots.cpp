@@ -1,5 +1,7 @@
 #include "memhp/ab/plots.hpp"
 
+#include <algorithm>
+#include <map>
 #include <sstream>
 
 #include "memhp/ab/report.hpp"
@@ -54,6 +56,108 @@ void render(const fs::path& dir, const std::string& name, const std::string& bod
     if (r.exit_code != 0)
         throw Error("gnuplot failed on " + script.string() + ":\n" + last_lines(r.err + r.out, 10));
     out[name] = (dir / (name + ".svg")).string();
+}
+
+// The trend of a noisy per-step curve: the median of a centred window of
+// about a sixteenth of the steps (at least 3). Computed here, written to
+// the data file: gnuplot only draws it.
+std::vector<double> running_median(const std::vector<double>& y) {
+    const std::size_t half = std::max<std::size_t>(1, y.size() / 32);
+    std::vector<double> out;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        const std::size_t lo = i >= half ? i - half : 0, hi = std::min(y.size(), i + half + 1);
+        out.push_back(summarize(std::vector<double>(y.begin() + static_cast<std::ptrdiff_t>(lo),
+                                                    y.begin() + static_cast<std::ptrdiff_t>(hi)))
+                          .median);
+    }
+    return out;
+}
+
+// The scale ramp at a glance: per-block cost with its trend, cumulative
+// time, and (per arm) the online's sub-phases stacked as shares.
+void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& out) {
+    const std::size_t na = arms.size();
+    bool any_e2e = false;
+    for (std::size_t a = 0; a < na; ++a) {
+        std::vector<double> x, cost, kernel_cum, e2e_cum;
+        double kc = 0, ec = 0;
+        for (const auto& s : arms[a].scale) {
+            if (!s.ok) continue;
+            x.push_back(s.present_before_bytes / (1 << 30));
+            cost.push_back((s.probe_add_s + s.probe_online_s) / std::max(1.0, s.blocks) * 1e3);
+            kc += s.probe_add_s + s.probe_online_s;
+            ec += s.e2e_s;
+            any_e2e = any_e2e || s.e2e_s > 0;
+            kernel_cum.push_back(kc);
+            e2e_cum.push_back(ec);
+        }
+        const auto trend = running_median(cost);
+        const std::string label = data_label(arms[a].name);
+        const std::string stem = label.substr(0, label.size() - 1);
+        std::ostringstream f;
+        f << "present_GiB " << label << " " << stem << " trend\" " << stem << " kernel\" " << stem << " host e2e\"\n";
+        for (std::size_t i = 0; i < x.size(); ++i)
+            f << x[i] << " " << cost[i] << " " << trend[i] << " " << kernel_cum[i] << " " << e2e_cum[i] << "\n";
+        write_file(dir / ("scale-cost-" + std::to_string(a) + ".dat"), f.str());
+    }
+    std::ostringstream b;
+    b << "na = " << na << "\n"
+      << "set title 'Kernel cost per memory block (add + online, memhp probes) and its trend'\n"
+         "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel 'ms per block'\nset grid\n"
+         "set key outside right top\nset yrange [0:*]\n"
+         "plot for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:2 with points lc a+1 pt 7 ps 0.3 "
+         "title columnheader(2), "
+         "for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:3 with lines lc a+1 lw 2 title columnheader(3)";
+    render(dir, "scale-cost", b.str(), out);
+    std::ostringstream c;
+    c << "na = " << na << "\n"
+      << "set title 'Cumulative hot-plug time'\n"
+         "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel 'seconds'\nset grid\n"
+         "set key outside right top\nset yrange [0:*]\n"
+         "plot for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:4 with lines lc a+1 lw 2 title columnheader(4)";
+    if (any_e2e)
+        c << ", for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:5 with lines lc a+1 dt 2 title columnheader(5)";
+    render(dir, "scale-cumulative", c.str(), out);
+    // Shares: one plot per arm, the online's sub-phases stacked (each band
+    // between the running sums of the columns before it and its own).
+    for (std::size_t a = 0; a < na; ++a) {
+        std::map<std::string, bool> names;
+        for (const auto& s : arms[a].scale)
+            for (const auto& [k, _] : s.online_sub_s) names[k] = true;
+        if (names.empty()) continue;
+        std::vector<std::string> cols;
+        for (const auto& [k, _] : names) cols.push_back(k);
+        std::ostringstream f;
+        f << "present_GiB";
+        for (const auto& k : cols) f << " " << data_label(k);
+        f << "\n";
+        // Bins of 1/64 of the steps, so a 2048-step ramp draws 64 bands' worth of points.
+        std::vector<const ScaleStep*> ok;
+        for (const auto& s : arms[a].scale)
+            if (s.ok && s.probe_online_s > 0) ok.push_back(&s);
+        const std::size_t bin = std::max<std::size_t>(1, ok.size() / 64);
+        for (std::size_t i = 0; i < ok.size(); i += bin) {
+            std::map<std::string, double> sum;
+            double all = 0;
+            for (std::size_t j = i; j < std::min(ok.size(), i + bin); ++j)
+                for (const auto& [k, v] : ok[j]->online_sub_s) sum[k] += v, all += v;
+            if (all <= 0) continue;
+            f << ok[i]->present_before_bytes / (1 << 30);
+            double run = 0;
+            for (const auto& k : cols) f << " " << (run += sum[k] / all * 100);
+            f << "\n";
+        }
+        const std::string name = "scale-shares-" + std::to_string(a);
+        write_file(dir / (name + ".dat"), f.str());
+        std::ostringstream g;
+        g << "set title 'Online sub-phases, share of each block online (stacked), arm " << a + 1 << "'\n"
+          << "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel '% of the online'\nset grid\n"
+             "set key outside right top\nset yrange [0:100]\nset style fill solid 0.8 border -1\n"
+             "plot '" << name << ".dat' using 1:(0):2 with filledcurves title columnheader(2)";
+        for (std::size_t k = 1; k < cols.size(); ++k)
+            g << ", '' using 1:" << k + 1 << ":" << k + 2 << " with filledcurves title columnheader(" << k + 2 << ")";
+        render(dir, name, g.str(), out);
+    }
 }
 
 }  // namespace
@@ -174,6 +278,7 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                  "for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:3 with linespoints lc a+1 dt 2 pt 5 ps 0.5 "
                  "title columnheader(3)";
             render(dir, "scale", b.str(), out);
+            scale_plots(arms, dir, out);
         }
     }
     return out;

@@ -1,6 +1,8 @@
 #include "memhp/ab/results.hpp"
 
 #include <algorithm>
+#include <regex>
+
 #include <cmath>
 #include <limits>
 
@@ -132,6 +134,9 @@ OptionsRecord options_of(const Field& o) {
     r.node = o.at("node").uint(0, 1024);
     r.zone = o.at("zone").one_of({"movable", "normal", "auto"});
     if (auto f = o.opt("scale_bytes")) r.scale_bytes = f->uint(0, kMaxBytes);
+    if (auto f = o.opt("scale_device")) r.scale_device = f->one_of({"dimm", "virtio-mem"});
+    r.scale_step_bytes = r.dimm_bytes;
+    if (auto f = o.opt("scale_step_bytes"); f && r.mode == "scale") r.scale_step_bytes = f->uint(1, kMaxBytes);
     if (auto f = o.opt("scenario")) r.scenario = f->one_of({"none", "pressure", "fragmented"});
     if (auto f = o.opt("margins_bytes")) f->each([](const Field& m) { (void)m.uint(1, kMaxBytes); });
     for (const char* k : {"order", "fallback_kernel", "peer"})
@@ -231,6 +236,15 @@ ScaleStep scale_of(const Field& s) {
     r.probe_online_s = optional("probe_online_s");
     r.wall_add_s = s.at("wall_add_s").number(0);
     r.wall_online_s = optional("wall_online_s");
+    r.e2e_s = optional("e2e_s");
+    if (auto f = s.opt("blocks")) r.blocks = static_cast<double>(f->uint(1, 1u << 20));
+    if (auto f = s.opt("sub_phases_s"))
+        if (auto on = f->opt("online"))
+            on->members([&](const std::string& name, const Field& v) {
+                static const std::regex ok("[a-z0-9_]{1,48}");
+                if (!std::regex_match(name, ok)) v.fail("not a kernel function name");
+                if (r.online_sub_s.size() < 64) r.online_sub_s[name] = v.number(0);
+            });
     return r;
 }
 

@@ -1,6 +1,7 @@
 #include "memhp/ab/runner.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -14,6 +15,7 @@
 #include "memhp/files.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/process.hpp"
+#include "memhp/procfs.hpp"
 #include "memhp/size.hpp"
 #include "memhp/stop.hpp"
 #include "memhp/version.hpp"
@@ -37,6 +39,80 @@ std::vector<std::string> split(const std::string& s, char sep) {
     return out;
 }
 
+
+// A scale step's probe figures from the trace records of its ops: each
+// phase's own time summed, the add's inclusive time (its nested onlines
+// under auto-online) and the memmap of the last add.
+void record_probe_step(json& s, const std::vector<json>& ops) {
+    for (const char* phase : {"add", "populate", "online"}) {
+        std::uint64_t ns = 0;
+        for (const auto& o : ops)
+            if (o.value("phase", "") == phase) ns += o.value("duration_ns", std::uint64_t{0});
+        s[std::string("probe_") + phase + "_s"] = static_cast<double>(ns) / 1e9;
+    }
+    std::uint64_t inclusive = 0;
+    for (const auto& o : ops)
+        if (o.value("phase", "") == "add") {
+            inclusive += o.value("inclusive_ns", o.value("duration_ns", std::uint64_t{0}));
+            s["memmap"] = o.value("memmap", json::object());
+        }
+    s["probe_add_inclusive_s"] = static_cast<double>(inclusive) / 1e9;
+    s["ops"] = ops.size();
+    // Sub-phases (trace records with sub_phases_ns): per phase, each
+    // function's own time summed over the step's ops; and how far the
+    // sub-phases of any one op are from that op's own duration.
+    json sub = json::object();
+    double worst = 0;
+    std::size_t checked = 0;
+    for (const auto& o : ops) {
+        const auto it = o.find("sub_phases_ns");
+        if (it == o.end() || !it->is_object()) continue;
+        const std::string phase = o.value("phase", "");
+        if (phase != "add" && phase != "online") continue;
+        std::uint64_t sum = 0;
+        for (const auto& [name, v] : it->items()) {
+            if (!v.is_number_unsigned()) continue;
+            sum += v.get<std::uint64_t>();
+            auto& slot = sub[phase][name];
+            slot = (slot.is_number() ? slot.get<double>() : 0.0) + static_cast<double>(v.get<std::uint64_t>()) / 1e9;
+        }
+        const auto own = o.value("duration_ns", std::uint64_t{0});
+        if (own > 0) {
+            worst = std::max(worst, std::abs(static_cast<double>(sum) - static_cast<double>(own)) / static_cast<double>(own));
+            ++checked;
+        }
+        if (phase == "online" && o.contains("zone_span") && o["zone_span"].is_object())
+            s["zone_spanned_pages"] = o["zone_span"].value("spanned_pages", std::uint64_t{0});
+    }
+    if (!sub.empty()) {
+        s["sub_phases_s"] = sub;
+        s["sub_phases_ops"] = checked;
+        s["sub_phases_worst_gap"] = worst;  // max over ops of |sum of sub-phases - own time| / own time
+    }
+}
+
+// The whole ramp: steps that went through, the host's end-to-end time and
+// the kernel's (the probes' add + online), each as GiB/s.
+json scale_totals(const json& steps, std::uint64_t step_bytes) {
+    std::uint64_t ok = 0;
+    double e2e = 0, kernel = 0;
+    bool probes = true;
+    for (const auto& s : steps) {
+        if (!s.is_object() || !s.value("ok", false)) continue;
+        ++ok;
+        e2e += s.value("e2e_s", 0.0);
+        if (!s.contains("probe_online_s")) probes = false;
+        kernel += s.value("probe_add_s", 0.0) + s.value("probe_online_s", 0.0);
+    }
+    const double gib = static_cast<double>(ok * step_bytes) / static_cast<double>(1ull << 30);
+    json t{{"steps_ok", ok}, {"plugged_bytes", ok * step_bytes}, {"e2e_s", e2e}, {"e2e_gib_s", e2e > 0 ? gib / e2e : 0.0}};
+    if (probes && ok) {
+        t["kernel_s"] = kernel;
+        t["kernel_gib_s"] = kernel > 0 ? gib / kernel : 0.0;
+        t["host_overhead_s"] = e2e - kernel;
+    }
+    return t;
+}
 
 }  // namespace
 
@@ -103,7 +179,11 @@ void validate(const AbConfig& cfg) {
                          " is not a multiple of the x86 guest's 128M memory block size");
     if (cfg.fallback_size % kBlock)
         throw UsageError("--fallback-size " + format_size_exact(cfg.fallback_size) + " is not a multiple of 128M");
-    if (cfg.scale && (cfg.scale_size == 0 || cfg.scale_size % cfg.dimm_size))
+    if (cfg.scale_device == ScaleDevice::Dimm && cfg.scale_step)
+        throw UsageError("--scale-step is for --device virtio-mem; a DIMM scale run grows by --dimm");
+    if (cfg.scale && cfg.scale_device == ScaleDevice::VirtioMem) {
+        for (const auto& a : cfg.arms) (void)virtio_scale_plan(cfg, a, 0);  // sizes and steps, with the arithmetic
+    } else if (cfg.scale && (cfg.scale_size == 0 || cfg.scale_size % cfg.dimm_size))
         throw UsageError("--scale-size " + format_size_exact(cfg.scale_size) + " is not a multiple of --dimm " +
                          format_size_exact(cfg.dimm_size));
     if (cfg.dimms < 1) throw UsageError("--dimms must be at least 1");
@@ -132,6 +212,23 @@ void validate(const AbConfig& cfg) {
         if (!find_program("bpftrace"))
             throw UsageError("--peer bpftrace: bpftrace is not installed; run scripts/install-deps.sh (Debian package bpftrace)");
     }
+}
+
+std::uint64_t scale_step_bytes(const AbConfig& cfg) {
+    if (cfg.scale_device == ScaleDevice::Dimm) return cfg.dimm_size;
+    return cfg.scale_step ? cfg.scale_step : kBlock;
+}
+
+ScalePlan virtio_scale_plan(const AbConfig& cfg, const ArmSpec& arm, std::uint64_t host_available) {
+    ScaleRequest q;
+    q.device = ScaleDevice::VirtioMem;
+    q.plug_bytes = cfg.scale_size;
+    q.step_bytes = scale_step_bytes(cfg);
+    q.block_bytes = kBlock;
+    q.base_boot_bytes = arm.guest.node_mem.empty() ? std::uint64_t{1} << 30 : arm.guest.node_mem.front();
+    q.host_available_bytes = host_available;
+    q.guests = static_cast<unsigned>(cfg.arms.size());  // every arm's guest runs at once
+    return plan_scale(q);
 }
 
 json cycle_metrics(const lab::CycleRecord& c, const std::vector<json>& ops, int node) {
@@ -233,12 +330,14 @@ public:
 
     int run() {
         t0_ = Clock::now();
+        if (cfg_.scale && cfg_.scale_device == ScaleDevice::VirtioMem) plan_virtio_scale();
         std::filesystem::create_directories(cfg_.out);
         init_results();
         try {
             if (cfg_.scale || cfg_.scenario != Scenario::None) {
                 boot_all(1, true);
-                if (!failed_ && cfg_.scale) scale_ramp();
+                if (!failed_ && cfg_.scale && cfg_.scale_device == ScaleDevice::VirtioMem) virtio_scale_ramp();
+                else if (!failed_ && cfg_.scale) scale_ramp();
                 else if (!failed_) scenario_steps();
             } else {
                 // Boot b runs rounds [first, last]; every arm reboots at once.
@@ -309,6 +408,8 @@ private:
                       {"zone", cfg_.zone},
                       {"order", "interleaved, alternating (ABBA...)"},
                       {"scale_bytes", cfg_.scale ? cfg_.scale_size : 0},
+                      {"scale_device", cfg_.scale_device == ScaleDevice::VirtioMem ? "virtio-mem" : "dimm"},
+                      {"scale_step_bytes", cfg_.scale ? scale_step_bytes(cfg_) : 0},
                       {"fallback_kernel", cfg_.fallback_kernel},
                       {"fallback_bytes", cfg_.fallback_size},
                       {"peer", cfg_.peer}}},
@@ -372,7 +473,21 @@ private:
             runners_.push_back(std::move(r));
         }
         for (std::size_t i = 0; i < cfg_.arms.size(); ++i) runners_[i].record = &results_["arms"][i];
-        if (cfg_.scale)
+        if (cfg_.scale && cfg_.scale_device == ScaleDevice::VirtioMem)
+            for (std::size_t i = 0; i < cfg_.arms.size(); ++i) {
+                auto& r = runners_[i];
+                const auto& p = plans_.at(i);
+                if (r.config.node_mem.empty()) r.config.node_mem.push_back(0);
+                r.config.node_mem.front() = std::max(r.config.node_mem.front(), p.boot_bytes);
+                r.config.virtio_mem = {lab::VirtioMemConfig{cfg_.node, cfg_.scale_size, 0}};
+                std::uint64_t boot = 0;
+                for (auto b : r.config.node_mem) boot += b;
+                r.config.maxmem = std::max(r.config.maxmem, boot + cfg_.scale_size + (std::uint64_t{1} << 30));
+                if (r.record) (*r.record)["scale_plan"] = {{"boot_bytes", p.boot_bytes}, {"memmap_bytes", p.memmap_bytes},
+                                                           {"maxmem_bytes", r.config.maxmem}, {"host_bytes", p.host_bytes},
+                                                           {"arithmetic", p.arithmetic}};
+            }
+        else if (cfg_.scale)
             for (auto& r : runners_) {
                 const auto steps = cfg_.scale_size / cfg_.dimm_size;
                 r.config.slots = std::max<unsigned>(r.config.slots, static_cast<unsigned>(steps + 2));
@@ -884,6 +999,105 @@ private:
 
     // ---- end of --scenario ----------------------------------------------------
 
+    // ---- memhp ab --scale --device virtio-mem ----------------------------------
+
+    // Before anything boots: every arm's boot memory, and a refusal (with the
+    // arithmetic) when the host cannot hold all the guests at once.
+    void plan_virtio_scale() {
+        std::uint64_t avail = 0;
+        if (const auto text = try_read_file("/proc/meminfo")) {
+            const auto mi = parse_meminfo(*text);
+            if (const auto it = mi.find("MemAvailable"); it != mi.end()) avail = it->second * 1024;
+        }
+        plans_.clear();
+        for (const auto& a : cfg_.arms) {
+            try {
+                plans_.push_back(virtio_scale_plan(cfg_, a, avail));
+            } catch (const UsageError& e) {
+                throw UsageError("arm '" + a.name + "': " + e.what());
+            }
+            say("[" + a.name + "] scale plan: " + plans_.back().arithmetic);
+        }
+    }
+
+    // Grows each arm's virtio-mem device by one step at a time, onlining the
+    // step before the next (the kernel does under auto-online, else the lab
+    // writes each new block's state). Per step: the host's end-to-end time
+    // from the QMP request to the last block online, the probes' add and
+    // online times and their sub-phases.
+    void virtio_scale_ramp() {
+        const auto step_bytes = scale_step_bytes(cfg_);
+        const auto steps = cfg_.scale_size / step_bytes;
+        const auto zone = lab::parse_zone(cfg_.zone);
+        const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.timeout);
+        const std::size_t n = cfg_.arms.size();
+        for (auto& r : runners_)
+            if (r.record) (*r.record)["scale"] = json::array();
+        const auto t_ramp = Clock::now();
+        for (std::uint64_t step = 1; step <= steps && !failed_; ++step) {
+            std::string line = "step " + std::to_string(step) + "/" + std::to_string(steps) + ":";
+            for (std::size_t k = 0; k < n && !failed_; ++k) {
+                const std::size_t i = step % 2 ? k : n - 1 - k;
+                auto& r = runners_[i];
+                json s{{"step", step}, {"present_before_bytes", (step - 1) * step_bytes}, {"step_bytes", step_bytes}};
+                try {
+                    const auto t = Clock::now();
+                    const auto res = r.mem->resize_virtio_mem(0, step * step_bytes, timeout);
+                    const double plug_s = std::chrono::duration<double>(Clock::now() - t).count();
+                    if (res.plugged != step * step_bytes)
+                        throw Error("the guest plugged " + format_size_exact(res.plugged) + " of the " +
+                                    format_size_exact(step * step_bytes) + " requested");
+                    lab::Dimm d;
+                    d.id = res.device;
+                    d.blocks = res.blocks_added;
+                    s["blocks"] = res.blocks_added.size();
+                    // As in cycle_metrics: under auto-online one wall time until the blocks are online.
+                    s["wall_add_s"] = plug_s;
+                    if (!r.guest->kernel_onlines()) {
+                        const auto t_on = Clock::now();
+                        r.mem->online(d, zone);
+                        s["wall_online_s"] = std::chrono::duration<double>(Clock::now() - t_on).count();
+                    }
+                    const double e2e = std::chrono::duration<double>(Clock::now() - t).count();
+                    s["e2e_s"] = e2e;
+                    s["e2e_gib_s"] = e2e > 0 ? static_cast<double>(step_bytes) / e2e / static_cast<double>(1ull << 30) : 0.0;
+                    if (r.trace) {
+                        // Under auto-online a nested online's record comes before its add's: wait for both.
+                        const auto ops = r.trace->take([&](const std::vector<json>& o) {
+                            return lab::count_phase(o, "online") >= d.blocks.size() &&
+                                   lab::count_phase(o, "add") >= d.blocks.size();
+                        });
+                        record_probe_step(s, ops);
+                    }
+                    s["ok"] = true;
+                    line += " " + r.name + " " + ms(e2e);
+                    if (s.contains("probe_online_s"))
+                        line += " (kernel: add " + ms(s["probe_add_s"]) + ", online " + ms(s["probe_online_s"]) + ")";
+                    line += ";";
+                } catch (const Interrupted&) {
+                    throw;
+                } catch (const std::exception& e) {
+                    s["ok"] = false;
+                    s["error"] = e.what();
+                    (*r.record)["scale"].push_back(s);
+                    fail(r, "scale step " + std::to_string(step) + " failed: " + e.what());
+                    break;
+                }
+                (*r.record)["scale"].push_back(s);
+            }
+            // Every step in the log would be thousands of lines at 256 GiB: every 16th, and the last.
+            if (step % 16 == 0 || step == steps || steps <= 64) say(line);
+            if (step % 16 == 0 || step == steps) save();
+        }
+        for (auto& r : runners_) {
+            if (!r.record) continue;
+            (*r.record)["scale_analysis"] = scale_analysis(*r.record, step_bytes);
+            (*r.record)["scale_total"] = scale_totals((*r.record)["scale"], step_bytes);
+        }
+        say("scale ramp done in " + ms(std::chrono::duration<double>(Clock::now() - t_ramp).count()));
+        save();
+    }
+
     const AbConfig& cfg_;
     Progress progress_;
     json& results_;
@@ -891,6 +1105,7 @@ private:
     bool failed_ = false;
     bool plot_failed_ = false;
     Clock::time_point t0_;
+    std::vector<ScalePlan> plans_;  // virtio-mem scale: one per arm
 };
 
 }  // namespace

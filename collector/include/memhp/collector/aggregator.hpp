@@ -23,7 +23,7 @@
 
 namespace memhp::collector {
 
-static_assert(sizeof(memhp_event) == 216 && MEMHP_EVENT_VERSION == 5, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+static_assert(sizeof(memhp_event) == 360 && MEMHP_EVENT_VERSION == 6, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
 
 enum class Phase { Add, Populate, Online, Offline, Remove };
 inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
@@ -116,7 +116,22 @@ struct Operation {
         [[nodiscard]] bool matches() const { return delta() == memhp_pages; }
     };
     std::optional<KernelMemmap> kernel_memmap;
+    // The op's own time split among the kernel functions timed inside it
+    // (event v6, function probes only), each exclusive of the others, so the
+    // values add up to duration_ns: "other" is the time outside all of them.
+    // Slots that saw no time are left out; empty when not measured.
+    std::vector<std::pair<std::string, std::uint64_t>> sub_phases_ns;
+    bool sub_phases_unbalanced = false;  // a timed function's exit was missed
+    // The zone as move_pfn_range_to_zone() found it (before growing it).
+    struct ZoneSpan {
+        std::uint64_t start_pfn = 0, spanned_pages = 0;
+    };
+    std::optional<ZoneSpan> zone_span;
 };
+
+// The name of sub-phase slot `slot` (enum memhp_sub): "other" for
+// MEMHP_SUB_OWN, else the kernel function's name.
+[[nodiscard]] const char* sub_phase_name(unsigned slot);
 
 // The node a pfn lives on.
 class NodeResolver {

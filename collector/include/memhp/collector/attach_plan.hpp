@@ -76,8 +76,8 @@ struct ProbeChoice {
     [[nodiscard]] bool btf_family() const;
 };
 
-// One choice per spec, same order. Specs sharing a target and kind are
-// variants for different signatures: the one the kernel's BTF signature
+// One choice per spec, same order. Specs with a signature sharing a target
+// and kind are variants for different signatures: the one the kernel's BTF signature
 // matches is planned and the rest are `superseded`; when none matches (or
 // the signature is unknown), the first stands for the group. Never throws:
 // what cannot attach is

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "memhp/ab/report.hpp"
+#include "memhp/ab/scale_plan.hpp"
 #include "memhp/ab/scenario.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/lab/guest.hpp"
@@ -61,6 +62,10 @@ struct AbConfig {
     std::uint64_t fallback_size = std::uint64_t{1} << 30;
     bool scale = false;  // the scale ramp instead of cycles
     std::uint64_t scale_size = std::uint64_t{8} << 30;
+    // --device: DIMMs (one --dimm DIMM a step, up to the slots) or one
+    // virtio-mem device grown by scale_step a step (0: one 128M block).
+    ScaleDevice scale_device = ScaleDevice::Dimm;
+    std::uint64_t scale_step = 0;
     std::filesystem::path out;
     bool plots = true;
     CompareOptions compare;
@@ -84,6 +89,15 @@ using Progress = std::function<void(const std::string&)>;
 
 // Throws UsageError for a configuration that cannot work (before any boot).
 void validate(const AbConfig& cfg);
+
+// The plan of a virtio-mem scale run for `arm` (scale_plan.hpp): its boot
+// memory, maxmem and the host memory all arms need at once; throws
+// UsageError, with the arithmetic, when `host_available` (bytes, 0: do not
+// check) cannot hold it.
+[[nodiscard]] ScalePlan virtio_scale_plan(const AbConfig& cfg, const ArmSpec& arm, std::uint64_t host_available);
+// The step a scale run grows by: --dimm for DIMMs, --scale-step (default one
+// 128M block) for virtio-mem.
+[[nodiscard]] std::uint64_t scale_step_bytes(const AbConfig& cfg);
 
 // Runs the benchmark. Returns the exit status: 0 all good, 1 a failure
 // (recorded in the results). Throws Interrupted after saving what was
