@@ -188,7 +188,11 @@ TEST(AbMatrix, RowFromACellRunAndTheTable) {
     const auto srow = matrix_row(s, json::object(), gib);
     EXPECT_EQ(srow["status"], "skipped");
 
-    json m{{"options", {{"cycles", 2}, {"cycle_bytes", gib}, {"node", 1}}}, {"cells", {row, brow, srow}}, {"wall_s", 42.0}};
+    const json pending{{"cell", "k7.2-dimm-on"}, {"kernel", "7.2"}, {"device", "dimm"}, {"mmo", "on"}, {"status", "not run"},
+                       {"reason", "the matrix was interrupted before this cell"}};
+    json m{{"options", {{"cycles", 2}, {"cycle_bytes", gib}, {"node", 1}}},
+           {"cells", {row, brow, srow, pending}},
+           {"wall_s", 42.0}};
     const auto md = matrix_markdown(m);
     EXPECT_NE(md.find("| 6.12 (6.12.74+deb13-amd64) | virtio-mem | on | ok | page allocator ¹ | remote | 0 | 4096 | 16.5 MiB | 15.0 |"),
               std::string::npos)
@@ -198,6 +202,7 @@ TEST(AbMatrix, RowFromACellRunAndTheTable) {
     EXPECT_NE(md.find("50.0 (wall)"), std::string::npos) << md;
     EXPECT_NE(md.find("¹ virtio-mem never passes MHP_MEMMAP_ON_MEMORY"), std::string::npos) << md;
     EXPECT_NE(md.find("wall time: 42 s"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 7.2 | dimm | on | not run: the matrix was interrupted before this cell | | |"), std::string::npos) << md;
 }
 
 std::string memhp_bin() { return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }

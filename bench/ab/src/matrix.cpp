@@ -224,13 +224,9 @@ std::string matrix_markdown(const json& matrix) {
         if (row.contains("release") && row["release"].is_string() && !row["release"].get<std::string>().empty())
             kernel += " (" + md_cell(row["release"].get<std::string>()) + ")";
         md << "| " << kernel << " | " << text(row, "device") << " | " << text(row, "mmo") << " | ";
-        if (status == "skipped" || status == "failed" || status == "interrupted") {
-            md << status;
-            if (row.contains("reason")) md << ": " << text(row, "reason");
-        } else {
-            md << status;
-        }
-        if (status == "skipped") {
+        md << md_cell(status);
+        if (row.contains("reason")) md << ": " << text(row, "reason");
+        if (status == "skipped" || status == "not run") {
             md << " | | | | | | | | | |\n";
             continue;
         }
@@ -352,13 +348,20 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
     for (const auto& c : cells) {
         if (c.skip.empty()) ++to_run;
         else progress("skip " + c.name + ": " + c.skip);
-        results["cells"].push_back(matrix_row(c, json::object(), cycle_bytes));
+        results["cells"].push_back(c.skip.empty() ? json{{"cell", c.name}, {"kernel", c.kernel}, {"device", device_name(c.device)},
+                                                         {"mmo", c.mmo}, {"status", "pending"}}
+                                                 : matrix_row(c, json::object(), cycle_bytes));
     }
     save(out, results);
     progress("matrix: " + std::to_string(cells.size()) + " cells, " + std::to_string(to_run) + " to run, " +
              std::to_string(cells.size() - to_run) + " skipped");
     const auto finish = [&](const std::string& status) {
         results["status"] = status;
+        for (auto& row : results["cells"])
+            if (row.value("status", "") == "pending") {
+                row["status"] = "not run";
+                row["reason"] = "the matrix was interrupted before this cell";
+            }
         results["finished"] = now_iso_utc();
         results["wall_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
         save(out, results);
