@@ -344,7 +344,8 @@ Command add_ab_command(CLI::App& app) {
                   "any boot (no memmap_on_memory before 5.12; virtio-mem once per kernel, as it never uses the "
                   "altmap; dax's attribute only from 6.8; dax while the lab lacks it). Writes one table (summary.md "
                   "and results.json) and one plot (plots/matrix.svg); each cell's own run is in cells/NAME/. A failed "
-                  "cell is recorded with its reason and the matrix goes on");
+                  "cell is recorded with its reason and the matrix goes on. The lab onlines (--online manual, "
+                  "--zone movable) unless --online is given, so every kernel onlines alike");
     cmd->add_option("--kernels", o->kernels, "--matrix: kernels, comma-separated (each as --kernel)")->capture_default_str();
     cmd->add_option("--devices", o->devices, "--matrix: devices, comma-separated: dimm, virtio-mem, dax")
         ->capture_default_str();
@@ -406,6 +407,10 @@ Command add_ab_command(CLI::App& app) {
             m.guest = base;
             m.run = cfg;
             if (!cmd->count("--cycles")) m.run.cycles = 3;
+            // Every kernel onlines the same way, into ZONE_MOVABLE: left to
+            // itself 7.2 onlines into ZONE_NORMAL of the memoryless node, and
+            // the first offline there failed with EBUSY (a matrix run, 2026-12-02).
+            if (!cmd->count("--online")) m.guest.online = lab::OnlineMode::Manual;
             return run_matrix_command(m);
         }
         if (cfg.compare.gate && cfg.boots < 2)

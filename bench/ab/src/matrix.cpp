@@ -183,7 +183,15 @@ json matrix_row(const MatrixCell& cell, const json& run, std::uint64_t cycle_byt
         row["status"] = "ok";
     } else {
         row["status"] = "failed";
-        row["reason"] = !errors.empty() ? errors : ok == 0 ? "no cycle completed" : std::to_string(bad) + " cycle(s) failed";
+        std::string first;  // the first failed phase, in the guest's words
+        for (const auto& c : cycles)
+            for (const auto& p : c.value("phases", json::array()))
+                if (first.empty() && p.is_object() && !p.value("ok", true))
+                    first = p.value("phase", "?") + ": " + p.value("error", std::string("?")).substr(0, 300);
+        row["reason"] = !errors.empty() ? errors
+                        : (ok == 0 ? std::string("no cycle completed") : std::to_string(bad) + " of " +
+                                                                              std::to_string(ok + bad) + " cycles failed") +
+                              (first.empty() ? "" : " (" + first + ")");
     }
     if (cell.device == DeviceKind::VirtioMem) row["note"] = device_memmap_note(cell.device);
     return row;
@@ -210,7 +218,9 @@ std::string matrix_markdown(const json& matrix) {
     md << "## memhp ab --matrix\n\n"
        << "Each cell boots one guest and runs " << o.value("cycles", 0) << " cycle(s) of "
        << format_size_human(o.value("cycle_bytes", std::uint64_t{0})) << " hot-added on node " << o.value("node", 1)
-       << " (memoryless), onlined, offlined and removed. Latencies are medians per 128 MiB block (memhp's probes; "
+       << " (memoryless), onlined ("
+       << (o.value("online", "") == "manual" ? "by the lab, " + md_cell(o.value("zone", "movable")) : std::string("by the kernel"))
+       << "), offlined and removed. Latencies are medians per 128 MiB block (memhp's probes; "
           "`wall` marks the host's wall time where the probes had none); memmap pages are per cycle; "
           "free memory consumed is per GiB hot-added.\n\n"
        << "| kernel | device | mmo | status | memmap source | locality | altmap pages | page-alloc pages | "
@@ -337,7 +347,8 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
                  {"cycles", cfg.run.cycles},
                  {"cycle_bytes", cycle_bytes},
                  {"node", cfg.run.node},
-                 {"zone", cfg.run.zone}}},
+                 {"zone", cfg.run.zone},
+                 {"online", lab::online_mode_name(cfg.guest.online)}}},
                {"cells", json::array()}};
     {
         json devs = json::array();
