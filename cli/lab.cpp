@@ -14,6 +14,7 @@
 #include "memhp/files.hpp"
 #include "memhp/error.hpp"
 #include "memhp/lab/cycle.hpp"
+#include "memhp/lab/dax.hpp"
 #include "memhp/size.hpp"
 #include "memhp/stop.hpp"
 
@@ -30,6 +31,8 @@ struct LabOptions {
     bool keep = false;
     int timeout_s = 120;
     std::string virtio_mem;  // non-empty: plug/unplug this much through a virtio-mem device instead of DIMMs
+    std::string dax;         // non-empty: a devdax device of this size, given to kmem and back each cycle
+    std::string dax_mmo = "default";  // the dax device's memmap_on_memory attribute: on, off, default (left alone)
 };
 
 constexpr std::uint64_t kX86BlockSize = std::uint64_t{128} << 20;
@@ -116,6 +119,58 @@ int run_virtio_mem_cycles(lab::Guest& guest, lab::MemoryLab& mem, std::uint64_t 
     return failures ? 1 : 0;
 }
 
+// Cycles of kmem add -> online -> offline -> remove of the dax device.
+int run_dax_cycles(lab::Guest& guest, lab::MemoryLab& mem, lab::DaxLab& dax, std::optional<bool> mmo, lab::Zone zone,
+                   int cycles, nlohmann::json& results, const std::function<void()>& save) {
+    constexpr int node = 1;
+    int failures = 0;
+    for (int i = 1; i <= cycles; ++i) {
+        std::printf("cycle %d/%d: kmem %s of %s on node %d\n", i, cycles, format_size_human(dax.blocks().size() *
+                    mem.block_size()).c_str(), dax.device().c_str(), node);
+        print_header(node);
+        const auto before = mem.snapshot();
+        print_row("before", -1, before, before, node);
+        nlohmann::json rec{{"index", i}, {"device", dax.device()}};
+        bool ok = true;
+        try {
+            const auto a = dax.add(mmo, zone);
+            // dax.add() onlines too: one row for both (their times apart below).
+            auto after = mem.snapshot();
+            print_row("add+on", a.add_s + a.online_s, after, before, node);
+            rec["add"] = lab::to_json(a);
+            rec["after_add"] = lab::to_json(after);
+            const auto r = dax.remove();
+            after = mem.snapshot();
+            print_row("off+rm", r.offline_s + r.remove_s, after, before, node);
+            rec["remove"] = lab::to_json(r);
+            rec["after_remove"] = lab::to_json(after);
+            std::printf("  %zu blocks, onlined by the %s; per block: add %.1f ms, online %.1f ms, offline %.1f ms, "
+                        "remove %.1f ms\n", a.blocks.size(), a.online_by.c_str(), 1e3 * a.add_s / a.blocks.size(),
+                        1e3 * a.online_s / a.blocks.size(), 1e3 * r.offline_s / a.blocks.size(),
+                        1e3 * r.remove_s / a.blocks.size());
+        } catch (const Interrupted&) {
+            throw;
+        } catch (const UsageError&) {
+            throw;
+        } catch (const std::exception& e) {
+            ok = false;
+            rec["error"] = e.what();
+            std::printf("  FAILED: %s\n", e.what());
+        }
+        rec["ok"] = ok;
+        results["cycles"].push_back(rec);
+        save();
+        std::fflush(stdout);
+        if (!ok) {
+            ++failures;
+            break;  // the device is in an unknown state: the next cycle would not measure the same thing
+        }
+    }
+    (void)guest;
+    if (failures) std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
+
 }  // namespace
 
 Command add_lab_command(CLI::App& app) {
@@ -142,11 +197,24 @@ Command add_lab_command(CLI::App& app) {
                     "hot-plug through a virtio-mem device on --node instead of DIMMs: each cycle plugs SIZE (qom-set "
                     "requested-size; a multiple of 128M), onlines it (the kernel under --online auto, else the lab) "
                     "and unplugs it again (the guest driver offlines and removes its blocks)");
+    cmd->add_option("--dax", o->dax,
+                    "hot-plug through dax/kmem instead of DIMMs: the guest boots with a pmem range of SIZE plus one "
+                    "128M block (memmap=SIZE!START) that is all of NUMA node 1 (node 0 gets 2G; --node-mem does not "
+                    "apply), ndctl makes it a devdax device, and each cycle gives it to kmem as system RAM (onlined "
+                    "into --zone), then offlines it and gives it back; SIZE a multiple of 128M. Needs ndctl on the "
+                    "host and the kernel's nvdimm/dax modules (all Debian kernels have them)");
+    cmd->add_option("--dax-memmap-on-memory", o->dax_mmo,
+                    "with --dax: the dax device's memmap_on_memory attribute, written before kmem takes it: on (the "
+                    "memmap of each block on the device itself; needs Linux >= 6.8 and turns the guest's "
+                    "memory_hotplug.memmap_on_memory on unless --memmap-on-memory says off, which is refused), off, "
+                    "or default (left as the kernel has it)")
+        ->check(CLI::IsMember({"on", "off", "default"}))
+        ->capture_default_str();
     cmd->add_option("--json", o->json_path, "also write the results as JSON to this file (rewritten after every cycle)");
     cmd->add_flag("--keep", o->keep,
                   "leave the guest running after the cycles, print how to reach its console, and wait for Ctrl-C");
 
-    return {cmd, [o] {
+    return {cmd, [o, cmd] {
         auto cfg = to_guest_config(o->guest);
         const std::uint64_t dimm = parse_size(o->dimm);
         if (dimm == 0 || dimm % kX86BlockSize)
@@ -156,6 +224,28 @@ Command add_lab_command(CLI::App& app) {
                              std::to_string(cfg.node_mem.size()) + " node(s) (see --node-mem)");
         const auto zone = lab::parse_zone(o->zone);
         std::uint64_t vmem = 0;
+        std::uint64_t dax_bytes = 0;
+        std::optional<bool> dax_mmo;
+        if (o->dax_mmo != "default") {
+            if (o->dax.empty()) throw UsageError("--dax-memmap-on-memory needs --dax SIZE");
+            dax_mmo = o->dax_mmo == "on";
+        }
+        if (!o->dax.empty()) {
+            if (!o->virtio_mem.empty()) throw UsageError("--dax and --virtio-mem: choose one device");
+            if (cmd->count("--node-mem") > 0)
+                throw UsageError("--dax lays out the guest's nodes itself (node 0 2G, node 1 the pmem range): drop "
+                                 "--node-mem");
+            dax_bytes = parse_size(o->dax);
+            lab::configure_dax_guest(cfg, dax_bytes);
+            if (dax_mmo.value_or(false)) {
+                if (cfg.memmap_on_memory == false)
+                    throw UsageError("--dax-memmap-on-memory on needs the guest's memory_hotplug.memmap_on_memory on "
+                                     "(the kernel refuses the attribute otherwise, EOPNOTSUPP): drop "
+                                     "--memmap-on-memory off");
+                cfg.memmap_on_memory = true;
+            }
+            lab::validate(cfg);
+        }
         if (!o->virtio_mem.empty()) {
             vmem = parse_size(o->virtio_mem);
             cfg.virtio_mem.push_back({o->node, vmem, 0});
@@ -181,7 +271,8 @@ Command add_lab_command(CLI::App& app) {
               {"cmdline", read_file(guest->run_dir() / "qemu.cmdline")}}},
             {"options",
              {{"dimm_bytes", dimm}, {"node", o->node}, {"zone", o->zone}, {"cycles", o->cycles},
-              {"online", o->guest.online}, {"virtio_mem_bytes", vmem}}},
+              {"online", o->guest.online}, {"virtio_mem_bytes", vmem}, {"dax_bytes", dax_bytes},
+              {"dax_memmap_on_memory", o->dax_mmo}}},
             {"cycles", nlohmann::json::array()}};
         auto save = [&] {
             if (!o->json_path.empty()) write_file_atomic(o->json_path, results.dump(2) + "\n");
@@ -190,6 +281,28 @@ Command add_lab_command(CLI::App& app) {
 
         std::printf("onlining: %s (auto_online_blocks=%s)\n", guest->kernel_onlines() ? "by the kernel" : "by the lab",
                     guest->online_policy().c_str());
+        if (dax_bytes) {
+            lab::DaxLab dax(*guest, std::chrono::seconds(o->timeout_s));
+            const bool attr = dax.has_memmap_on_memory_attr();
+            std::printf("dax: %s (%s) -> %s, %s at 0x%" PRIx64 ", target node %d, %zu blocks for kmem; "
+                        "memmap_on_memory attribute %s\n",
+                        dax.namespace_name().c_str(), lab::dax_layout(dax_bytes).memmap_arg.c_str(),
+                        dax.device().c_str(), format_size_human(dax.size()).c_str(), dax.start(), dax.target_node(),
+                        dax.blocks().size(), attr ? "present" : "absent (Linux < 6.8)");
+            results["dax"] = {{"device", dax.device()}, {"namespace", dax.namespace_name()}, {"start", dax.start()},
+                              {"size_bytes", dax.size()}, {"target_node", dax.target_node()},
+                              {"memmap_on_memory_attribute", attr}};
+            if (dax_mmo && !attr)
+                throw UsageError("--dax-memmap-on-memory " + o->dax_mmo + ": kernel " + guest->release() +
+                                 " has no memmap_on_memory attribute on its dax devices (it arrived in Linux 6.8): "
+                                 "use --dax-memmap-on-memory default, or a kernel that has it (--kernel 6.12, 7.2)");
+            if (guest->kernel_onlines())  // kmem's blocks go where auto_online_blocks says: into --zone
+                guest->agent().write("/sys/devices/system/memory/auto_online_blocks", lab::zone_state_word(zone));
+            save();
+            const int rc = run_dax_cycles(*guest, mem, dax, dax_mmo, zone, o->cycles, results, save);
+            guest->shutdown();
+            return rc;
+        }
         if (vmem) {
             const int rc = run_virtio_mem_cycles(*guest, mem, vmem, o->node, o->cycles,
                                                  std::chrono::seconds(o->timeout_s), results, save);

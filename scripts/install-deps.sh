@@ -17,6 +17,8 @@ packages=(
 	nlohmann-json3-dev libcli11-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
 	# the QEMU lab: emulator, initramfs parts, kernel-package tools
 	qemu-system-x86 busybox-static cpio kmod xz-utils zstd socat
+	# dax/kmem in the lab (memhp lab --dax): the guest runs ndctl from the host's root
+	ndctl
 	# memhp ab / compare: statistics (Mann-Whitney U), plots, schema check in tests
 	libalglib-dev gnuplot-nox python3-jsonschema
 	# exporter tests and benchmarks: Prometheus server + promtool, HTTP client, HTTP load (panels render with gnuplot)

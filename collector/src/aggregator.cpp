@@ -358,12 +358,20 @@ void Aggregator::on_add(const memhp_event& ev) {
     if (cfg_.memmap_on_memory_enabled && ev.ret == 0 && !(ev.flags & MEMHP_F_ALTMAP)) {
         op.memmap_on_memory_unused = true;
         const std::uint64_t block = cfg_.block_size_bytes;
-        if (block && bytes > block) {
+        // A driver-managed add asks for the altmap itself or not at all:
+        // virtio-mem never does; dax/kmem does when the dax device's
+        // memmap_on_memory attribute is set (Linux >= 6.8, which also splits
+        // a multi-block request into one altmap per block). So its flags
+        // decide, before the size does.
+        const bool requested = (ev.mhp_flags & kMhpMemmapOnMemory) != 0;
+        if (ev.caller == MEMHP_CALLER_DRIVER_MANAGED && !requested) {
+            op.unused_reason =
+                "driver-managed add did not request MHP_MEMMAP_ON_MEMORY (virtio-mem never does; dax/kmem only "
+                "with the dax device's memmap_on_memory attribute set, Linux >= 6.8)";
+        } else if (block && bytes > block) {
             op.unused_reason = "the add spans " + std::to_string(bytes / block + (bytes % block ? 1 : 0)) +
                                " memory blocks; this kernel uses memmap_on_memory only for single-block adds";
-        } else if (ev.caller == MEMHP_CALLER_DRIVER_MANAGED) {
-            op.unused_reason = "driver-managed add (virtio-mem, dax/kmem) did not request MHP_MEMMAP_ON_MEMORY";
-        } else if (!(ev.mhp_flags & kMhpMemmapOnMemory)) {
+        } else if (!requested) {
             op.unused_reason =
                 "the caller did not request MHP_MEMMAP_ON_MEMORY (mhp_supports_memmap_on_memory() refused, "
                 "e.g. pageblock alignment)";

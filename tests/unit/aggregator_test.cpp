@@ -347,11 +347,51 @@ TEST_F(AggregatorTest, PartialBlockCountRoundsUp) {
     EXPECT_THAT(last().unused_reason, HasSubstr("spans 2 memory blocks"));
 }
 
+constexpr const char* kDriverManagedReason =
+    "driver-managed add did not request MHP_MEMMAP_ON_MEMORY (virtio-mem never does; dax/kmem only with the dax "
+    "device's memmap_on_memory attribute set, Linux >= 6.8)";
+
+// dax/kmem adds a 1 GiB dax range in one add_memory_driver_managed(): with
+// the dax attribute unset it did not ask for the altmap, whatever its size
+// (not "the add spans 8 memory blocks", which is about kernels before 6.8).
+TEST_F(AggregatorTest, KmemAddWithoutTheAttributeSaysTheDriverDidNotAsk) {
+    mmo = true;
+    for (int i = 0; i < 8; ++i) agg().consume(page(MEMHP_EV_PAGE_ALLOC, 5, kBootPfn + 512u * i, 9));
+    agg().consume(add(5, 1, kHotPfn, 8 * kBlockPages, 0, 0, 0, MEMHP_CALLER_DRIVER_MANAGED));
+    const auto& op = last();
+    EXPECT_EQ(op.caller, "driver_managed");
+    EXPECT_EQ(op.mode, MemmapMode::PageAllocator);
+    EXPECT_EQ(op.memmap.buddy_pages, 4096u);
+    EXPECT_EQ(op.memmap.remote_pages, 4096u);
+    EXPECT_TRUE(op.memmap_on_memory_unused);
+    EXPECT_EQ(op.unused_reason, kDriverManagedReason);
+}
+
+// With the attribute set (>= 6.8) the same add carries MHP_MEMMAP_ON_MEMORY
+// and one altmap per block: 8 x 512 pages, all on the node served.
+TEST_F(AggregatorTest, KmemAddWithTheAttributeIsAltmapAndLocal) {
+    mmo = true;
+    agg().consume(page(MEMHP_EV_PAGE_ALLOC, 6, kBootPfn + 0x3000, 0));
+    agg().consume(add(6, 1, kHotPfn, 8 * kBlockPages, MEMHP_F_ALTMAP, 8 * 512, 2 | 1, MEMHP_CALLER_DRIVER_MANAGED));
+    const auto& op = last();
+    EXPECT_EQ(op.caller, "driver_managed");
+    EXPECT_EQ(op.mode, MemmapMode::Altmap);
+    EXPECT_EQ(op.memmap.altmap_pages, 4096u);
+    EXPECT_EQ(op.memmap.local_pages, 4096u);
+    EXPECT_EQ(op.memmap.remote_pages, 0u);
+    EXPECT_EQ(op.memmap.buddy_pages, 0u);
+    EXPECT_FALSE(op.memmap_on_memory_unused);
+    EXPECT_EQ(value_or_zero(stats().memmap_pages, {MemmapSource::Altmap, 1, 1}), 4096u);
+    // Asked for it, did not get it (a kernel without the per-block split):
+    agg().consume(add(7, 1, kHotPfn + 8 * kBlockPages, 8 * kBlockPages, 0, 0, 2 | 1, MEMHP_CALLER_DRIVER_MANAGED));
+    EXPECT_THAT(last().unused_reason, HasSubstr("spans 8 memory blocks"));
+}
+
 TEST_F(AggregatorTest, UnusedReasons) {
     mmo = true;
     agg().consume(add(1, 1, kHotPfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_DRIVER_MANAGED));
     EXPECT_EQ(last().caller, "driver_managed");
-    EXPECT_EQ(last().unused_reason, "driver-managed add (virtio-mem, dax/kmem) did not request MHP_MEMMAP_ON_MEMORY");
+    EXPECT_EQ(last().unused_reason, kDriverManagedReason);
     agg().consume(add(2, 1, kHotPfn + kBlockPages, kBlockPages, 0, 0, 0));
     EXPECT_EQ(last().unused_reason,
               "the caller did not request MHP_MEMMAP_ON_MEMORY (mhp_supports_memmap_on_memory() refused, e.g. "
