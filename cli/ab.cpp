@@ -10,6 +10,7 @@
 #include "commands.hpp"
 #include "guest_options.hpp"
 #include "memhp/ab/gate_results.hpp"
+#include "memhp/ab/matrix.hpp"
 #include "memhp/ab/plots.hpp"
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/runner.hpp"
@@ -178,6 +179,39 @@ int run_calibration(ab::AbConfig cfg, int runs) {
     return 0;
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    std::string item;
+    for (char c : s + ",") {
+        if (c != ',') {
+            item += c;
+            continue;
+        }
+        if (!item.empty()) out.push_back(item);
+        item.clear();
+    }
+    return out;
+}
+
+int run_matrix_command(const ab::MatrixConfig& m) {
+    nlohmann::json results;
+    int code = 0;
+    try {
+        code = ab::run_matrix(m, [](const std::string& s) { progress_line(s); }, results);
+    } catch (const Interrupted&) {
+        std::cerr << "memhp: interrupted; the finished cells are in " << (m.run.out / "results.json").string() << "\n";
+        throw;
+    }
+    std::printf("%s\n", results.value("table_markdown", "").c_str());
+    std::printf("results: %s\nsummary: %s\n", (m.run.out / "results.json").c_str(), (m.run.out / "summary.md").c_str());
+    if (results.contains("plots"))
+        for (const auto& [name, path] : results["plots"].items())
+            std::printf("plot:    %s (and .png)\n", path.get<std::string>().c_str());
+    if (results.contains("plot_error"))
+        std::fprintf(stderr, "memhp: plot: %s\n", results["plot_error"].get<std::string>().c_str());
+    return code;
+}
+
 }  // namespace
 
 Command add_ab_command(CLI::App& app) {
@@ -207,6 +241,10 @@ Command add_ab_command(CLI::App& app) {
         bool gate = false;
         int boots = 1;
         int aa = 0;
+        bool matrix = false;
+        std::string kernels = "5.10,6.1,6.12,7.2";
+        std::string devices = "dimm,virtio-mem,dax";
+        std::string mmos = "on,off";
     };
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand(
@@ -222,10 +260,15 @@ Command add_ab_command(CLI::App& app) {
         "  memhp ab --scale                          # 8 GiB in 128M DIMMs: cost curve in both modes\n"
         "  memhp ab --scale --device virtio-mem --scale-size 64G --arm k612:kernel=6.12 --arm k72:kernel=7.2\n"
         "  memhp ab --scenario fragmented            # hot-add with no free order-9 block on node 0\n"
-        "  memhp ab --scenario pressure --margins 64M,48M   # hot-add with node 0's free memory locked down");
+        "  memhp ab --scenario pressure --margins 64M,48M   # hot-add with node 0's free memory locked down\n"
+        "  memhp ab --arm dimm:device=dimm --arm vmem:device=virtio-mem   # ACPI DIMMs against virtio-mem blocks\n"
+        "  memhp ab --matrix --kernels 5.10,6.1,6.12,7.2 --devices dimm,virtio-mem   # every kernel x device x mode");
     add_guest_options(cmd, o->guest, false);
     cmd->add_option("--arm", o->arms,
-                    "an arm, NAME:key=value,... with keys kernel (as --kernel), mmo (on|off|default), probes (on|off: off runs "
+                    "an arm, NAME:key=value,... with keys kernel (as --kernel), device (dimm: ACPI pc-DIMMs, the default; "
+                    "virtio-mem: one virtio-mem-pci device on --node, plugged to the cycle size by requested-size and "
+                    "back to 0, its memmap always from the page allocator; dax: refused until the lab has dax/kmem), "
+                    "mmo (on|off|default), online (auto|manual), probes (on|off: off runs "
                     "no memhp trace in the guest, so the wall times show what watching costs), append (one "
                     "kernel command-line word, repeatable), node-mem (sizes joined by '+', e.g. 1G+512M); unset keys "
                     "come from the guest flags. Repeat for each arm; the first is the baseline. Default: "
@@ -233,7 +276,10 @@ Command add_ab_command(CLI::App& app) {
     cmd->add_option("--cycles", o->cycles, "rounds; each round runs one cycle in every arm, the order alternating")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
-    cmd->add_option("--dimm", o->dimm, "size of each DIMM (a multiple of the 128M memory block)")->capture_default_str();
+    cmd->add_option("--dimm,--size", o->dimm,
+                    "memory hot-added per cycle and device: each DIMM's size, or what virtio-mem plugs (a multiple of "
+                    "the 128M memory block)")
+        ->capture_default_str();
     cmd->add_option("--dimms", o->dimms, "DIMMs hot-added (and removed) together in each cycle")
         ->check(CLI::Range(1, 64))
         ->capture_default_str();
@@ -305,6 +351,19 @@ Command add_ab_command(CLI::App& app) {
                     "how often the gate cried regression; written to the output directory and to "
                     "~/.cache/memhp/calibration.json, which every gated summary then names. About 2 minutes a run")
         ->check(CLI::Range(1, 1000));
+    cmd->add_flag("--matrix", o->matrix,
+                  "run every cell kernel x device x memmap_on_memory mode of --kernels, --devices and --mmo, one guest "
+                  "and a few cycles each (--cycles, default 3 here), skipping impossible cells with the reason before "
+                  "any boot (no memmap_on_memory before 5.12; virtio-mem once per kernel, as it never uses the "
+                  "altmap; dax's attribute only from 6.8; dax while the lab lacks it). Writes one table (summary.md "
+                  "and results.json) and one plot (plots/matrix.svg); each cell's own run is in cells/NAME/. A failed "
+                  "cell is recorded with its reason and the matrix goes on. The lab onlines (--online manual, "
+                  "--zone movable) unless --online is given, so every kernel onlines alike");
+    cmd->add_option("--kernels", o->kernels, "--matrix: kernels, comma-separated (each as --kernel)")->capture_default_str();
+    cmd->add_option("--devices", o->devices, "--matrix: devices, comma-separated: dimm, virtio-mem, dax")
+        ->capture_default_str();
+    cmd->add_option("--mmo", o->mmos, "--matrix: memmap_on_memory modes, comma-separated: on, off, default")
+        ->capture_default_str();
     add_compare_flags(cmd, o->compare);
     return {cmd, [o, cmd] {
         if (o->list_metrics) {
@@ -356,6 +415,23 @@ Command add_ab_command(CLI::App& app) {
         }
         cfg.peer = o->peer;
         cfg.peer_attach_timeout = std::chrono::seconds(o->peer_timeout_s);
+        if (o->matrix) {
+            for (const char* f : {"--arm", "--scale", "--scenario", "--gate", "--aa", "--peer", "--boots"})
+                if (cmd->count(f)) throw UsageError(std::string("--matrix runs its own cells: it does not take ") + f);
+            ab::MatrixConfig m;
+            m.kernels = split_list(o->kernels);
+            m.devices.clear();
+            for (const auto& d : split_list(o->devices)) m.devices.push_back(ab::parse_device(d));
+            m.mmos = split_list(o->mmos);
+            m.guest = base;
+            m.run = cfg;
+            if (!cmd->count("--cycles")) m.run.cycles = 3;
+            // Every kernel onlines the same way, into ZONE_MOVABLE: left to
+            // itself 7.2 onlines into ZONE_NORMAL of the memoryless node, and
+            // the first offline there failed with EBUSY (a matrix run, 2026-12-02).
+            if (!cmd->count("--online")) m.guest.online = lab::OnlineMode::Manual;
+            return run_matrix_command(m);
+        }
         if (cfg.compare.gate && cfg.boots < 2)
             throw UsageError("--gate needs --boots 2 or more: with one boot per arm a boot's layout cannot be told "
                              "from the arm's effect");

@@ -19,10 +19,12 @@ namespace {
 
 const std::vector<std::string> kProbePhases = {"add", "populate", "online", "offline", "remove"};
 
+}  // namespace
+
 // An arm name as a quoted field of a data file. gnuplot never evaluates data
 // (no backticks, no commands), and the loader only lets --arm names through;
 // this keeps even a hand-built name from splitting a row or a field.
-std::string data_label(const std::string& name) {
+std::string plot_label(const std::string& name) {
     std::string s;
     for (char c : name) {
         const auto u = static_cast<unsigned char>(c);
@@ -30,6 +32,8 @@ std::string data_label(const std::string& name) {
     }
     return "\"" + (s.empty() ? std::string("?") : s) + "\"";
 }
+
+namespace {
 
 double median_or0(const std::map<std::string, std::vector<double>>& s, const std::string& k) {
     auto it = s.find(k);
@@ -40,7 +44,9 @@ double median_or0(const std::map<std::string, std::vector<double>>& s, const std
 // is rendered once per format.
 // The script holds no data and no paths from outside: only memhp's own text,
 // numbers and fixed file names relative to `dir`, where gnuplot runs.
-void render(const fs::path& dir, const std::string& name, const std::string& body, json& out) {
+}  // namespace
+
+void plot_render(const fs::path& dir, const std::string& name, const std::string& body, json& out) {
     std::ostringstream gp;
     gp << "# memhp ab: " << name << " (gnuplot " << name << ".gp renders it again, in this directory)\n";
     gp << "set terminal svg size 960,540 dynamic noenhanced font 'sans,12' background '#ffffff'\n";
@@ -108,7 +114,7 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
          "plot for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:2 with points lc a+1 pt 7 ps 0.3 "
          "title columnheader(2), "
          "for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:3 with lines lc a+1 lw 2 title columnheader(3)";
-    render(dir, "scale-cost", b.str(), out);
+    plot_render(dir, "scale-cost", b.str(), out);
     std::ostringstream c;
     c << "na = " << na << "\n"
       << "set title 'Cumulative hot-plug time'\n"
@@ -117,7 +123,7 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
          "plot for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:4 with lines lc a+1 lw 2 title columnheader(4)";
     if (any_e2e)
         c << ", for [a=0:na-1] sprintf('scale-cost-%d.dat', a) using 1:5 with lines lc a+1 dt 2 title columnheader(5)";
-    render(dir, "scale-cumulative", c.str(), out);
+    plot_render(dir, "scale-cumulative", c.str(), out);
     // Shares: one plot per arm, the online's sub-phases stacked (each band
     // between the running sums of the columns before it and its own).
     for (std::size_t a = 0; a < na; ++a) {
@@ -156,7 +162,7 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
              "plot '" << name << ".dat' using 1:(0):2 with filledcurves title columnheader(2)";
         for (std::size_t k = 1; k < cols.size(); ++k)
             g << ", '' using 1:" << k + 1 << ":" << k + 2 << " with filledcurves title columnheader(" << k + 2 << ")";
-        render(dir, name, g.str(), out);
+        plot_render(dir, name, g.str(), out);
     }
 }
 
@@ -182,7 +188,7 @@ json write_plots(const Results& results, const fs::path& out_dir) {
         for (std::size_t a = 0; a < na; ++a) {
             // The header row names the arm: the key reads it with columnheader(2).
             std::ostringstream f;
-            f << "phase_index " << data_label(arms[a].name) << "\n";
+            f << "phase_index " << plot_label(arms[a].name) << "\n";
             auto s = arm_samples(arms[a]);
             bool titled = false;
             for (std::size_t p = 0; p < kProbePhases.size(); ++p) {
@@ -206,7 +212,7 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                 b << (p ? ", " : "") << "'" << kProbePhases[p] << "' " << p * (na + 1) + (na + 1) / 2.0;
             b << ")\nset xrange [0:" << kProbePhases.size() * (na + 1) << "]\n";
             b << "plot " << elems.str();
-            render(dir, "latency", b.str(), out);
+            plot_render(dir, "latency", b.str(), out);
         }
         // Memmap: where it came from and where it sits (median per cycle).
         {
@@ -216,12 +222,12 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                 auto s = arm_samples(a);
                 const double mib = 1 << 20;
                 const double buddy = median_or0(s, "memmap_page_allocator_bytes"), remote = median_or0(s, "memmap_remote_bytes");
-                f << data_label(a.name) << " " << median_or0(s, "memmap_altmap_bytes") / mib << " "
+                f << plot_label(a.name) << " " << median_or0(s, "memmap_altmap_bytes") / mib << " "
                   << std::max(0.0, buddy - remote) / mib << " " << remote / mib << " "
                   << median_or0(s, "memmap_page_table_bytes") / mib << "\n";
             }
             write_file(dir / "memmap.dat", f.str());
-            render(dir, "memmap",
+            plot_render(dir, "memmap",
                    "set title 'Memmap per cycle: source and NUMA locality (median)'\nset ylabel 'MiB'\n"
                    "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.8 border -1\n"
                    "set boxwidth 0.5\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
@@ -237,11 +243,11 @@ json write_plots(const Results& results, const fs::path& out_dir) {
             f << "# arm free_consumed_MiB_probe memfree_drop_MiB_meminfo\n";
             for (const auto& a : arms) {
                 auto s = arm_samples(a);
-                f << data_label(a.name) << " " << median_or0(s, "free_consumed_bytes") / (1 << 20) << " "
+                f << plot_label(a.name) << " " << median_or0(s, "free_consumed_bytes") / (1 << 20) << " "
                   << median_or0(s, "memfree_drop_at_add_bytes") / (1 << 20) << "\n";
             }
             write_file(dir / "free-memory.dat", f.str());
-            render(dir, "free-memory",
+            plot_render(dir, "free-memory",
                    "set title 'Free memory consumed by one hot-add, before the new memory is online (median)'\n"
                    "set ylabel 'MiB'\nset style data histograms\nset style histogram clustered gap 1\n"
                    "set style fill solid 0.8 border -1\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
@@ -256,7 +262,7 @@ json write_plots(const Results& results, const fs::path& out_dir) {
             // columns: present_before_GiB probe_add_ms probe_online_ms wall_add_ms wall_online_ms;
             // the header row holds the key titles (columnheader).
             std::ostringstream f;
-            const std::string label = data_label(arms[a].name);
+            const std::string label = plot_label(arms[a].name);
             f << "present_before_GiB " << label.substr(0, label.size() - 1) << " add\" "
               << label.substr(0, label.size() - 1) << " online\" wall_add_ms wall_online_ms\n";
             for (const auto& s : arms[a].scale) {
@@ -277,7 +283,7 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                  "title columnheader(2), "
                  "for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:3 with linespoints lc a+1 dt 2 pt 5 ps 0.5 "
                  "title columnheader(3)";
-            render(dir, "scale", b.str(), out);
+            plot_render(dir, "scale", b.str(), out);
             scale_plots(arms, dir, out);
         }
     }

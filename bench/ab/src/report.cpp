@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "memhp/ab/curve.hpp"
+#include "memhp/ab/device.hpp"
 #include "memhp/files.hpp"
 
 namespace memhp::ab {
@@ -215,6 +216,11 @@ std::string claims_markdown(const Results& results) {
            << "| arm | free memory consumed | memmap source | memmap locality (node " << o.node
            << ") |\n|---|---:|---|---|\n"
            << rows.str();
+        for (const auto& a : results.arms)
+            if (!device_memmap_note(parse_device(a.device)).empty())
+                md << "\n" << a.name << " hot-adds " << a.device << ": "
+                   << device_memmap_note(parse_device(a.device))
+                   << " (asked: memmap_on_memory=" << md_cell(a.guest ? a.guest->memmap_on_memory : std::string("?")) << ").\n";
     }
     // 3. the multi-block fallback check.
     if (!results.fallback_check.empty()) {

@@ -257,6 +257,11 @@ ArmRecord arm_of(const Field& a) {
                   "\" breaks the --arm rule (1-32 letters, digits, '.', '_' or '-', starting with a letter or digit)");
     if (auto f = a.opt("kernel_spec")) r.kernel_spec = f->str(256);
     if (auto f = a.opt("online_requested")) r.online_requested = f->str(16);
+    if (auto f = a.opt("device")) {
+        r.device = f->str(16);
+        if (r.device != "dimm" && r.device != "virtio-mem" && r.device != "dax")
+            f->fail("device \"" + printable_prefix(r.device) + "\" is none of dimm, virtio-mem, dax");
+    }
     if (auto f = a.opt("error")) (void)f->str();
     if (auto f = a.opt("guest"); f && !f->is_null()) r.guest = guest_of(*f);
     a.at("cycles").each([&](const Field& c) { r.cycles.push_back(cycle_of(c)); });

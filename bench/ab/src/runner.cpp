@@ -136,9 +136,12 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
     for (const auto& kv : split(text.substr(colon + 1), ',')) {
         const auto eq = kv.find('=');
         if (eq == std::string::npos)
-            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, mmo, online, probes, append, node-mem)");
+            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, device, mmo, online, probes, append, node-mem)");
         const auto key = kv.substr(0, eq), value = kv.substr(eq + 1);
-        if (key == "kernel") {
+        if (key == "device") {
+            a.device = parse_device(value);
+            if (auto why = device_unavailable(a.device)) throw UsageError("--arm '" + text + "': " + *why);
+        } else if (key == "kernel") {
             a.guest.kernel = value;
             (void)lab::classify_kernel_spec(value);
         } else if (key == "mmo" || key == "memmap-on-memory") {
@@ -158,7 +161,7 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
             a.guest.node_mem.clear();
             for (const auto& item : split(value, '+')) a.guest.node_mem.push_back(item == "0" ? 0 : parse_size(item));
         } else {
-            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, mmo, online, probes, append, node-mem)");
+            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, device, mmo, online, probes, append, node-mem)");
         }
     }
     lab::validate(a.guest);
@@ -187,6 +190,10 @@ void validate(const AbConfig& cfg) {
         throw UsageError("--scale-size " + format_size_exact(cfg.scale_size) + " is not a multiple of --dimm " +
                          format_size_exact(cfg.dimm_size));
     if (cfg.dimms < 1) throw UsageError("--dimms must be at least 1");
+    for (const auto& a : cfg.arms)
+        if (a.device != DeviceKind::Dimm && (cfg.scale || cfg.scenario != Scenario::None))
+            throw UsageError("arm '" + a.name + "': device=" + device_name(a.device) +
+                             " runs the cycle rounds; --scale and --scenario hot-add DIMMs only");
     if (cfg.boots < 1) throw UsageError("--boots must be at least 1");
     if (cfg.boots > 1 && (cfg.scale || cfg.scenario != Scenario::None))
         throw UsageError("--boots runs with the cycle rounds, not with --scale or --scenario");
@@ -308,6 +315,7 @@ struct Runner {
     std::string mmo_asked;
     bool probes = true;  // false: no memhp trace in this guest (probes=off)
     bool is_arm = true;
+    std::unique_ptr<HotplugDevice> device;  // what its cycles hot-plug
     std::unique_ptr<lab::Guest> guest;
     std::unique_ptr<lab::MemoryLab> mem;
     std::unique_ptr<lab::GuestTrace> trace;
@@ -387,6 +395,7 @@ private:
         for (const auto& a : cfg_.arms)
             arms.push_back({{"name", a.name},
                             {"kernel_spec", a.guest.kernel},
+                            {"device", device_name(a.device)},
                             {"memmap_on_memory_requested", a.memmap_on_memory},
                             {"online_requested", lab::online_mode_name(a.guest.online)},
                             {"append", a.guest.append},
@@ -455,6 +464,8 @@ private:
             r.config = cfg_.arms[i].guest;
             r.mmo_asked = cfg_.arms[i].memmap_on_memory;
             r.probes = cfg_.arms[i].probes;
+            r.device = make_device(cfg_.arms[i].device);
+            r.device->configure(r.config, cfg_.dimm_size * static_cast<std::uint64_t>(cfg_.dimms), cfg_.node);
             runners_.push_back(std::move(r));
         }
         const bool ref_needed = last &&
@@ -470,6 +481,8 @@ private:
             r.config.memmap_on_memory = true;
             r.mmo_asked = "on";
             r.is_arm = false;
+            r.config.virtio_mem.clear();
+            r.device = make_device(DeviceKind::Dimm);
             runners_.push_back(std::move(r));
         }
         for (std::size_t i = 0; i < cfg_.arms.size(); ++i) runners_[i].record = &results_["arms"][i];
@@ -497,7 +510,8 @@ private:
             }
         // Start every QEMU from this thread (they die with it), then wait.
         for (auto& r : runners_) {
-            say("starting guest '" + r.name + "': kernel " + r.config.kernel + ", memmap_on_memory=" + r.mmo_asked);
+            say("starting guest '" + r.name + "': kernel " + r.config.kernel + ", device " + device_name(r.device->kind()) +
+                ", memmap_on_memory=" + r.mmo_asked);
             try {
                 r.guest = lab::Guest::start(r.config, [this, name = r.name](const std::string& s) { say("[" + name + "] " + s); });
             } catch (const Interrupted&) {
@@ -583,9 +597,8 @@ private:
     }
 
     // Tracer `t`'s records of the cycle that just ran: waits until every
-    // expected remove (or add) arrived.
-    static std::vector<json> take_ops(lab::GuestTrace& t, const lab::CycleRecord& c) {
-        const std::size_t want = c.dimms.size();
+    // expected remove (or add) arrived, `want` of each.
+    static std::vector<json> take_ops(lab::GuestTrace& t, const lab::CycleRecord& c, std::size_t want) {
         const bool complete = c.ok();
         return t.take(
             [&](const std::vector<json>& ops) {
@@ -629,12 +642,13 @@ private:
                 }
                 lab::CycleOptions copts = base_opts;
                 copts.kernel_onlines = r.guest->kernel_onlines();
-                auto c = lab::run_cycle(*r.mem, copts, round);
+                auto c = r.device->cycle(*r.mem, copts, round);
+                const std::size_t want = r.device->ops_per_cycle(c);
                 std::vector<json> ops, peer_ops;
                 if (!c.guest_lost) {
                     try {
-                        if (r.trace) ops = take_ops(*r.trace, c);
-                        if (r.peer) peer_ops = take_ops(*r.peer, c);
+                        if (r.trace) ops = take_ops(*r.trace, c, want);
+                        if (r.peer) peer_ops = take_ops(*r.peer, c, want);
                     } catch (const Interrupted&) {
                         throw;
                     } catch (const std::exception& e) {
@@ -650,7 +664,7 @@ private:
                 cj["metrics"] = cycle_metrics(c, ops, cfg_.node);
                 cj["ops"] = ops;
                 if (r.peer) cj["peer_ops"] = peer_ops;
-                if (r.trace && c.ok() && lab::count_phase(ops, "add") < c.dimms.size()) {
+                if (r.trace && c.ok() && lab::count_phase(ops, "add") < want) {
                     cj["ok"] = false;
                     cj["error"] = "memhp's probes reported no add for this cycle";
                 }
@@ -762,7 +776,7 @@ private:
     void fallback_checks() {
         if (cfg_.fallback_size == 0) return;
         for (auto& r : runners_) {
-            if (!r.error.empty() || !r.guest || !r.trace) continue;
+            if (!r.error.empty() || !r.guest || !r.trace || r.device->kind() != DeviceKind::Dimm) continue;
             std::string param;
             try {
                 param = r.mem->memmap_on_memory_param();

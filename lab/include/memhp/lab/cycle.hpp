@@ -36,7 +36,10 @@ struct PhaseRecord {
 
 struct CycleRecord {
     int index = 0;
-    std::vector<Dimm> dimms;  // the DIMMs added this cycle, in order
+    std::string device = "dimm";  // what was hot-added: "dimm", "virtio-mem"
+    // The DIMMs added this cycle, in order; for virtio-mem one entry: the
+    // device's id and the blocks its driver added.
+    std::vector<Dimm> dimms;
     MemorySnapshot before;
     std::vector<PhaseRecord> phases;
     std::string zone;  // as the guest reports it after online
@@ -50,10 +53,28 @@ struct CycleRecord {
     [[nodiscard]] const PhaseRecord* phase(const std::string& name) const;
 };
 
+// What a cycle plugs and unplugs. add() returns the memory it added, each
+// entry with its guest blocks (online/offline write their states); remove()
+// takes one entry out again and returns true when the host saw it go.
+struct CycleDevice {
+    std::string name = "dimm";
+    std::function<std::vector<Dimm>(MemoryLab&, const CycleOptions&)> add;
+    std::function<bool(MemoryLab&, const Dimm&, const CycleOptions&)> remove;
+};
+// opts.dimms DIMMs of opts.dimm_size, by device_add and device_del.
+[[nodiscard]] CycleDevice dimm_device();
+// virtio-mem device `index` of the guest: requested-size up to
+// opts.dimms * opts.dimm_size, then back to 0 (the driver removes the
+// offlined blocks itself).
+[[nodiscard]] CycleDevice virtio_mem_device(std::size_t index = 0);
+
 // Runs one cycle. Failures are recorded in the phase (the remaining phases
 // are skipped, and DIMMs that were added are taken out again where that is
 // safe), never thrown, except Interrupted. `on_phase` runs after each phase.
 CycleRecord run_cycle(MemoryLab& lab, const CycleOptions& opts, int index,
+                      const std::function<void(const CycleRecord&, const PhaseRecord&)>& on_phase = {});
+// The same with another device than DIMMs.
+CycleRecord run_cycle(MemoryLab& lab, const CycleDevice& device, const CycleOptions& opts, int index,
                       const std::function<void(const CycleRecord&, const PhaseRecord&)>& on_phase = {});
 
 [[nodiscard]] nlohmann::json to_json(const CycleRecord& c);

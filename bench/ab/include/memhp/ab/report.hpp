@@ -62,5 +62,7 @@ struct Comparison {
 // Text from a results file made safe for one markdown table cell: no '|',
 // no line breaks, no control characters.
 [[nodiscard]] std::string md_cell(std::string_view s);
+// A guest's probe attach line as "21/23, populate direct" ("–" when it has none).
+[[nodiscard]] std::string probes_cell(const std::string& line);
 
 }  // namespace memhp::ab

@@ -76,6 +76,7 @@ struct ArmRecord {
     std::string name;
     std::string kernel_spec = "?";
     std::string online_requested = "manual";  // --online / online=: auto | manual (older files: manual)
+    std::string device = "dimm";  // device=: dimm | virtio-mem | dax (older files: dimm)
     std::optional<GuestRecord> guest;  // null: the guest never got ready
     std::vector<CycleRecord> cycles;
     std::vector<ScaleStep> scale;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "memhp/ab/device.hpp"
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/scale_plan.hpp"
 #include "memhp/ab/scenario.hpp"
@@ -28,10 +29,12 @@ struct ArmSpec {
     // probes=off: no memhp trace in this arm's guest, so the host's wall
     // times show what watching costs (the probe metrics are absent).
     bool probes = true;
+    // What the cycles hot-plug (device.hpp): DIMMs, or virtio-mem blocks.
+    DeviceKind device = DeviceKind::Dimm;
 };
 
-// "NAME:key=value,key=value..." with keys kernel, mmo (on|off|default),
-// append (one kernel command-line word; repeatable) and node-mem. Unset
+// "NAME:key=value,key=value..." with keys kernel, device (dimm|virtio-mem|dax;
+// dax is refused while the lab lacks it), mmo (on|off|default), online, probes, append (one kernel command-line word; repeatable) and node-mem. Unset
 // keys come from `base`. Throws UsageError.
 [[nodiscard]] ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base);
 // The default pair on `base`'s kernel: "page-alloc" (memmap_on_memory=0,
