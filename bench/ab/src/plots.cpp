@@ -64,6 +64,8 @@ void plot_render(const fs::path& dir, const std::string& name, const std::string
     out[name] = (dir / (name + ".svg")).string();
 }
 
+namespace {
+
 // The trend of a noisy per-step curve: the median of a centred window of
 // about a sixteenth of the steps (at least 3). Computed here, written to
 // the data file: gnuplot only draws it.
@@ -98,7 +100,7 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
             e2e_cum.push_back(ec);
         }
         const auto trend = running_median(cost);
-        const std::string label = data_label(arms[a].name);
+        const std::string label = plot_label(arms[a].name);
         const std::string stem = label.substr(0, label.size() - 1);
         std::ostringstream f;
         f << "present_GiB " << label << " " << stem << " trend\" " << stem << " kernel\" " << stem << " host e2e\"\n";
@@ -135,7 +137,7 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
         for (const auto& [k, _] : names) cols.push_back(k);
         std::ostringstream f;
         f << "present_GiB";
-        for (const auto& k : cols) f << " " << data_label(k);
+        for (const auto& k : cols) f << " " << plot_label(k);
         f << "\n";
         // Bins of 1/64 of the steps, so a 2048-step ramp draws 64 bands' worth of points.
         std::vector<const ScaleStep*> ok;
