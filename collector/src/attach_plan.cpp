@@ -77,6 +77,8 @@ ProbeChoice plan_function(const ProbeSpec& p, const KernelFeatures& k, AttachMod
     const Mechanism classic = entry ? Mechanism::Kprobe : Mechanism::Kretprobe;
     const auto no_sig = signature_obstacle(p, k);
     auto no_fentry = no_sig ? no_sig : fentry_obstacle(p.target, k);
+    if (!no_fentry && k.fentry_unloadable.contains(p.target))
+        no_fentry = "fentry cannot take its parameters on this kernel (a struct passed by value)";
     auto no_kprobe = no_sig && p.classic_reads_args ? no_sig : kprobe_obstacle(p.target, k);
     switch (mode) {
         case AttachMode::Fentry:

@@ -304,6 +304,13 @@ KernelFeatures probe_features(const std::vector<ProbeSpec>& specs, AttachMode mo
     if (!tracing.empty() && (mode == AttachMode::Kprobe || !in_btf))
         list = std::async(std::launch::async, [&function_list] { return try_read_file(function_list); });
     if (mode != AttachMode::Kprobe && trial_id >= 0) k.fentry_works = fentry_loads(trial_id);
+    // A struct passed by value (init_memory_mapping's pgprot_t): trampolines
+    // take those only on newer kernels ("bpf: Allow struct argument in
+    // trampoline based programs", 6.1), and one program the verifier refuses
+    // fails the whole object's load. A trial load per such function decides.
+    if (k.fentry_works)
+        for (const auto& [fn, sig] : k.btf_sigs)
+            if (sig.find('?') != std::string::npos && !fentry_loads(k.btf_ids.at(fn))) k.fentry_unloadable.insert(fn);
 
     if (!fentry_settles(specs, mode, k) && !tracing.empty()) {
         const auto text = list.valid() ? list.get() : try_read_file(function_list);

@@ -52,6 +52,9 @@ struct KernelFeatures {
     // A trial fentry program loaded; memhp's first fentry attach confirms it
     // (fentry_refused when that attach found no BPF trampolines here).
     bool fentry_works = false;
+    // Functions whose trial fentry program the verifier refused (a struct
+    // argument passed by value on an older kernel).
+    std::set<std::string> fentry_unloadable;
     bool fentry_refused = false;
     // Functions ftrace can patch (available_filter_functions); nullopt when
     // tracefs could not be read. Trampolines need an ftrace site.
