@@ -267,7 +267,8 @@ Command add_ab_command(CLI::App& app) {
     cmd->add_option("--arm", o->arms,
                     "an arm, NAME:key=value,... with keys kernel (as --kernel), device (dimm: ACPI pc-DIMMs, the default; "
                     "virtio-mem: one virtio-mem-pci device on --node, plugged to the cycle size by requested-size and "
-                    "back to 0, its memmap always from the page allocator; dax: refused until the lab has dax/kmem), "
+                    "back to 0, its memmap always from the page allocator; dax: a memmap= pmem range on node 1 made devdax by ndctl and given to kmem each cycle, "
+                    "mmo also setting the dax device's memmap_on_memory attribute where the kernel has one, 6.8+), "
                     "mmo (on|off|default), online (auto|manual), probes (on|off: off runs "
                     "no memhp trace in the guest, so the wall times show what watching costs), append (one "
                     "kernel command-line word, repeatable), node-mem (sizes joined by '+', e.g. 1G+512M); unset keys "
@@ -355,7 +356,7 @@ Command add_ab_command(CLI::App& app) {
                   "run every cell kernel x device x memmap_on_memory mode of --kernels, --devices and --mmo, one guest "
                   "and a few cycles each (--cycles, default 3 here), skipping impossible cells with the reason before "
                   "any boot (no memmap_on_memory before 5.12; virtio-mem once per kernel, as it never uses the "
-                  "altmap; dax's attribute only from 6.8; dax while the lab lacks it). Writes one table (summary.md "
+                  "altmap; dax's attribute only from 6.8). Writes one table (summary.md "
                   "and results.json) and one plot (plots/matrix.svg); each cell's own run is in cells/NAME/. A failed "
                   "cell is recorded with its reason and the matrix goes on. The lab onlines (--online manual, "
                   "--zone movable) unless --online is given, so every kernel onlines alike");

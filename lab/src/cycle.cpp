@@ -129,8 +129,9 @@ CycleRecord run_cycle(MemoryLab& lab, const CycleDevice& device, const CycleOpti
                 c.dimms = device.add(lab, opts);
             } else if (name == "online") {
                 // Under auto-online the add has onlined (or is onlining) the blocks.
-                c.online_by = opts.kernel_onlines ? "kernel" : "lab";
-                for (const auto& d : c.dimms) opts.kernel_onlines ? lab.wait_online(d, opts.timeout) : lab.online(d, opts.zone);
+                c.online_by = opts.kernel_onlines ? "kernel" : device.onlines_in_add ? "device" : "lab";
+                for (const auto& d : c.dimms)
+                    c.online_by != "lab" ? lab.wait_online(d, opts.timeout) : lab.online(d, opts.zone);
             } else if (name == "offline") {
                 for (const auto& d : c.dimms) lab.offline(d);
             } else {

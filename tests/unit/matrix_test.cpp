@@ -38,12 +38,7 @@ TEST(AbDevice, ArmKeyDeviceAndItsRefusals) {
     } catch (const UsageError& e) {
         EXPECT_NE(std::string(e.what()).find("dimm, virtio-mem and dax"), std::string::npos) << e.what();
     }
-    try {
-        (void)parse_arm("x:device=dax", base);
-        ADD_FAILURE() << "device=dax accepted without dax/kmem in the lab";
-    } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("not in the lab yet"), std::string::npos) << e.what();
-    }
+    EXPECT_EQ(parse_arm("x:device=dax,mmo=on", base).device, DeviceKind::Dax);
     // virtio-mem runs the cycle rounds only.
     AbConfig c;
     c.arms = {parse_arm("v:device=virtio-mem", base)};
@@ -53,6 +48,12 @@ TEST(AbDevice, ArmKeyDeviceAndItsRefusals) {
     EXPECT_THROW(validate(c), UsageError);
     c.scale = false;
     c.scenario = Scenario::Fragmented;
+    EXPECT_THROW(validate(c), UsageError);
+    // dax's pmem range is node 1.
+    c.scenario = Scenario::None;
+    c.arms = {parse_arm("d:device=dax", base)};
+    EXPECT_NO_THROW(validate(c));
+    c.node = 0;
     EXPECT_THROW(validate(c), UsageError);
 }
 
@@ -72,7 +73,12 @@ TEST(AbDevice, VirtioMemAddsOneDeviceSizedForTheCycleOnTheNode) {
     c.dimms = {m};
     EXPECT_EQ(make_device(DeviceKind::Dimm)->ops_per_cycle(c), 1u);
     EXPECT_EQ(make_device(DeviceKind::VirtioMem)->ops_per_cycle(c), 4u);
-    EXPECT_THROW((void)make_device(DeviceKind::Dax), UsageError);
+    lab::GuestConfig x;
+    make_device(DeviceKind::Dax)->configure(x, std::uint64_t{128} << 20, 1);
+    EXPECT_EQ(x.node_mem.size(), 2u) << "node 1 is the pmem range";
+    ASSERT_FALSE(x.append.empty());
+    EXPECT_EQ(x.append.back().rfind("memmap=", 0), 0u) << x.append.back();
+    EXPECT_FALSE(device_memmap_note(DeviceKind::Dax).empty());
     EXPECT_FALSE(device_memmap_note(DeviceKind::VirtioMem).empty());
     EXPECT_TRUE(device_memmap_note(DeviceKind::Dimm).empty());
 }
@@ -114,12 +120,17 @@ TEST(AbMatrix, PlansEveryCellInOrderWithTheSkipReasons) {
         EXPECT_EQ(s.at(std::string("k") + k + "-dimm-off"), "") << k;
         EXPECT_EQ(s.at(std::string("k") + k + "-virtio-mem-on"), "") << k;
         EXPECT_NE(s.at(std::string("k") + k + "-virtio-mem-off").find("not a different cell"), std::string::npos) << k;
-        // dax: not in this build's lab, on every kernel and mode.
-        EXPECT_NE(s.at(std::string("k") + k + "-dax-off").find("not in the lab yet"), std::string::npos) << k;
+        EXPECT_EQ(s.at(std::string("k") + k + "-dax-off"), "") << k;
     }
+    // dax: the memmap_on_memory attribute only from 6.8.
+    EXPECT_NE(s.at("k6.1-dax-on").find("no dax memmap_on_memory attribute (it arrived in Linux 6.8)"), std::string::npos);
+    EXPECT_EQ(s.at("k6.12-dax-on"), "");
+    EXPECT_EQ(s.at("k7.2-dax-on"), "");
+    EXPECT_NE(s.at("k5.10-dax-on").find("5.12"), std::string::npos);
+    EXPECT_EQ(s.at("k5.10-dax-off"), "");
     int run = 0;
     for (const auto& c : cells) run += c.skip.empty();
-    EXPECT_EQ(run, 2 + 3 * 3);
+    EXPECT_EQ(run, 3 + 4 + 5 + 5);  // 5.10, 6.1, 6.12, 7.2
 }
 
 TEST(AbMatrix, VirtioMemWithOnlyOffRunsOff) {
@@ -223,16 +234,16 @@ TEST(AbMatrixCli, RefusesBadMatricesAndDaxBeforeAnyBoot) {
     r = memhp_run({"ab", "--matrix", "--scale", "--out", (dir.path() / "o").string()});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("does not take --scale"), std::string::npos) << r.err;
-    r = memhp_run({"ab", "--arm", "x:device=dax", "--qemu", "/nonexistent"});
+    r = memhp_run({"ab", "--arm", "x:device=dax", "--node", "0", "--qemu", "/nonexistent"});
     EXPECT_EQ(r.exit_code, 2) << r.err;
-    EXPECT_NE(r.err.find("device=dax"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("device=dax puts its pmem range on node 1"), std::string::npos) << r.err;
     // Only skipped cells: nothing boots, the table still says why.
-    r = memhp_run({"ab", "--matrix", "--kernels", "5.10", "--devices", "dimm,dax", "--mmo", "on", "--no-plots", "--out",
-                   (dir.path() / "m").string()});
+    r = memhp_run({"ab", "--matrix", "--kernels", "5.10", "--devices", "dimm,dax", "--mmo", "on", "--no-plots",
+                   "--out", (dir.path() / "m").string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     const auto md = read_file(dir.path() / "m" / "summary.md");
     EXPECT_NE(md.find("| 5.10 | dimm | on | skipped: Linux 5.10 has no memmap_on_memory at all"), std::string::npos) << md;
-    EXPECT_NE(md.find("| 5.10 | dax | on | skipped: device=dax"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 5.10 | dax | on | skipped: Linux 5.10 has no memmap_on_memory at all"), std::string::npos) << md;
     const auto j = json::parse(read_file(dir.path() / "m" / "results.json"));
     EXPECT_EQ(j["schema"], kMatrixSchema);
     EXPECT_EQ(j["status"], "complete");

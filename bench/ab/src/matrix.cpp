@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 
@@ -193,7 +194,7 @@ json matrix_row(const MatrixCell& cell, const json& run, std::uint64_t cycle_byt
                                                                               std::to_string(ok + bad) + " cycles failed") +
                               (first.empty() ? "" : " (" + first + ")");
     }
-    if (cell.device == DeviceKind::VirtioMem) row["note"] = device_memmap_note(cell.device);
+    if (!device_memmap_note(cell.device).empty()) row["note"] = device_memmap_note(cell.device);
     return row;
 }
 
@@ -226,7 +227,7 @@ std::string matrix_markdown(const json& matrix) {
        << "| kernel | device | mmo | status | memmap source | locality | altmap pages | page-alloc pages | "
           "free used / GiB | add ms | online ms | offline ms | remove ms |\n"
        << "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
-    std::ostringstream notes;
+    std::map<std::string, std::string> footnotes;  // ¹ virtio-mem, ² dax
     for (const auto& row : matrix.value("cells", json::array())) {
         if (!row.is_object()) continue;
         const std::string status = row.value("status", "?");
@@ -241,7 +242,8 @@ std::string matrix_markdown(const json& matrix) {
             continue;
         }
         std::string src = text(row, "memmap_source");
-        if (row.contains("note")) src += " ¹";
+        const std::string mark = row.value("device", "") == "dax" ? "²" : "¹";
+        if (row.contains("note")) src += " " + mark;
         auto lat = [&](const char* phase) {
             const std::string key = std::string(phase) + "_s_per_block";
             std::string s = num(row, key.c_str(), 1e3, "%.1f");
@@ -253,9 +255,9 @@ std::string matrix_markdown(const json& matrix) {
            << " | " << num(row, "memmap_page_allocator_pages", 1, "%.0f") << " | "
            << num(row, "free_consumed_per_gib_bytes", 1.0 / (1 << 20), "%.1f MiB") << " | " << lat("add") << " | "
            << lat("online") << " | " << lat("offline") << " | " << lat("remove") << " |\n";
-        if (row.contains("note") && notes.str().empty()) notes << "\n¹ " << text(row, "note") << ".\n";
+        if (row.contains("note")) footnotes[mark] = text(row, "note");
     }
-    md << notes.str();
+    for (const auto& [mark, note] : footnotes) md << "\n" << mark << " " << note << ".\n";
     if (matrix.contains("wall_s") && matrix["wall_s"].is_number()) {
         char b[64];
         std::snprintf(b, sizeof b, "\nwall time: %.0f s\n", matrix["wall_s"].get<double>());

@@ -194,6 +194,9 @@ void validate(const AbConfig& cfg) {
         if (a.device != DeviceKind::Dimm && (cfg.scale || cfg.scenario != Scenario::None))
             throw UsageError("arm '" + a.name + "': device=" + device_name(a.device) +
                              " runs the cycle rounds; --scale and --scenario hot-add DIMMs only");
+    for (const auto& a : cfg.arms)
+        if (a.device == DeviceKind::Dax && cfg.node != 1)
+            throw UsageError("arm '" + a.name + "': device=dax puts its pmem range on node 1; --node must be 1");
     if (cfg.boots < 1) throw UsageError("--boots must be at least 1");
     if (cfg.boots > 1 && (cfg.scale || cfg.scenario != Scenario::None))
         throw UsageError("--boots runs with the cycle rounds, not with --scale or --scenario");
@@ -246,7 +249,7 @@ json cycle_metrics(const lab::CycleRecord& c, const std::vector<json>& ops, int 
     // race (measured in an A/A: 1.2 ms in one arm, 22.8 ms in the other), so
     // wall_add_s runs until every block is online and there is no
     // wall_online_s. The probes time the nested online on its own.
-    const bool kernel_onlines = c.online_by == "kernel";
+    const bool kernel_onlines = c.online_by != "lab";  // the kernel, or the device's add (dax/kmem)
     for (const auto& p : c.phases) {
         total += p.wall_s;
         if (kernel_onlines && p.phase == "online") {
@@ -464,7 +467,7 @@ private:
             r.config = cfg_.arms[i].guest;
             r.mmo_asked = cfg_.arms[i].memmap_on_memory;
             r.probes = cfg_.arms[i].probes;
-            r.device = make_device(cfg_.arms[i].device);
+            r.device = make_device(cfg_.arms[i].device, cfg_.arms[i].guest.memmap_on_memory);
             r.device->configure(r.config, cfg_.dimm_size * static_cast<std::uint64_t>(cfg_.dimms), cfg_.node);
             runners_.push_back(std::move(r));
         }
@@ -642,7 +645,7 @@ private:
                 }
                 lab::CycleOptions copts = base_opts;
                 copts.kernel_onlines = r.guest->kernel_onlines();
-                auto c = r.device->cycle(*r.mem, copts, round);
+                auto c = r.device->cycle(*r.guest, *r.mem, copts, round);
                 const std::size_t want = r.device->ops_per_cycle(c);
                 std::vector<json> ops, peer_ops;
                 if (!c.guest_lost) {

@@ -60,6 +60,9 @@ struct CycleDevice {
     std::string name = "dimm";
     std::function<std::vector<Dimm>(MemoryLab&, const CycleOptions&)> add;
     std::function<bool(MemoryLab&, const Dimm&, const CycleOptions&)> remove;
+    // add() onlines the memory itself (dax/kmem): the online phase only
+    // checks that every block is online, and online_by reads "device".
+    bool onlines_in_add = false;
 };
 // opts.dimms DIMMs of opts.dimm_size, by device_add and device_del.
 [[nodiscard]] CycleDevice dimm_device();

@@ -33,13 +33,17 @@ public:
     // `node` large enough for one cycle's `cycle_bytes`).
     virtual void configure(lab::GuestConfig& guest, std::uint64_t cycle_bytes, int node) const = 0;
     // One add -> online -> offline -> remove cycle (lab/cycle.hpp).
-    [[nodiscard]] virtual lab::CycleRecord cycle(lab::MemoryLab& mem, const lab::CycleOptions& opts, int index) const = 0;
+    // The device may keep per-guest state (dax: the namespace it set up).
+    [[nodiscard]] virtual lab::CycleRecord cycle(lab::Guest& guest, lab::MemoryLab& mem, const lab::CycleOptions& opts,
+                                                 int index) = 0;
     // The adds (and removes) memhp's probes record in one cycle `c`: one per
     // DIMM, one per block for virtio-mem (the driver adds block by block).
     [[nodiscard]] virtual std::size_t ops_per_cycle(const lab::CycleRecord& c) const = 0;
 };
 
-// Throws UsageError (device_unavailable's reason) for a device this build cannot run.
-[[nodiscard]] std::unique_ptr<HotplugDevice> make_device(DeviceKind d);
+// Throws UsageError (device_unavailable's reason) for a device this build
+// cannot run. `mmo`: the arm's memmap_on_memory, which dax also writes to
+// the dax device's attribute where the kernel has one.
+[[nodiscard]] std::unique_ptr<HotplugDevice> make_device(DeviceKind d, std::optional<bool> mmo = std::nullopt);
 
 }  // namespace memhp::ab
