@@ -125,9 +125,12 @@ TEST_F(AbScenarioFragmented, ClassicMemmapFallsBackToBasePagesAltmapIsUntouched)
     ASSERT_EQ(on.size(), 6u);
     int fell_back = 0;
     for (const auto& a : off) {
-        ASSERT_TRUE(a["ok"].get<bool>()) << "6.1 does not fail the add, it falls back: " << a.dump();
-        EXPECT_EQ(a["oom_kills"], 0) << a.dump();
-        if (!a["base_pages"].get<bool>()) {
+        ASSERT_TRUE(a.value("ok", false)) << "6.1 does not fail the add, it falls back: " << a.dump();
+        EXPECT_EQ(a.value("oom_kills", -1), 0) << a.dump();
+        // Every add must carry the probes' record (memmap split, base_pages);
+        // a const operator[] on a missing key is undefined in a release build.
+        ASSERT_TRUE(a.contains("memmap") && a.contains("base_pages")) << "no probe record for this add: " << a.dump();
+        if (!a.at("base_pages").get<bool>()) {
             // The order-9 attempt (__GFP_RETRY_MAYFAIL) reclaims first; now
             // and then that frees a contiguous 2 MiB of page cache and the
             // PMD allocation succeeds after all (seen for later adds of a
@@ -149,10 +152,11 @@ TEST_F(AbScenarioFragmented, ClassicMemmapFallsBackToBasePagesAltmapIsUntouched)
     std::cerr << "[fragmented] classic adds whose memmap fell back to base pages: " << fell_back << " of " << off.size()
               << std::endl;
     for (const auto& a : on) {
-        ASSERT_TRUE(a["ok"].get<bool>()) << a.dump();
-        EXPECT_EQ(a["memmap"]["altmap_pages"], kMemmapPages) << a.dump();
-        EXPECT_EQ(a["memmap"]["base_pages"], 0) << a.dump();
-        EXPECT_FALSE(a["base_pages"].get<bool>());
+        ASSERT_TRUE(a.value("ok", false)) << a.dump();
+        ASSERT_TRUE(a.contains("memmap") && a.contains("base_pages")) << "no probe record for this add: " << a.dump();
+        EXPECT_EQ(a.at("memmap").at("altmap_pages"), kMemmapPages) << a.dump();
+        EXPECT_EQ(a.at("memmap").at("base_pages"), 0) << a.dump();
+        EXPECT_FALSE(a.at("base_pages").get<bool>());
         EXPECT_LT(a["free_consumed_bytes"].get<std::uint64_t>(), 64 * 1024) << a.dump();
     }
     const auto& s = run_.results["scenario"]["arms"];
@@ -208,10 +212,11 @@ TEST_F(AbScenarioPressure, ClassicAddsTakeFreeMemoryAltmapAddsDoNot) {
     std::uint64_t off_total = 0, on_total = 0;
     for (const auto& a : off) {
         off_total += a.value("free_consumed_bytes", std::uint64_t{0});
-        if (!a["ok"].get<bool>()) {  // a failure is a result: it must say why
+        if (!a.value("ok", false)) {  // a failure is a result: it must say why
             EXPECT_TRUE(a.contains("errno") || a.contains("error")) << a.dump();
             continue;
         }
+        ASSERT_TRUE(a.contains("memmap") && a.contains("free_consumed_bytes")) << "no probe record: " << a.dump();
         // The memmap came from the page allocator, as a PMD or (when the
         // order-9 attempt failed) as base pages; direct reclaim in the same
         // task gives pages back, so the net taken was 0.8-2 MiB per add.
@@ -220,13 +225,14 @@ TEST_F(AbScenarioPressure, ClassicAddsTakeFreeMemoryAltmapAddsDoNot) {
         EXPECT_GE(from_allocator, kMemmapPages) << a.dump();
         EXPECT_LE(from_allocator, kMemmapPages + 1) << a.dump() << " (base pages: + their PTE page)";
         EXPECT_GT(a["free_consumed_bytes"].get<std::uint64_t>(), 0u) << a.dump();
-        if (a["oom_kills"] > 0) {
+        if (a.value("oom_kills", 0) > 0) {
             EXPECT_FALSE(a["oom_victims"].empty()) << a.dump();
         }
     }
     for (const auto& a : on) {
-        ASSERT_TRUE(a["ok"].get<bool>()) << a.dump();
-        EXPECT_EQ(a["memmap"]["altmap_pages"], kMemmapPages);
+        ASSERT_TRUE(a.value("ok", false)) << a.dump();
+        ASSERT_TRUE(a.contains("memmap") && a.contains("free_consumed_bytes")) << "no probe record: " << a.dump();
+        EXPECT_EQ(a.at("memmap").at("altmap_pages"), kMemmapPages);
         EXPECT_LT(a["free_consumed_bytes"].get<std::uint64_t>(), 64 * 1024) << a.dump();
         on_total += a["free_consumed_bytes"].get<std::uint64_t>();
     }
