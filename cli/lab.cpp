@@ -199,8 +199,8 @@ Command add_lab_command(CLI::App& app) {
                     "and unplugs it again (the guest driver offlines and removes its blocks)");
     cmd->add_option("--dax", o->dax,
                     "hot-plug through dax/kmem instead of DIMMs: the guest boots with a pmem range of SIZE plus one "
-                    "128M block (memmap=SIZE!START) that is all of NUMA node 1 (node 0 gets 2G; --node-mem does not "
-                    "apply), ndctl makes it a devdax device, and each cycle gives it to kmem as system RAM (onlined "
+                    "128M block (memmap=SIZE!START, always above 4G) that is all of NUMA node 1 (node 0 gets 2G, "
+                    "more for a small SIZE so that the range clears q35's low memory; --node-mem does not apply), ndctl makes it a devdax device, and each cycle gives it to kmem as system RAM (onlined "
                     "into --zone), then offlines it and gives it back; SIZE a multiple of 128M. Needs ndctl on the "
                     "host and the kernel's nvdimm/dax modules (all Debian kernels have them)");
     cmd->add_option("--dax-memmap-on-memory", o->dax_mmo,
@@ -233,7 +233,7 @@ Command add_lab_command(CLI::App& app) {
         if (!o->dax.empty()) {
             if (!o->virtio_mem.empty()) throw UsageError("--dax and --virtio-mem: choose one device");
             if (cmd->count("--node-mem") > 0)
-                throw UsageError("--dax lays out the guest's nodes itself (node 0 2G, node 1 the pmem range): drop "
+                throw UsageError("--dax lays out the guest's nodes itself (node 0 2G or more, node 1 the pmem range): drop "
                                  "--node-mem");
             dax_bytes = parse_size(o->dax);
             lab::configure_dax_guest(cfg, dax_bytes);

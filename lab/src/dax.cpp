@@ -65,15 +65,20 @@ DaxLayout dax_layout(std::uint64_t dax_bytes) {
     // allocator has to come from node 0 (remote, as on a real CXL or pmem
     // node that has no DRAM of its own), while memmap_on_memory puts it on
     // node 1 itself: the memmap-node vs served-node comparison tells the two
-    // apart. Node 0 is 2 GiB so that it is all of QEMU's q35 low memory:
-    // q35 keeps 2 GiB below 4 GiB once the guest has 2.75 GiB or more, and
-    // puts the rest at 4 GiB, so node 1 starts at 4 GiB; with less, all of
-    // it is low and node 1 starts at 2 GiB. Either way the initramfs, which
-    // QEMU loads just below min(2 GiB, top of low memory), stays in node 0,
-    // outside the range memmap= takes away (KASLR avoids memmap= ranges).
-    const std::uint64_t node0 = 2 * kGiB;
-    const std::uint64_t total = node0 + l.pmem_bytes;
-    l.pmem_start = total >= 0xb0000000ULL ? 4 * kGiB : node0;
+    // apart. The pmem range always lies above 4 GiB: q35 keeps 2 GiB below
+    // 4 GiB once the guest has 2.75 GiB or more and puts the rest at 4 GiB.
+    // A range inside low memory (at 2 GiB, with a smaller guest) comes up
+    // as a namespace ndctl cannot reconfigure ("'--size=' must be >= 16MiB
+    // for 'devdax' mode", seen for 128M on 5.10 to 7.2), so node 0 grows
+    // until the guest is 2.75 GiB: its first 2 GiB low, the rest at 4 GiB,
+    // then node 1. The initramfs, which QEMU loads just below 2 GiB, stays
+    // in node 0, outside the range memmap= takes away (KASLR avoids
+    // memmap= ranges).
+    constexpr std::uint64_t kLowMax = 2 * kGiB;
+    constexpr std::uint64_t kQ35Split = 0xb0000000ULL;  // 2.75 GiB
+    std::uint64_t node0 = kLowMax;
+    if (node0 + l.pmem_bytes < kQ35Split) node0 = (kQ35Split - l.pmem_bytes + kBlock - 1) / kBlock * kBlock;
+    l.pmem_start = 4 * kGiB + (node0 - kLowMax);
     l.node_mem = {node0, l.pmem_bytes};
     l.memmap_arg = "memmap=" + format_size_exact(l.pmem_bytes) + "!" + format_size_exact(l.pmem_start);
     return l;

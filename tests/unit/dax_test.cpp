@@ -27,14 +27,19 @@ TEST(DaxLayout, OneGiBGoesAt4GiBOnNode1) {
     EXPECT_EQ(l.memmap_arg, "memmap=1152M!4G");
 }
 
-TEST(DaxLayout, SmallRangesStayBelow4GiB) {
-    // 2 GiB + 256 MiB < 2.75 GiB: all guest RAM is low, node 1 right after node 0.
+TEST(DaxLayout, SmallRangesGoAbove4GiBToo) {
+    // 2 GiB + 256 MiB < 2.75 GiB would leave all guest RAM low and the
+    // range at 2 GiB, where ndctl cannot make it devdax: node 0 grows to
+    // 2.5 GiB so that the guest is 2.75 GiB and q35 splits it at 2 GiB.
     const auto l = dax_layout(128 * kMiB);
-    EXPECT_EQ(l.pmem_start, 2 * kGiB);
-    EXPECT_EQ(l.memmap_arg, "memmap=256M!2G");
-    // The q35 boundary itself: 2 GiB + 768 MiB = 0xb0000000 is split.
+    EXPECT_EQ(l.pmem_start, 4 * kGiB + 512 * kMiB);
+    EXPECT_THAT(l.node_mem, ElementsAre(2560 * kMiB, 256 * kMiB));
+    EXPECT_EQ(l.node_mem[0] + l.node_mem[1], 0xb0000000ULL);
+    EXPECT_EQ(l.memmap_arg, "memmap=256M!4608M");
+    // At the q35 boundary node 0 keeps its 2 GiB.
     EXPECT_EQ(dax_layout(640 * kMiB).pmem_start, 4 * kGiB);
-    EXPECT_EQ(dax_layout(512 * kMiB).pmem_start, 2 * kGiB);
+    EXPECT_THAT(dax_layout(640 * kMiB).node_mem, ElementsAre(2 * kGiB, 768 * kMiB));
+    EXPECT_EQ(dax_layout(512 * kMiB).pmem_start, 4 * kGiB + 128 * kMiB);
 }
 
 TEST(DaxLayout, BadSizesAreRefused) {

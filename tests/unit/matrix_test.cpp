@@ -218,6 +218,23 @@ TEST(AbMatrix, RowFromACellRunAndTheTable) {
     EXPECT_NE(md.find("| 7.2 | dimm | on | not run: the matrix was interrupted before this cell | | |"), std::string::npos) << md;
 }
 
+TEST(AbMatrix, AFailedCellsReasonLeavesTheConsoleDumpInItsLog) {
+    const std::string err =
+        "k7.2: the guest kernel panicked while booting (Attempted to kill init!)\n"
+        "--- last console lines (/tmp/run/console.log) ---\n[    1.0] Kernel panic - not syncing\n[    1.1] ---[ end ]---\n";
+    EXPECT_EQ(cell_reason(err),
+              "k7.2: the guest kernel panicked while booting (Attempted to kill init!) (console: /tmp/run/console.log)");
+    EXPECT_EQ(cell_reason("first\nsecond\tthird\n"), "first; second third");
+    const std::string lng = std::string(398, 'x') + "\xc3\xa9\xc3\xa9 and more";
+    const auto r = cell_reason(lng);
+    EXPECT_EQ(r, std::string(398, 'x') + "\xc3\xa9...") << "cut at 400 bytes on a character boundary";
+    MatrixCell d{"7.2", DeviceKind::Dimm, "on", "k7.2-dimm-on", ""};
+    json run{{"status", "failed"}, {"errors", {err}}, {"arms", json::array()}};
+    const auto row = matrix_row(d, run, std::uint64_t{128} << 20);
+    EXPECT_EQ(row["status"], "failed");
+    EXPECT_EQ(row["reason"].get<std::string>().find("Kernel panic - not syncing"), std::string::npos) << row.dump();
+}
+
 std::string memhp_bin() { return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }
 RunResult memhp_run(std::vector<std::string> args) {
     args.insert(args.begin(), memhp_bin());

@@ -132,6 +132,42 @@ std::string run_errors(const json& r) {
 
 }  // namespace
 
+std::string cell_reason(const std::string& error) {
+    constexpr std::string_view kDump = "\n--- last console lines (";
+    std::string head = error;
+    std::string log;
+    if (const auto at = error.find(kDump); at != std::string::npos) {
+        head = error.substr(0, at);
+        const auto from = at + kDump.size();
+        if (const auto close = error.find(") ---", from); close != std::string::npos) log = error.substr(from, close - from);
+    }
+    std::string out;
+    for (const char c : head) {  // one line: newlines (and other controls) become "; " / " "
+        if (c == '\n') {
+            if (!out.empty() && out.back() != ' ') out += "; ";
+        } else {
+            out += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
+        }
+    }
+    while (!out.empty() && (out.back() == ' ' || out.back() == ';')) out.pop_back();
+    constexpr std::size_t kMax = 400;
+    if (out.size() > kMax) {
+        // Cut on a character boundary: drop the last UTF-8 sequence only if the cut left it incomplete.
+        std::size_t lead = kMax;
+        while (lead > 0 && (static_cast<unsigned char>(out[lead - 1]) & 0xC0) == 0x80) --lead;
+        std::size_t keep = kMax;
+        if (lead > 0) {
+            const auto b = static_cast<unsigned char>(out[lead - 1]);
+            const std::size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+            if (lead - 1 + len > kMax) keep = lead - 1;
+        }
+        out.resize(keep);
+        out += "...";
+    }
+    if (!log.empty() && log.size() < 512) out += " (console: " + log + ")";
+    return out;
+}
+
 json matrix_row(const MatrixCell& cell, const json& run, std::uint64_t cycle_bytes) {
     json row{{"cell", cell.name}, {"kernel", cell.kernel}, {"device", device_name(cell.device)}, {"mmo", cell.mmo}};
     if (!cell.skip.empty()) {
@@ -189,7 +225,7 @@ json matrix_row(const MatrixCell& cell, const json& run, std::uint64_t cycle_byt
             for (const auto& p : c.value("phases", json::array()))
                 if (first.empty() && p.is_object() && !p.value("ok", true))
                     first = p.value("phase", "?") + ": " + p.value("error", std::string("?")).substr(0, 300);
-        row["reason"] = !errors.empty() ? errors
+        row["reason"] = !errors.empty() ? cell_reason(errors)
                         : (ok == 0 ? std::string("no cycle completed") : std::to_string(bad) + " of " +
                                                                               std::to_string(ok + bad) + " cycles failed") +
                               (first.empty() ? "" : " (" + first + ")");
@@ -413,7 +449,7 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
         } catch (const std::exception& e) {  // a refusal at boot (UsageError), a failed download, ...
             row = matrix_row(cell, run, cycle_bytes);
             row["status"] = "failed";
-            row["reason"] = e.what();
+            row["reason"] = cell_reason(e.what());
         }
         row["wall_s"] = std::chrono::duration<double>(Clock::now() - tc).count();
         row["results"] = (runs[i].out / "results.json").string();

@@ -51,6 +51,11 @@ struct MatrixConfig {
     AbConfig run;  // cycles, sizes, node, zone, timeout, out, plots; arms are the cells
 };
 
+// A failed cell's reason as the table and the progress line show it: the
+// error's own words up to the console dump a guest failure appends (replaced
+// by the console log's path), on one line, at most 400 bytes.
+[[nodiscard]] std::string cell_reason(const std::string& error);
+
 // One cell's row from the results of its run (cell_run: run_ab's document).
 [[nodiscard]] nlohmann::json matrix_row(const MatrixCell& cell, const nlohmann::json& cell_run, std::uint64_t cycle_bytes);
 // The table of every cell (rows as matrix_row writes them, skipped and failed ones too).
