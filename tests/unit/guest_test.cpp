@@ -280,5 +280,33 @@ TEST(VirtioMem, ValidationSaysWhatIsWrong) {
     EXPECT_NO_THROW(validate(ok));
 }
 
+// The console of the 6.1 boot that hung in CI (cut): 9p loaded, then the RCU
+// stall report every 21 s until the boot timeout.
+TEST(TransientBootFailure, AStallOnTheConsoleIsWorthAnotherBoot) {
+    const std::string stalled =
+        "[    3.689941] 9p: Installing v9fs 9p2000 file system support\n"
+        "[   23.062100] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:\n"
+        "[   23.062150] rcu: rcu_sched kthread timer wakeup didn't happen for 5251 jiffies! g-1171 f0x0\n"
+        "[   23.062204] NMI backtrace for cpu 0 skipped: idling at native_safe_halt+0xb/0x10\n";
+    EXPECT_EQ(transient_boot_failure(stalled, true), BootRetry::Stall);
+    EXPECT_EQ(transient_boot_failure(stalled, false), BootRetry::Stall);
+    EXPECT_EQ(transient_boot_failure("[ 1.0] rcu: rcu_preempt kthread starved for 10003 jiffies!\n", true),
+              BootRetry::Stall);
+}
+
+TEST(TransientBootFailure, AnOopsOnlyOnceQemuIsGone) {
+    const std::string oops = "[ 2.1] RIP: 0010:sched_clock_cpu+0x9/0x50\n[ 2.2] Kernel panic - not syncing: Fatal exception\n";
+    EXPECT_EQ(transient_boot_failure(oops, false), BootRetry::Oops);
+    EXPECT_EQ(transient_boot_failure(oops, true), BootRetry::None) << "QEMU still runs: not over yet";
+}
+
+TEST(TransientBootFailure, OtherFailuresAreReportedAtOnce) {
+    EXPECT_EQ(transient_boot_failure("[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n", false),
+              BootRetry::None);
+    EXPECT_EQ(transient_boot_failure("[ 1.0] Run /bin/busybox as init process\n", true), BootRetry::None);
+    EXPECT_EQ(transient_boot_failure("", false), BootRetry::None);
+    EXPECT_EQ(transient_boot_failure("memhp-init: FATAL: cannot mount the host root over 9p\n", false), BootRetry::None);
+}
+
 }  // namespace
 }  // namespace memhp::lab

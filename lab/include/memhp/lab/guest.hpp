@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "memhp/error.hpp"
@@ -139,13 +140,23 @@ private:
     Progress progress_;
     std::chrono::steady_clock::time_point started_;
     std::vector<std::string> qemu_argv_;
-    bool rebooted_ = false;  // wait_ready() boots again once after a boot-time oops
+    bool rebooted_ = false;  // wait_ready() boots again once after a boot-time oops or stall
     void wait_ready_once();
     double boot_seconds_ = 0;
     double uptime_at_ready_ = 0;
     std::string release_;
     std::string online_policy_;
 };
+
+// Why a boot that did not reach the agent is worth one more try: the
+// emulation's fault, not the configuration's. Oops: the kernel oopsed
+// ("Fatal exception") and QEMU is gone. Stall: the kernel reports an RCU
+// stall ("detected stall", "kthread starved", "timer wakeup didn't happen")
+// before the agent said hello, which under TCG on a loaded host means the
+// boot hangs for good (seen in CI: a 6.1 guest stuck after loading 9p,
+// reporting the stall every 21 s until the boot timeout). None: report it.
+enum class BootRetry { None, Oops, Stall };
+[[nodiscard]] BootRetry transient_boot_failure(std::string_view console, bool qemu_running);
 
 // memhp-agent beside the running executable (build/bin), or $MEMHP_AGENT.
 [[nodiscard]] std::filesystem::path default_agent_path();
