@@ -66,6 +66,8 @@ struct op {
 	__u64 sub_ns[MEMHP_SUB_SLOTS];
 	__u64 zone_start_pfn;
 	__u64 zone_spanned_pages;
+	__u64 summed_other_pages; /* add: see memhp_event */
+	__u64 summed_freed_pages;
 };
 
 struct {
@@ -108,7 +110,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
 /* Set by the loader from /proc/kallsyms after load and before attach (in
@@ -251,6 +253,8 @@ static __always_inline void op_finish(__u32 type, int ret)
 		e->nested_ns = o->nested_ns;
 		e->nested_ops = o->nested_count;
 		e->op_type = o->parent_id ? o->parent_type : 0;
+		e->summed_other_pages = o->summed_other_pages;
+		e->summed_freed_pages = o->summed_freed_pages;
 		if (type == MEMHP_EV_ADD || type == MEMHP_EV_REMOVE) {
 			e->kernel_memmap_before = o->kernel_memmap_before;
 			e->kernel_memmap_after = kernel_memmap_pages();
@@ -677,6 +681,20 @@ static __noinline int page_event_slow(__u32 type, unsigned long long *ctx, unsig
 		return 0;
 	/* Before the reservation: the stack walk needs no ring-buffer space held. */
 	__u32 site = type == MEMHP_EV_PAGE_ALLOC ? alloc_site(ctx) : MEMHP_SITE_UNKNOWN;
+	/* An add needs an event of its own only for the memmap's and the page
+	 * tables' pages (node, order, site). Everything else the task takes or
+	 * gives back meanwhile only counts towards the free memory consumed, and
+	 * under fragmentation the memmap allocation's own reclaim and compaction
+	 * free hundreds of pages in a burst: one event each overran the ring
+	 * buffer and lost memmap pages. Summed here, sent with the add. */
+	if (o->type == MEMHP_EV_ADD && (type == MEMHP_EV_PAGE_FREE || site == MEMHP_SITE_OTHER)) {
+		__u64 n = 1ull << (order & 31);
+		if (type == MEMHP_EV_PAGE_FREE)
+			o->summed_freed_pages += n;
+		else
+			o->summed_other_pages += n;
+		return 0;
+	}
 	struct memhp_event *e = reserve();
 	if (!e)
 		return 0;

@@ -79,6 +79,7 @@ struct op {
 	__u64 memmap_remote_pages;
 	__u64 memmap_base_pages;
 	__s64 kernel_memmap_before; /* nr_memmap_pages at the begin, -1 unknown */
+	__u64 summed_freed_pages;   /* add: see memhp_event */
 };
 
 struct {
@@ -97,7 +98,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
 volatile __u32 inflight = 0;
@@ -158,6 +159,7 @@ static __always_inline void op_finish(struct op *o, int ret)
 		e->memmap_remote_pages = o->memmap_remote_pages;
 		e->memmap_base_pages = o->memmap_base_pages;
 		e->memmap_failed = o->memmap_failed;
+		e->summed_freed_pages = o->summed_freed_pages;
 		if (o->type == MEMHP_EV_ADD || o->type == MEMHP_EV_REMOVE) {
 			e->kernel_memmap_before = o->kernel_memmap_before;
 			e->kernel_memmap_after = kernel_memmap_pages();
@@ -319,6 +321,11 @@ static __always_inline int page_event(__u32 type, unsigned long long *ctx, unsig
 	struct op *o = op_of_page_event(ctx, &page_addr);
 	if (!o)
 		return 0;
+	/* An add's frees only count (see hotplug.bpf.c): summed, no event. */
+	if (o->type == MEMHP_EV_ADD && type == MEMHP_EV_PAGE_FREE) {
+		o->summed_freed_pages += 1ull << (order & 31);
+		return 0;
+	}
 	struct memhp_event *e = reserve();
 	if (!e)
 		return 0;

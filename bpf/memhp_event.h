@@ -5,7 +5,7 @@
  * buffer. Shared by hotplug.bpf.c and the collector: fixed-width fields only;
  * the C++ side static_asserts the size. Bump MEMHP_EVENT_VERSION on change. */
 
-#define MEMHP_EVENT_VERSION 6
+#define MEMHP_EVENT_VERSION 7
 
 enum memhp_event_type {
 	MEMHP_EV_ADD = 1,        /* add_memory_resource() returned */
@@ -113,6 +113,11 @@ struct memhp_event {
 	 * move_pfn_range_to_zone() inside the op found it, before it grew it. */
 	__u64 zone_start_pfn;
 	__u64 zone_spanned_pages;
+	/* v7: add: pages the task took (site OTHER) and gave back while the add
+	 * ran, summed in BPF instead of sent one event each (the memmap
+	 * allocation's own reclaim and compaction can free hundreds in a burst). */
+	__u64 summed_other_pages;
+	__u64 summed_freed_pages;
 };
 
 #endif

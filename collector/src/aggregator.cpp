@@ -374,6 +374,10 @@ void Aggregator::on_add(const memhp_event& ev) {
             node_entry(per_node, node).pagetable += n;
         }
     }
+    // What BPF summed instead of sending page by page (not memmap, only cost).
+    taken += ev.summed_other_pages;
+    op.memmap.other_pages += ev.summed_other_pages;
+    freed += ev.summed_freed_pages;
     if (ev.flags & MEMHP_F_MEMMAP_EVENTS) apply_memmap_events(ev, op);
     kernel_memmap(ev, op, +1);
     const std::uint64_t ps = cfg_.page_size;

@@ -793,6 +793,28 @@ TEST_F(AggregatorTest, BasePageMemmapFromVmemmapAllocBlockIsMemmap) {
     EXPECT_EQ(to_json(last())["memmap"]["base_pages"], 4);
 }
 
+// Under fragmentation the memmap allocation's own reclaim frees hundreds of
+// pages during the add; BPF sums those (and slab-type allocations) in the
+// add's event instead of sending one event each, which overran the ring buffer.
+TEST_F(AggregatorTest, PagesSummedInBpfCountAsCostButNotAsMemmap) {
+    for (int i = 0; i < 512; ++i) agg().consume(sited(1, kBootPfn + i, 0, MEMHP_SITE_MEMMAP, 0));
+    agg().consume(sited(1, kBootPfn + 0x2000, 0, MEMHP_SITE_OTHER, 0));
+    auto ev = add(1, 1, kHotPfn, kBlockPages);
+    ev.summed_other_pages = 3;
+    ev.summed_freed_pages = 500;
+    agg().consume(ev);
+    const auto& op = last();
+    EXPECT_EQ(op.memmap.base_pages, 512u) << "the summed pages are not memmap";
+    EXPECT_EQ(op.memmap.buddy_pages, 512u);
+    EXPECT_EQ(op.memmap.other_pages, 4u) << "one sent as an event, three summed";
+    EXPECT_EQ(op.free_bytes_consumed, (512u + 4u - 500u) * kPage);
+
+    auto more = add(2, 1, kHotPfn + kBlockPages, kBlockPages);
+    more.summed_freed_pages = 10000;  // reclaim gave back more than the add took
+    agg().consume(more);
+    EXPECT_EQ(last().free_bytes_consumed, 0u);
+}
+
 TEST_F(AggregatorTest, PmdMemmapHasNoBasePages) {
     agg().consume(sited(1, kBootPfn, 9, MEMHP_SITE_MEMMAP, 0));
     agg().consume(add(1, 1, kHotPfn, kBlockPages));

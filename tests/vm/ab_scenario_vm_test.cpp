@@ -121,6 +121,14 @@ TEST_F(AbScenarioFragmented, TheHogLeavesFreeMemoryButNoOrder9Block) {
 TEST_F(AbScenarioFragmented, ClassicMemmapFallsBackToBasePagesAltmapIsUntouched) {
     const auto off = adds_of(arm(run_.results, "page-alloc"));
     const auto on = adds_of(arm(run_.results, "altmap"));
+    // A lost event is a lost memmap page: the counts below are exact only
+    // with none. (The allocation's own reclaim once freed enough pages in
+    // one burst to overrun the ring buffer: 477 of 512 base pages seen.)
+    for (const char* name : {"page-alloc", "altmap"}) {
+        const auto& g = arm(run_.results, name)["guest"];
+        EXPECT_EQ(g.value("trace_dropped_events", -1), 0) << name << ": " << g.dump();
+        EXPECT_EQ(g.value("trace_orphan_page_events", -1), 0) << name << ": " << g.dump();
+    }
     ASSERT_EQ(off.size(), 6u);
     ASSERT_EQ(on.size(), 6u);
     int fell_back = 0;

@@ -23,7 +23,7 @@
 
 namespace memhp::collector {
 
-static_assert(sizeof(memhp_event) == 360 && MEMHP_EVENT_VERSION == 6, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+static_assert(sizeof(memhp_event) == 376 && MEMHP_EVENT_VERSION == 7, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
 
 enum class Phase { Add, Populate, Online, Offline, Remove };
 inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
