@@ -24,11 +24,11 @@ class AbMatrix : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
         dir_ = std::make_unique<memhp::TempDir>("memhp-ab-matrix-vm");
-        std::cerr << "running memhp ab --matrix --kernels 6.12 --devices dimm,virtio-mem --cycles 1 (three guests)..."
+        std::cerr << "running memhp ab --matrix --kernels 6.12 --devices dimm,virtio-mem,dax --cycles 1 (five guests)..."
                   << std::endl;
-        result_ = memhp::run({memhp_bin(), "ab", "--matrix", "--kernels", "6.12", "--devices", "dimm,virtio-mem",
+        result_ = memhp::run({memhp_bin(), "ab", "--matrix", "--kernels", "6.12", "--devices", "dimm,virtio-mem,dax",
                               "--cycles", "1", "--out", out().string()},
-                             {.timeout = std::chrono::minutes(12)});
+                             {.timeout = std::chrono::minutes(14)});
         std::cerr << result_.err << std::endl;
         if (auto text = memhp::try_read_file(out() / "results.json")) results_ = json::parse(*text, nullptr, false);
     }
@@ -53,12 +53,14 @@ TEST_F(AbMatrix, RunsEveryValidCellAndSkipsTheRepeat) {
     ASSERT_EQ(result_.exit_code, 0) << result_.out << result_.err;
     ASSERT_TRUE(results_.is_object());
     EXPECT_EQ(results_["status"], "complete");
-    ASSERT_EQ(results_["cells"].size(), 4u);
+    ASSERT_EQ(results_["cells"].size(), 6u);
     EXPECT_EQ(cell("k6.12-dimm-on")["status"], "ok");
     EXPECT_EQ(cell("k6.12-dimm-off")["status"], "ok");
     EXPECT_EQ(cell("k6.12-virtio-mem-on")["status"], "ok");
     EXPECT_EQ(cell("k6.12-virtio-mem-off")["status"], "skipped");
-    EXPECT_NE(result_.err.find("[3/3 k6.12-virtio-mem-on]"), std::string::npos) << "progress per cell";
+    EXPECT_EQ(cell("k6.12-dax-on")["status"], "ok");
+    EXPECT_EQ(cell("k6.12-dax-off")["status"], "ok");
+    EXPECT_NE(result_.err.find("[5/5 k6.12-dax-off]"), std::string::npos) << "progress per cell";
     const auto md = memhp::read_file(out() / "summary.md");
     EXPECT_NE(md.find("| virtio-mem | on | ok | page allocator ¹ | remote | 0 | 512 |"), std::string::npos) << md;
     EXPECT_NE(result_.out.find("## memhp ab --matrix"), std::string::npos) << "the table is printed";
@@ -121,6 +123,34 @@ TEST_F(AbMatrix, VirtioMemIgnoresMemmapOnMemory) {
         EXPECT_TRUE(c["metrics"].contains(phase)) << phase << ": " << c["metrics"].dump();
     const auto md = memhp::read_file(out() / "cells" / "k6.12-virtio-mem-on" / "summary.md");
     EXPECT_NE(md.find("virtio-mem never passes MHP_MEMMAP_ON_MEMORY"), std::string::npos) << md;
+}
+
+// dax/kmem on 6.12 (>= 6.8): the dax device's memmap_on_memory attribute,
+// set by mmo=on before kmem takes the device, puts the memmap on the device.
+TEST_F(AbMatrix, DaxFollowsItsDevicesMemmapOnMemoryAttribute) {
+    ASSERT_TRUE(results_.is_object());
+    const auto& on = cell("k6.12-dax-on");
+    EXPECT_EQ(on["memmap_altmap_pages"], 512) << on.dump();
+    EXPECT_EQ(on["memmap_page_allocator_pages"], 0) << on.dump();
+    EXPECT_EQ(on["memmap_locality"], "local");
+    const auto& off = cell("k6.12-dax-off");
+    EXPECT_EQ(off["memmap_altmap_pages"], 0) << off.dump();
+    EXPECT_EQ(off["memmap_page_allocator_pages"], 512) << off.dump();
+    EXPECT_EQ(off["memmap_locality"], "remote");
+    EXPECT_GT(off["free_consumed_per_gib_bytes"].get<double>(), 15.0 * (1 << 20));
+    EXPECT_LT(on["free_consumed_per_gib_bytes"].get<double>(), 1.0 * (1 << 20));
+    for (const char* name : {"k6.12-dax-on", "k6.12-dax-off"}) {
+        const auto cycles = cycles_of(name);
+        ASSERT_EQ(cycles.size(), 1u) << name;
+        EXPECT_EQ(cycles[0]["device"], "dax") << name;
+        int adds = 0;
+        for (const auto& op : cycles[0]["ops"])
+            if (op["phase"] == "add") {
+                ++adds;
+                EXPECT_EQ(op["caller"], "driver_managed") << name << ": " << op.dump();
+            }
+        EXPECT_GE(adds, 1) << name;
+    }
 }
 
 }  // namespace
