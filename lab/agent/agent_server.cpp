@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -146,6 +147,38 @@ json op_read(const Request& req) {
     return {{"ok", true}, {"files", files}};
 }
 
+// Up to kAgentReadChunk bytes of a regular file from req.offset, cut after
+// the last newline (unless one line fills the whole chunk): the host reads a
+// tracer's growing NDJSON output where it left off, never the whole file again.
+json op_read_from(const Request& req) {
+    const int fd = ::open(req.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return fail("open " + req.path, errno);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        return fail(req.path + " is not a regular file");
+    }
+    std::string data(lab::kAgentReadChunk, '\0');
+    std::size_t got = 0;
+    while (got < data.size()) {
+        const ssize_t n = ::pread(fd, data.data() + got, data.size() - got, static_cast<off_t>(req.offset + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            ::close(fd);
+            return fail("read " + req.path, err);
+        }
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    data.resize(got);
+    if (const auto nl = data.rfind('\n'); nl != std::string::npos) data.resize(nl + 1);
+    else if (got < lab::kAgentReadChunk) data.clear();  // only a line still being written
+    const auto size = static_cast<unsigned long long>(st.st_size);
+    return {{"ok", true}, {"data", data}, {"next", req.offset + data.size()}, {"size", size}};
+}
+
 json op_write(const Request& req) {
     const auto& path = req.path;
     const auto& data = req.data;
@@ -214,6 +247,7 @@ json dispatch(const Request& req) {
     const auto& op = req.op;
     if (op == "exec") return op_exec(req);
     if (op == "read") return op_read(req);
+    if (op == "read_from") return op_read_from(req);
     if (op == "write") return op_write(req);
     if (op == "listdir") return op_listdir(req);
     if (op == "spawn") return op_spawn(req);
@@ -283,6 +317,10 @@ Request parse_request(std::string_view line) {
         if (j.contains("output")) r.output = string_field(j, "output");
     } else if (r.op == "read") {
         r.paths = strings_field(j, "paths", kMaxPaths);
+    } else if (r.op == "read_from") {
+        r.path = string_field(j, "path");
+        r.offset = static_cast<unsigned long long>(
+            int_field(j, "offset", 0, 0, std::numeric_limits<long long>::max() / 2));
     } else if (r.op == "write") {
         r.path = string_field(j, "path");
         r.data = string_field(j, "data");

@@ -19,7 +19,8 @@ struct Request {
     std::string op;
     std::vector<std::string> argv;   // exec, spawn
     std::vector<std::string> paths;  // read
-    std::string path;                // write, listdir
+    std::string path;                // write, listdir, read_from
+    unsigned long long offset = 0;   // read_from
     std::string data;                // write
     std::string output = "/dev/null";  // spawn
     long long timeout_ms = 60000;    // exec, wait

@@ -140,6 +140,21 @@ std::map<std::string, std::optional<std::string>> AgentClient::read(const std::v
 
 std::optional<std::string> AgentClient::try_read(const std::string& path) { return read(std::vector{path})[path]; }
 
+AgentClient::Chunk AgentClient::read_from(const std::string& path, std::uint64_t offset) {
+    const auto r = request({{"op", "read_from"}, {"path", path}, {"offset", offset}}, Ms(30000));
+    auto u64 = [&](const char* key) {
+        const json* v = find(r, key);
+        if (!v || !v->is_number_unsigned()) bad_field("read_from", key, "a byte offset", v ? *v : json());
+        return v->get<std::uint64_t>();
+    };
+    Chunk c;
+    c.data = string_field(r, "data", "", "read_from");
+    c.next = u64("next");
+    c.size = u64("size");
+    if (c.next != offset + c.data.size()) bad_field("read_from", "next", "the offset after the data", *find(r, "next"));
+    return c;
+}
+
 std::string AgentClient::read(const std::string& path) {
     auto v = try_read(path);
     if (!v) throw AgentError("guest: cannot read " + path, 0);

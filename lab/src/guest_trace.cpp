@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <iterator>
 #include <string_view>
 #include <thread>
 
@@ -83,15 +84,27 @@ GuestTrace::~GuestTrace() {
     }
 }
 
+void GuestTrace::catch_up() {
+    auto& agent = guest_.agent();
+    while (true) {
+        auto chunk = agent.read_from(out_, read_to_);
+        if (chunk.data.empty()) return;
+        read_to_ = chunk.next;
+        auto ops = parse_ops(chunk.data);
+        ops_.insert(ops_.end(), std::make_move_iterator(ops.begin()), std::make_move_iterator(ops.end()));
+        text_ += chunk.data;
+        if (read_to_ >= chunk.size) return;
+    }
+}
+
 std::vector<nlohmann::json> GuestTrace::take(const std::function<bool(const std::vector<nlohmann::json>&)>& ready,
                                              Ms timeout) {
     const auto t0 = Clock::now();
-    std::vector<nlohmann::json> all;
     while (true) {
-        all = parse_ops(guest_.agent().try_read(out_).value_or(""));
-        std::vector<nlohmann::json> fresh(all.begin() + static_cast<std::ptrdiff_t>(std::min(taken_, all.size())), all.end());
+        catch_up();
+        std::vector<nlohmann::json> fresh(ops_.begin() + static_cast<std::ptrdiff_t>(taken_), ops_.end());
         if (ready(fresh) || Clock::now() - t0 > timeout) {
-            taken_ = all.size();
+            taken_ = ops_.size();
             return fresh;
         }
         check_stop();
@@ -103,11 +116,15 @@ std::string GuestTrace::stop(Ms timeout) {
     auto& agent = guest_.agent();
     agent.signal(pid_, SIGINT);
     auto code = agent.wait(pid_, timeout);
-    const std::string text = agent.try_read(out_).value_or("");
     if (!code) throw Error(name_ + " did not stop in the guest within " + std::to_string(timeout.count() / 1000) + " s");
     pid_ = -1;
-    if (*code != 0) throw Error(name_ + " exited with " + std::to_string(*code) + " in the guest:\n" + text);
-    return text;
+    catch_up();
+    if (*code != 0) {
+        constexpr std::size_t kTail = 4096;
+        const std::string tail = text_.size() > kTail ? "…" + text_.substr(text_.size() - kTail) : text_;
+        throw Error(name_ + " exited with " + std::to_string(*code) + " in the guest:\n" + tail);
+    }
+    return text_;
 }
 
 

@@ -187,6 +187,30 @@ TEST(AgentClient, ReadMapsMissingFilesToNullopt) {
     EXPECT_EQ(a.requests[0]["paths"], json({"/proc/meminfo", "/nope"}));
 }
 
+TEST(AgentClient, ReadFromGoesOnWhereTheLastChunkEnded) {
+    FakeAgent a([](FakeAgent& a) {
+        a.reply({{"data", "{\"a\":1}\n"}, {"next", 108}, {"size", 120}});
+        a.reply({{"data", "x\n"}, {"next", 5}, {"size", 9}});     // next does not follow the data
+        a.reply({{"data", ""}, {"next", -1}, {"size", 0}});         // not an offset
+        a.reply({{"ok", false}, {"errno", ENOENT}, {"error", "open /tmp/t: No such file or directory"}});
+    });
+    const auto c = a.client().read_from("/tmp/t", 100);
+    EXPECT_EQ(c.data, "{\"a\":1}\n");
+    EXPECT_EQ(c.next, 108u);
+    EXPECT_EQ(c.size, 120u);
+    EXPECT_THROW((void)a.client().read_from("/tmp/t", 0), Error);
+    EXPECT_THROW((void)a.client().read_from("/tmp/t", 0), Error);
+    try {
+        (void)a.client().read_from("/tmp/t", 0);
+        ADD_FAILURE() << "no throw";
+    } catch (const AgentError& e) {
+        EXPECT_EQ(e.guest_errno(), ENOENT);
+    }
+    a.join();
+    EXPECT_EQ(a.requests[0]["op"], "read_from");
+    EXPECT_EQ(a.requests[0]["offset"], 100);
+}
+
 TEST(AgentClient, ListdirSpawnWaitSignalPing) {
     FakeAgent a([](FakeAgent& a) {
         a.reply({{"entries", {"memory0", "memory1", "block_size_bytes"}}});

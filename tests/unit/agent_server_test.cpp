@@ -120,6 +120,42 @@ TEST_F(Served, ExecAndReadWork) {
     EXPECT_EQ(r["files"]["/nonexistent"], nullptr);
 }
 
+TEST_F(Served, ReadFromReturnsWholeLinesFromAnOffset) {
+    TempDir dir;
+    const auto f = (dir.path() / "trace.ndjson").string();
+    write_file(f, "one\ntwo\nthr");  // the last line is still being written
+    auto r = ask(json{{"id", 1}, {"op", "read_from"}, {"path", f}, {"offset", 0}}.dump());
+    EXPECT_EQ(r["data"], "one\ntwo\n");
+    EXPECT_EQ(r["next"], 8);
+    EXPECT_EQ(r["size"], 11);
+    r = ask(json{{"id", 2}, {"op", "read_from"}, {"path", f}, {"offset", 8}}.dump());
+    EXPECT_EQ(r["data"], "") << "no complete line yet";
+    EXPECT_EQ(r["next"], 8);
+    r = ask(json{{"id", 3}, {"op", "read_from"}, {"path", f}, {"offset", 400}}.dump());
+    EXPECT_EQ(r["ok"], true) << "past the end is nothing new";
+    EXPECT_EQ(r["data"], "");
+    // Bigger than a chunk: whole lines up to the chunk, then the rest.
+    const std::string line(1000, 'x');
+    std::string big;
+    while (big.size() < lab::kAgentReadChunk + 5000) big += line + "\n";
+    write_file(f, big);
+    r = ask(json{{"id", 4}, {"op", "read_from"}, {"path", f}, {"offset", 0}}.dump());
+    const auto first = r["data"].get<std::string>();
+    EXPECT_LE(first.size(), lab::kAgentReadChunk);
+    EXPECT_EQ(first.size() % (line.size() + 1), 0u) << "cut after a line";
+    r = ask(json{{"id", 5}, {"op", "read_from"}, {"path", f}, {"offset", first.size()}}.dump());
+    EXPECT_EQ(first + r["data"].get<std::string>(), big);
+    // Not a regular file, missing, a bad offset: an error reply, the agent goes on.
+    r = ask(json{{"id", 6}, {"op", "read_from"}, {"path", "/dev/zero"}, {"offset", 0}}.dump());
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_THAT(r.value("error", ""), HasSubstr("not a regular file"));
+    r = ask(json{{"id", 7}, {"op", "read_from"}, {"path", "/nonexistent"}, {"offset", 0}}.dump());
+    EXPECT_EQ(r["ok"], false);
+    r = ask(json{{"id", 8}, {"op", "read_from"}, {"path", f}, {"offset", -1}}.dump());
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_EQ(ask(R"({"id":9,"op":"ping"})")["ok"], true);
+}
+
 TEST_F(Served, ExecTimeoutHoldsWhenTheChildClosedItsPipes) {
     // In the issue such an exec overran a 1 s timeout by 5 s: the agent
     // waited for the exit without a deadline once the pipes were closed.

@@ -1,6 +1,7 @@
 #pragma once
 // Host side of the guest agent protocol (memhp/lab/agent_protocol.hpp).
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -52,6 +53,15 @@ public:
     // Reads one file; throws AgentError if it cannot be read.
     std::string read(const std::string& path);
     std::optional<std::string> try_read(const std::string& path);
+    // Whole lines of `path` from byte `offset` on, kAgentReadChunk at most;
+    // `next` is where to go on, `size` the file's size when read. Throws
+    // AgentError (with errno) if the file cannot be read.
+    struct Chunk {
+        std::string data;
+        std::uint64_t next = 0;
+        std::uint64_t size = 0;
+    };
+    Chunk read_from(const std::string& path, std::uint64_t offset);
     // write(2)s `data` to an existing file (sysfs); throws AgentError with errno.
     void write(const std::string& path, const std::string& data);
     std::vector<std::string> listdir(const std::string& path);

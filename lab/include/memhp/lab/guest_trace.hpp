@@ -51,8 +51,9 @@ public:
     [[nodiscard]] const std::string& attach_line() const { return attach_line_; }
 
     // Operation records that arrived since the last call, waiting until
-    // `ready(all records so far)` holds or `timeout` passes (events reach
-    // the tracer asynchronously, through a ring buffer it polls).
+    // `ready(those records)` holds or `timeout` passes (events reach the
+    // tracer asynchronously, through a ring buffer it polls). Each poll
+    // reads only what the tracer wrote since the last one.
     std::vector<nlohmann::json> take(const std::function<bool(const std::vector<nlohmann::json>&)>& ready,
                                      Ms timeout = Ms(10000));
     // Stops the tracer (SIGINT) and returns its whole output; throws if it
@@ -63,8 +64,14 @@ private:
     lab::Guest& guest_;
     std::string name_;
     std::string out_;
+    // Reads the tracer's new complete lines into text_ and ops_.
+    void catch_up();
+
     int pid_ = -1;
-    std::size_t taken_ = 0;
+    std::string text_;              // the output so far, whole lines
+    std::uint64_t read_to_ = 0;     // bytes of it read
+    std::vector<nlohmann::json> ops_;  // its operation records
+    std::size_t taken_ = 0;         // of those, handed out by take()
     double attach_s_ = 0;
     std::string attach_line_;
 };

@@ -26,6 +26,11 @@
 namespace memhp::lab {
 inline constexpr std::size_t kAgentMaxRequest = std::size_t{1} << 20;
 inline constexpr std::size_t kAgentMaxResponse = std::size_t{16} << 20;
+// "read_from" returns at most this many bytes of a file from an offset, cut
+// after its last complete line: a growing log read piece by piece, whatever
+// its size (JSON escaping can grow a chunk up to 6 times; this stays inside
+// kAgentMaxResponse).
+inline constexpr std::size_t kAgentReadChunk = std::size_t{1} << 20;
 inline constexpr const char* kAgentPortName = "memhp.agent";
 inline constexpr int kAgentProtocol = 1;
 }  // namespace memhp::lab
