@@ -244,7 +244,7 @@ std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& prog
 
 BootRetry transient_boot_failure(std::string_view console, bool qemu_running) {
     if (!qemu_running && console.find("Fatal exception") != std::string_view::npos) return BootRetry::Oops;
-    for (const std::string_view stall : {"detected stall", "detected stalls", "kthread starved", "timer wakeup didn't happen"})
+    for (const std::string_view stall : {"detected stall", "kthread starved", "timer wakeup didn't happen"})
         if (console.find(stall) != std::string_view::npos) return BootRetry::Stall;
     return BootRetry::None;
 }
