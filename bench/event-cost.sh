@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # What kernel-patches/7.2's memory_hotplug events cost, measured with memhp's
 # own A/B harness: two gated runs, each interleaving two Debian 7.2 guests on
 # this host, so both arms see the same host. The baseline is the same source

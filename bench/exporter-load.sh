@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Load test for memhp-exporter's /metrics: ~100 scrapes/s for SECONDS (60)
 # from a second process (wrk) on loopback, against memhp_exporter_load_target,
 # which serves the exporter's path over the large benchmark state (64 nodes,

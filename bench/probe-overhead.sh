@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Boots a Debian lab guest (default 6.1; e.g. `bench/probe-overhead.sh 6.12`)
 # and measures memhp's probe costs in it: the always-on cost on the page
 # allocator's hot path against empty programs, and start-up time against an

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* The smallest memhp probe: counts __add_pages() calls and the pages they
  * add. It proves the build chain (clang -> skeleton -> loader -> guest) end to
  * end. fentry is preferred; the kprobe twin is used where fentry cannot attach

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0 */
 #ifndef MEMHP_ADD_COUNT_H
 #define MEMHP_ADD_COUNT_H
 

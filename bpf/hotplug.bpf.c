@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* memhp's hot-plug probes.
  *
  * One object, because the families share per-task state: an operation

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0 */
 #ifndef MEMHP_HOTPLUG_H
 #define MEMHP_HOTPLUG_H
 /* Configuration hotplug.bpf.c shares with its loader (read-only globals set

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The per-task operation state both probe objects share (hotplug.bpf.c on
  * functions, hotplug_tp.bpf.c on the memory_hotplug trace events).
  *

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* memhp's hot-plug probes on the memory_hotplug trace events that
  * kernel-patches/ adds to the kernel.
  *

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0 */
 #ifndef MEMHP_EVENT_H
 #define MEMHP_EVENT_H
 /* The one record memhp's hot-plug probes send to user space through the ring

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab: the A/B hot-add benchmark (memmap from the page allocator vs on
 // the added memory, or any two guest configurations), and memhp compare.
 #include <cstdio>

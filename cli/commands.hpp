@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Each memhp subcommand registers its flags on the CLI11 app and returns the
 // function that runs it (exit code).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp count-adds: the smoke probe. Counts __add_pages() calls until Ctrl-C
 // (or --duration), then prints the totals as JSON.
 #include <chrono>

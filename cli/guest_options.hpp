@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Guest flags shared by every command that boots a lab guest (lab, ab, ...).
 #include <CLI/CLI.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp lab: boot a guest and run add -> online -> offline -> remove cycles,
 // printing what each phase did to the guest's memory.
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp: eBPF observability and A/B benchmarking for Linux memory hot(un)plug.
 #include <iostream>
 #include <map>

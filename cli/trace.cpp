@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp trace: live, one line per hot-plug operation (or NDJSON with --json),
 // and a summary table on Ctrl-C.
 #include <algorithm>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Builds memhp's patched lab kernel: a series of this folder (6.1/ or 7.2/)
 # applied to the Debian source its `source` file pins, configured from
 # tinyconfig + the series' lab.config (everything built in, no modules),

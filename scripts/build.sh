@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Configures (once) and builds memhp into build/ (or $MEMHP_BUILD_DIR).
 # With target names as arguments, builds only those (./memhp builds just what
 # the main job needs); with none, builds everything (tests and benchmarks too).

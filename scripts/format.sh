@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # clang-format over memhp's C++ (the style is .clang-format at the top).
 #   scripts/format.sh           reformat every tracked .cpp/.hpp in place
 #   scripts/format.sh --check   change nothing; list files that differ, exit 1 if any

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets of tests/fuzz with clang (ASan + UBSan) and
 # runs each for SECONDS (default 30) from its committed seed corpus.
 #   scripts/fuzz.sh              # every target, 30 s each (the quick tier runs this)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Regenerates bpf/vmlinux.h from the BTF of the pinned default guest kernel
 # (Debian 12's current linux-image-6.1.0-*-amd64 unless a package is given).
 # The header is committed so builds never depend on the build machine's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages memhp needs, if any are missing. Idempotent:
 # when everything is there it only checks (about 0.1 s) and prints nothing.
 # Needs root (or sudo) only when something must be installed.

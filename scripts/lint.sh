@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # clang-tidy (.clang-tidy) over the C++ files changed since a base commit.
 #   scripts/lint.sh [BASE]    BASE defaults to the merge base with main, or
 #                             HEAD~1 on main itself; --all lints every file.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Every Google Benchmark binary of memhp, one command: installs what is
 # missing, builds, runs each and writes its JSON (--benchmark_out) into
 # OUT_DIR (default memhp-results/microbench-<date>-<time>/):

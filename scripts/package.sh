@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the Debian package: memhp_<version>_<arch>.deb in $MEMHP_PKG_DIR
 # (default build-pkg/packages), from a Release-with-debug-info build with
 # prefix /usr and neither tests nor benchmarks (build-pkg/, or

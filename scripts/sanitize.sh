@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The unit tier again, built with sanitizers in a build directory of its own
 # (scripts/test.sh runs it right after the plain unit tier):
 #   scripts/sanitize.sh          # AddressSanitizer + UndefinedBehaviorSanitizer

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole test suite: installs what is missing, builds, then runs the quick
 # tier (kernel-patches/ checks), the unit tier (fast, no VM; then again under
 # sanitizers: scripts/sanitize.sh) and the VM tier

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Aggregator::consume() throughput on a synthetic but realistic event stream:
 // per hot-plug cycle of one 128 MiB block (Debian 6.1, memmap_on_memory=0),
 //   add:    PAGE_ALLOC order 9 (memmap, node 0), PAGE_ALLOC order 0 (page table), ADD

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // /metrics render time with a large state (bench/micro/exporter_large_state.hpp):
 // the families built from a snapshot (what Collect() does after its copy) and
 // then serialized to the text format (what the Exposer does), separately and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A large exporter state for benchmarks: 64 NUMA nodes, every phase in both
 // memmap modes on every node (640 latency histograms with observations across

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A load-test target for bench/exporter-load.sh: memhp-exporter's serving path
 // (prometheus-cpp Exposer + MetricsCollectable + LiveState's snapshot) over
 // the large synthetic state, without BPF, so it runs on any host. Prints

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* The baseline for memhp's always-on cost: empty programs on the same
  * tp_btf hooks hotplug.bpf.c keeps attached (mm_page_alloc, mm_page_free).
  * What memhp adds on top of these is what its own code costs. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp's probe costs, measured where they matter: in a lab guest (Google
 // Benchmark; figures, not assertions).
 //

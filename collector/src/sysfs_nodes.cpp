@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SysfsNodeResolver: the node of a pfn from /sys/devices/system/memory.
 #include <cctype>
 #include <limits>

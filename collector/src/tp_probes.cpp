@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "memhp/collector/tp_probes.hpp"
 
 #include <bpf/btf.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp-exporter: memory hot(un)plug metrics for Prometheus, from memhp's
 // BPF probes, served at /metrics.
 #include <CLI/CLI.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The guest side of the agent protocol: see agent_server.hpp.
 #include "agent_server.hpp"
 

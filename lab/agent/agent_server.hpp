@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The guest side of the agent protocol (memhp/lab/agent_protocol.hpp), apart
 // from memhp-agent's main() so the unit tier can serve it over a socketpair

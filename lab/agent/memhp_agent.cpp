@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp-agent: runs inside the lab guest (chrooted into the host's root over
 // 9p) and serves the host's requests over a virtio-serial port. See
 // memhp/lab/agent_protocol.hpp for the protocol and agent_server.cpp for the

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: Apache-2.0
 # memhp guest init (PID 1 of the lab's initramfs).
 # Loads the virtio/9p modules listed in /modules.list, mounts the host's root
 # file system read-only over 9p at /host, prepares the usual pseudo file

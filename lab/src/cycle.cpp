@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "memhp/lab/cycle.hpp"
 
 #include "memhp/size.hpp"

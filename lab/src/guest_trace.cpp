@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "memhp/lab/guest_trace.hpp"
 
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The trace NDJSON reader: memhp trace --json records as the host reads them
 // (guest_trace.hpp). Apart from GuestTrace so the fuzz target links it alone.
 #include <array>

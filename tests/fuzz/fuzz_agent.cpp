@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the guest agent's line protocol, both sides. The first
 // byte picks the side:
 //  even: what a guest (or a process posing as the agent) sends the host:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the /proc parsers memhp runs on guest and host text
 // (buddyinfo, zoneinfo, meminfo) and the kernel symbol lists (kallsyms,
 // available_filter_functions, the kprobe blacklist). The first byte picks one.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: what QEMU (or a process pretending to be it) sends on the
 // QMP socket, through QmpClient's handshake and one command.
 #include <sys/socket.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the results loader (memhp report / compare input).
 // Anything may be refused with BadResults; nothing may crash, hang or leak.
 #include <cstddef>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the trace NDJSON reader (lab::parse_ops and
 // parse_trace_summary), what the host
 // makes of `memhp trace --json` output (or a peer tracer's) read from a

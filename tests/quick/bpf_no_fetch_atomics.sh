@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fails when a compiled BPF object holds an atomic instruction that Linux
 # 5.10's verifier rejects ("BPF_STX uses reserved fields"): anything but the
 # plain atomic add (BPF_XADD, "lock *(u32/u64 *)(...) += r"). Fetching

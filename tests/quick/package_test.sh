@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package, as CI builds it: scripts/package.sh builds it (its own
 # build tree, prefix /usr), then this checks that
 #  - lintian finds no error (warnings are shown; overrides carry reasons),

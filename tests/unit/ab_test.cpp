@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab's logic without guests: statistics, metrics of a cycle, arm
 // specs, the comparison verdicts and the results-file checks; and the
 // memhp compare / ab binaries on crafted input.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "memhp/lab/agent_client.hpp"
 
 #include <gmock/gmock.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The guest agent's side of the protocol (lab/agent/agent_server.cpp), served
 // on a thread over a socketpair: what a broken or hostile host line gets.
 #include "agent_server.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The errors memhp gives before touching BPF: each names what is missing and
 // what to do, checked against fixture trees.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The memhp binary's handling of bad input: exit code 2 and a message that
 // says what is wrong, before anything boots.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Grafana dashboard and the Prometheus rules, checked statically: every
 // query names only metrics the exporter serves (or recorded rules), filters
 // by the dashboard's variables, and every alert has a promtool unit test.

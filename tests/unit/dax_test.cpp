@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dax/kmem in the lab: the guest layout memmap= needs, the module load order
 // from modules.dep, ndctl's JSON (untrusted), the blocks kmem adds.
 #include "memhp/lab/dax.hpp"

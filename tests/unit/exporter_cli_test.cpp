@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp-exporter as a program: bad flags and addresses give clear errors and
 // a non-zero exit before anything touches the kernel; a real HTTP scrape of
 // the exporter's /metrics passes `promtool check metrics` with no findings.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp-exporter: the metric catalog and its generated docs, the rendering of
 // collector state into Prometheus families, host state from a fixture sysfs
 // tree, --listen parsing, and that a scrape never stalls event consumption.

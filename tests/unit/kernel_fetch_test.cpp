@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The whole --kernel fetch path of KernelCache: resolve a suite's meta
 // package, find a package's suite, download, unpack (both layouts), depmod,
 // the cache entry, and the errors on the way, with apt-get and apt-cache

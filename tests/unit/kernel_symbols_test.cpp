@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "memhp/collector/kernel_symbols.hpp"
 
 #include <gtest/gtest.h>

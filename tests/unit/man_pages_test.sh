@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The man pages (help2man, build/man) exist for every command and mention
 # every flag its --help lists, so they cannot drift from it.
 #   man_pages_test.sh BUILD_DIR

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab's devices and matrix without guests: device= parsing and its
 // refusals, the matrix planner's cells and skip reasons, a cell's row and
 // the table from crafted cycle records, and the CLI refusing bad matrices

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Results files are outside input (CI artifacts of other jobs and branches):
 // the typed loader against hostile and broken documents, and the memhp
 // report / compare binaries on them (exit 2, a message naming the field,

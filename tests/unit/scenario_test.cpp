@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab --scenario: the parsers, the per-add memmap split and the summary
 // computed from crafted results.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "memhp/size.hpp"
 
 #include <gmock/gmock.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Helpers for tests that put a fake peer (QEMU's QMP, the guest agent) on the
 // far end of a socketpair.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The trace NDJSON between the collector (writer) and the lab (reader).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

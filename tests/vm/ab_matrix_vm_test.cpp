@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab --matrix as a user runs it: one kernel (6.12), DIMMs in both
 // memmap_on_memory modes and virtio-mem, one cycle per cell. Exact memmap
 // page counts per cell: a 128 MiB DIMM takes 512 altmap pages on the block

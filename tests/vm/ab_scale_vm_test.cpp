@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab --scale --device virtio-mem as a user runs it: one 7.2 guest grows
 // a virtio-mem device to 16 GiB in 128 MiB steps, onlining each before the
 // next. Every step must be traced, each online's sub-phases must add up to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab --scenario end to end, as a user runs it (the real binary, real
 // Debian 6.1 guests). What is asserted is what 6.1 did when checked by hand:
 //   fragmented: with memmap_on_memory=0 the order-9 memmap allocation fails

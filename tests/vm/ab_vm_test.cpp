@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp ab end to end, as a user runs it: the real binary boots real guests.
 // A short default A/B (with the bpftrace peer check) checks the outputs, the
 // exact page counts and the peer's agreement; a run

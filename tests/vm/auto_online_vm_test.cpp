@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The kernel onlines hot-added memory itself (auto_online_blocks=online*,
 // Debian 6.12's default and what real hosts run): memhp must report each
 // online as its own record nested in its add, with the add's own time

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dax/kmem: a 1 GiB devdax device (memmap= pmem on node 1, made devdax by
 // ndctl) given to kmem as system RAM and taken back, traced by memhp. One
 // guest per kernel, booted with memory_hotplug.memmap_on_memory=1, serves

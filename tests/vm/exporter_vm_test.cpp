@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp-exporter end to end: the exporter runs inside a lab guest, a real
 // Prometheus server on the host scrapes it through a QEMU port forward on
 // 127.0.0.1, and the lab runs hot-plug cycles. Then: page counts through

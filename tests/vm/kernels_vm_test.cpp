@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp on the Debian kernels at both ends of the matrix: bullseye's 5.10
 // (no fetching BPF atomics, no memmap_on_memory) and sid's 7.2 (split
 // packages under /usr/lib/modules). Each suite boots its kernel once; the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the lab does when things go wrong: each error names the problem and
 // what to do, and no QEMU survives it.
 #include <dirent.h>

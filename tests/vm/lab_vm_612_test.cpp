@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Debian's 6.12 kernel: boots in the lab (compressed modules, different
 // built-ins, auto-online by default) and one hot-plug cycle passes.
 #include <nlohmann/json.hpp>

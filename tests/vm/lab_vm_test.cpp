@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lab on real kernels: hot-plug a 128 MiB DIMM into memoryless node 1 and
 // check what the guest's sysfs says, in both memmap modes.
 #include <signal.h>

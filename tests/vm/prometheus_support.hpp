@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A real Prometheus server on the host's loopback for end-to-end tests: its
 // own config and storage in a temp dir, queried through the HTTP API (curl).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp trace on the patched kernels (kernel-patches/6.1 and 7.2): the
 // collector takes the memory_hotplug tracepoint path, and gives the page
 // counts and locality the fentry path gives on the stock kernels

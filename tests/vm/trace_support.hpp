@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `memhp trace --json` run inside a lab guest around some work, for the VM
 // tests of the probe paths.

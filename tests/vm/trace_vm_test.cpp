@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp trace in real guests: the exact page counts, sources and locality
 // of the memmap for the scenarios in kernel-paths.md, checked end to end
 // (BPF in the guest -> ring buffer -> aggregator -> NDJSON).

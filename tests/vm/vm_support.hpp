@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Shared pieces of the VM test tier: boot a lab guest once per test suite.
 #include <gtest/gtest.h>

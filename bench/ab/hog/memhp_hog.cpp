@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // memhp-hog: sets a lab guest's memory up for the `memhp ab` scenarios and
 // holds it until it is killed. Runs inside the guest (started by the agent).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "memhp/ab/report.hpp"
 #include "memhp/ab/scenario.hpp"
 #include "memhp/ab/peer.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Errors a person can act on: what failed, why, and what to do about it.
 #include <stdexcept>

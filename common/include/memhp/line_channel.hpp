@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Newline-framed messages over a stream fd (unix socket, virtio-serial port).
 // Every read and write has a deadline; a `tick` callback runs about every

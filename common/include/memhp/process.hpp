@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Child processes: run-and-capture for tools (apt-get, dpkg-deb, cpio), and a
 // RAII owner for long-lived children (QEMU) that never leaves an orphan.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // /proc parsers shared by the lab, the scenarios and the hog (meminfo
 // further down). /proc/buddyinfo and /proc/zoneinfo as the scenarios read them: free blocks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // SIGINT/SIGTERM handling: a flag that long waits check, so every wait ends
 // promptly and destructors (which kill QEMU, remove sockets) get to run.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The smoke probe: counts __add_pages() calls (fentry, or kprobe where fentry
 // cannot attach). Owns its skeleton; move-only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // From raw probe events to hot-plug operations and their aggregates. No I/O
 // policy here: completed operations go to OperationSinks (the trace printer,

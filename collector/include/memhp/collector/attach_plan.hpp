@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Which attach mechanism each hot-plug probe uses on this kernel: a pure
 // decision from what user space found out about the kernel (BTF, a trial

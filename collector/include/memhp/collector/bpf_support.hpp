@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Shared libbpf plumbing: prerequisite checks with remedies, libbpf's log
 // captured so an error can quote it, and small RAII helpers.

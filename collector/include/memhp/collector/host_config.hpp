@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What the running kernel says about memory hot-plug that changes how
 // memhp reads its events: the memmap_on_memory parameter and the memory

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Parsers for the kernel's symbol lists, restricted to the names memhp asks
 // about (the lists hold 100k+ lines; nothing else is kept). Pure functions on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The health of the per-task op state in BPF (hotplug_ops.bpf.h): ops whose
 // exit never came, begins that found the `ops` map full or nested too deep,

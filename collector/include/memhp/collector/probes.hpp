@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Loads hotplug.bpf.c, attaches what this kernel allows, and hands ring-buffer
 // records to a callback. Each probe has a BTF-based program (fentry/fexit,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The tracepoint path: hotplug_tp.bpf.c on the memory_hotplug trace events
 // that kernel-patches/ adds. HotplugProbes uses it instead of the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // memhp-exporter's main loop: check the listen address, attach the probes,
 // drop every capability, then start the HTTP server and serve /metrics until

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The exporter's one copy of the state: the collector's Aggregator behind a
 // mutex. The ring-buffer thread consumes records one at a time under the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What memhp-exporter serves: the metric catalog (names, types, help, labels;
 // the single source for docs/metrics.md), the host state read from sysfs at

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Host side of the guest agent protocol (memhp/lab/agent_protocol.hpp).
 #include <chrono>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One hot-plug cycle: add -> online -> offline -> remove, with host-side wall
 // time and the guest's memory state after each phase.

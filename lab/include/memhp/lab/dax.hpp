@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // dax/kmem in a lab guest: a pmem range carved from guest RAM on the kernel
 // command line (memmap=SIZE!START), made a devdax namespace with Debian's

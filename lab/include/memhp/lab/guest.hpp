@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A lab guest: QEMU (TCG by default) booting a Debian kernel with our
 // initramfs, the host root shared read-only over 9p, a QMP socket and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A tracer running inside a lab guest (`memhp trace --json`, or bpftrace for
 // the peer check): started through the agent, its NDJSON records read back

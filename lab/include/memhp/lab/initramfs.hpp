@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The guest's initramfs: busybox-static, the virtio/9p/overlay modules of the
 // chosen kernel (decompressed, in dependency order) and the memhp init script.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Guest kernels: Debian kernel packages of bullseye (5.10), bookworm (6.1),
 // trixie (6.12) and sid (7.2, "latest"), fetched with `apt-get download`

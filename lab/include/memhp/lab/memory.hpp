@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Memory hot(un)plug in a lab guest: DIMMs added and removed through QMP,
 // blocks onlined and offlined through the guest's sysfs, and the guest's

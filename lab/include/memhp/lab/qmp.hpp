@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A QMP (QEMU Machine Protocol) client: greeting + qmp_capabilities
 // handshake, synchronous commands matched by id, asynchronous events queued

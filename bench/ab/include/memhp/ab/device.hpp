@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What an arm of `memhp ab` hot-plugs in its cycles: ACPI pc-DIMMs,
 // virtio-mem blocks, or (not yet) dax/kmem. Each is one implementation of

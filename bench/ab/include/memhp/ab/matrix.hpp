@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // memhp ab --matrix: one short cycle run per cell kernel x device x
 // memmap_on_memory mode, impossible cells skipped with their reason before

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The per-cycle metrics of an A/B run: what each one measures, its unit and
 // which direction is better. Cycles store them under "metrics" in the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `memhp ab --peer bpftrace`: the same phases timed a second time, in the
 // same guest and the same cycles, by an independent tool (Debian's bpftrace)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Plots of an A/B run, drawn by gnuplot (Debian: gnuplot-nox) from data
 // files written beside its script, so a reader can re-render or restyle them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Comparing arms: per metric, both arms' median and spread, the ratio and
 // the Mann-Whitney significance; rendered as the markdown table a CI job

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The typed model of a results file (memhp.ab/1, docs/ab-results.schema.json)
 // and its loader. A results file is outside input: a CI artifact of another

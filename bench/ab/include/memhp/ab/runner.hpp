@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `memhp ab`: boots one lab guest per arm, runs memhp's tracer in each, and
 // runs interleaved hot-plug cycles (or the scale ramp), recording per cycle

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `memhp ab --scenario`: the two failure modes memmap_on_memory exists for,
 // set up in every arm's guest before the hot-adds and told apart per add.

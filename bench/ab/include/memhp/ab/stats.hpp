@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Summary statistics and the significance test behind `memhp ab` and
 // `memhp compare`. The numerics are ALGLIB's (Debian: libalglib-dev).
