@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <vector>
 
 #include "memhp/error.hpp"
@@ -21,44 +22,70 @@ namespace {
 
 enum class ReadFail { None, Open, NotRegular, TooLarge, Read };
 
-// Reads a regular file of at most max_bytes; on failure sets `why` and errno.
-std::optional<std::string> read_capped(const fs::path& path, std::size_t max_bytes, ReadFail& why) {
-    // Plain read(2) in large chunks: procfs lists such as /proc/kallsyms are
-    // megabytes generated on the fly, and memhp reads them at start-up.
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it).
+// Closes on scope exit and leaves errno as it was.
+struct Fd {
+    int fd;
+    explicit Fd(int f) : fd(f) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() {
+        const int err = errno;
+        ::close(fd);
+        errno = err;
+    }
+};
+
+// Opens a regular file for reading. O_NONBLOCK: opening a FIFO must not wait
+// for a writer; the type check then refuses it, and devices such as /dev/zero,
+// before any read (NotRegular, errno EINVAL). -1 on failure.
+int open_regular(const fs::path& path, struct stat& st, ReadFail& why) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         why = ReadFail::Open;
-        return std::nullopt;
+        return -1;
     }
-    const auto fail = [fd, &why](ReadFail w, int err) {
-        ::close(fd);
+    const bool stat_ok = ::fstat(fd, &st) == 0;
+    if (stat_ok && S_ISREG(st.st_mode)) return fd;
+    const Fd closer{fd};
+    why = stat_ok ? ReadFail::NotRegular : ReadFail::Open;
+    if (stat_ok) errno = EINVAL;
+    return -1;
+}
+
+// Reads a regular file of at most max_bytes; on failure sets `why` and errno.
+// With `interruptible`, SIGINT/SIGTERM stop the read (Interrupted).
+std::optional<std::string> read_capped(const fs::path& path, std::size_t max_bytes, ReadFail& why,
+                                       bool interruptible = false) {
+    struct stat st {};
+    const int fd = open_regular(path, st, why);
+    if (fd < 0) return std::nullopt;
+    Fd closer{fd};
+    const auto fail = [&why](ReadFail w, int err) {
         why = w;
         errno = err;
         return std::nullopt;
     };
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return fail(ReadFail::Open, errno);
-    if (!S_ISREG(st.st_mode)) return fail(ReadFail::NotRegular, EINVAL);
     // st_size is 0 (procfs) or a page (sysfs) for generated files: a hint only.
     if (static_cast<std::uint64_t>(st.st_size) > max_bytes) return fail(ReadFail::TooLarge, EFBIG);
+    // Plain read(2) in large chunks: procfs lists such as /proc/kallsyms are
+    // megabytes generated on the fly, and memhp reads them at start-up.
     std::string out;
     std::size_t used = 0;
     for (;;) {
+        if (interruptible && stop_requested()) throw Interrupted();
         if (used == out.size()) {
             if (used > max_bytes) return fail(ReadFail::TooLarge, EFBIG);
             // sysfs files stay small; the + 1 lets a file of max_bytes + 1 show.
             out.resize(std::min(std::max<std::size_t>(out.size() * 2, std::max<std::size_t>(4096, st.st_size + 1)),
                                 max_bytes + 1));
         }
-        const ssize_t n = ::read(fd, out.data() + used, out.size() - used);
+        const ssize_t n = ::read(fd, out.data() + used, std::min<std::size_t>(out.size() - used, 1u << 20));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return fail(ReadFail::Read, errno);
         if (n == 0) break;
         used += static_cast<std::size_t>(n);
     }
     if (used > max_bytes) return fail(ReadFail::TooLarge, EFBIG);
-    ::close(fd);
     out.resize(used);
     why = ReadFail::None;
     return out;
@@ -76,49 +103,47 @@ std::string read_file(const fs::path& path, std::size_t max_bytes) {
     auto content = read_capped(path, max_bytes, why);
     if (content) return std::move(*content);
     switch (why) {
-    case ReadFail::NotRegular:
-        throw Error("cannot read " + path.string() + ": not a regular file");
-    case ReadFail::TooLarge:
-        throw FileTooLarge("cannot read " + path.string() + ": more than the " + std::to_string(max_bytes) +
-                           " bytes allowed");
-    default:
-        throw_errno("cannot read " + path.string(), errno);
+        case ReadFail::NotRegular: throw Error("cannot read " + path.string() + ": not a regular file");
+        case ReadFail::TooLarge:
+            throw FileTooLarge("cannot read " + path.string() + ": more than the " + std::to_string(max_bytes) +
+                               " bytes allowed");
+        default: throw_errno("cannot read " + path.string(), errno);
     }
 }
 
 std::string read_file_bounded(const fs::path& path, std::size_t max_bytes) {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; the type check
-    // below refuses it (and devices such as /dev/zero) before any read.
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) throw_errno("cannot read " + path.string(), errno);
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) throw_errno("cannot read " + path.string(), errno);
-    if (!S_ISREG(st.st_mode)) throw Error("cannot read " + path.string() + ": not a regular file");
-    if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
-        throw FileTooLarge(path.string() + ": " + std::to_string(st.st_size) + " bytes, more than the " +
-                           std::to_string(max_bytes) + " allowed");
-    std::string out(static_cast<std::size_t>(st.st_size) + 1, '\0');
-    std::size_t used = 0;
-    for (;;) {
-        if (stop_requested()) throw Interrupted();
-        if (used == out.size()) {
-            if (out.size() > max_bytes)  // the file grew while we read it
-                throw FileTooLarge(path.string() + ": more than the " + std::to_string(max_bytes) + " bytes allowed");
-            out.resize(std::min(out.size() * 2, max_bytes + 1));
-        }
-        const ssize_t n = ::read(fd, out.data() + used, std::min<std::size_t>(out.size() - used, 1u << 20));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw_errno("cannot read " + path.string(), errno);
-        if (n == 0) break;
-        used += static_cast<std::size_t>(n);
+    ReadFail why{};
+    auto content = read_capped(path, max_bytes, why, true);
+    if (content) return std::move(*content);
+    switch (why) {
+        case ReadFail::NotRegular: throw Error("cannot read " + path.string() + ": not a regular file");
+        case ReadFail::TooLarge:
+            throw FileTooLarge(path.string() + ": more than the " + std::to_string(max_bytes) + " bytes allowed");
+        default: throw_errno("cannot read " + path.string(), errno);
     }
-    if (used > max_bytes) throw FileTooLarge(path.string() + ": more than the " + std::to_string(max_bytes) + " bytes allowed");
-    out.resize(used);
-    return out;
+}
+
+std::optional<FileRange> try_read_file_range(const fs::path& path, std::uint64_t offset, std::size_t max_bytes) {
+    if (offset > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max())) {
+        errno = EOVERFLOW;
+        return std::nullopt;
+    }
+    ReadFail why{};
+    struct stat st {};
+    const int fd = open_regular(path, st, why);
+    if (fd < 0) return std::nullopt;
+    Fd closer{fd};
+    std::string data(max_bytes, '\0');
+    std::size_t got = 0;
+    while (got < data.size()) {
+        const ssize_t n = ::pread(fd, data.data() + got, data.size() - got, static_cast<off_t>(offset + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return std::nullopt;
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    data.resize(got);
+    return FileRange{std::move(data), static_cast<std::uint64_t>(st.st_size)};
 }
 
 namespace {
@@ -155,7 +180,9 @@ void write_checked(const fs::path& path, std::string_view content, int flags, bo
 
 void write_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_TRUNC, false, path); }
 
-void append_file(const fs::path& path, std::string_view content) { write_checked(path, content, O_APPEND, false, path); }
+void append_file(const fs::path& path, std::string_view content) {
+    write_checked(path, content, O_APPEND, false, path);
+}
 
 void write_file_atomic(const fs::path& path, std::string_view content) {
     fs::path tmp = path;
@@ -224,15 +251,21 @@ std::string valid_utf8(std::string_view s) {
         const auto c = static_cast<unsigned char>(s[i]);
         std::size_t len = 0;
         std::uint32_t cp = 0, min = 0;
-        if (c < 0x80) len = 1, cp = c;
-        else if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
-        else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
-        else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
+        if (c < 0x80)
+            len = 1, cp = c;
+        else if ((c & 0xe0) == 0xc0)
+            len = 2, cp = c & 0x1f, min = 0x80;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3, cp = c & 0x0f, min = 0x800;
+        else if ((c & 0xf8) == 0xf0)
+            len = 4, cp = c & 0x07, min = 0x10000;
         bool ok = len > 0 && i + len <= s.size();
         for (std::size_t k = 1; ok && k < len; ++k) {
             const auto cc = static_cast<unsigned char>(s[i + k]);
-            if ((cc & 0xc0) != 0x80) ok = false;
-            else cp = (cp << 6) | (cc & 0x3f);
+            if ((cc & 0xc0) != 0x80)
+                ok = false;
+            else
+                cp = (cp << 6) | (cc & 0x3f);
         }
         if (ok && len > 1 && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
         if (ok) {
@@ -270,7 +303,8 @@ TempDir::TempDir(std::string_view prefix) {
     std::string templ = (fs::temp_directory_path() / (std::string(prefix) + ".XXXXXX")).string();
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
-    if (!::mkdtemp(buf.data())) throw_errno("cannot create a temporary directory in " + fs::temp_directory_path().string(), errno);
+    if (!::mkdtemp(buf.data()))
+        throw_errno("cannot create a temporary directory in " + fs::temp_directory_path().string(), errno);
     path_ = buf.data();
 }
 

@@ -152,31 +152,15 @@ json op_read(const Request& req) {
 // the last newline (unless one line fills the whole chunk): the host reads a
 // tracer's growing NDJSON output where it left off, never the whole file again.
 json op_read_from(const Request& req) {
-    const int fd = ::open(req.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return fail("open " + req.path, errno);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        return fail(req.path + " is not a regular file");
-    }
-    std::string data(lab::kAgentReadChunk, '\0');
-    std::size_t got = 0;
-    while (got < data.size()) {
-        const ssize_t n = ::pread(fd, data.data() + got, data.size() - got, static_cast<off_t>(req.offset + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int err = errno;
-            ::close(fd);
-            return fail("read " + req.path, err);
-        }
-        if (n == 0) break;
-        got += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-    data.resize(got);
-    if (const auto nl = data.rfind('\n'); nl != std::string::npos) data.resize(nl + 1);
-    else if (got < lab::kAgentReadChunk) data.clear();  // only a line still being written
-    const auto size = static_cast<unsigned long long>(st.st_size);
+    auto r = try_read_file_range(req.path, req.offset, lab::kAgentReadChunk);
+    if (!r) return errno == EINVAL ? fail(req.path + " is not a regular file") : fail("read " + req.path, errno);
+    auto& data = r->data;
+    const std::size_t got = data.size();
+    if (const auto nl = data.rfind('\n'); nl != std::string::npos)
+        data.resize(nl + 1);
+    else if (got < lab::kAgentReadChunk)
+        data.clear();  // only a line still being written
+    const auto size = static_cast<unsigned long long>(r->size);
     return {{"ok", true}, {"data", data}, {"next", req.offset + data.size()}, {"size", size}};
 }
 
@@ -260,7 +244,6 @@ json dispatch(const Request& req) {
 
 }  // namespace
 
-
 namespace {
 
 const json& field(const json& req, const char* name) {
@@ -313,15 +296,16 @@ Request parse_request(std::string_view line) {
         r.argv = strings_field(j, "argv", 65536);
         if (r.argv.empty() || r.argv[0].empty()) throw Error(r.op + ": empty argv");
     }
-    if (r.op == "exec") r.timeout_ms = int_field(j, "timeout_ms", 60000, 0, kMaxTimeoutMs);
+    if (r.op == "exec")
+        r.timeout_ms = int_field(j, "timeout_ms", 60000, 0, kMaxTimeoutMs);
     else if (r.op == "spawn") {
         if (j.contains("output")) r.output = string_field(j, "output");
     } else if (r.op == "read") {
         r.paths = strings_field(j, "paths", kMaxPaths);
     } else if (r.op == "read_from") {
         r.path = string_field(j, "path");
-        r.offset = static_cast<unsigned long long>(
-            int_field(j, "offset", 0, 0, std::numeric_limits<long long>::max() / 2));
+        r.offset =
+            static_cast<unsigned long long>(int_field(j, "offset", 0, 0, std::numeric_limits<long long>::max() / 2));
     } else if (r.op == "write") {
         r.path = string_field(j, "path");
         r.data = string_field(j, "data");
@@ -330,8 +314,10 @@ Request parse_request(std::string_view line) {
     } else if (r.op == "wait" || r.op == "signal") {
         r.pid = static_cast<int>(int_field(j, "pid", 0, 1, std::numeric_limits<int>::max()));
         if (!j.contains("pid")) throw Error("missing \"pid\"");
-        if (r.op == "wait") r.timeout_ms = int_field(j, "timeout_ms", 0, 0, kMaxTimeoutMs);
-        else r.signal = static_cast<int>(int_field(j, "signal", SIGTERM, 0, 64));
+        if (r.op == "wait")
+            r.timeout_ms = int_field(j, "timeout_ms", 0, 0, kMaxTimeoutMs);
+        else
+            r.signal = static_cast<int>(int_field(j, "signal", SIGTERM, 0, 64));
     } else if (r.op != "ping") {
         throw Error("unknown op '" + r.op.substr(0, 64) + "'");
     }

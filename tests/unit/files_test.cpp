@@ -17,16 +17,16 @@
 namespace memhp {
 namespace {
 
-using ::testing::HasSubstr;
 using test::EnvGuard;
+using ::testing::HasSubstr;
 
 // read(2) in chunks that grow from 4 KiB: sizes around the chunk edges and
 // a large file come back byte for byte; a missing file or a directory is
 // nullopt.
 TEST(ReadFile, WholeContentAcrossChunkSizesAndNothingForMissingOrDirectory) {
     TempDir dir("memhp-files");
-    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4095}, std::size_t{4096},
-                             std::size_t{4097}, std::size_t{3} << 20}) {
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4095}, std::size_t{4096}, std::size_t{4097},
+                             std::size_t{3} << 20}) {
         std::string text(size, '\0');
         for (std::size_t i = 0; i < size; ++i) text[i] = static_cast<char>('a' + i % 23);
         const auto path = dir.path() / ("f" + std::to_string(size));
@@ -277,16 +277,47 @@ TEST(Files, BoundedReadRefusesWhatIsNotARegularFileOfBoundedSize) {
     EXPECT_EQ(read_file_bounded(dir.path() / "f", 100).size(), 100u);
     EXPECT_THROW((void)read_file_bounded(dir.path() / "f", 99), FileTooLarge);
     ASSERT_EQ(::mkfifo((dir.path() / "p").c_str(), 0600), 0);
-    EXPECT_THAT([&] {
-        try {
-            (void)read_file_bounded(dir.path() / "p", 100);
-        } catch (const Error& e) {
-            return std::string(e.what());
-        }
-        return std::string();
-    }(), HasSubstr("not a regular file"));
+    EXPECT_THAT(
+        [&] {
+            try {
+                (void)read_file_bounded(dir.path() / "p", 100);
+            } catch (const Error& e) {
+                return std::string(e.what());
+            }
+            return std::string();
+        }(),
+        HasSubstr("not a regular file"));
     EXPECT_THROW((void)read_file_bounded("/dev/zero", 1 << 20), Error);
     EXPECT_THROW((void)read_file_bounded(dir.path() / "missing", 100), Error);
+}
+
+// A range of a file another process appends to (the guest agent follows the
+// trace's NDJSON this way): at most max_bytes from the offset, the size seen
+// at open, nothing past the end, and the same refusals as the whole-file reads.
+TEST(Files, RangeReadFromAnOffsetBoundedAndOnlyOfRegularFiles) {
+    TempDir dir;
+    const auto f = dir.path() / "f";
+    write_file(f, "0123456789");
+    auto r = try_read_file_range(f, 3, 4);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->data, "3456");
+    EXPECT_EQ(r->size, 10u);
+    r = try_read_file_range(f, 8, 100);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->data, "89");
+    r = try_read_file_range(f, 50, 100);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->data, "");
+    errno = 0;
+    EXPECT_FALSE(try_read_file_range(f, std::uint64_t{1} << 63, 4));
+    EXPECT_EQ(errno, EOVERFLOW);
+    ASSERT_EQ(::mkfifo((dir.path() / "p").c_str(), 0600), 0);
+    EXPECT_FALSE(try_read_file_range(dir.path() / "p", 0, 4));
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_FALSE(try_read_file_range("/dev/zero", 0, 4));
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_FALSE(try_read_file_range(dir.path() / "missing", 0, 4));
+    EXPECT_EQ(errno, ENOENT);
 }
 
 // Guest consoles print anything; stored text must be UTF-8 (nlohmann's dump
@@ -295,7 +326,9 @@ TEST(Files, ValidUtf8ReplacesWhatIsNotUtf8) {
     EXPECT_EQ(valid_utf8("plain ascii\n"), "plain ascii\n");
     EXPECT_EQ(valid_utf8("na\xc3\xafve \xe2\x82\xac \xf0\x9f\x98\x80"), "na\xc3\xafve \xe2\x82\xac \xf0\x9f\x98\x80");
     const std::string r = "\xef\xbf\xbd";
-    EXPECT_EQ(valid_utf8("a\xff" "b"), "a" + r + "b");
+    EXPECT_EQ(valid_utf8("a\xff"
+                         "b"),
+              "a" + r + "b");
     EXPECT_EQ(valid_utf8("\xc0\xaf"), r + r) << "overlong";
     EXPECT_EQ(valid_utf8("\xed\xa0\x80"), r + r + r) << "surrogate";
     EXPECT_EQ(valid_utf8("end\xe2\x82"), "end" + r + r) << "truncated";

@@ -32,6 +32,16 @@ inline constexpr std::size_t kReadFileMax = std::size_t{64} << 20;  // /proc/kal
 // /dev/zero) without blocking, and files larger than max_bytes
 // (FileTooLarge); throws Interrupted on SIGINT/SIGTERM.
 [[nodiscard]] std::string read_file_bounded(const fs::path& path, std::size_t max_bytes);
+// Up to max_bytes of a regular file from `offset` (pread), and the file's
+// size when opened: for following a file another process appends to. Refuses
+// anything but a regular file without blocking (nullopt, errno EINVAL);
+// nullopt with errno on any other failure.
+struct FileRange {
+    std::string data;
+    std::uint64_t size = 0;
+};
+[[nodiscard]] std::optional<FileRange> try_read_file_range(const fs::path& path, std::uint64_t offset,
+                                                           std::size_t max_bytes);
 // Every write, and close(), checked: a full disk is an Error (ENOSPC).
 void write_file(const fs::path& path, std::string_view content);
 void append_file(const fs::path& path, std::string_view content);
