@@ -1,10 +1,11 @@
 #!/bin/busybox sh
 # SPDX-License-Identifier: Apache-2.0
 # memhp guest init (PID 1 of the lab's initramfs).
-# Loads the virtio/9p modules listed in /modules.list, mounts the host's root
-# file system read-only over 9p at /host, prepares the usual pseudo file
-# systems inside it, and starts the memhp guest agent from the host's build
-# tree (chrooted), talking to the host over a virtio-serial port.
+# Loads the virtio/9p modules listed in /modules.list, builds a root at /host
+# from the host's read-only 9p shares (what the guest runs, never the host's
+# whole root), prepares the usual pseudo file systems inside it, and starts
+# the memhp guest agent from the host's build tree (chrooted), talking to the
+# host over a virtio-serial port.
 # Any failure is printed to the console with a "memhp-init:" prefix, which the
 # host shows in its error message, and the guest powers off.
 /bin/busybox --install -s /bin
@@ -46,15 +47,34 @@ if [ "$(arg net)" = 1 ]; then
 	ip route add default via 10.0.2.2 2>/dev/null
 fi
 
-mkdir -p /lower /rw /host
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /lower ||
-	fail "cannot mount the host root over 9p (is -virtfs mount_tag=hostroot given?)"
-# A writable view of the host tree at the same paths: the host's files are the
-# read-only lower layer, writes land in guest RAM.
-mount -t tmpfs tmpfs /rw || fail "tmpfs for the overlay"
-mkdir -p /rw/upper /rw/work
-mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /host ||
-	fail "cannot mount the overlay over the host root"
+# The host's shares (lab/src/shares.cpp): /usr, a staged /etc, the directory
+# of memhp's binaries, the kernel's modules. The table on the meta share says
+# where each goes; each is the read-only lower layer of an overlay whose
+# writes land in guest RAM, on a tmpfs root. Nothing else of the host is seen.
+mkdir -p /meta /lower /rw /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro memhpmeta /meta ||
+	fail "cannot mount the share table over 9p (is -virtfs mount_tag=memhpmeta given?)"
+[ -r /meta/shares ] || fail "the meta share holds no share table"
+mount -t tmpfs -o mode=0755 tmpfs /host || fail "tmpfs for the guest's root"
+mount -t tmpfs tmpfs /rw || fail "tmpfs for the overlays"
+for d in proc sys dev run tmp var/tmp root; do mkdir -p "/host/$d"; done
+chmod 1777 /host/tmp /host/var/tmp
+n=0
+while read -r kind a b; do
+	case "$kind" in
+	link) ln -s "$b" "/host/$a" || fail "cannot link /$a to $b" ;;
+	share)
+		n=$((n + 1))
+		mkdir -p "/lower/$n" "/rw/$n/upper" "/rw/$n/work" "/host$b" || fail "cannot make room for $b"
+		mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose "$a" "/lower/$n" ||
+			fail "cannot mount the host's $b over 9p (share $a)"
+		mount -t overlay overlay -o "lowerdir=/lower/$n,upperdir=/rw/$n/upper,workdir=/rw/$n/work" "/host$b" ||
+			fail "cannot mount the overlay over $b"
+		;;
+	*) fail "bad line in the share table: $kind $a $b" ;;
+	esac
+done </meta/shares
+[ "$n" -gt 0 ] || fail "the share table names no share"
 mount -t tmpfs tmpfs /host/run || fail "tmpfs on /run"
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
@@ -75,8 +95,11 @@ agent=$(arg agent)
 [ -n "$agent" ] || fail "no memhp.agent= on the kernel command line"
 [ -x "/host$agent" ] || fail "agent $agent is not executable in the host tree"
 
+cwd=$(arg cwd)
+# The host's working directory, empty unless a share holds it: commands run there.
+[ -n "$cwd" ] && mkdir -p "/host$cwd" 2>/dev/null
 echo "memhp-init: starting agent $agent on $port"
-chroot /host "$agent" --port "$port" --cwd "$(arg cwd)" &
+chroot /host "$agent" --port "$port" --cwd "$cwd" &
 
 # An interactive shell on the console, for `memhp lab --keep`.
 while true; do

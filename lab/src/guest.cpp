@@ -82,8 +82,10 @@ void load_virtio_mem(Guest& g) {
 OnlineMode parse_online_mode(const std::string& text) {
     if (text == "auto") return OnlineMode::Auto;
     if (text == "manual") return OnlineMode::Manual;
-    throw UsageError("--online must be auto (the kernel onlines added memory, as real hosts do) or manual (the lab "
-                     "onlines each block), not '" + text + "'");
+    throw UsageError(
+        "--online must be auto (the kernel onlines added memory, as real hosts do) or manual (the lab "
+        "onlines each block), not '" +
+        text + "'");
 }
 
 const char* online_mode_name(OnlineMode m) { return m == OnlineMode::Auto ? "auto" : "manual"; }
@@ -96,7 +98,8 @@ void validate(const GuestConfig& cfg) {
         if (m % (std::uint64_t{1} << 20)) throw UsageError("node memory must be a multiple of 1 MiB");
     if (cfg.cpus == 0 || cfg.cpus > 64) throw UsageError("--cpus must be 1..64");
     if (cfg.slots == 0 || cfg.slots > 256) throw UsageError("--slots must be 1..256");
-    if (cfg.accel != "tcg" && cfg.accel != "kvm") throw UsageError("--accel must be tcg or kvm, not '" + cfg.accel + "'");
+    if (cfg.accel != "tcg" && cfg.accel != "kvm")
+        throw UsageError("--accel must be tcg or kvm, not '" + cfg.accel + "'");
     std::uint64_t boot = std::accumulate(cfg.node_mem.begin(), cfg.node_mem.end(), std::uint64_t{0});
     if (cfg.maxmem && cfg.maxmem <= boot)
         throw UsageError("--maxmem (" + format_size_exact(cfg.maxmem) + ") must exceed the boot memory (" +
@@ -110,15 +113,18 @@ void validate(const GuestConfig& cfg) {
             throw UsageError("--virtio-mem: node " + std::to_string(v.node) + " does not exist (the guest has " +
                              std::to_string(cfg.node_mem.size()) + " nodes; see --node-mem)");
         if (v.max_size == 0 || v.max_size % (std::uint64_t{128} << 20))
-            throw UsageError("--virtio-mem: the size must be a positive multiple of 128M (the guest's memory block), not " +
-                             format_size_exact(v.max_size));
+            throw UsageError(
+                "--virtio-mem: the size must be a positive multiple of 128M (the guest's memory block), not " +
+                format_size_exact(v.max_size));
         if (v.block_size && (v.block_size & (v.block_size - 1)))
             throw UsageError("--virtio-mem: the block size must be a power of two");
         vmem_total += v.max_size;
     }
     if (cfg.maxmem && vmem_total && cfg.maxmem <= boot + vmem_total)
-        throw UsageError("--maxmem (" + format_size_exact(cfg.maxmem) + ") must exceed the boot memory plus the "
-                         "virtio-mem devices (" + format_size_exact(boot + vmem_total) + ")");
+        throw UsageError("--maxmem (" + format_size_exact(cfg.maxmem) +
+                         ") must exceed the boot memory plus the "
+                         "virtio-mem devices (" +
+                         format_size_exact(boot + vmem_total) + ")");
 }
 
 std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const fs::path& cwd) {
@@ -126,26 +132,32 @@ std::string kernel_cmdline(const GuestConfig& cfg, const fs::path& agent, const 
     // the IO-APIC timer check at boot sees no ticks and panics ("IO-APIC +
     // timer doesn't work!"); seen here with two guests booting beside
     // kernel builds. A virtual machine's timer needs no such check.
-    std::string c = "console=ttyS0 panic=-1 oops=panic no_timer_check memhp.agent=" + agent.string() +
-                    " memhp.cwd=" + cwd.string();
-    if (cfg.memmap_on_memory) c += std::string(" memory_hotplug.memmap_on_memory=") + (*cfg.memmap_on_memory ? "1" : "0");
+    std::string c =
+        "console=ttyS0 panic=-1 oops=panic no_timer_check memhp.agent=" + agent.string() + " memhp.cwd=" + cwd.string();
+    if (cfg.memmap_on_memory)
+        c += std::string(" memory_hotplug.memmap_on_memory=") + (*cfg.memmap_on_memory ? "1" : "0");
     if (!cfg.tcp_forwards.empty()) c += " memhp.net=1";
     for (const auto& a : cfg.append) c += " " + a;
     return c;
 }
 
 std::vector<std::string> qemu_command(const GuestConfig& cfg, const fs::path& vmlinuz, const fs::path& initrd,
-                                      const fs::path& run_dir, const fs::path& agent, const fs::path& cwd) {
+                                      const fs::path& run_dir, const fs::path& agent, const fs::path& cwd,
+                                      const SharePlan& shares) {
     const std::uint64_t boot = std::accumulate(cfg.node_mem.begin(), cfg.node_mem.end(), std::uint64_t{0});
     std::uint64_t vmem_total = 0;
     for (const auto& v : cfg.virtio_mem) vmem_total += v.max_size;
     const std::uint64_t maxmem = cfg.maxmem ? cfg.maxmem : boot + vmem_total + (std::uint64_t{16} << 30);
-    std::vector<std::string> a = {cfg.qemu,
-                                  "-machine", "q35,accel=" + cfg.accel,
-                                  "-cpu", cfg.accel == "kvm" ? "host" : "max",
-                                  "-smp", std::to_string(cfg.cpus),
-                                  "-m", format_size_exact(boot) + ",slots=" + std::to_string(cfg.slots) +
-                                            ",maxmem=" + format_size_exact(maxmem)};
+    std::vector<std::string> a = {
+        cfg.qemu,
+        "-machine",
+        "q35,accel=" + cfg.accel,
+        "-cpu",
+        cfg.accel == "kvm" ? "host" : "max",
+        "-smp",
+        std::to_string(cfg.cpus),
+        "-m",
+        format_size_exact(boot) + ",slots=" + std::to_string(cfg.slots) + ",maxmem=" + format_size_exact(maxmem)};
     for (std::size_t i = 0; i < cfg.node_mem.size(); ++i) {
         std::string node = "node,nodeid=" + std::to_string(i);
         if (i == 0) node += ",cpus=0-" + std::to_string(cfg.cpus - 1);
@@ -157,21 +169,39 @@ std::vector<std::string> qemu_command(const GuestConfig& cfg, const fs::path& vm
         a.insert(a.end(), {"-numa", node});
     }
     a.insert(a.end(), {
-        "-kernel", vmlinuz.string(),
-        "-initrd", initrd.string(),
-        "-append", kernel_cmdline(cfg, agent, cwd),
-        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-chardev", "socket,id=con,path=" + (run_dir / "console.sock").string() +
-                        ",server=on,wait=off,logfile=" + (run_dir / "console.log").string(),
-        "-serial", "chardev:con",
-        "-device", "virtio-serial-pci,id=vser0",
-        "-chardev", "socket,id=agent,path=" + (run_dir / "agent.sock").string() + ",server=on,wait=off",
-        "-device", std::string("virtserialport,chardev=agent,name=") + kAgentPortName,
-        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-        "-qmp", "unix:" + (run_dir / "qmp.sock").string() + ",server=on,wait=off",
-        // A second QMP socket for a person poking at a --keep guest.
-        "-qmp", "unix:" + (run_dir / "qmp-user.sock").string() + ",server=on,wait=off",
-    });
+                          "-kernel",
+                          vmlinuz.string(),
+                          "-initrd",
+                          initrd.string(),
+                          "-append",
+                          kernel_cmdline(cfg, agent, cwd),
+                          "-nodefaults",
+                          "-no-user-config",
+                          "-display",
+                          "none",
+                          "-no-reboot",
+                          "-chardev",
+                          "socket,id=con,path=" + (run_dir / "console.sock").string() +
+                              ",server=on,wait=off,logfile=" + (run_dir / "console.log").string(),
+                          "-serial",
+                          "chardev:con",
+                          "-device",
+                          "virtio-serial-pci,id=vser0",
+                          "-chardev",
+                          "socket,id=agent,path=" + (run_dir / "agent.sock").string() + ",server=on,wait=off",
+                          "-device",
+                          std::string("virtserialport,chardev=agent,name=") + kAgentPortName,
+                          // What of the host the guest sees: the share table (its init reads it)
+                          // and the shares it names, never the host's whole root (shares.hpp).
+                          "-virtfs",
+                          virtfs_arg(kMetaShareTag, run_dir / "guest-meta"),
+                          "-qmp",
+                          "unix:" + (run_dir / "qmp.sock").string() + ",server=on,wait=off",
+                          // A second QMP socket for a person poking at a --keep guest.
+                          "-qmp",
+                          "unix:" + (run_dir / "qmp-user.sock").string() + ",server=on,wait=off",
+                      });
+    for (const auto& sh : shares.shares) a.insert(a.end(), {"-virtfs", virtfs_arg(sh.tag, sh.host)});
     for (std::size_t i = 0; i < cfg.virtio_mem.size(); ++i) {
         // Nothing plugged at boot: memory comes with qom-set requested-size (MemoryLab::resize_virtio_mem).
         const auto& v = cfg.virtio_mem[i];
@@ -206,7 +236,8 @@ std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& prog
         if (progress) progress(s);
     };
     if (!find_program(cfg.qemu))
-        throw Error("QEMU binary '" + cfg.qemu + "' not found: install qemu-system-x86 (scripts/install-deps.sh) or pass --qemu PATH");
+        throw Error("QEMU binary '" + cfg.qemu +
+                    "' not found: install qemu-system-x86 (scripts/install-deps.sh) or pass --qemu PATH");
     fs::path agent = cfg.agent.empty() ? default_agent_path() : cfg.agent;
     if (agent.empty() || !fs::exists(agent))
         throw Error("memhp-agent not found (looked beside this binary; set MEMHP_AGENT): build the project first");
@@ -215,7 +246,8 @@ std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& prog
     // over would be hidden.
     for (const char* hidden : {"/proc/", "/sys/", "/dev/", "/run/"})
         if (agent.string().starts_with(hidden))
-            throw Error("memhp-agent lives under " + std::string(hidden) + ", which the guest mounts over: build elsewhere");
+            throw Error("memhp-agent lives under " + std::string(hidden) +
+                        ", which the guest mounts over: build elsewhere");
 
     std::unique_ptr<Guest> g(new Guest());
     g->cfg_ = cfg;
@@ -225,14 +257,20 @@ std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& prog
     // an unknown parameter the kernel ignores: the run would silently measure
     // the page allocator. Refuse before booting.
     if (cfg.memmap_on_memory.value_or(false) && kernel_config_has(g->kernel_, "MHP_MEMMAP_ON_MEMORY") == false)
-        throw UsageError("memmap_on_memory=on asked, but kernel " +
-                         (g->kernel_.package.empty() ? g->kernel_.vmlinuz.string() : g->kernel_.package) +
-                         " is built without CONFIG_MHP_MEMMAP_ON_MEMORY (memmap_on_memory arrived in Linux 5.12, "
-                         "so 5.10 has none): ask for memmap_on_memory off, or take a kernel that has it (6.1, 6.12, 7.2)");
+        throw UsageError(
+            "memmap_on_memory=on asked, but kernel " +
+            (g->kernel_.package.empty() ? g->kernel_.vmlinuz.string() : g->kernel_.package) +
+            " is built without CONFIG_MHP_MEMMAP_ON_MEMORY (memmap_on_memory arrived in Linux 5.12, "
+            "so 5.10 has none): ask for memmap_on_memory off, or take a kernel that has it (6.1, 6.12, 7.2)");
     auto initrd = ensure_initramfs(g->kernel_, cache_dir());
 
     const auto& dir = g->run_dir_.path();
-    auto argv = qemu_command(cfg, g->kernel_.vmlinuz, initrd, dir, agent, fs::current_path());
+    stage_guest_etc("/etc", dir / "guest-etc");
+    const auto modules = g->kernel_.modules_dir.empty() ? fs::path() : fs::canonical(g->kernel_.modules_dir);
+    const auto shares = plan_shares("/", agent.parent_path(), modules, dir / "guest-etc");
+    fs::create_directories(dir / "guest-meta");
+    write_file(dir / "guest-meta" / "shares", share_table(shares));
+    auto argv = qemu_command(cfg, g->kernel_.vmlinuz, initrd, dir, agent, fs::current_path(), shares);
     write_file(dir / "qemu.cmdline", shell_join(argv) + "\n");
     say("booting " + (g->kernel_.package.empty() ? g->kernel_.vmlinuz.string() : g->kernel_.package) + " under " +
         (cfg.accel == "tcg" ? "TCG (software emulation)" : "KVM"));
@@ -302,9 +340,9 @@ void Guest::wait_ready_once() {
         const auto now = Clock::now();
         const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - t0);
         if (cfg.accel == "kvm" && secs > cfg.kvm_watchdog && self->console_tail(1).empty())
-            throw GuestError(self->failure_report(
-                "the KVM guest printed nothing in " + std::to_string(cfg.kvm_watchdog.count()) +
-                " s: KVM hangs stock guest kernels on this host; use --accel tcg (the default)"));
+            throw GuestError(
+                self->failure_report("the KVM guest printed nothing in " + std::to_string(cfg.kvm_watchdog.count()) +
+                                     " s: KVM hangs stock guest kernels on this host; use --accel tcg (the default)"));
         // A stall that is still there well into the boot (a normal boot is
         // 7-40 s here) will not clear: give up now and let wait_ready()
         // boot again, rather than wait out the whole boot timeout.
@@ -314,9 +352,9 @@ void Guest::wait_ready_once() {
                 "the guest kernel stalled while booting (an RCU stall, still there " + std::to_string(secs.count()) +
                 " s into the boot): the emulation starves on a loaded host; run again with fewer guests at once"));
         if (secs > cfg.boot_timeout)
-            throw GuestError(self->failure_report("the guest did not become ready within " +
-                                                  std::to_string(cfg.boot_timeout.count()) +
-                                                  " s (agent never said hello); raise --boot-timeout if the machine is slow"));
+            throw GuestError(self->failure_report(
+                "the guest did not become ready within " + std::to_string(cfg.boot_timeout.count()) +
+                " s (agent never said hello); raise --boot-timeout if the machine is slow"));
         if (now - last_report >= std::chrono::seconds(5)) {
             last_report = now;
             auto line = trim(self->console_tail(1));
@@ -340,7 +378,8 @@ void Guest::wait_ready_once() {
         throw GuestError(g->failure_report(std::string("lost the connection to QEMU: ") + e.what()));
     }
     g->boot_seconds_ = std::chrono::duration<double>(Clock::now() - t0).count();
-    say("guest ready in " + std::to_string(static_cast<int>(g->boot_seconds_ + 0.5)) + " s (kernel " + g->release_ + ")");
+    say("guest ready in " + std::to_string(static_cast<int>(g->boot_seconds_ + 0.5)) + " s (kernel " + g->release_ +
+        ")");
 
     const std::string knob = "/sys/devices/system/memory/auto_online_blocks";
     if (auto policy = g->agent_.try_read(knob)) {
@@ -379,8 +418,8 @@ void Guest::check_alive() {
                         ? " (" + trim(console.substr(reason + 13, eol - reason - 13)) + ")"
                         : std::string()) +
                    "; " + what;
-        }
-        else if (console.find("memhp-init: FATAL") != std::string::npos) what = "the guest's init failed; " + what;
+        } else if (console.find("memhp-init: FATAL") != std::string::npos)
+            what = "the guest's init failed; " + what;
         throw GuestError(failure_report(what));
     }
 }
@@ -401,8 +440,7 @@ void Guest::shutdown() {
     if (qemu_.running()) {
         try {
             qmp_.execute("quit", nullptr, std::chrono::seconds(5));
-        } catch (const std::exception&) {
-        }
+        } catch (const std::exception&) {}
         qemu_.wait_for(std::chrono::seconds(5));
     }
     qemu_.terminate(std::chrono::milliseconds(1000));

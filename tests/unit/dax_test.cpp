@@ -60,7 +60,7 @@ TEST(DaxLayout, TheGuestCommandLineCarriesIt) {
     EXPECT_NO_THROW(validate(cfg));
     EXPECT_THAT(cfg.node_mem, ElementsAre(2 * kGiB, kGiB + 128 * kMiB));
     EXPECT_THAT(kernel_cmdline(cfg, "/a", "/w"), HasSubstr(" memmap=1152M!4G"));
-    const auto argv = qemu_command(cfg, "/k", "/i", "/tmp/run", "/a", "/w");
+    const auto argv = qemu_command(cfg, "/k", "/i", "/tmp/run", "/a", "/w", {});
     std::string joined;
     for (const auto& a : argv) joined += a + " ";
     EXPECT_THAT(joined, HasSubstr("memory-backend-ram,id=boot1,size=1152M"));
@@ -193,9 +193,7 @@ TEST(KmemBlocks, WholeBlocksInsideTheRange) {
 }
 
 // memhp lab --dax: bad combinations are refused before anything boots.
-std::string memhp_bin() {
-    return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string();
-}
+std::string memhp_bin() { return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }
 RunResult memhp_lab(std::vector<std::string> args) {
     args.insert(args.begin(), {memhp_bin(), "lab"});
     return run(args, {.timeout = std::chrono::seconds(20)});

@@ -15,6 +15,7 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 constexpr std::uint64_t kMiB = 1ULL << 20, kGiB = 1ULL << 30;
 
 // Values following each occurrence of `flag`.
@@ -31,9 +32,9 @@ std::string value_of(const std::vector<std::string>& argv, const std::string& fl
     return v.empty() ? std::string() : v.front();
 }
 
-std::vector<std::string> command(const GuestConfig& cfg) {
+std::vector<std::string> command(const GuestConfig& cfg, const SharePlan& shares = {}) {
     return qemu_command(cfg, "/cache/boot/vmlinuz-6.1.0-56-amd64", "/cache/initramfs/i.cpio", "/tmp/run",
-                        "/src/build/bin/memhp-agent", "/src");
+                        "/src/build/bin/memhp-agent", "/src", shares);
 }
 
 TEST(Validate, DefaultsAreValid) { EXPECT_NO_THROW(validate(GuestConfig{})); }
@@ -136,8 +137,8 @@ TEST(QemuCommand, ExplicitMaxmemAndSeveralNodes) {
     EXPECT_EQ(argv[0], "/opt/qemu/bin/qemu-system-x86_64");
     EXPECT_EQ(value_of(argv, "-m"), "1536M,slots=8,maxmem=8G");
     EXPECT_EQ(value_of(argv, "-smp"), "4");
-    EXPECT_THAT(values_of(argv, "-numa"), ElementsAre("node,nodeid=0,cpus=0-3,memdev=boot0",
-                                                      "node,nodeid=1,memdev=boot1", "node,nodeid=2"));
+    EXPECT_THAT(values_of(argv, "-numa"),
+                ElementsAre("node,nodeid=0,cpus=0-3,memdev=boot0", "node,nodeid=1,memdev=boot1", "node,nodeid=2"));
     EXPECT_THAT(values_of(argv, "-object"),
                 ElementsAre("memory-backend-ram,id=boot0,size=1G", "memory-backend-ram,id=boot1,size=512M"));
 }
@@ -154,12 +155,12 @@ TEST(QemuCommand, AgentPortShareAndSockets) {
     auto argv = command(GuestConfig{});
     EXPECT_THAT(values_of(argv, "-device"), Contains("virtserialport,chardev=agent,name=memhp.agent"));
     EXPECT_THAT(values_of(argv, "-device"), Contains("virtio-serial-pci,id=vser0"));
-    EXPECT_THAT(values_of(argv, "-chardev"),
-                Contains("socket,id=agent,path=/tmp/run/agent.sock,server=on,wait=off"));
-    const std::string virtfs = value_of(argv, "-virtfs");
-    EXPECT_THAT(virtfs, HasSubstr("path=/,"));
-    EXPECT_THAT(virtfs, HasSubstr("mount_tag=hostroot"));
-    EXPECT_THAT(virtfs, HasSubstr("readonly=on"));
+    EXPECT_THAT(values_of(argv, "-chardev"), Contains("socket,id=agent,path=/tmp/run/agent.sock,server=on,wait=off"));
+    // Only the share table: the shares themselves come from the plan, and
+    // the host's root is never one of them.
+    EXPECT_THAT(values_of(argv, "-virtfs"),
+                ElementsAre("local,path=/tmp/run/guest-meta,mount_tag=memhpmeta,security_model=none,readonly=on,"
+                            "multidevs=remap"));
     EXPECT_THAT(values_of(argv, "-qmp"), Contains("unix:/tmp/run/qmp.sock,server=on,wait=off"));
     EXPECT_EQ(value_of(argv, "-serial"), "chardev:con");
 }
@@ -296,7 +297,8 @@ TEST(TransientBootFailure, AStallOnTheConsoleIsWorthAnotherBoot) {
 }
 
 TEST(TransientBootFailure, AnOopsOnlyOnceQemuIsGone) {
-    const std::string oops = "[ 2.1] RIP: 0010:sched_clock_cpu+0x9/0x50\n[ 2.2] Kernel panic - not syncing: Fatal exception\n";
+    const std::string oops =
+        "[ 2.1] RIP: 0010:sched_clock_cpu+0x9/0x50\n[ 2.2] Kernel panic - not syncing: Fatal exception\n";
     EXPECT_EQ(transient_boot_failure(oops, false), BootRetry::Oops);
     EXPECT_EQ(transient_boot_failure(oops, true), BootRetry::None) << "QEMU still runs: not over yet";
 }
@@ -306,7 +308,24 @@ TEST(TransientBootFailure, OtherFailuresAreReportedAtOnce) {
               BootRetry::None);
     EXPECT_EQ(transient_boot_failure("[ 1.0] Run /bin/busybox as init process\n", true), BootRetry::None);
     EXPECT_EQ(transient_boot_failure("", false), BootRetry::None);
-    EXPECT_EQ(transient_boot_failure("memhp-init: FATAL: cannot mount the host root over 9p\n", false), BootRetry::None);
+    EXPECT_EQ(transient_boot_failure("memhp-init: FATAL: cannot mount the host root over 9p\n", false),
+              BootRetry::None);
+}
+
+TEST(QemuCommand, ExportsEachPlannedShareReadOnly) {
+    SharePlan plan;
+    plan.shares = {{"memhp0", "/usr", "/usr"},
+                   {"memhp1", "/tmp/run/guest-etc", "/etc"},
+                   {"memhp2", "/home/a,b/build/bin", "/home/a,b/build/bin"}};
+    const auto virtfs = values_of(command(GuestConfig{}, plan), "-virtfs");
+    ASSERT_EQ(virtfs.size(), 4u);
+    EXPECT_THAT(virtfs[1], StartsWith("local,path=/usr,mount_tag=memhp0,"));
+    EXPECT_THAT(virtfs[2], StartsWith("local,path=/tmp/run/guest-etc,mount_tag=memhp1,"));
+    EXPECT_THAT(virtfs[3], StartsWith("local,path=/home/a,,b/build/bin,mount_tag=memhp2,")) << "QEMU's comma escape";
+    for (const auto& v : virtfs) {
+        EXPECT_THAT(v, HasSubstr(",readonly=on"));
+        EXPECT_THAT(v, Not(HasSubstr("path=/,")));
+    }
 }
 
 }  // namespace

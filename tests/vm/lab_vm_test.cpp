@@ -3,6 +3,8 @@
 // check what the guest's sysfs says, in both memmap modes.
 #include <signal.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "memhp/files.hpp"
@@ -87,6 +89,27 @@ TEST_F(MemmapOff, AddCounterProbeSeesOneAddPagesCall) {
     auto j = nlohmann::json::parse(text.substr(text.find('{')));
     EXPECT_EQ(j["calls"], 1);
     EXPECT_EQ(j["nr_pages"], kDimm / 4096);
+}
+
+// The guest sees what it runs of the host, nothing more (lab/src/shares.cpp):
+// /usr, a staged /etc without secrets, the build's binaries. A kernel under
+// test runs as root in there; the host's shadow file and source tree stay out.
+TEST_F(MemmapOff, TheGuestSeesOnlyWhatItRunsOfTheHost) {
+    auto& agent = guest_->agent();
+    ASSERT_TRUE(std::filesystem::exists("/etc/shadow")) << "the host has the secret this test looks for";
+    EXPECT_FALSE(agent.try_read("/etc/shadow").has_value()) << "the host's /etc/shadow reached the guest";
+    const std::string source_file = MEMHP_SOURCE_DIR "/CMakeLists.txt";
+    ASSERT_TRUE(std::filesystem::exists(source_file));
+    EXPECT_FALSE(agent.try_read(source_file).has_value()) << "the host's source tree reached the guest";
+    EXPECT_FALSE(agent.try_read("/proc/1/root/etc/shadow").has_value());
+    // What the guest runs is there: the staged /etc, /usr through the
+    // alternatives symlinks, the build's binaries.
+    EXPECT_NE(agent.try_read("/etc/passwd").value_or("").find("root:"), std::string::npos);
+    const auto bin = agent.listdir(lab::default_agent_path().parent_path().string());
+    EXPECT_NE(std::find(bin.begin(), bin.end(), "memhp"), bin.end());
+    const auto r = agent.exec({"/bin/sh", "-c", "awk 'BEGIN { print 6 * 7 }'"}, std::chrono::seconds(30));
+    EXPECT_TRUE(r.ok()) << r.err;
+    EXPECT_EQ(r.out, "42\n") << "awk through /etc/alternatives";
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A lab guest: QEMU (TCG by default) booting a Debian kernel with our
-// initramfs, the host root shared read-only over 9p, a QMP socket and the
-// agent's virtio-serial port. The Guest object owns QEMU: whatever happens
+// initramfs, what it runs of the host shared read-only over 9p (shares.hpp),
+// a QMP socket and the agent's virtio-serial port. The Guest object owns QEMU: whatever happens
 // (error, timeout, Ctrl-C), QEMU is killed and its sockets removed when the
 // object goes away.
 #include <chrono>
@@ -20,6 +20,7 @@
 #include "memhp/lab/agent_client.hpp"
 #include "memhp/lab/kernel_cache.hpp"
 #include "memhp/lab/qmp.hpp"
+#include "memhp/lab/shares.hpp"
 #include "memhp/process.hpp"
 
 namespace memhp::lab {
@@ -50,20 +51,20 @@ struct VirtioMemConfig {
 [[nodiscard]] std::string virtio_mem_id(std::size_t i);
 
 struct GuestConfig {
-    std::string kernel = "6.1";                  // see classify_kernel_spec()
-    std::optional<bool> memmap_on_memory;        // memory_hotplug.memmap_on_memory=; unset: kernel default
-    std::vector<std::string> append;             // extra kernel command-line words
+    std::string kernel = "6.1";            // see classify_kernel_spec()
+    std::optional<bool> memmap_on_memory;  // memory_hotplug.memmap_on_memory=; unset: kernel default
+    std::vector<std::string> append;       // extra kernel command-line words
     std::vector<std::uint64_t> node_mem{std::uint64_t{1} << 30, 0};  // bytes per NUMA node; 0 = memoryless
     unsigned cpus = 2;
-    unsigned slots = 16;                         // DIMM slots
-    std::uint64_t maxmem = 0;                    // 0: boot memory + 16 GiB
-    std::string accel = "tcg";                   // "tcg" or "kvm"
-    std::chrono::seconds boot_timeout{180};      // until the agent says hello
-    std::chrono::seconds kvm_watchdog{30};       // KVM: silent console this long = hung
+    unsigned slots = 16;                     // DIMM slots
+    std::uint64_t maxmem = 0;                // 0: boot memory + 16 GiB
+    std::string accel = "tcg";               // "tcg" or "kvm"
+    std::chrono::seconds boot_timeout{180};  // until the agent says hello
+    std::chrono::seconds kvm_watchdog{30};   // KVM: silent console this long = hung
     std::string qemu = "qemu-system-x86_64";
-    std::filesystem::path agent;                 // default: memhp-agent beside the running binary
-    OnlineMode online = OnlineMode::Manual;      // who onlines added blocks (memhp lab/ab default: auto)
-    std::vector<VirtioMemConfig> virtio_mem;     // devices "vmem0", "vmem1", ...
+    std::filesystem::path agent;              // default: memhp-agent beside the running binary
+    OnlineMode online = OnlineMode::Manual;   // who onlines added blocks (memhp lab/ab default: auto)
+    std::vector<VirtioMemConfig> virtio_mem;  // devices "vmem0", "vmem1", ...
     // Non-empty: a virtio-net NIC on QEMU user networking (restrict=on: no
     // way out) with these forwards, and the guest brings up lo and eth0
     // (10.0.2.15/24). Empty: no network at all, as before.
@@ -78,7 +79,7 @@ void validate(const GuestConfig& cfg);
                                                     const std::filesystem::path& initrd,
                                                     const std::filesystem::path& run_dir,
                                                     const std::filesystem::path& agent,
-                                                    const std::filesystem::path& cwd);
+                                                    const std::filesystem::path& cwd, const SharePlan& shares);
 [[nodiscard]] std::string kernel_cmdline(const GuestConfig& cfg, const std::filesystem::path& agent,
                                          const std::filesystem::path& cwd);
 
