@@ -151,6 +151,10 @@ __u64 sub_overflow = 0;  /* sub-phase entries not timed (stack full) or exits th
 /* Set by the loader once the vmemmap_populate exit is attached: populate
  * events then come from there and __add_pages no longer infers them. */
 volatile __u32 populate_direct = 0;
+/* Tests only (ProbeOptions::test_miss_online_exits): the next this-many
+ * online exits are ignored, as if their kretprobe had been missed, so that a
+ * VM test can watch the stale op be found and forgotten. 0 in normal use. */
+volatile __u32 test_miss_online_exits = 0;
 
 /* The nested op's time is not the outer op's: its sub-phase clock stops at
  * the nested op's begin and restarts when the task comes back. */
@@ -770,18 +774,26 @@ int BPF_KPROBE(online_kprobe, struct device *dev)
 	return handle_block_entry(ctx, MEMHP_EV_ONLINE, dev);
 }
 
+static __always_inline int handle_online_exit(int ret)
+{
+	if (test_miss_online_exits) {
+		__sync_fetch_and_sub(&test_miss_online_exits, 1);
+		return 0;
+	}
+	op_finish(MEMHP_EV_ONLINE, ret);
+	return 0;
+}
+
 SEC("fexit/memory_subsys_online")
 int BPF_PROG(online_fexit, struct device *dev, int ret)
 {
-	op_finish(MEMHP_EV_ONLINE, ret);
-	return 0;
+	return handle_online_exit(ret);
 }
 
 SEC("kretprobe/memory_subsys_online")
 int BPF_KRETPROBE(online_kretprobe, int ret)
 {
-	op_finish(MEMHP_EV_ONLINE, ret);
-	return 0;
+	return handle_online_exit(ret);
 }
 
 /* Later kernels add a fourth argument (altmap->inaccessible); the first two

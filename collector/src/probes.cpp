@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string_view>
 
 #include "memhp/collector/bpf_support.hpp"
 #include "memhp/collector/kernel_symbols.hpp"
@@ -58,11 +60,17 @@ const std::vector<ProbeDef>& probe_table() {
         {{"add_memory_resource", kExit, true, "SPS", true}, {"add_fexit"}, {"add_kretprobe"}},
         {{"add_memory_driver_managed", kEntry}, {"add_driver_managed_fentry"}, {"add_driver_managed_kprobe"}},
         {{"add_memory_driver_managed", kExit}, {"add_driver_managed_fexit"}, {"add_driver_managed_kretprobe"}},
-        {{"arch_add_memory", kExit, false, "SSSP", true}, {"arch_add_fexit"}, {"arch_add_kprobe_args", "arch_add_kretprobe"}},
+        {{"arch_add_memory", kExit, false, "SSSP", true},
+         {"arch_add_fexit"},
+         {"arch_add_kprobe_args", "arch_add_kretprobe"}},
         {{"__add_pages", kEntry}, {"add_pages_fentry"}, {"add_pages_kprobe"}},
-        {{"__add_pages", kExit, false, "SSSP", true}, {"add_pages_fexit"}, {"add_pages_kprobe_args", "add_pages_kretprobe"}},
+        {{"__add_pages", kExit, false, "SSSP", true},
+         {"add_pages_fexit"},
+         {"add_pages_kprobe_args", "add_pages_kretprobe"}},
         {{"vmemmap_populate", kEntry}, {"populate_fentry"}, {"populate_kprobe"}},
-        {{"vmemmap_populate", kExit, false, "SSSP", true}, {"populate_fexit"}, {"populate_kprobe_args", "populate_kretprobe"}},
+        {{"vmemmap_populate", kExit, false, "SSSP", true},
+         {"populate_fexit"},
+         {"populate_kprobe_args", "populate_kretprobe"}},
         {{"mm_page_alloc", kTp}, {"page_alloc_tp_btf"}, {"page_alloc_raw_tp"}},
         {{"mm_page_free", kTp}, {"page_free_tp_btf"}, {"page_free_raw_tp"}},
         {{"memory_subsys_online", kEntry, false, "P", false}, {"online_fentry"}, {"online_kprobe"}},
@@ -76,16 +84,22 @@ const std::vector<ProbeDef>& probe_table() {
         {{"offline_pages", kExit, false, "SSPP", true}, {"offline_pages_fexit"}, {"offline_pages_kretprobe"}},
         {{"offline_pages", kEntry, false, "SS", true}, {"offline_pages_pfns_fentry"}, {"offline_pages_pfns_kprobe"}},
         {{"offline_pages", kExit, false, "SS", true}, {"offline_pages_pfns_fexit"}, {"offline_pages_pfns_kretprobe"}},
-        {{"mhp_deinit_memmap_on_memory", kEntry, false, "SS", false}, {"deinit_memmap_fentry"}, {"deinit_memmap_kprobe"}},
+        {{"mhp_deinit_memmap_on_memory", kEntry, false, "SS", false},
+         {"deinit_memmap_fentry"},
+         {"deinit_memmap_kprobe"}},
         {{"try_remove_memory", kEntry, false, "SS", true}, {"remove_fentry"}, {"remove_kprobe"}},
         {{"try_remove_memory", kExit, false, "SS", true}, {"remove_fexit"}, {"remove_kretprobe"}},
         {{"try_remove_memory", kEntry, false, "SSS", true}, {"remove_nid_fentry"}, {"remove_nid_kprobe"}},
         {{"try_remove_memory", kExit, false, "SSS", true}, {"remove_nid_fexit"}, {"remove_nid_kretprobe"}},
         {{"arch_remove_memory", kEntry, false, "SSP", false}, {"arch_remove_fentry"}, {"arch_remove_kprobe"}},
         {{"arch_remove_memory", kEntry, false, "SSSP", false}, {"arch_remove_nid_fentry"}, {"arch_remove_nid_kprobe"}},
-        // Sub-phases (event v6): entry and exit of one function attach together or not at all.
-#define SUB(fn, sig) {{#fn, kExit, false, sig, false}, {"sub_" #fn "_fentry", "sub_" #fn "_fexit"}, \
-                      {"sub_" #fn "_kprobe", "sub_" #fn "_kretprobe"}}
+    // Sub-phases (event v6): entry and exit of one function attach together or not at all.
+#define SUB(fn, sig)                                                                    \
+    {                                                                                   \
+        {#fn, kExit, false, sig, false}, {"sub_" #fn "_fentry", "sub_" #fn "_fexit"}, { \
+            "sub_" #fn "_kprobe", "sub_" #fn "_kretprobe"                               \
+        }                                                                               \
+    }
         SUB(arch_add_memory, ""),
         SUB(vmemmap_populate, ""),
         SUB(init_memory_mapping, ""),
@@ -121,9 +135,9 @@ constexpr const char* kNrMemmapPages = "nr_memmap_pages";  // mm/vmstat.c, 6.11+
 constexpr const char* kSiteBlock = "vmemmap_alloc_block";
 constexpr const char* kSiteDirectMap = "init_memory_mapping";
 // vmemmap_alloc_block()'s callers that allocate page tables (order as in the BPF array).
-constexpr std::array<const char*, 5> kSitePageTableCallers = {
-    "vmemmap_alloc_block_zero", "vmemmap_pgd_populate", "vmemmap_p4d_populate", "vmemmap_pud_populate",
-    "vmemmap_pmd_populate"};
+constexpr std::array<const char*, 5> kSitePageTableCallers = {"vmemmap_alloc_block_zero", "vmemmap_pgd_populate",
+                                                              "vmemmap_p4d_populate", "vmemmap_pud_populate",
+                                                              "vmemmap_pmd_populate"};
 
 std::filesystem::path tracefs_dir() {
     for (const char* d : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"})
@@ -250,8 +264,8 @@ std::string btf_signature(const btf* vmlinux, int func_id) {
         }
         const auto kind = t ? btf_kind(t) : 0;
         sig += kind == BTF_KIND_INT || kind == BTF_KIND_ENUM || kind == BTF_KIND_ENUM64 ? 'S'
-               : kind == BTF_KIND_PTR                                                  ? 'P'
-                                                                                       : '?';
+               : kind == BTF_KIND_PTR                                                   ? 'P'
+                                                                                        : '?';
     }
     return sig;
 }
@@ -377,8 +391,10 @@ std::vector<std::string> probe_table_mismatches() {
         const std::string name = bpf_program__name(prog);
         present.insert(name);
         auto it = claimed.find(name);
-        if (it == claimed.end()) problems.push_back("program " + name + " belongs to no probe");
-        else if (it->second != 1) problems.push_back("program " + name + " belongs to " + std::to_string(it->second) + " probes");
+        if (it == claimed.end())
+            problems.push_back("program " + name + " belongs to no probe");
+        else if (it->second != 1)
+            problems.push_back("program " + name + " belongs to " + std::to_string(it->second) + " probes");
     }
     for (const auto& [name, n] : claimed)
         if (!present.contains(name)) problems.push_back("probe table names " + name + ", which the object lacks");
@@ -400,6 +416,14 @@ ProbeOptions probe_options_from_environment() {
     ProbeOptions o;
     if (const char* p = std::getenv("MEMHP_PROBES"); p && std::string(p) == "fentry") o.use_tracepoints = false;
     o.refuse_fentry = std::getenv("MEMHP_TEST_REFUSE_FENTRY") != nullptr;
+    if (const char* n = std::getenv("MEMHP_TEST_MISS_ONLINE_EXITS")) {
+        const std::string_view v(n);
+        std::uint32_t count = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), count);
+        if (ec != std::errc{} || end != v.data() + v.size() || count > 1000)
+            throw Error("MEMHP_TEST_MISS_ONLINE_EXITS='" + std::string(v) + "': want a count from 0 to 1000");
+        o.test_miss_online_exits = count;
+    }
     return o;
 }
 
@@ -462,6 +486,7 @@ HotplugProbes::HotplugProbes(Handler handler, ProbeOptions options)
         phase_done("load");
         if (!syms) syms = kallsyms.get();
         set_kernel_addresses(*syms);
+        skel_->bss->test_miss_online_exits = options.test_miss_online_exits;
         phase_done("kallsyms");
         if (attach(plan, options.refuse_fentry)) break;
         // The first fentry attach found that this kernel has no BPF
@@ -506,8 +531,9 @@ void HotplugProbes::load(const std::vector<ProbeChoice>& plan) {
 
 void HotplugProbes::set_kernel_addresses(const KallsymsInfo& syms) {
     if (!syms.address.contains(kVmemmapBase) || syms.address.at(kVmemmapBase) == 0)
-        throw BpfError("cannot find vmemmap_base in /proc/kallsyms (addresses read as 0 without root or "
-                       "CAP_SYSLOG; memhp supports x86-64 kernels with SPARSEMEM_VMEMMAP)");
+        throw BpfError(
+            "cannot find vmemmap_base in /proc/kallsyms (addresses read as 0 without root or "
+            "CAP_SYSLOG; memhp supports x86-64 kernels with SPARSEMEM_VMEMMAP)");
     skel_->bss->vmemmap_base_addr = syms.address.at(kVmemmapBase);
     // The kernel's own memmap count, where it has one (data, not text).
     if (syms.address.contains(kNrMemmapPages) && !syms.text.contains(kNrMemmapPages))
@@ -555,8 +581,7 @@ bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan, bool fail_fentr
         std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links;
         for (const char* name : progs) {
             bpf_program* p = bpf_object__find_program_by_name(skel_->obj, name);
-            bpf_link* link = !p || (trampoline && fail_fentry) ? nullptr
-                                                          : bpf_program__attach(p);
+            bpf_link* link = !p || (trampoline && fail_fentry) ? nullptr : bpf_program__attach(p);
             if (!link) {
                 const int err = !p ? ENOENT : trampoline && fail_fentry ? 524 : errno;
                 // The first trampoline tells whether fentry works at all.
@@ -571,8 +596,7 @@ bool HotplugProbes::attach(const std::vector<ProbeChoice>& plan, bool fail_fentr
         st.attached = !links.empty();
         if (st.attached) attached_programs_.insert(progs.begin(), progs.end());
         for (auto& l : links) links_.push_back(std::move(l));
-        if (st.attached && st.target == "vmemmap_populate" && def.spec.kind == ProbeKind::Exit)
-            populate_direct_ = true;
+        if (st.attached && st.target == "vmemmap_populate" && def.spec.kind == ProbeKind::Exit) populate_direct_ = true;
         report_.push_back(st);
     }
     return true;
@@ -595,10 +619,10 @@ int HotplugProbes::poll(int timeout_ms) {
     const std::uint64_t now = monotonic_ns();
     if (now - last_sweep_ns_ >= 5000000000ull) {
         last_sweep_ns_ = now;
-        const SweepCounts c = tp_ ? sweep_ops_map(tp_->ops_fd(), tp_->outer_ops_fd(), tp_->inflight(),
-                                                  stale_op_age_ns_, task_exists)
-                                  : sweep_ops_map(bpf_map__fd(skel_->maps.ops), bpf_map__fd(skel_->maps.outer_ops),
-                                                  &skel_->bss->inflight, stale_op_age_ns_, task_exists);
+        const SweepCounts c =
+            tp_ ? sweep_ops_map(tp_->ops_fd(), tp_->outer_ops_fd(), tp_->inflight(), stale_op_age_ns_, task_exists)
+                : sweep_ops_map(bpf_map__fd(skel_->maps.ops), bpf_map__fd(skel_->maps.outer_ops), &skel_->bss->inflight,
+                                stale_op_age_ns_, task_exists);
         swept_task_gone_ += c.task_gone;
         swept_too_old_ += c.too_old;
     }

@@ -132,12 +132,15 @@ TEST_F(Trace61Off, KprobeModeGivesTheSameCountsAsFentry) {
     for (const std::string phase : {"add", "remove"}) {
         auto f = of_phase(fentry, phase)[0], k = of_phase(kprobe, phase)[0];
         for (const char* key : {"altmap_pages", "buddy_pages", "pagetable_pages", "local_pages", "remote_pages"})
-            EXPECT_EQ(f["memmap"][key], k["memmap"][key]) << phase << " " << key << "\n" << f.dump() << "\n" << k.dump();
+            EXPECT_EQ(f["memmap"][key], k["memmap"][key]) << phase << " " << key << "\n"
+                                                          << f.dump() << "\n"
+                                                          << k.dump();
         for (const char* key : {"nid", "start_pfn", "nr_pages", "ret", "mode"})
             EXPECT_EQ(f[key], k[key]) << phase << " " << key;
     }
     auto fo = of_phase(fentry, "online")[0], ko = of_phase(kprobe, "online")[0];
-    for (const char* key : {"nid", "start_pfn", "nr_pages", "zone", "vmemmap_pages"}) EXPECT_EQ(fo[key], ko[key]) << key;
+    for (const char* key : {"nid", "start_pfn", "nr_pages", "zone", "vmemmap_pages"})
+        EXPECT_EQ(fo[key], ko[key]) << key;
     EXPECT_EQ(of_phase(kprobe, "add")[0]["memmap"]["buddy_pages"], kMemmapPages);
 }
 
@@ -158,6 +161,33 @@ TEST_F(Trace61On, RefusedTrampolinesFallBackToKprobesWithTheSameCounts) {
     EXPECT_EQ(add["memmap"]["altmap_pages"], kMemmapPages) << add.dump();
     EXPECT_EQ(add["memmap"]["local_pages"], kMemmapPages) << add.dump();
     EXPECT_EQ(of_phase(ops, "remove")[0]["memmap"]["altmap_pages"], kMemmapPages);
+}
+
+// An op whose exit never comes (a missed kretprobe: MEMHP_TEST_MISS_ONLINE_EXITS
+// makes the probes ignore the first online's exit) must not swallow the
+// task's later ops. The agent onlines both blocks of a 256 MiB DIMM from one
+// thread: the second online begins at the depth of the first, finds it
+// stale, counts it and is traced; every op after it is reported again, and
+// the trace says it is incomplete.
+TEST_F(Trace61Off, AMissedExitIsAgedOutAndLaterOpsAreStillReported) {
+    std::string raw;
+    auto ops = traced_with(
+        *guest_, {"MEMHP_TEST_MISS_ONLINE_EXITS=1"},
+        [] {
+            auto c = lab::run_cycle(*mem_, {2 * kBlock, 1, lab::Zone::Movable}, 1);
+            if (!c.ok()) throw Error("cycle failed: " + lab::to_json(c).dump());
+        },
+        &raw);
+    EXPECT_EQ(of_phase(ops, "add").size(), 1u) << raw;
+    ASSERT_EQ(of_phase(ops, "online").size(), 1u) << "the second block's online, after the stale first:\n" << raw;
+    EXPECT_EQ(of_phase(ops, "online")[0]["ret"], 0) << raw;
+    EXPECT_EQ(of_phase(ops, "offline").size(), 2u) << raw;
+    EXPECT_EQ(of_phase(ops, "remove").size(), 1u) << raw;
+    EXPECT_NE(raw.find("stale ops aged out (missed exit 1,"), std::string::npos) << raw;
+    const auto summary = lab::parse_trace_summary(raw);
+    ASSERT_TRUE(summary) << raw;
+    EXPECT_EQ(summary->stale_ops, 1u) << raw;
+    EXPECT_TRUE(summary->lost()) << "a trace with a stale op is not clean";
 }
 
 // Not root: a clear refusal naming root or CAP_BPF + CAP_PERFMON, exit 1,

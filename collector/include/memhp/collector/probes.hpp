@@ -45,13 +45,18 @@ struct ProbeOptions {
     // Tests only: act as if the kernel refused the first fentry attach
     // (MEMHP_TEST_REFUSE_FENTRY), to exercise the start over on kprobes.
     bool refuse_fentry = false;
+    // Tests only: ignore the next this-many online exits, as if their
+    // kretprobe had been missed (MEMHP_TEST_MISS_ONLINE_EXITS), so the stale
+    // op they leave is found at the task's next begin (function probes only).
+    std::uint32_t test_miss_online_exits = 0;
     // An op in flight longer than this is aged out by poll()'s sweep (0: only
     // ops of tasks that are gone). Adds of a block take milliseconds; the
     // largest single adds seen in the lab take tens of seconds.
     std::uint64_t stale_op_age_ns = 600ull * 1000000000ull;
 };
 
-// The options the environment asks for (MEMHP_PROBES, MEMHP_TEST_REFUSE_FENTRY),
+// The options the environment asks for (MEMHP_PROBES, MEMHP_TEST_REFUSE_FENTRY,
+// MEMHP_TEST_MISS_ONLINE_EXITS),
 // read once by the programs' main functions and passed down explicitly.
 [[nodiscard]] ProbeOptions probe_options_from_environment();
 
