@@ -45,3 +45,7 @@ for s in 6.1 7.2; do
 done
 echo "memhp: VM tests (QEMU guests under TCG)" >&2
 ctest -L vm --output-on-failure -j"${MEMHP_VM_JOBS:-2}" "$@"
+# The host side of one VM suite again under ASan + UBSan (when selected).
+if grep -qx 'vm\.MemmapOff' <<<"$selected"; then
+	MEMHP_BUILD_DIR=$build "$root/scripts/sanitize.sh" vm
+fi
