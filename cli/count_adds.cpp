@@ -23,23 +23,24 @@ Command add_count_adds_command(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("-v,--verbose", *verbose, "print libbpf's debug messages");
     return {cmd, [=] {
-        collector::install_libbpf_logging(*verbose);
-        collector::AddCounter counter;
-        std::cerr << "memhp: attached __add_pages counter ("
-                  << collector::AddCounter::mode_name(counter.mode()) << "); Ctrl-C to stop" << std::endl;
-        const auto t0 = std::chrono::steady_clock::now();
-        while (!stop_requested()) {
-            if (*duration > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= *duration)
-                break;
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        auto t = counter.read();
-        nlohmann::json out{{"mode", collector::AddCounter::mode_name(counter.mode())},
-                           {"calls", t.calls},
-                           {"nr_pages", t.nr_pages}};
-        std::cout << out.dump() << std::endl;
-        return 0;
-    }};
+                collector::install_libbpf_logging(*verbose);
+                collector::AddCounter counter;
+                std::cerr << "memhp: attached __add_pages counter (" << collector::AddCounter::mode_name(counter.mode())
+                          << "); Ctrl-C to stop" << std::endl;
+                const auto t0 = std::chrono::steady_clock::now();
+                while (!stop_requested()) {
+                    if (*duration > 0 &&
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= *duration)
+                        break;
+                    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                }
+                auto t = counter.read();
+                nlohmann::json out{{"mode", collector::AddCounter::mode_name(counter.mode())},
+                                   {"calls", t.calls},
+                                   {"nr_pages", t.nr_pages}};
+                std::cout << out.dump() << std::endl;
+                return 0;
+            }};
 }
 
 }  // namespace memhp::cli

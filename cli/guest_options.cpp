@@ -23,10 +23,10 @@ void add_guest_options(CLI::App* cmd, GuestOptions& o, bool with_memmap_flag) {
         ->capture_default_str();
     if (with_memmap_flag)
         cmd->add_option("--memmap-on-memory", o.memmap_on_memory,
-                    "memory_hotplug.memmap_on_memory= for the guest: on (memmap carved from the added memory, "
-                    "vmem_altmap), off (memmap from the page allocator), default (do not pass it)")
-        ->check(CLI::IsMember({"on", "off", "default", "1", "0"}))
-        ->capture_default_str();
+                        "memory_hotplug.memmap_on_memory= for the guest: on (memmap carved from the added memory, "
+                        "vmem_altmap), off (memmap from the page allocator), default (do not pass it)")
+            ->check(CLI::IsMember({"on", "off", "default", "1", "0"}))
+            ->capture_default_str();
     cmd->add_option("--node-mem", o.node_mem,
                     "boot memory per NUMA node, comma-separated; 0 makes a memoryless node (node 0 needs memory)")
         ->capture_default_str();
@@ -54,8 +54,10 @@ void add_guest_options(CLI::App* cmd, GuestOptions& o, bool with_memmap_flag) {
 lab::GuestConfig to_guest_config(const GuestOptions& o) {
     lab::GuestConfig c;
     c.kernel = o.kernel;
-    if (o.memmap_on_memory == "on" || o.memmap_on_memory == "1") c.memmap_on_memory = true;
-    else if (o.memmap_on_memory == "off" || o.memmap_on_memory == "0") c.memmap_on_memory = false;
+    if (o.memmap_on_memory == "on" || o.memmap_on_memory == "1")
+        c.memmap_on_memory = true;
+    else if (o.memmap_on_memory == "off" || o.memmap_on_memory == "0")
+        c.memmap_on_memory = false;
     c.node_mem.clear();
     std::stringstream ss(o.node_mem);
     std::string item;

@@ -3,17 +3,17 @@
 // printing what each phase did to the guest's memory.
 #include <algorithm>
 #include <cinttypes>
-#include <map>
 #include <cstdio>
-#include <iostream>
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "commands.hpp"
 #include "guest_options.hpp"
-#include "memhp/files.hpp"
 #include "memhp/error.hpp"
+#include "memhp/files.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/lab/dax.hpp"
 #include "memhp/size.hpp"
@@ -31,8 +31,8 @@ struct LabOptions {
     std::string json_path;
     bool keep = false;
     int timeout_s = 120;
-    std::string virtio_mem;  // non-empty: plug/unplug this much through a virtio-mem device instead of DIMMs
-    std::string dax;         // non-empty: a devdax device of this size, given to kmem and back each cycle
+    std::string virtio_mem;           // non-empty: plug/unplug this much through a virtio-mem device instead of DIMMs
+    std::string dax;                  // non-empty: a devdax device of this size, given to kmem and back each cycle
     std::string dax_mmo = "default";  // the dax device's memmap_on_memory attribute: on, off, default (left alone)
 };
 
@@ -47,19 +47,21 @@ double median(std::vector<double> v) {
 
 void print_header(int node) {
     std::printf("  %-8s %9s %13s %15s %15s %13s %11s\n", "phase", "wall", "blocks on/all",
-                ("node" + std::to_string(node) + " MemTotal").c_str(), ("node" + std::to_string(node) + " MemFree").c_str(),
-                "MemFree", "ΔMemFree");
+                ("node" + std::to_string(node) + " MemTotal").c_str(),
+                ("node" + std::to_string(node) + " MemFree").c_str(), "MemFree", "ΔMemFree");
 }
 
 void print_row(const std::string& name, double wall_s, const lab::MemorySnapshot& s, const lab::MemorySnapshot& before,
                int node) {
     char wall[32];
-    if (wall_s < 0) std::snprintf(wall, sizeof wall, "-");
-    else std::snprintf(wall, sizeof wall, "%.3f s", wall_s);
+    if (wall_s < 0)
+        std::snprintf(wall, sizeof wall, "-");
+    else
+        std::snprintf(wall, sizeof wall, "%.3f s", wall_s);
     const auto n = s.node(node);
     const long long delta = static_cast<long long>(s.mem_free_kb) - static_cast<long long>(before.mem_free_kb);
-    std::printf("  %-8s %9s %6zu/%-6zu %12" PRIu64 " kB %12" PRIu64 " kB %10" PRIu64 " kB %+8lld kB\n", name.c_str(), wall,
-                s.blocks_online, s.blocks, n.total_kb, n.free_kb, s.mem_free_kb, delta);
+    std::printf("  %-8s %9s %6zu/%-6zu %12" PRIu64 " kB %12" PRIu64 " kB %10" PRIu64 " kB %+8lld kB\n", name.c_str(),
+                wall, s.blocks_online, s.blocks, n.total_kb, n.free_kb, s.mem_free_kb, delta);
 }
 
 // Cycles of plug -> online -> unplug through virtio-mem device 0.
@@ -77,9 +79,10 @@ int run_virtio_mem_cycles(lab::Guest& guest, lab::MemoryLab& mem, std::uint64_t 
             auto plug = mem.resize_virtio_mem(0, size, timeout);
             auto after = mem.snapshot();
             print_row("plug", plug.wall_s, after, before, node);
-            rec["phases"].push_back({{"phase", "plug"}, {"resize", lab::to_json(plug)}, {"after", lab::to_json(after)}});
-            if (plug.plugged != size) throw Error("the guest plugged " + format_size_exact(plug.plugged) + " of " +
-                                                  format_size_exact(size));
+            rec["phases"].push_back(
+                {{"phase", "plug"}, {"resize", lab::to_json(plug)}, {"after", lab::to_json(after)}});
+            if (plug.plugged != size)
+                throw Error("the guest plugged " + format_size_exact(plug.plugged) + " of " + format_size_exact(size));
             if (!guest.kernel_onlines()) {
                 const auto t0 = std::chrono::steady_clock::now();
                 lab::Dimm d;
@@ -94,7 +97,8 @@ int run_virtio_mem_cycles(lab::Guest& guest, lab::MemoryLab& mem, std::uint64_t 
             auto unplug = mem.resize_virtio_mem(0, 0, timeout);
             after = mem.snapshot();
             print_row("unplug", unplug.wall_s, after, before, node);
-            rec["phases"].push_back({{"phase", "unplug"}, {"resize", lab::to_json(unplug)}, {"after", lab::to_json(after)}});
+            rec["phases"].push_back(
+                {{"phase", "unplug"}, {"resize", lab::to_json(unplug)}, {"after", lab::to_json(after)}});
             if (unplug.plugged != 0)
                 throw Error("the guest unplugged only down to " + format_size_exact(unplug.plugged) +
                             " (memory it could not offline stays plugged)");
@@ -126,8 +130,8 @@ int run_dax_cycles(lab::Guest& guest, lab::MemoryLab& mem, lab::DaxLab& dax, std
     constexpr int node = 1;
     int failures = 0;
     for (int i = 1; i <= cycles; ++i) {
-        std::printf("cycle %d/%d: kmem %s of %s on node %d\n", i, cycles, format_size_human(dax.blocks().size() *
-                    mem.block_size()).c_str(), dax.device().c_str(), node);
+        std::printf("cycle %d/%d: kmem %s of %s on node %d\n", i, cycles,
+                    format_size_human(dax.blocks().size() * mem.block_size()).c_str(), dax.device().c_str(), node);
         print_header(node);
         const auto before = mem.snapshot();
         print_row("before", -1, before, before, node);
@@ -145,10 +149,12 @@ int run_dax_cycles(lab::Guest& guest, lab::MemoryLab& mem, lab::DaxLab& dax, std
             print_row("off+rm", r.offline_s + r.remove_s, after, before, node);
             rec["remove"] = lab::to_json(r);
             rec["after_remove"] = lab::to_json(after);
-            std::printf("  %zu blocks, onlined by the %s; per block: add %.1f ms, online %.1f ms, offline %.1f ms, "
-                        "remove %.1f ms\n", a.blocks.size(), a.online_by.c_str(), 1e3 * a.add_s / a.blocks.size(),
-                        1e3 * a.online_s / a.blocks.size(), 1e3 * r.offline_s / a.blocks.size(),
-                        1e3 * r.remove_s / a.blocks.size());
+            std::printf(
+                "  %zu blocks, onlined by the %s; per block: add %.1f ms, online %.1f ms, offline %.1f ms, "
+                "remove %.1f ms\n",
+                a.blocks.size(), a.online_by.c_str(), 1e3 * a.add_s / a.blocks.size(),
+                1e3 * a.online_s / a.blocks.size(), 1e3 * r.offline_s / a.blocks.size(),
+                1e3 * r.remove_s / a.blocks.size());
         } catch (const Interrupted&) {
             throw;
         } catch (const UsageError&) {
@@ -184,7 +190,9 @@ Command add_lab_command(CLI::App& app) {
     add_guest_options(cmd, o->guest);
     cmd->add_option("--dimm", o->dimm, "size of the DIMM hot-added each cycle (a multiple of the 128M memory block)")
         ->capture_default_str();
-    cmd->add_option("--node", o->node, "NUMA node the DIMM is plugged into")->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--node", o->node, "NUMA node the DIMM is plugged into")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     cmd->add_option("--cycles", o->cycles, "number of add/online/offline/remove cycles (0: boot only)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
@@ -201,7 +209,8 @@ Command add_lab_command(CLI::App& app) {
     cmd->add_option("--dax", o->dax,
                     "hot-plug through dax/kmem instead of DIMMs: the guest boots with a pmem range of SIZE plus one "
                     "128M block (memmap=SIZE!START, always above 4G) that is all of NUMA node 1 (node 0 gets 2G, "
-                    "more for a small SIZE so that the range clears q35's low memory; --node-mem does not apply), ndctl makes it a devdax device, and each cycle gives it to kmem as system RAM (onlined "
+                    "more for a small SIZE so that the range clears q35's low memory; --node-mem does not apply), "
+                    "ndctl makes it a devdax device, and each cycle gives it to kmem as system RAM (onlined "
                     "into --zone), then offlines it and gives it back; SIZE a multiple of 128M. Needs ndctl on the "
                     "host and the kernel's nvdimm/dax modules (all Debian kernels have them)");
     cmd->add_option("--dax-memmap-on-memory", o->dax_mmo,
@@ -211,168 +220,194 @@ Command add_lab_command(CLI::App& app) {
                     "or default (left as the kernel has it)")
         ->check(CLI::IsMember({"on", "off", "default"}))
         ->capture_default_str();
-    cmd->add_option("--json", o->json_path, "also write the results as JSON to this file (rewritten after every cycle)");
+    cmd->add_option("--json", o->json_path,
+                    "also write the results as JSON to this file (rewritten after every cycle)");
     cmd->add_flag("--keep", o->keep,
                   "leave the guest running after the cycles, print how to reach its console, and wait for Ctrl-C");
 
-    return {cmd, [o, cmd] {
-        auto cfg = to_guest_config(o->guest);
-        const std::uint64_t dimm = parse_size(o->dimm);
-        if (dimm == 0 || dimm % kX86BlockSize)
-            throw UsageError("--dimm " + o->dimm + " is not a multiple of the x86 guest's 128M memory block size");
-        if (o->node >= static_cast<int>(cfg.node_mem.size()))
-            throw UsageError("--node " + std::to_string(o->node) + " does not exist: the guest has " +
-                             std::to_string(cfg.node_mem.size()) + " node(s) (see --node-mem)");
-        const auto zone = lab::parse_zone(o->zone);
-        std::uint64_t vmem = 0;
-        std::uint64_t dax_bytes = 0;
-        std::optional<bool> dax_mmo;
-        if (o->dax_mmo != "default") {
-            if (o->dax.empty()) throw UsageError("--dax-memmap-on-memory needs --dax SIZE");
-            dax_mmo = o->dax_mmo == "on";
-        }
-        if (!o->dax.empty()) {
-            if (!o->virtio_mem.empty()) throw UsageError("--dax and --virtio-mem: choose one device");
-            if (cmd->count("--node-mem") > 0)
-                throw UsageError("--dax lays out the guest's nodes itself (node 0 2G or more, node 1 the pmem range): drop "
-                                 "--node-mem");
-            dax_bytes = parse_size(o->dax);
-            lab::configure_dax_guest(cfg, dax_bytes);
-            if (dax_mmo.value_or(false)) {
-                if (cfg.memmap_on_memory == false)
-                    throw UsageError("--dax-memmap-on-memory on needs the guest's memory_hotplug.memmap_on_memory on "
-                                     "(the kernel refuses the attribute otherwise, EOPNOTSUPP): drop "
-                                     "--memmap-on-memory off");
-                cfg.memmap_on_memory = true;
+    return {
+        cmd, [o, cmd] {
+            auto cfg = to_guest_config(o->guest);
+            const std::uint64_t dimm = parse_size(o->dimm);
+            if (dimm == 0 || dimm % kX86BlockSize)
+                throw UsageError("--dimm " + o->dimm + " is not a multiple of the x86 guest's 128M memory block size");
+            if (o->node >= static_cast<int>(cfg.node_mem.size()))
+                throw UsageError("--node " + std::to_string(o->node) + " does not exist: the guest has " +
+                                 std::to_string(cfg.node_mem.size()) + " node(s) (see --node-mem)");
+            const auto zone = lab::parse_zone(o->zone);
+            std::uint64_t vmem = 0;
+            std::uint64_t dax_bytes = 0;
+            std::optional<bool> dax_mmo;
+            if (o->dax_mmo != "default") {
+                if (o->dax.empty()) throw UsageError("--dax-memmap-on-memory needs --dax SIZE");
+                dax_mmo = o->dax_mmo == "on";
             }
-            lab::validate(cfg);
-        }
-        if (!o->virtio_mem.empty()) {
-            vmem = parse_size(o->virtio_mem);
-            cfg.virtio_mem.push_back({o->node, vmem, 0});
-            lab::validate(cfg);
-        }
-
-        auto guest = lab::Guest::boot(cfg, stderr_progress());
-        lab::MemoryLab mem(*guest);
-        const auto param = mem.memmap_on_memory_param();
-        std::printf("guest: kernel %s (%s), memmap_on_memory=%s, memory block %s, ready after %.1f s (guest uptime %.1f s)\n",
-                    guest->release().c_str(), guest->kernel().package.empty() ? guest->kernel().vmlinuz.c_str()
-                                                                              : guest->kernel().package.c_str(),
-                    param.c_str(), format_size_human(mem.block_size()).c_str(), guest->boot_seconds(),
-                    guest->guest_uptime_at_ready());
-        std::fflush(stdout);
-
-        nlohmann::json results{
-            {"schema", "memhp.lab/1"},
-            {"guest",
-             {{"kernel_spec", cfg.kernel}, {"package", guest->kernel().package}, {"version", guest->kernel().version},
-              {"release", guest->release()}, {"memmap_on_memory", param}, {"block_size_bytes", mem.block_size()},
-              {"boot_s", guest->boot_seconds()}, {"auto_online_blocks", guest->online_policy()},
-              {"cmdline", read_file(guest->run_dir() / "qemu.cmdline")}}},
-            {"options",
-             {{"dimm_bytes", dimm}, {"node", o->node}, {"zone", o->zone}, {"cycles", o->cycles},
-              {"online", o->guest.online}, {"virtio_mem_bytes", vmem}, {"dax_bytes", dax_bytes},
-              {"dax_memmap_on_memory", o->dax_mmo}}},
-            {"cycles", nlohmann::json::array()}};
-        auto save = [&] {
-            if (!o->json_path.empty()) write_file_atomic(o->json_path, results.dump(2) + "\n");
-        };
-        save();
-
-        std::printf("onlining: %s (auto_online_blocks=%s)\n", guest->kernel_onlines() ? "by the kernel" : "by the lab",
-                    guest->online_policy().c_str());
-        if (dax_bytes) {
-            lab::DaxLab dax(*guest, std::chrono::seconds(o->timeout_s));
-            const bool attr = dax.has_memmap_on_memory_attr();
-            std::printf("dax: %s (%s) -> %s, %s at 0x%" PRIx64 ", target node %d, %zu blocks for kmem; "
-                        "memmap_on_memory attribute %s\n",
-                        dax.namespace_name().c_str(), lab::dax_layout(dax_bytes).memmap_arg.c_str(),
-                        dax.device().c_str(), format_size_human(dax.size()).c_str(), dax.start(), dax.target_node(),
-                        dax.blocks().size(), attr ? "present" : "absent (Linux < 6.8)");
-            results["dax"] = {{"device", dax.device()}, {"namespace", dax.namespace_name()}, {"start", dax.start()},
-                              {"size_bytes", dax.size()}, {"target_node", dax.target_node()},
-                              {"memmap_on_memory_attribute", attr}};
-            if (dax_mmo && !attr)
-                throw UsageError("--dax-memmap-on-memory " + o->dax_mmo + ": kernel " + guest->release() +
-                                 " has no memmap_on_memory attribute on its dax devices (it arrived in Linux 6.8): "
-                                 "use --dax-memmap-on-memory default, or a kernel that has it (--kernel 6.12, 7.2)");
-            if (guest->kernel_onlines())  // kmem's blocks go where auto_online_blocks says: into --zone
-                guest->agent().write("/sys/devices/system/memory/auto_online_blocks", lab::zone_state_word(zone));
-            save();
-            const int rc = run_dax_cycles(*guest, mem, dax, dax_mmo, zone, o->cycles, results, save);
-            guest->shutdown();
-            return rc;
-        }
-        if (vmem) {
-            const int rc = run_virtio_mem_cycles(*guest, mem, vmem, o->node, o->cycles,
-                                                 std::chrono::seconds(o->timeout_s), results, save);
-            guest->shutdown();
-            return rc;
-        }
-        lab::CycleOptions copts{dimm, o->node, zone, std::chrono::seconds(o->timeout_s)};
-        copts.kernel_onlines = guest->kernel_onlines();
-        int failures = 0;
-        std::map<std::string, std::vector<double>> walls;  // phase -> wall seconds of good cycles
-        for (int i = 1; i <= o->cycles; ++i) {
-            std::printf("cycle %d/%d: %s DIMM on node %d\n", i, o->cycles, format_size_human(dimm).c_str(), o->node);
-            bool header = false;
-            auto rec = lab::run_cycle(mem, copts, i, [&](const lab::CycleRecord& c, const lab::PhaseRecord& p) {
-                if (!header) {
-                    print_header(o->node);
-                    print_row("before", -1, c.before, c.before, o->node);
-                    header = true;
+            if (!o->dax.empty()) {
+                if (!o->virtio_mem.empty()) throw UsageError("--dax and --virtio-mem: choose one device");
+                if (cmd->count("--node-mem") > 0)
+                    throw UsageError(
+                        "--dax lays out the guest's nodes itself (node 0 2G or more, node 1 the pmem range): drop "
+                        "--node-mem");
+                dax_bytes = parse_size(o->dax);
+                lab::configure_dax_guest(cfg, dax_bytes);
+                if (dax_mmo.value_or(false)) {
+                    if (cfg.memmap_on_memory == false)
+                        throw UsageError(
+                            "--dax-memmap-on-memory on needs the guest's memory_hotplug.memmap_on_memory on "
+                            "(the kernel refuses the attribute otherwise, EOPNOTSUPP): drop "
+                            "--memmap-on-memory off");
+                    cfg.memmap_on_memory = true;
                 }
-                if (p.ok) print_row(p.phase, p.wall_s, p.after, c.before, o->node);
-                else std::printf("  %-8s FAILED after %.3f s: %s\n", p.phase.c_str(), p.wall_s, p.error.c_str());
-                std::fflush(stdout);
-            });
-            if (!rec.cleanup.empty()) std::printf("  cleanup: %s\n", rec.cleanup.c_str());
-            if (rec.ok())
-                std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n", rec.dimms.front().blocks.front(),
-                            rec.dimms.back().blocks.back(), rec.dimms.front().addr, rec.zone.c_str());
-            if (rec.ok()) {
-                double total = 0;
-                for (const auto& p : rec.phases) {
-                    walls[p.phase].push_back(p.wall_s);
-                    total += p.wall_s;
-                }
-                walls["cycle"].push_back(total);
+                lab::validate(cfg);
             }
-            results["cycles"].push_back(lab::to_json(rec));
-            save();
-            if (!rec.ok()) ++failures;
-            if (rec.guest_lost) {
-                std::fprintf(stderr, "memhp: the guest is gone; stopping after %d cycle(s)\n", i);
-                break;
+            if (!o->virtio_mem.empty()) {
+                vmem = parse_size(o->virtio_mem);
+                cfg.virtio_mem.push_back({o->node, vmem, 0});
+                lab::validate(cfg);
             }
-        }
 
-        if (!walls.empty()) {
-            std::printf("median host wall time over %zu good cycle(s):", walls["cycle"].size());
-            for (const auto& name : {"add", "online", "offline", "remove", "cycle"})
-                std::printf(" %s %.3f s%s", name, median(walls[name]), std::string(name) == "cycle" ? "\n" : ",");
-        }
-
-        if (o->keep && guest->alive()) {
-            const auto dir = guest->run_dir().string();
-            std::printf("\nguest left running (QEMU pid %d). In another terminal:\n"
-                        "  console (a root shell):  socat -,raw,echo=0,escape=0x1d UNIX-CONNECT:%s/console.sock   (Ctrl-] leaves)\n"
-                        "  QMP:                     socat - UNIX-CONNECT:%s/qmp-user.sock\n"
-                        "  the host's files are at the same paths in the guest; the guest's writes stay in its RAM.\n"
-                        "Press Ctrl-C here to stop the guest.\n",
-                        guest->qemu_pid(), dir.c_str(), dir.c_str());
+            auto guest = lab::Guest::boot(cfg, stderr_progress());
+            lab::MemoryLab mem(*guest);
+            const auto param = mem.memmap_on_memory_param();
+            std::printf(
+                "guest: kernel %s (%s), memmap_on_memory=%s, memory block %s, ready after %.1f s (guest uptime %.1f "
+                "s)\n",
+                guest->release().c_str(),
+                guest->kernel().package.empty() ? guest->kernel().vmlinuz.c_str() : guest->kernel().package.c_str(),
+                param.c_str(), format_size_human(mem.block_size()).c_str(), guest->boot_seconds(),
+                guest->guest_uptime_at_ready());
             std::fflush(stdout);
-            while (!stop_requested() && guest->alive()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-            reset_stop();
-        }
-        guest->shutdown();
-        if (failures) {
-            std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
-            return 1;
-        }
-        return 0;
-    }};
+
+            nlohmann::json results{{"schema", "memhp.lab/1"},
+                                   {"guest",
+                                    {{"kernel_spec", cfg.kernel},
+                                     {"package", guest->kernel().package},
+                                     {"version", guest->kernel().version},
+                                     {"release", guest->release()},
+                                     {"memmap_on_memory", param},
+                                     {"block_size_bytes", mem.block_size()},
+                                     {"boot_s", guest->boot_seconds()},
+                                     {"auto_online_blocks", guest->online_policy()},
+                                     {"cmdline", read_file(guest->run_dir() / "qemu.cmdline")}}},
+                                   {"options",
+                                    {{"dimm_bytes", dimm},
+                                     {"node", o->node},
+                                     {"zone", o->zone},
+                                     {"cycles", o->cycles},
+                                     {"online", o->guest.online},
+                                     {"virtio_mem_bytes", vmem},
+                                     {"dax_bytes", dax_bytes},
+                                     {"dax_memmap_on_memory", o->dax_mmo}}},
+                                   {"cycles", nlohmann::json::array()}};
+            auto save = [&] {
+                if (!o->json_path.empty()) write_file_atomic(o->json_path, results.dump(2) + "\n");
+            };
+            save();
+
+            std::printf("onlining: %s (auto_online_blocks=%s)\n",
+                        guest->kernel_onlines() ? "by the kernel" : "by the lab", guest->online_policy().c_str());
+            if (dax_bytes) {
+                lab::DaxLab dax(*guest, std::chrono::seconds(o->timeout_s));
+                const bool attr = dax.has_memmap_on_memory_attr();
+                std::printf("dax: %s (%s) -> %s, %s at 0x%" PRIx64
+                            ", target node %d, %zu blocks for kmem; "
+                            "memmap_on_memory attribute %s\n",
+                            dax.namespace_name().c_str(), lab::dax_layout(dax_bytes).memmap_arg.c_str(),
+                            dax.device().c_str(), format_size_human(dax.size()).c_str(), dax.start(), dax.target_node(),
+                            dax.blocks().size(), attr ? "present" : "absent (Linux < 6.8)");
+                results["dax"] = {{"device", dax.device()},
+                                  {"namespace", dax.namespace_name()},
+                                  {"start", dax.start()},
+                                  {"size_bytes", dax.size()},
+                                  {"target_node", dax.target_node()},
+                                  {"memmap_on_memory_attribute", attr}};
+                if (dax_mmo && !attr)
+                    throw UsageError(
+                        "--dax-memmap-on-memory " + o->dax_mmo + ": kernel " + guest->release() +
+                        " has no memmap_on_memory attribute on its dax devices (it arrived in Linux 6.8): "
+                        "use --dax-memmap-on-memory default, or a kernel that has it (--kernel 6.12, 7.2)");
+                if (guest->kernel_onlines())  // kmem's blocks go where auto_online_blocks says: into --zone
+                    guest->agent().write("/sys/devices/system/memory/auto_online_blocks", lab::zone_state_word(zone));
+                save();
+                const int rc = run_dax_cycles(*guest, mem, dax, dax_mmo, zone, o->cycles, results, save);
+                guest->shutdown();
+                return rc;
+            }
+            if (vmem) {
+                const int rc = run_virtio_mem_cycles(*guest, mem, vmem, o->node, o->cycles,
+                                                     std::chrono::seconds(o->timeout_s), results, save);
+                guest->shutdown();
+                return rc;
+            }
+            lab::CycleOptions copts{dimm, o->node, zone, std::chrono::seconds(o->timeout_s)};
+            copts.kernel_onlines = guest->kernel_onlines();
+            int failures = 0;
+            std::map<std::string, std::vector<double>> walls;  // phase -> wall seconds of good cycles
+            for (int i = 1; i <= o->cycles; ++i) {
+                std::printf("cycle %d/%d: %s DIMM on node %d\n", i, o->cycles, format_size_human(dimm).c_str(),
+                            o->node);
+                bool header = false;
+                auto rec = lab::run_cycle(mem, copts, i, [&](const lab::CycleRecord& c, const lab::PhaseRecord& p) {
+                    if (!header) {
+                        print_header(o->node);
+                        print_row("before", -1, c.before, c.before, o->node);
+                        header = true;
+                    }
+                    if (p.ok)
+                        print_row(p.phase, p.wall_s, p.after, c.before, o->node);
+                    else
+                        std::printf("  %-8s FAILED after %.3f s: %s\n", p.phase.c_str(), p.wall_s, p.error.c_str());
+                    std::fflush(stdout);
+                });
+                if (!rec.cleanup.empty()) std::printf("  cleanup: %s\n", rec.cleanup.c_str());
+                if (rec.ok())
+                    std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n",
+                                rec.dimms.front().blocks.front(), rec.dimms.back().blocks.back(),
+                                rec.dimms.front().addr, rec.zone.c_str());
+                if (rec.ok()) {
+                    double total = 0;
+                    for (const auto& p : rec.phases) {
+                        walls[p.phase].push_back(p.wall_s);
+                        total += p.wall_s;
+                    }
+                    walls["cycle"].push_back(total);
+                }
+                results["cycles"].push_back(lab::to_json(rec));
+                save();
+                if (!rec.ok()) ++failures;
+                if (rec.guest_lost) {
+                    std::fprintf(stderr, "memhp: the guest is gone; stopping after %d cycle(s)\n", i);
+                    break;
+                }
+            }
+
+            if (!walls.empty()) {
+                std::printf("median host wall time over %zu good cycle(s):", walls["cycle"].size());
+                for (const auto& name : {"add", "online", "offline", "remove", "cycle"})
+                    std::printf(" %s %.3f s%s", name, median(walls[name]), std::string(name) == "cycle" ? "\n" : ",");
+            }
+
+            if (o->keep && guest->alive()) {
+                const auto dir = guest->run_dir().string();
+                std::printf(
+                    "\nguest left running (QEMU pid %d). In another terminal:\n"
+                    "  console (a root shell):  socat -,raw,echo=0,escape=0x1d UNIX-CONNECT:%s/console.sock   (Ctrl-] "
+                    "leaves)\n"
+                    "  QMP:                     socat - UNIX-CONNECT:%s/qmp-user.sock\n"
+                    "  the host's files are at the same paths in the guest; the guest's writes stay in its RAM.\n"
+                    "Press Ctrl-C here to stop the guest.\n",
+                    guest->qemu_pid(), dir.c_str(), dir.c_str());
+                std::fflush(stdout);
+                while (!stop_requested() && guest->alive()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                reset_stop();
+            }
+            guest->shutdown();
+            if (failures) {
+                std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
+                return 1;
+            }
+            return 0;
+        }};
 }
 
 }  // namespace memhp::cli

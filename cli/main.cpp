@@ -9,14 +9,15 @@
 #include "memhp/version.hpp"
 
 int main(int argc, char** argv) {
-    CLI::App app{"memhp: where each hot-added memmap page comes from, what hot-add costs, and the two memmap "
-                 "strategies side by side.\nRun 'memhp <command> --help' for a command's flags."};
+    CLI::App app{
+        "memhp: where each hot-added memmap page comes from, what hot-add costs, and the two memmap "
+        "strategies side by side.\nRun 'memhp <command> --help' for a command's flags."};
     app.set_version_flag("--version", std::string("memhp ") + memhp::kVersion);
     app.require_subcommand(1);
     std::map<CLI::App*, memhp::cli::Runner> runners;
     for (auto add : {memhp::cli::add_ab_command, memhp::cli::add_compare_command, memhp::cli::add_report_command,
-                     memhp::cli::add_lab_command, memhp::cli::add_count_adds_command,
-                     memhp::cli::add_trace_command, memhp::cli::add_doctor_command}) {
+                     memhp::cli::add_lab_command, memhp::cli::add_count_adds_command, memhp::cli::add_trace_command,
+                     memhp::cli::add_doctor_command}) {
         auto cmd = add(app);
         runners[cmd.app] = std::move(cmd.run);
     }

@@ -178,9 +178,10 @@ Command add_trace_command(CLI::App& app) {
         "Trace memory hot(un)plug live: one line per add, vmemmap populate, online, offline and remove, with where "
         "the memmap came from (altmap or page allocator), its NUMA locality, the free memory it cost and each "
         "phase's duration. Ctrl-C prints a summary. Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF.");
-    cmd->add_flag("--json", o->json,
-                  "write one JSON object per completed operation to stdout (NDJSON; schema in docs/trace-json.md), and at "
-                  "the end one summary record with the events the trace lost (dropped, orphaned, aged out)");
+    cmd->add_flag(
+        "--json", o->json,
+        "write one JSON object per completed operation to stdout (NDJSON; schema in docs/trace-json.md), and at "
+        "the end one summary record with the events the trace lost (dropped, orphaned, aged out)");
     cmd->add_option("--duration", o->duration, "stop after this many seconds (0: until Ctrl-C or SIGTERM)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--attach-mode", o->attach_mode,

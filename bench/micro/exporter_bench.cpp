@@ -31,7 +31,8 @@ double peak_rss_mib() {
 std::size_t samples(const std::vector<prometheus::MetricFamily>& fams) {
     std::size_t n = 0;
     for (const auto& f : fams)
-        for (const auto& m : f.metric) n += f.type == prometheus::MetricType::Histogram ? m.histogram.bucket.size() + 2 : 1;
+        for (const auto& m : f.metric)
+            n += f.type == prometheus::MetricType::Histogram ? m.histogram.bucket.size() + 2 : 1;
     return n;
 }
 

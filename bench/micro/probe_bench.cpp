@@ -32,15 +32,15 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <regex>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,7 +69,8 @@ fs::path self_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
 // mmap, write one byte per page (one page allocation each), munmap (one free each).
 bool fault_once() {
     const std::size_t len = kPagesPerIteration * kPage;
-    auto* p = static_cast<volatile char*>(::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* p =
+        static_cast<volatile char*>(::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (p == MAP_FAILED) return false;
     for (std::size_t off = 0; off < len; off += kPage) p[off] = 1;
     ::munmap(const_cast<char*>(p), len);
@@ -149,7 +150,7 @@ struct Tool {
     std::string ready;  // printed once every probe is attached (or, bpftrace, about to be)
     int reps = 1;
     bool count_attachments = false;  // bpftrace: then also wait for the attachments
-    bool hit_deadline = false;  // a run did not get there in time: its figure is a lower bound
+    bool hit_deadline = false;       // a run did not get there in time: its figure is a lower bound
 };
 
 std::map<std::string, Tool> g_tools;
@@ -179,10 +180,9 @@ double startup_seconds(Tool& tool) {
     while (Clock::now() < deadline) {
         const auto text = memhp::try_read_file(out).value_or("");
         std::smatch m;
-        const bool ready = tool.count_attachments
-                               ? std::regex_search(text, m, std::regex("Attaching (\\d+) probes")) &&
-                                     bpftrace_attachments(child.pid()) >= std::stoi(m[1].str())
-                               : text.find(tool.ready) != std::string::npos;
+        const bool ready = tool.count_attachments ? std::regex_search(text, m, std::regex("Attaching (\\d+) probes")) &&
+                                                        bpftrace_attachments(child.pid()) >= std::stoi(m[1].str())
+                                                  : text.find(tool.ready) != std::string::npos;
         if (ready) {
             took = std::chrono::duration<double>(Clock::now() - t0).count();
             break;
@@ -300,8 +300,10 @@ int run_in_guest(const std::string& kernel, const std::vector<std::string>& args
         agent.signal(pid, SIGKILL);
         std::fprintf(stderr, "memhp_probe_bench: no result from the guest within 90 minutes\n");
     } else if (host_out) {
-        if (auto j = agent.try_read(guest_out)) memhp::write_file_atomic(*host_out, *j);
-        else std::fprintf(stderr, "memhp_probe_bench: the guest wrote no %s\n", guest_out.c_str());
+        if (auto j = agent.try_read(guest_out))
+            memhp::write_file_atomic(*host_out, *j);
+        else
+            std::fprintf(stderr, "memhp_probe_bench: the guest wrote no %s\n", guest_out.c_str());
     }
     guest->shutdown();
     return code && *code == 0 ? 0 : 1;
@@ -357,8 +359,10 @@ int main(int argc, char** argv) {
                 std::fprintf(stderr, "memhp_probe_bench: %s needs a positive number\n", a.c_str());
                 return 2;
             }
-            if (a.starts_with("--deadline=")) g_deadline = std::chrono::seconds(v);
-            else bpftrace_reps = v;
+            if (a.starts_with("--deadline="))
+                g_deadline = std::chrono::seconds(v);
+            else
+                bpftrace_reps = v;
         } else if (a == "--no-faults") {
             faults = false;
         } else if (a == "--no-startup") {
@@ -392,7 +396,8 @@ int main(int argc, char** argv) {
         }
         if (starts) {
             auto bpftrace = memhp::find_program("bpftrace");
-            if (!bpftrace) throw memhp::Error("bpftrace not found: run scripts/install-deps.sh (Debian package bpftrace)");
+            if (!bpftrace)
+                throw memhp::Error("bpftrace not found: run scripts/install-deps.sh (Debian package bpftrace)");
             g_tools["memhp"] = {{(self_dir() / "memhp").string(), "trace"}, "memhp: attached", reps};
             g_tools["bpftrace"] = {
                 {bpftrace->string(), MEMHP_SOURCE_DIR "/bench/micro/hotplug.bt"}, "Attaching", bpftrace_reps, true};
@@ -422,15 +427,18 @@ int main(int argc, char** argv) {
             const double none = median(t["PageFault/none"]) * per_page;
             const double empty = median_diff(t["PageFault/empty"], t["PageFault/none"]) * per_page;
             const double memhp = median_diff(t["PageFault/memhp"], t["PageFault/none"]) * per_page;
-            reporter.json["summary"]["page_fault_ns_per_page"] = {{"none", none}, {"empty_added", empty}, {"memhp_added", memhp}};
-            std::printf("page fault + free, per page: %.0f ns without programs; added by the empty programs %+.0f ns, "
-                        "by memhp %+.0f ns\n",
-                        none, empty, memhp);
+            reporter.json["summary"]["page_fault_ns_per_page"] = {
+                {"none", none}, {"empty_added", empty}, {"memhp_added", memhp}};
+            std::printf(
+                "page fault + free, per page: %.0f ns without programs; added by the empty programs %+.0f ns, "
+                "by memhp %+.0f ns\n",
+                none, empty, memhp);
             if (empty > 0)
                 std::printf("memhp's added cost / the empty programs': %.2fx (target <= 1.25x)\n", memhp / empty);
             else
-                std::printf("memhp's added cost / the empty programs': n/a (the empty programs' cost is below the "
-                            "noise of this run)\n");
+                std::printf(
+                    "memhp's added cost / the empty programs': n/a (the empty programs' cost is below the "
+                    "noise of this run)\n");
             // The programs themselves, same loop, kernel statistics on.
             double e = -1, m = -1;
             {
@@ -442,9 +450,10 @@ int main(int argc, char** argv) {
                 m = program_ns_per_run("page_alloc_tp_b", 2000);
             }
             reporter.json["summary"]["program_ns_per_call"] = {{"empty", e}, {"memhp", m}};
-            std::printf("mm_page_alloc program run time per call (BPF_ENABLE_STATS, 2000 loops): empty %.0f ns, "
-                        "memhp %.0f ns: %.2fx\n",
-                        e, m, e > 0 ? m / e : 0.0);
+            std::printf(
+                "mm_page_alloc program run time per call (BPF_ENABLE_STATS, 2000 loops): empty %.0f ns, "
+                "memhp %.0f ns: %.2fx\n",
+                e, m, e > 0 ? m / e : 0.0);
         }
         if (starts) {
             const double m = median(reporter.times["Startup/memhp"]);
@@ -452,9 +461,10 @@ int main(int argc, char** argv) {
             const char* bound = g_tools["bpftrace"].hit_deadline ? ">= " : "";
             reporter.json["summary"]["startup_ms"] = {
                 {"memhp", m}, {"bpftrace", b}, {"bpftrace_lower_bound", g_tools["bpftrace"].hit_deadline}};
-            std::printf("start-up to all probes attached (%d and %d runs): memhp %.0f ms, bpftrace %s%.0f ms: memhp %s%.1fx "
-                        "faster (target >= 5x)\n",
-                        g_tools["memhp"].reps, g_tools["bpftrace"].reps, m, bound, b, bound, m > 0 ? b / m : 0.0);
+            std::printf(
+                "start-up to all probes attached (%d and %d runs): memhp %.0f ms, bpftrace %s%.0f ms: memhp %s%.1fx "
+                "faster (target >= 5x)\n",
+                g_tools["memhp"].reps, g_tools["bpftrace"].reps, m, bound, b, bound, m > 0 ? b / m : 0.0);
         }
         if (json_out) memhp::write_file_atomic(*json_out, reporter.json.dump(2) + "\n");
         return 0;

@@ -582,7 +582,8 @@ nlohmann::json to_json(const Operation& op) {
         j["sub_phases_ns"] = sub;
         if (op.sub_phases_unbalanced) j["sub_phases_unbalanced"] = true;
     }
-    if (op.zone_span) j["zone_span"] = {{"start_pfn", op.zone_span->start_pfn}, {"spanned_pages", op.zone_span->spanned_pages}};
+    if (op.zone_span)
+        j["zone_span"] = {{"start_pfn", op.zone_span->start_pfn}, {"spanned_pages", op.zone_span->spanned_pages}};
     if (op.phase == Phase::Add || op.phase == Phase::Remove) {
         j["memmap"] = {
             {"altmap_pages", op.memmap.altmap_pages},       {"buddy_pages", op.memmap.buddy_pages},

@@ -118,8 +118,7 @@ ProbeChoice plan_tracepoint(const ProbeSpec& p, const KernelFeatures& k, AttachM
 
 }  // namespace
 
-std::vector<ProbeChoice> plan_attach(const std::vector<ProbeSpec>& probes, const KernelFeatures& k,
-                                     AttachMode mode) {
+std::vector<ProbeChoice> plan_attach(const std::vector<ProbeSpec>& probes, const KernelFeatures& k, AttachMode mode) {
     // Per (target, kind): the variant whose signature the kernel has, else the first.
     // Only specs that read parameters (a signature) can be variants of each other.
     std::map<std::pair<std::string, ProbeKind>, std::size_t> chosen;

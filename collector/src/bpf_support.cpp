@@ -80,8 +80,9 @@ void check_bpf_prerequisites(const std::string& sys_root) {
         const bool perfmon = has_cap(CAP_SYS_ADMIN);
 #endif
         if (!(bpf && perfmon) && !has_cap(CAP_SYS_ADMIN))
-            throw BpfError("memhp needs root, or the capabilities CAP_BPF and CAP_PERFMON, to load its probes: "
-                           "run it with sudo, or grant them (e.g. systemd AmbientCapabilities=CAP_BPF CAP_PERFMON).");
+            throw BpfError(
+                "memhp needs root, or the capabilities CAP_BPF and CAP_PERFMON, to load its probes: "
+                "run it with sudo, or grant them (e.g. systemd AmbientCapabilities=CAP_BPF CAP_PERFMON).");
     }
     if (!fs::exists(root / "sys/kernel/btf/vmlinux"))
         throw BpfError("this kernel exposes no BTF (" + (root / "sys/kernel/btf/vmlinux").string() +

@@ -87,8 +87,7 @@ void SysfsNodeResolver::refresh() {
 }
 
 int SysfsNodeResolver::node_of_pfn(std::uint64_t pfn) {
-    const auto block =
-        static_cast<std::uint64_t>(static_cast<unsigned __int128>(pfn) * page_size_ / block_size_);
+    const auto block = static_cast<std::uint64_t>(static_cast<unsigned __int128>(pfn) * page_size_ / block_size_);
     if (auto it = block_node_.find(block); it != block_node_.end()) return it->second;
     refresh();  // a block hot-added since the last read
     if (auto it = block_node_.find(block); it != block_node_.end()) return it->second;

@@ -33,8 +33,8 @@ TracepointProbes::TracepointProbes(std::vector<AttachStatus>& report) {
     clear_libbpf_log();
     if (int err = hotplug_tp__load(skel_.get()))
         throw BpfError("cannot load memhp's memory_hotplug tracepoint programs: " + std::string(std::strerror(-err)) +
-                       (err == -EPERM ? " (run as root, or with CAP_BPF and CAP_PERFMON)" : "") +
-                       "\nlibbpf said:\n" + libbpf_log_tail(12));
+                       (err == -EPERM ? " (run as root, or with CAP_BPF and CAP_PERFMON)" : "") + "\nlibbpf said:\n" +
+                       libbpf_log_tail(12));
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, skel_->obj) {
         AttachStatus st;
@@ -48,7 +48,8 @@ TracepointProbes::TracepointProbes(std::vector<AttachStatus>& report) {
             const int err = errno;
             throw BpfError("cannot attach tp_btf " + st.target + ": " + std::strerror(err) +
                            ". The kernel has memhp's memory_hotplug events but refused a program on them; "
-                           "check CONFIG_BPF_EVENTS and libbpf's messages:\n" + libbpf_log_tail(6));
+                           "check CONFIG_BPF_EVENTS and libbpf's messages:\n" +
+                           libbpf_log_tail(6));
         }
         links_.emplace_back(link);
         st.attached = true;

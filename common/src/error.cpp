@@ -5,9 +5,7 @@
 
 namespace memhp {
 
-std::string errno_text(const std::string& what, int err) {
-    return what + ": " + std::strerror(err);
-}
+std::string errno_text(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
 void throw_errno(const std::string& what, int err) { throw Error(errno_text(what, err)); }
 

@@ -33,8 +33,13 @@ LineChannel::LineChannel(int fd, std::string name) : fd_(fd), name_(std::move(na
 LineChannel::~LineChannel() { close(); }
 
 LineChannel::LineChannel(LineChannel&& other) noexcept
-    : fd_(other.fd_), name_(std::move(other.name_)), buffer_(std::move(other.buffer_)), scanned_(other.scanned_),
-      max_line_(other.max_line_), discarding_(other.discarding_), eof_is_retry_(other.eof_is_retry_) {
+    : fd_(other.fd_),
+      name_(std::move(other.name_)),
+      buffer_(std::move(other.buffer_)),
+      scanned_(other.scanned_),
+      max_line_(other.max_line_),
+      discarding_(other.discarding_),
+      eof_is_retry_(other.eof_is_retry_) {
     other.fd_ = -1;
 }
 

@@ -85,16 +85,18 @@ std::string shell_join(const std::vector<std::string>& argv) {
     std::string out;
     for (const auto& a : argv) {
         if (!out.empty()) out += ' ';
-        bool plain = !a.empty() && a.find_first_not_of(
-                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") ==
-                                       std::string::npos;
+        bool plain = !a.empty() &&
+                     a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") ==
+                         std::string::npos;
         if (plain) {
             out += a;
         } else {
             out += '\'';
             for (char c : a) {
-                if (c == '\'') out += "'\\''";
-                else out += c;
+                if (c == '\'')
+                    out += "'\\''";
+                else
+                    out += c;
             }
             out += '\'';
         }
@@ -200,8 +202,10 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
                 (fd == out_fd ? result.out : result.err).append(buf, static_cast<std::size_t>(got));
             } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
                 ::close(fd);
-                if (fd == out_fd) out_fd = -1;
-                else err_fd = -1;
+                if (fd == out_fd)
+                    out_fd = -1;
+                else
+                    err_fd = -1;
                 --fds_open;
             }
         }
@@ -210,8 +214,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
         if (fd >= 0) ::close(fd);
     if (timed_out || interrupted) kill_group(pid, SIGKILL);
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     if (interrupted) throw Interrupted();
     if (timed_out)
         throw Error("'" + shell_join(argv) + "' did not finish within " +
@@ -312,8 +315,7 @@ void ChildProcess::terminate(std::chrono::milliseconds grace) {
         if (!wait_for(grace)) {
             kill_group(pid_, SIGKILL);
             int status = 0;
-            while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-            }
+            while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
             status_ = decode_status(status);
         }
     }

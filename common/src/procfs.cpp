@@ -77,10 +77,14 @@ std::vector<ZoneWatermarks> parse_zoneinfo(std::string_view text) {
         std::uint64_t v = 0;
         if (!(ls >> v)) continue;
         auto& z = out.back();
-        if (first == "min") z.min_pages = v;
-        else if (first == "low") z.low_pages = v;
-        else if (first == "high") z.high_pages = v;
-        else if (first == "managed") z.managed_pages = v;
+        if (first == "min")
+            z.min_pages = v;
+        else if (first == "low")
+            z.low_pages = v;
+        else if (first == "high")
+            z.high_pages = v;
+        else if (first == "managed")
+            z.managed_pages = v;
     }
     return out;
 }

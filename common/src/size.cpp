@@ -24,11 +24,16 @@ std::uint64_t parse_size(std::string_view text) {
         unit = unit.substr(0, unit.ends_with("IB") ? unit.size() - 2 : unit.size() - 1);
     }
     unsigned shift = 0;
-    if (unit.empty() || unit == "B") shift = 0;
-    else if (unit == "K") shift = 10;
-    else if (unit == "M") shift = 20;
-    else if (unit == "G") shift = 30;
-    else if (unit == "T") shift = 40;
+    if (unit.empty() || unit == "B")
+        shift = 0;
+    else if (unit == "K")
+        shift = 10;
+    else if (unit == "M")
+        shift = 20;
+    else if (unit == "G")
+        shift = 30;
+    else if (unit == "T")
+        shift = 40;
     else
         throw UsageError("invalid size '" + original + "': unknown unit '" + std::string(ptr, end) +
                          "' (use K, M, G or T, binary multiples)");
@@ -38,8 +43,10 @@ std::uint64_t parse_size(std::string_view text) {
 }
 
 std::string format_size_exact(std::uint64_t bytes) {
-    static constexpr struct { unsigned shift; const char* unit; } units[] = {
-        {40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}};
+    static constexpr struct {
+        unsigned shift;
+        const char* unit;
+    } units[] = {{40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}};
     if (bytes == 0) return "0";
     for (const auto& u : units) {
         const std::uint64_t mask = (std::uint64_t{1} << u.shift) - 1;
@@ -57,9 +64,12 @@ std::string format_size_human(std::uint64_t bytes) {
         ++i;
     }
     char buf[32];
-    if (i == 0) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-    else if (v == static_cast<double>(static_cast<std::uint64_t>(v))) std::snprintf(buf, sizeof buf, "%.0f %s", v, units[i]);
-    else std::snprintf(buf, sizeof buf, "%.1f %s", v, units[i]);
+    if (i == 0)
+        std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+    else if (v == static_cast<double>(static_cast<std::uint64_t>(v)))
+        std::snprintf(buf, sizeof buf, "%.0f %s", v, units[i]);
+    else
+        std::snprintf(buf, sizeof buf, "%.1f %s", v, units[i]);
     return buf;
 }
 

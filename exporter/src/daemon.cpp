@@ -10,9 +10,9 @@
 #include <prometheus/exposer.h>
 
 #include <cerrno>
-#include <csignal>
 #include <charconv>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -31,17 +31,16 @@
 
 namespace memhp::exporter {
 
-std::string ListenAddress::civetweb() const {
-    return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
+std::string ListenAddress::civetweb() const { return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port); }
 
 std::string ListenAddress::url(std::uint16_t actual_port) const {
     return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(actual_port) + "/metrics";
 }
 
 ListenAddress parse_listen(const std::string& text) {
-    const std::string example = " (e.g. 127.0.0.1:" + std::to_string(kDefaultPort) + ", 0.0.0.0:" +
-                                std::to_string(kDefaultPort) + " or [::1]:" + std::to_string(kDefaultPort) + ")";
+    const std::string example = " (e.g. 127.0.0.1:" + std::to_string(kDefaultPort) +
+                                ", 0.0.0.0:" + std::to_string(kDefaultPort) +
+                                " or [::1]:" + std::to_string(kDefaultPort) + ")";
     ListenAddress a;
     std::string port_text;
     if (text.starts_with("[")) {
@@ -88,8 +87,8 @@ void check_listen_supported(const ListenAddress& a) {
 // plus headers: 5 s and 16 KiB of headers are plenty, and 16 workers keep
 // Prometheus served while a handful of slow clients time out (issue 13).
 std::vector<std::string> http_options(const ListenAddress& a) {
-    return {"listening_ports", a.civetweb(), "num_threads", "16", "request_timeout_ms", "5000",
-            "max_request_size", "16384", "enable_keep_alive", "yes", "keep_alive_timeout_ms", "5000"};
+    return {"listening_ports",  a.civetweb(), "num_threads",       "16",  "request_timeout_ms",    "5000",
+            "max_request_size", "16384",      "enable_keep_alive", "yes", "keep_alive_timeout_ms", "5000"};
 }
 
 namespace {
@@ -119,9 +118,12 @@ std::optional<std::string> bind_problem(const ListenAddress& a) {
     ::close(fd);
     if (r == 0) return std::nullopt;
     std::string why = std::strerror(err);
-    if (err == EADDRINUSE) why += ": another process listens there (another memhp-exporter?); pick a free port";
-    else if (err == EADDRNOTAVAIL) why += ": no interface of this host has that address";
-    else if (err == EACCES) why += ": ports below 1024 need root or CAP_NET_BIND_SERVICE";
+    if (err == EADDRINUSE)
+        why += ": another process listens there (another memhp-exporter?); pick a free port";
+    else if (err == EADDRNOTAVAIL)
+        why += ": no interface of this host has that address";
+    else if (err == EACCES)
+        why += ": ports below 1024 need root or CAP_NET_BIND_SERVICE";
     return why;
 }
 
@@ -150,8 +152,7 @@ int run_exporter(const ExporterOptions& opts) {
     const auto cfg = collector::host_aggregator_config(*nodes);
     auto state = std::make_shared<LiveState>(std::move(nodes), cfg);
 
-    collector::HotplugProbes probes([&state](std::span<const std::uint8_t> raw) { state->consume(raw); },
-                                    opts.probes);
+    collector::HotplugProbes probes([&state](std::span<const std::uint8_t> raw) { state->consume(raw); }, opts.probes);
     state->set_probes(&probes);
     std::size_t attached = 0;
     for (const auto& st : probes.attach_report()) attached += st.attached;
@@ -189,8 +190,7 @@ int run_exporter(const ExporterOptions& opts) {
     probes.poll(0);
     if (stop_requested())
         std::fprintf(stderr, "memhp-exporter: %s received, %llu events consumed, shut down cleanly\n",
-                     stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT",
-                     static_cast<unsigned long long>(state->events()));
+                     stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT", static_cast<unsigned long long>(state->events()));
     return rc;
 }
 

@@ -30,91 +30,147 @@ const std::vector<MetricDef>& metric_catalog() {
         // From the probes, aggregated by the collector since the exporter started.
         // No node label: 64 nodes x 5 phases x 2 modes x 29 buckets would be
         // 18k series per host and a /metrics render far above 2 ms.
-        {"memhp_operation_duration_seconds", MetricKind::Histogram, {"phase", "memmap_mode"},
+        {"memhp_operation_duration_seconds",
+         MetricKind::Histogram,
+         {"phase", "memmap_mode"},
          "Time each memory hot(un)plug operation took in the kernel, failed ones included, over all nodes. phase: "
          "add, populate (vmemmap population inside an add), online, offline, remove. memmap_mode: altmap (memmap on "
          "the hot-added memory) or page_allocator.",
          "probes"},
-        {"memhp_nested_operations_total", MetricKind::Counter, {"phase", "parent_phase"},
+        {"memhp_nested_operations_total",
+         MetricKind::Counter,
+         {"phase", "parent_phase"},
          "Operations that ran inside another on the same task, e.g. an online inside its add when the kernel "
          "auto-onlines (auto_online_blocks=online*). Their time is their own: the parent's duration histogram "
          "excludes it.",
          "probes"},
-        {"memhp_operation_failures_total", MetricKind::Counter, {"phase", "errno"},
-         "Hot-plug operations that returned an error, by phase and errno name (EBUSY, ENOMEM, ...).", "probes"},
-        {"memhp_memmap_allocated_bytes_total", MetricKind::Counter, {"source", "node", "memmap_node", "locality"},
+        {"memhp_operation_failures_total",
+         MetricKind::Counter,
+         {"phase", "errno"},
+         "Hot-plug operations that returned an error, by phase and errno name (EBUSY, ENOMEM, ...).",
+         "probes"},
+        {"memhp_memmap_allocated_bytes_total",
+         MetricKind::Counter,
+         {"source", "node", "memmap_node", "locality"},
          "Memmap bytes hot-adds took. source: altmap (carved from the added memory), page_allocator (PMD-sized "
          "struct page blocks from memory already online), page_tables (order-0 pages, mostly vmemmap page "
          "tables). node: where the memory was added; memmap_node: where its memmap sits; locality: local, remote "
          "or unknown.",
          "probes"},
-        {"memhp_add_free_memory_consumed_bytes_total", MetricKind::Counter, {"node"},
+        {"memhp_add_free_memory_consumed_bytes_total",
+         MetricKind::Counter,
+         {"node"},
          "Page-allocator memory (already online) that hot-adds used up before the new memory was online, by the "
          "node the memory was added to.",
          "probes"},
-        {"memhp_memmap_on_memory_unused_total", MetricKind::Counter, {},
+        {"memhp_memmap_on_memory_unused_total",
+         MetricKind::Counter,
+         {},
          "Successful hot-adds that took their memmap from the page allocator although memmap_on_memory is "
          "enabled (memhp trace prints the reason for each).",
          "probes"},
-        {"memhp_hotplugged_memory_bytes", MetricKind::Gauge, {"node"},
-         "Hot-added memory present now (added and not yet removed while the exporter ran), by node.", "probes"},
-        {"memhp_hotplugged_memmap_bytes", MetricKind::Gauge, {"source", "memmap_node"},
-         "Memmap of the hot-added memory present now, by source and the node where it sits.", "probes"},
-        {"memhp_kernel_memmap_bytes", MetricKind::Gauge, {},
+        {"memhp_hotplugged_memory_bytes",
+         MetricKind::Gauge,
+         {"node"},
+         "Hot-added memory present now (added and not yet removed while the exporter ran), by node.",
+         "probes"},
+        {"memhp_hotplugged_memmap_bytes",
+         MetricKind::Gauge,
+         {"source", "memmap_node"},
+         "Memmap of the hot-added memory present now, by source and the node where it sits.",
+         "probes"},
+        {"memhp_kernel_memmap_bytes",
+         MetricKind::Gauge,
+         {},
          "The kernel's own count of memmap memory, /proc/vmstat nr_memmap_pages x 4 KiB (Linux 6.11+; altmap and "
          "page-allocator memmap alike), read by the probes at the end of the last hot-add or remove. Absent on "
          "older kernels and before the first operation. node_exporter's default vmstat filter drops this counter.",
          "probes"},
-        {"memhp_kernel_memmap_mismatches_total", MetricKind::Counter, {},
+        {"memhp_kernel_memmap_mismatches_total",
+         MetricKind::Counter,
+         {},
          "Successful hot-adds and removes whose change of nr_memmap_pages differed from memhp's own memmap count "
          "(altmap + page-allocator pages): another operation ran alongside, or memhp missed pages.",
          "probes"},
         // Host state, read from sysfs at scrape time.
-        {"memhp_memory_blocks", MetricKind::Gauge, {"node", "state", "zone"},
+        {"memhp_memory_blocks",
+         MetricKind::Gauge,
+         {"node", "state", "zone"},
          "Memory blocks in /sys/devices/system/memory by node, state (online, offline, going-offline) and zone "
          "(the zone of an online block; none when offline).",
          "sysfs"},
-        {"memhp_memory_block_size_bytes", MetricKind::Gauge, {},
-         "Size of one memory block (/sys/devices/system/memory/block_size_bytes).", "sysfs"},
-        {"memhp_memmap_on_memory_enabled", MetricKind::Gauge, {},
-         "1 when the kernel parameter memory_hotplug.memmap_on_memory is Y or force, else 0.", "sysfs"},
-        {"memhp_memory_auto_online_info", MetricKind::Gauge, {"policy"},
+        {"memhp_memory_block_size_bytes",
+         MetricKind::Gauge,
+         {},
+         "Size of one memory block (/sys/devices/system/memory/block_size_bytes).",
+         "sysfs"},
+        {"memhp_memmap_on_memory_enabled",
+         MetricKind::Gauge,
+         {},
+         "1 when the kernel parameter memory_hotplug.memmap_on_memory is Y or force, else 0.",
+         "sysfs"},
+        {"memhp_memory_auto_online_info",
+         MetricKind::Gauge,
+         {"policy"},
          "The auto-online policy for hot-added memory (/sys/devices/system/memory/auto_online_blocks). Always 1.",
          "sysfs"},
         // About the exporter itself.
         {"memhp_build_info", MetricKind::Gauge, {"version"}, "memhp-exporter's version. Always 1.", "exporter"},
-        {"memhp_probe_attached", MetricKind::Gauge, {"program", "target", "attach_mode"},
+        {"memhp_probe_attached",
+         MetricKind::Gauge,
+         {"program", "target", "attach_mode"},
          "1 when the BPF program is attached to its kernel target, 0 when this kernel cannot offer the target. "
          "attach_mode: fentry, fexit, tp_btf, kprobe, ...",
          "exporter"},
         {"memhp_events_total", MetricKind::Counter, {}, "Ring-buffer records the exporter consumed.", "exporter"},
-        {"memhp_event_decode_errors_total", MetricKind::Counter, {},
+        {"memhp_event_decode_errors_total",
+         MetricKind::Counter,
+         {},
          "Ring-buffer records of the wrong size or type (a BPF object and exporter from different builds).",
          "exporter"},
-        {"memhp_ring_buffer_dropped_events_total", MetricKind::Counter, {},
+        {"memhp_ring_buffer_dropped_events_total",
+         MetricKind::Counter,
+         {},
          "Events the BPF side could not send because the ring buffer was full: figures undercount when this grows.",
          "exporter"},
-        {"memhp_interrupt_page_events_total", MetricKind::Counter, {},
+        {"memhp_interrupt_page_events_total",
+         MetricKind::Counter,
+         {},
          "Page-allocator events of interrupts (e.g. network receive) that arrived while a hot-plug operation ran on "
          "the interrupted task: seen and left out of the operation's figures.",
          "exporter"},
-        {"memhp_stale_operations_total", MetricKind::Counter, {"reason"},
+        {"memhp_stale_operations_total",
+         MetricKind::Counter,
+         {"reason"},
          "Operations whose end never came, aged out of the BPF state. reason: missed_exit (the task began "
          "another at the same stack depth), task_gone (its task exited), too_old (in flight past the age limit).",
          "exporter"},
-        {"memhp_untraced_operations_total", MetricKind::Counter, {"reason"},
+        {"memhp_untraced_operations_total",
+         MetricKind::Counter,
+         {"reason"},
          "Operations BPF could not track. reason: ops_map_full (more tasks in hot-plug at once than the map "
          "holds), nested_too_deep (a third level of nesting).",
          "exporter"},
-        {"memhp_orphan_page_events_total", MetricKind::Counter, {},
-         "Page-allocator events whose operation never completed (dropped from the bounded buffer).", "exporter"},
-        {"memhp_bpf_stats_enabled", MetricKind::Gauge, {},
-         "1 when kernel.bpf_stats_enabled is on, so the BPF run-time metrics below are served.", "sysfs"},
-        {"memhp_bpf_program_run_seconds_total", MetricKind::Counter, {"program"},
+        {"memhp_orphan_page_events_total",
+         MetricKind::Counter,
+         {},
+         "Page-allocator events whose operation never completed (dropped from the bounded buffer).",
+         "exporter"},
+        {"memhp_bpf_stats_enabled",
+         MetricKind::Gauge,
+         {},
+         "1 when kernel.bpf_stats_enabled is on, so the BPF run-time metrics below are served.",
+         "sysfs"},
+        {"memhp_bpf_program_run_seconds_total",
+         MetricKind::Counter,
+         {"program"},
          "CPU time the kernel spent in each memhp BPF program (only while kernel.bpf_stats_enabled=1).",
          "exporter"},
-        {"memhp_bpf_program_runs_total", MetricKind::Counter, {"program"},
-         "Times each memhp BPF program ran (only while kernel.bpf_stats_enabled=1).", "exporter"},
+        {"memhp_bpf_program_runs_total",
+         MetricKind::Counter,
+         {"program"},
+         "Times each memhp BPF program ran (only while kernel.bpf_stats_enabled=1).",
+         "exporter"},
     };
     return catalog;
 }
@@ -344,7 +400,8 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
     }
     {
         FamilyBuilder f("memhp_add_free_memory_consumed_bytes_total");
-        for (const auto& [node, bytes] : s.free_bytes_consumed) f.counter({node_label(node)}, static_cast<double>(bytes));
+        for (const auto& [node, bytes] : s.free_bytes_consumed)
+            f.counter({node_label(node)}, static_cast<double>(bytes));
         f.finish_into(out);
     }
     {
@@ -360,7 +417,8 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
     {
         FamilyBuilder f("memhp_hotplugged_memmap_bytes");
         for (const auto& [key, bytes] : s.memmap_bytes)
-            f.gauge({collector::source_name(std::get<0>(key)), node_label(std::get<1>(key))}, static_cast<double>(bytes));
+            f.gauge({collector::source_name(std::get<0>(key)), node_label(std::get<1>(key))},
+                    static_cast<double>(bytes));
         f.finish_into(out);
     }
     {

@@ -18,15 +18,15 @@ namespace memhp::agent {
 struct Request {
     nlohmann::json id;  // echoed back; null when the line had none
     std::string op;
-    std::vector<std::string> argv;   // exec, spawn
-    std::vector<std::string> paths;  // read
-    std::string path;                // write, listdir, read_from
-    unsigned long long offset = 0;   // read_from
-    std::string data;                // write
+    std::vector<std::string> argv;     // exec, spawn
+    std::vector<std::string> paths;    // read
+    std::string path;                  // write, listdir, read_from
+    unsigned long long offset = 0;     // read_from
+    std::string data;                  // write
     std::string output = "/dev/null";  // spawn
-    long long timeout_ms = 60000;    // exec, wait
-    int pid = 0;                     // wait, signal
-    int signal = 15;                 // signal (SIGTERM)
+    long long timeout_ms = 60000;      // exec, wait
+    int pid = 0;                       // wait, signal
+    int signal = 15;                   // signal (SIGTERM)
 };
 inline constexpr long long kMaxTimeoutMs = 24LL * 3600 * 1000;
 inline constexpr std::size_t kMaxPaths = 4096;

@@ -9,7 +9,8 @@ namespace memhp::lab {
 
 using Clock = LineChannel::Clock;
 
-AgentClient::AgentClient(LineChannel channel, LineChannel::Tick tick) : channel_(std::move(channel)), tick_(std::move(tick)) {
+AgentClient::AgentClient(LineChannel channel, LineChannel::Tick tick)
+    : channel_(std::move(channel)), tick_(std::move(tick)) {
     channel_.set_max_line(kAgentMaxResponse);
 }
 
@@ -41,7 +42,8 @@ int int_field(const json& r, const char* key, int fallback, const std::string& o
     if (!v) return fallback;
     if (v->is_number_unsigned() && v->get<unsigned long long>() <= static_cast<unsigned long long>(INT_MAX))
         return static_cast<int>(v->get<unsigned long long>());
-    if (v->is_number_integer() && !v->is_number_unsigned() && v->get<long long>() >= INT_MIN && v->get<long long>() <= INT_MAX)
+    if (v->is_number_integer() && !v->is_number_unsigned() && v->get<long long>() >= INT_MIN &&
+        v->get<long long>() <= INT_MAX)
         return static_cast<int>(v->get<long long>());
     bad_field(op, key, "an int", *v);
 }
@@ -102,7 +104,8 @@ json AgentClient::request(json req, Ms timeout) {
         const json* rid = find(resp, "id");
         if (!rid || *rid != json(id)) continue;
         if (!bool_field(resp, "ok", false, op))
-            throw AgentError("guest: " + string_field(resp, "error", "request failed", op), int_field(resp, "errno", 0, op));
+            throw AgentError("guest: " + string_field(resp, "error", "request failed", op),
+                             int_field(resp, "errno", 0, op));
         return resp;
     }
 }

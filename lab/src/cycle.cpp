@@ -34,8 +34,10 @@ std::string clean_up(MemoryLab& lab, const CycleDevice& dev, const CycleRecord& 
     int removed = 0;
     for (const auto& d : c.dimms) {
         try {
-            if (failed == "online") lab.offline(d);  // some blocks may be online
-            else if (failed == "offline") return "left " + std::to_string(c.dimms.size()) + " DIMM(s) in the guest: offline failed";
+            if (failed == "online")
+                lab.offline(d);  // some blocks may be online
+            else if (failed == "offline")
+                return "left " + std::to_string(c.dimms.size()) + " DIMM(s) in the guest: offline failed";
             (void)dev.remove(lab, d, opts);
             ++removed;
         } catch (const Interrupted&) {
@@ -79,7 +81,8 @@ CycleDevice virtio_mem_device(std::size_t index) {
                 Dimm part;
                 part.blocks = r.blocks_added;
                 lab.offline(part);
-                if (lab.resize_virtio_mem(index, 0, o.timeout).plugged != 0) back = "; it could not all be unplugged again";
+                if (lab.resize_virtio_mem(index, 0, o.timeout).plugged != 0)
+                    back = "; it could not all be unplugged again";
             } catch (const Interrupted&) {
                 throw;
             } catch (const std::exception& e) {
@@ -193,8 +196,15 @@ nlohmann::json to_json(const CycleRecord& c) {
     }
     nlohmann::json dimms = nlohmann::json::array();
     for (const auto& d : c.dimms) dimms.push_back(to_json(d));
-    nlohmann::json j{{"index", c.index}, {"device", c.device}, {"ok", c.ok()}, {"dimms", dimms}, {"zone", c.zone}, {"online_by", c.online_by},
-                     {"device_deleted", c.device_deleted}, {"guest_lost", c.guest_lost}, {"before", to_json(c.before)},
+    nlohmann::json j{{"index", c.index},
+                     {"device", c.device},
+                     {"ok", c.ok()},
+                     {"dimms", dimms},
+                     {"zone", c.zone},
+                     {"online_by", c.online_by},
+                     {"device_deleted", c.device_deleted},
+                     {"guest_lost", c.guest_lost},
+                     {"before", to_json(c.before)},
                      {"phases", phases}};
     if (!c.cleanup.empty()) j["cleanup"] = c.cleanup;
     return j;

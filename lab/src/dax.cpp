@@ -44,15 +44,17 @@ std::uint64_t parse_number(const std::string& text, int base, const std::string&
     } catch (const std::exception&) {
         end = 0;
     }
-    if (t.empty() || end != t.size()) throw Error("the guest's " + what + " reads '" + t.substr(0, 40) + "', not a number");
+    if (t.empty() || end != t.size())
+        throw Error("the guest's " + what + " reads '" + t.substr(0, 40) + "', not a number");
     return v;
 }
 }  // namespace
 
 DaxLayout dax_layout(std::uint64_t dax_bytes) {
     if (dax_bytes == 0 || dax_bytes % kBlock || dax_bytes > 64 * kGiB)
-        throw UsageError("--dax: the size must be a positive multiple of 128M (the guest's memory block) up to 64G, not " +
-                         format_size_exact(dax_bytes));
+        throw UsageError(
+            "--dax: the size must be a positive multiple of 128M (the guest's memory block) up to 64G, not " +
+            format_size_exact(dax_bytes));
     DaxLayout l;
     l.dax_bytes = dax_bytes;
     // One block more than kmem gets: the devdax namespace starts with its
@@ -158,7 +160,8 @@ NdctlNamespace parse_ndctl_namespace(std::string_view text) {
     ns.mode = str(j, "mode");
     if (!valid_nd_name(ns.dev, "namespace"))
         throw Error("ndctl named the namespace '" + ns.dev.substr(0, 40) + "', not namespaceN.M");
-    if (ns.mode != "devdax") throw Error("ndctl made namespace " + ns.dev + " '" + ns.mode.substr(0, 20) + "', not devdax");
+    if (ns.mode != "devdax")
+        throw Error("ndctl made namespace " + ns.dev + " '" + ns.mode.substr(0, 20) + "', not devdax");
     const auto region = j.find("daxregion");
     if (region == j.end() || !region->is_object()) throw Error("ndctl's JSON has no 'daxregion' object");
     const auto devices = region->find("devices");
@@ -184,8 +187,9 @@ DaxLab::DaxLab(Guest& guest, Ms timeout) : guest_(guest), timeout_(timeout) {
     auto& agent = guest_.agent();
     block_size_ = parse_number(agent.read("/sys/devices/system/memory/block_size_bytes"), 16, "memory block size");
     if (!find_program("ndctl"))
-        throw Error("--dax needs ndctl on the host (the guest runs it from the host's root): install it "
-                    "(scripts/install-deps.sh installs ndctl)");
+        throw Error(
+            "--dax needs ndctl on the host (the guest runs it from the host's root): install it "
+            "(scripts/install-deps.sh installs ndctl)");
 
     // The modules, from the guest kernel's own modules in the cache.
     const auto& mods = guest_.kernel().modules_dir;
@@ -198,7 +202,8 @@ DaxLab::DaxLab(Guest& guest, Ms timeout) : guest_(guest), timeout_(timeout) {
     for (const auto& rel : module_load_order(dep, dax_modules())) {
         if (loaded.count(module_name_of(rel))) continue;
         const auto r = agent.exec({"/sbin/insmod", (mods / rel).string()});
-        if (!r.ok()) throw GuestError("insmod " + (mods / rel).string() + " failed in the guest: " + trim(r.err + r.out));
+        if (!r.ok())
+            throw GuestError("insmod " + (mods / rel).string() + " failed in the guest: " + trim(r.err + r.out));
     }
 
     // The e820 pmem region memmap= made (nd_e820 registers it asynchronously).
@@ -213,9 +218,10 @@ DaxLab::DaxLab(Guest& guest, Ms timeout) : guest_(guest), timeout_(timeout) {
         }
         if (!region.empty()) break;
         if (Clock::now() >= deadline)
-            throw GuestError("--dax: no pmem region appeared in the guest (/sys/bus/nd/devices): was the guest booted "
-                             "with memmap=SIZE!START (configure_dax_guest)?\n--- last console lines ---\n" +
-                             guest_.console_tail(10));
+            throw GuestError(
+                "--dax: no pmem region appeared in the guest (/sys/bus/nd/devices): was the guest booted "
+                "with memmap=SIZE!START (configure_dax_guest)?\n--- last console lines ---\n" +
+                guest_.console_tail(10));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         guest_.check_alive();
     }
@@ -257,7 +263,8 @@ KmemAdd DaxLab::add(std::optional<bool> memmap_on_memory, Zone zone) {
     if (memmap_on_memory) {
         if (!has_memmap_on_memory_attr())
             throw UsageError("dax memmap_on_memory asked, but kernel " + guest_.release() + " has no " + kDaxDevices +
-                             dev_ + "/memmap_on_memory (the attribute arrived in Linux 6.8): leave it unset, or take a "
+                             dev_ +
+                             "/memmap_on_memory (the attribute arrived in Linux 6.8): leave it unset, or take a "
                              "kernel that has it (6.12, 7.2)");
         // EOPNOTSUPP here: memory_hotplug.memmap_on_memory is off.
         agent.write(kDaxDevices + dev_ + "/memmap_on_memory", *memmap_on_memory ? "1" : "0");
@@ -311,7 +318,8 @@ KmemRemove DaxLab::remove() {
         if (agent.try_read(kMem + std::to_string(b) + "/state"))
             throw Error("kmem let go of " + dev_ + " but memory block " + std::to_string(b) +
                         " is still there (the kernel could not remove it and keeps it until reboot)\n"
-                        "--- last console lines ---\n" + guest_.console_tail(10));
+                        "--- last console lines ---\n" +
+                        guest_.console_tail(10));
     agent.write(kDaxDrivers + "kmem/remove_id", dev_);
     const auto e = agent.listdir(kDaxDrivers + "device_dax");
     if (std::find(e.begin(), e.end(), dev_) == e.end()) agent.write(kDaxDrivers + "device_dax/bind", dev_);

@@ -53,7 +53,8 @@ GuestTrace::GuestTrace(lab::Guest& guest, TracerCommand command, Ms attach_timeo
     while (true) {
         if (waiting && Clock::now() >= next_word) {
             waiting(name_ + " still attaching, " +
-                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t0).count()) + " s so far");
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t0).count()) +
+                    " s so far");
             next_word += std::chrono::seconds(30);
         }
         text = agent.try_read(out_).value_or("");
@@ -117,7 +118,8 @@ std::string GuestTrace::stop(Ms timeout) {
     auto& agent = guest_.agent();
     agent.signal(pid_, SIGINT);
     auto code = agent.wait(pid_, timeout);
-    if (!code) throw Error(name_ + " did not stop in the guest within " + std::to_string(timeout.count() / 1000) + " s");
+    if (!code)
+        throw Error(name_ + " did not stop in the guest within " + std::to_string(timeout.count() / 1000) + " s");
     pid_ = -1;
     catch_up();
     if (*code != 0) {
@@ -127,6 +129,5 @@ std::string GuestTrace::stop(Ms timeout) {
     }
     return text_;
 }
-
 
 }  // namespace memhp::lab

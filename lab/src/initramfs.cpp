@@ -80,10 +80,14 @@ void install_module(const fs::path& src, const fs::path& dst) {
         return;
     }
     std::vector<std::string> argv;
-    if (ext == ".xz") argv = {"xz", "-dc", src.string()};
-    else if (ext == ".zst") argv = {"zstd", "-dc", src.string()};
-    else if (ext == ".gz") argv = {"gzip", "-dc", src.string()};
-    else throw Error("unknown module compression: " + src.string());
+    if (ext == ".xz")
+        argv = {"xz", "-dc", src.string()};
+    else if (ext == ".zst")
+        argv = {"zstd", "-dc", src.string()};
+    else if (ext == ".gz")
+        argv = {"gzip", "-dc", src.string()};
+    else
+        throw Error("unknown module compression: " + src.string());
     write_file(dst, run_checked(argv));
 }
 

@@ -20,7 +20,8 @@ std::optional<std::string> patched_series(std::string_view spec) {
     const std::string series(spec.substr(8));
     static const std::regex version(R"(^\d+\.\d+$)");
     if (!std::regex_match(series, version))
-        throw UsageError("unknown kernel '" + std::string(spec) + "': patched-<series> takes a series of kernel-patches/ "
+        throw UsageError("unknown kernel '" + std::string(spec) +
+                         "': patched-<series> takes a series of kernel-patches/ "
                          "such as patched-6.1 or patched-7.2");
     const fs::path folder = patched_kernel_script().parent_path() / series;
     if (!fs::exists(folder / "series"))
@@ -50,7 +51,8 @@ namespace {
 const char* const kKernelChoices =
     "5.10 (bullseye), 6.1 or default (bookworm), 6.12 (trixie), 7.2 or latest (sid), patched or patched-6.1 "
     "(6.1 with memhp's kernel-patches/), patched-7.2 (7.2 with them), unpatched-6.1 or unpatched-7.2 (the same "
-    "source and lab config without the patches), a Debian package name such as linux-image-6.1.0-57-amd64, or the path of a "
+    "source and lab config without the patches), a Debian package name such as linux-image-6.1.0-57-amd64, or the path "
+    "of a "
     "bzImage";
 }  // namespace
 
@@ -91,8 +93,10 @@ std::optional<PackageStanza> parse_package_stanza(std::string_view text) {
         if (colon == std::string::npos) continue;
         std::string key = line.substr(0, colon);
         std::string value = trim(line.substr(colon + 1));
-        if (key == "Package") st.package = value;
-        else if (key == "Version") st.version = value;
+        if (key == "Package")
+            st.package = value;
+        else if (key == "Version")
+            st.version = value;
         else if (key == "Depends") {
             depends = value;
             in_depends = true;
@@ -151,8 +155,9 @@ std::string normalize_kernel_tree(const fs::path& root) {
         for (const auto& ent : fs::directory_iterator(usr_modules, ec))
             if (fs::is_regular_file(ent.path() / "vmlinuz")) release = ent.path().filename().string();
     if (!release || release->empty() || release->find('/') != std::string::npos)
-        throw Error("the unpacked packages in " + root.string() +
-                    " hold no kernel (no boot/vmlinuz-* and no usr/lib/modules/*/vmlinuz): not a kernel image package?");
+        throw Error(
+            "the unpacked packages in " + root.string() +
+            " hold no kernel (no boot/vmlinuz-* and no usr/lib/modules/*/vmlinuz): not a kernel image package?");
     const fs::path usr_dir = usr_modules / *release;
     auto link = [&](const fs::path& target, const fs::path& at) {
         if (fs::exists(at) || fs::is_symlink(at)) return;
@@ -175,12 +180,12 @@ std::string debian_mirror_from_sources(std::string_view text, bool security) {
         std::istringstream words(line);
         std::string first, uri;
         words >> first;
-        if (first == "URIs:") words >> uri;
+        if (first == "URIs:")
+            words >> uri;
         else if (first == "deb") {
             words >> uri;
             if (uri.starts_with("[")) {  // options: "[signed-by=... arch=amd64]"
-                while (uri.find(']') == std::string::npos && words >> uri) {
-                }
+                while (uri.find(']') == std::string::npos && words >> uri) {}
                 words >> uri;
             }
         }
@@ -267,8 +272,7 @@ bool KernelCache::update_lists(const std::string& suite, bool force, std::string
     if (!fs::exists(dir / "status")) write_file(dir / "status", "");
     const std::string mirror = debian_mirror();
     const char* sec_env = std::getenv("MEMHP_DEBIAN_SECURITY_MIRROR");
-    const std::string security =
-        sec_env ? std::string(sec_env) : debian_mirror_from_sources(system_sources(), true);
+    const std::string security = sec_env ? std::string(sec_env) : debian_mirror_from_sources(system_sources(), true);
     const std::string line = apt_sources_list(mirror, security, suite);
     if (try_read_file(dir / "sources.list").value_or("") != line) {
         write_file_atomic(dir / "sources.list", line);
@@ -280,7 +284,8 @@ bool KernelCache::update_lists(const std::string& suite, bool force, std::string
     if (!force && has_package_lists(dir / "lists") && fs::exists(stamp) &&
         fs::file_time_type::clock::now() - fs::last_write_time(stamp, ec) < std::chrono::hours(24))
         return true;
-    if (progress_) progress_("fetching the package lists of Debian " + suite + " from " + mirror + " (into " + dir.string() + ")");
+    if (progress_)
+        progress_("fetching the package lists of Debian " + suite + " from " + mirror + " (into " + dir.string() + ")");
     std::vector<std::string> argv{"apt-get", "-q"};
     auto opts = apt_options(dir);
     argv.insert(argv.end(), opts.begin(), opts.end());
@@ -335,20 +340,23 @@ std::string KernelCache::resolve_meta(const std::string& suite, const std::strin
     }
     // Offline: take what was resolved last time, if it is still in the cache.
     if (auto cached = try_read_file(memo); cached && !trim(*cached).empty()) {
-        if (progress_) progress_("note: cannot reach Debian " + suite + " (" + why + "); using the cached " + trim(*cached));
+        if (progress_)
+            progress_("note: cannot reach Debian " + suite + " (" + why + "); using the cached " + trim(*cached));
         return trim(*cached);
     }
-    throw Error("cannot resolve the kernel of Debian " + suite + ": " + why +
-                "\nCheck the network and the mirror " + debian_mirror() +
+    throw Error("cannot resolve the kernel of Debian " + suite + ": " + why + "\nCheck the network and the mirror " +
+                debian_mirror() +
                 " (set MEMHP_DEBIAN_MIRROR to use another), or pass a cached kernel: " + current_kernels_hint());
 }
 
 // The suite whose lists have `package`; its name's +debNN suffix is tried first.
 std::string KernelCache::find_suite(const std::string& package) {
     std::vector<std::string> order;
-    static const std::vector<std::pair<std::string, std::string>> hints = {
-        {"+deb14", "sid"}, {"+deb13", "trixie"}, {"+deb12", "bookworm"}, {"linux-image-6.1.0-", "bookworm"},
-        {"linux-image-5.10.", "bullseye"}};
+    static const std::vector<std::pair<std::string, std::string>> hints = {{"+deb14", "sid"},
+                                                                           {"+deb13", "trixie"},
+                                                                           {"+deb12", "bookworm"},
+                                                                           {"linux-image-6.1.0-", "bookworm"},
+                                                                           {"linux-image-5.10.", "bullseye"}};
     for (const auto& [needle, suite] : hints)
         if (package.find(needle) != std::string::npos) order.push_back(suite);
     for (auto it = kernel_suites().rbegin(); it != kernel_suites().rend(); ++it)
@@ -364,7 +372,8 @@ std::string KernelCache::find_suite(const std::string& package) {
     }
     if (!unreachable.empty())
         throw Error("cannot look for " + package + ": the package lists of Debian " + unreachable +
-                    " could not be fetched from " + debian_mirror() + " (network down?). Check the network, or set "
+                    " could not be fetched from " + debian_mirror() +
+                    " (network down?). Check the network, or set "
                     "MEMHP_DEBIAN_MIRROR");
     throw Error(package + " is in none of Debian bullseye, bookworm, trixie and sid. Their current kernels: " +
                 current_kernels_hint() + "\nUse --kernel 5.10, 6.1, 6.12 or 7.2 to take a suite's current one.");
@@ -378,8 +387,7 @@ std::string KernelCache::current_kernels_hint() {
         if (has_package_lists(apt_dir(s.suite) / "lists")) {
             try {
                 if (auto st = show(s.suite, "linux-image-amd64")) image = image_of_meta(*st);
-            } catch (const Error&) {
-            }
+            } catch (const Error&) {}
         }
         if (!image) image = try_read_file(root_ / ("resolved-" + s.suite));
         if (image && !trim(*image).empty())
@@ -441,7 +449,8 @@ void KernelCache::fetch(const std::string& suite, const std::string& package) {
         if (!depmod) throw Error("depmod is not installed (Debian package kmod): run scripts/install-deps.sh");
         run_checked({depmod->string(), "-b", (tmp / "root").string(), release});
     }
-    write_file(tmp / "root" / "memhp-kernel.txt", package + "\n" + image->version + "\n" + release + "\n" + suite + "\n");
+    write_file(tmp / "root" / "memhp-kernel.txt",
+               package + "\n" + image->version + "\n" + release + "\n" + suite + "\n");
     fs::remove_all(final_dir, ec);
     fs::rename(tmp / "root", final_dir);
     fs::remove_all(tmp, ec);
@@ -460,7 +469,8 @@ KernelImage KernelCache::load_entry(const std::string& spec, const std::string& 
     std::getline(in, k.suite);  // absent in entries of older memhp versions
     k.vmlinuz = dir / "boot" / ("vmlinuz-" + k.release);
     k.config = dir / "boot" / ("config-" + k.release);
-    if (fs::exists(dir / "lib" / "modules" / k.release / "modules.dep")) k.modules_dir = dir / "lib" / "modules" / k.release;
+    if (fs::exists(dir / "lib" / "modules" / k.release / "modules.dep"))
+        k.modules_dir = dir / "lib" / "modules" / k.release;
     if (!fs::exists(k.vmlinuz)) return {};
     return k;
 }
@@ -534,8 +544,7 @@ KernelImage KernelCache::ensure_patched(const std::string& spec, const std::stri
         pass_on();
         if (child.exit_code().value_or(-1) != 0)
             throw Error("building the " + what + " kernel failed (" + script.string() + " --series " + series +
-                        (unpatched ? " --unpatched" : "") + "):\n" +
-                        last_lines(try_read_file(log).value_or(""), 12));
+                        (unpatched ? " --unpatched" : "") + "):\n" + last_lines(try_read_file(log).value_or(""), 12));
     }
     auto meta = try_read_file(entry / "memhp-kernel.txt");
     if (!meta || !fs::exists(entry / "bzImage"))

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <iterator>
 #include <charconv>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -159,8 +159,9 @@ Dimm MemoryLab::add_dimm(std::uint64_t size, int node, Ms timeout) {
 
 Dimm MemoryLab::plug_dimm(std::uint64_t size, int node) {
     if (size == 0 || size % block_size_)
-        throw UsageError("DIMM size " + format_size_exact(size) + " is not a multiple of the guest's memory block size (" +
-                         format_size_exact(block_size_) + ")");
+        throw UsageError("DIMM size " + format_size_exact(size) +
+                         " is not a multiple of the guest's memory block size (" + format_size_exact(block_size_) +
+                         ")");
     Dimm d;
     const int n = next_dimm_++;
     d.id = "memhp-dimm" + std::to_string(n);
@@ -174,8 +175,7 @@ Dimm MemoryLab::plug_dimm(std::uint64_t size, int node) {
     } catch (...) {
         try {
             qmp.execute("object-del", {{"id", d.backend}});
-        } catch (...) {
-        }
+        } catch (...) {}
         throw;
     }
     for (const auto& dev : qmp.execute("query-memory-devices")) {
@@ -183,7 +183,8 @@ Dimm MemoryLab::plug_dimm(std::uint64_t size, int node) {
         if (data.value("id", "") == d.id) d.addr = data.value("addr", std::uint64_t{0});
     }
     if (!d.addr) throw Error("QEMU did not report an address for " + d.id);
-    for (std::uint64_t a = d.addr; a < d.addr + size; a += block_size_) d.blocks.push_back(static_cast<int>(a / block_size_));
+    for (std::uint64_t a = d.addr; a < d.addr + size; a += block_size_)
+        d.blocks.push_back(static_cast<int>(a / block_size_));
     return d;
 }
 
@@ -277,13 +278,14 @@ VirtioMemResize MemoryLab::resize_virtio_mem(std::size_t index, std::uint64_t by
 bool MemoryLab::remove(const Dimm& d, Ms timeout) {
     auto& qmp = guest_.qmp();
     qmp.execute("device_del", {{"id", d.id}});
-    auto ev = qmp.wait_event("DEVICE_DELETED", [&](const json& data) { return data.value("device", "") == d.id; },
-                             timeout);
+    auto ev = qmp.wait_event(
+        "DEVICE_DELETED", [&](const json& data) { return data.value("device", "") == d.id; }, timeout);
     if (!ev)
-        throw Error("QEMU did not report DEVICE_DELETED for " + d.id + " within " +
-                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
-                    " s: the guest did not eject the DIMM (blocks still online or in use?)\n--- last console lines ---\n" +
-                    guest_.console_tail(10));
+        throw Error(
+            "QEMU did not report DEVICE_DELETED for " + d.id + " within " +
+            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
+            " s: the guest did not eject the DIMM (blocks still online or in use?)\n--- last console lines ---\n" +
+            guest_.console_tail(10));
     wait_blocks(d.blocks, false, timeout);
     qmp.execute("object-del", {{"id", d.backend}});
     return true;
@@ -291,16 +293,26 @@ bool MemoryLab::remove(const Dimm& d, Ms timeout) {
 
 nlohmann::json to_json(const MemorySnapshot& s) {
     nlohmann::json nodes = nlohmann::json::object();
-    for (const auto& [n, m] : s.nodes) nodes[std::to_string(n)] = {{"mem_total_kb", m.total_kb}, {"mem_free_kb", m.free_kb}};
-    return {{"mem_total_kb", s.mem_total_kb}, {"mem_free_kb", s.mem_free_kb}, {"blocks", s.blocks},
-            {"blocks_online", s.blocks_online}, {"nodes", nodes},
-            {"kernel_memmap_pages", s.kernel_memmap_pages ? nlohmann::json(*s.kernel_memmap_pages) : nlohmann::json(nullptr)}};
+    for (const auto& [n, m] : s.nodes)
+        nodes[std::to_string(n)] = {{"mem_total_kb", m.total_kb}, {"mem_free_kb", m.free_kb}};
+    return {{"mem_total_kb", s.mem_total_kb},
+            {"mem_free_kb", s.mem_free_kb},
+            {"blocks", s.blocks},
+            {"blocks_online", s.blocks_online},
+            {"nodes", nodes},
+            {"kernel_memmap_pages",
+             s.kernel_memmap_pages ? nlohmann::json(*s.kernel_memmap_pages) : nlohmann::json(nullptr)}};
 }
 
 nlohmann::json to_json(const VirtioMemResize& r) {
-    return {{"device", r.device},         {"requested", r.requested},         {"plugged_before", r.plugged_before},
-            {"plugged", r.plugged},       {"blocks_added", r.blocks_added},   {"blocks_removed", r.blocks_removed},
-            {"blocks_online", r.blocks_online}, {"wall_s", r.wall_s}};
+    return {{"device", r.device},
+            {"requested", r.requested},
+            {"plugged_before", r.plugged_before},
+            {"plugged", r.plugged},
+            {"blocks_added", r.blocks_added},
+            {"blocks_removed", r.blocks_removed},
+            {"blocks_online", r.blocks_online},
+            {"wall_s", r.wall_s}};
 }
 
 nlohmann::json to_json(const Dimm& d) {

@@ -3,7 +3,8 @@
 
 namespace memhp::lab {
 
-QmpClient::QmpClient(LineChannel channel, LineChannel::Tick tick) : channel_(std::move(channel)), tick_(std::move(tick)) {
+QmpClient::QmpClient(LineChannel channel, LineChannel::Tick tick)
+    : channel_(std::move(channel)), tick_(std::move(tick)) {
     channel_.set_max_line(kQmpMaxLine);
 }
 

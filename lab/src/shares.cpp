@@ -18,11 +18,10 @@ namespace memhp::lab {
 // --keep`, and ndctl's configuration for --dax. Nothing else of the host's
 // /etc reaches a guest.
 const std::vector<std::string> kGuestEtc = {
-    "alternatives", "bash.bashrc", "debian_version", "environment", "group",      "host.conf",
-    "hostname",     "hosts",       "inputrc",        "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
-    "localtime",    "mtab",        "ndctl",          "ndctl.conf.d", "nsswitch.conf", "os-release",
-    "passwd",       "profile",     "profile.d",      "protocols",   "services",   "shells",
-    "terminfo",
+    "alternatives", "bash.bashrc",  "debian_version", "environment", "group",        "host.conf", "hostname",
+    "hosts",        "inputrc",      "ld.so.cache",    "ld.so.conf",  "ld.so.conf.d", "localtime", "mtab",
+    "ndctl",        "ndctl.conf.d", "nsswitch.conf",  "os-release",  "passwd",       "profile",   "profile.d",
+    "protocols",    "services",     "shells",         "terminfo",
 };
 
 namespace {

@@ -15,9 +15,18 @@ namespace {
 // that may be -1 or a negative errno as signed. A record with one of them
 // of another type is refused: a reader must never convert a string, a
 // float out of range or a negative number into a count.
-constexpr std::array kUnsignedFields = {"op_id",       "tid",          "ts_ns",        "start_pfn",
-                                        "nr_pages",    "duration_ns",  "inclusive_ns", "nested_ns",
-                                        "nested_ops",  "parent_op_id", "mhp_flags",    "free_bytes_consumed",
+constexpr std::array kUnsignedFields = {"op_id",
+                                        "tid",
+                                        "ts_ns",
+                                        "start_pfn",
+                                        "nr_pages",
+                                        "duration_ns",
+                                        "inclusive_ns",
+                                        "nested_ns",
+                                        "nested_ops",
+                                        "parent_op_id",
+                                        "mhp_flags",
+                                        "free_bytes_consumed",
                                         "free_bytes_consumed_inclusive"};
 constexpr std::array kSignedFields = {"nid", "ret"};
 constexpr std::array kStringFields = {"phase", "parent_phase", "mode", "caller"};
@@ -25,8 +34,8 @@ constexpr std::array kCountObjects = {"memmap", "node_check"};
 
 void check_record(const nlohmann::json& j, std::string_view line) {
     const auto bad = [&](const std::string& field, const char* want) {
-        throw Error("a trace record's \"" + field + "\" is not " + want + " (docs/trace-json.md): " +
-                    std::string(line.substr(0, 200)));
+        throw Error("a trace record's \"" + field + "\" is not " + want +
+                    " (docs/trace-json.md): " + std::string(line.substr(0, 200)));
     };
     for (const char* f : kUnsignedFields)
         if (auto it = j.find(f); it != j.end() && !it->is_number_unsigned()) bad(f, "a non-negative integer");
@@ -43,8 +52,8 @@ void check_record(const nlohmann::json& j, std::string_view line) {
     }
 }
 
-constexpr std::array kSummaryCounts = {"events",       "dropped_events", "decode_errors", "orphan_page_events",
-                                       "stale_ops",    "untraced_ops",   "interrupt_page_events"};
+constexpr std::array kSummaryCounts = {"events",    "dropped_events", "decode_errors",        "orphan_page_events",
+                                       "stale_ops", "untraced_ops",   "interrupt_page_events"};
 
 // A summary record's counts are what the gate trusts a run by: each one
 // present and a non-negative integer.

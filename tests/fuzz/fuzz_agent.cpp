@@ -44,8 +44,7 @@ void host_side(int near, int far, const std::uint8_t* data, std::size_t size) {
         (void)agent.wait(42, Ms(10));
         agent.signal(42, 15);
         (void)agent.ping();
-    } catch (const memhp::Error&) {
-    }
+    } catch (const memhp::Error&) {}
 }
 
 void guest_side(int near, int far, const std::uint8_t* data, std::size_t size) {
@@ -70,8 +69,7 @@ void guest_side(int near, int far, const std::uint8_t* data, std::size_t size) {
             if ((r.op == "wait" || r.op == "signal") && r.pid <= 0) __builtin_trap();
             if (r.timeout_ms < 0 || r.timeout_ms > memhp::agent::kMaxTimeoutMs) __builtin_trap();
             if ((r.op == "exec" || r.op == "spawn") && r.argv.empty()) __builtin_trap();
-        } catch (const memhp::Error&) {
-        }
+        } catch (const memhp::Error&) {}
     }
 }
 
@@ -86,8 +84,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 0;
-    if (data[0] % 2 == 0) host_side(sv[0], sv[1], data + 1, size - 1);
-    else guest_side(sv[0], sv[1], data + 1, size - 1);
+    if (data[0] % 2 == 0)
+        host_side(sv[0], sv[1], data + 1, size - 1);
+    else
+        guest_side(sv[0], sv[1], data + 1, size - 1);
     ::close(sv[1]);
     return 0;
 }

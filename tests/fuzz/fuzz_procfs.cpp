@@ -15,7 +15,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-    static const std::set<std::string> wanted = {"add_memory_resource", "online_pages", "__add_pages", "try_remove_memory"};
+    static const std::set<std::string> wanted = {"add_memory_resource", "online_pages", "__add_pages",
+                                                 "try_remove_memory"};
     try {
         switch (data[0] % 6) {
             case 0: (void)memhp::parse_buddyinfo(text); break;
@@ -25,7 +26,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 4: (void)memhp::collector::parse_function_list(text, wanted); break;
             default: (void)memhp::collector::parse_kprobe_blacklist(text, wanted); break;
         }
-    } catch (const memhp::Error&) {
-    }
+    } catch (const memhp::Error&) {}
     return 0;
 }

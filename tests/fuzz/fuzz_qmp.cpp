@@ -32,8 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         memhp::lab::QmpClient qmp{memhp::LineChannel(sv[0])};
         (void)qmp.handshake(std::chrono::milliseconds(200));
         (void)qmp.execute("query-memory-devices", nullptr, std::chrono::milliseconds(200));
-    } catch (const memhp::Error&) {
-    }
+    } catch (const memhp::Error&) {}
     ::close(sv[1]);
     return 0;
 }

@@ -13,7 +13,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // The typed model holds what the loader promised.
         for (const auto& a : r.arms)
             if (!memhp::ab::valid_arm_name(a.name)) __builtin_trap();
-    } catch (const memhp::ab::BadResults&) {
-    }
+    } catch (const memhp::ab::BadResults&) {}
     return 0;
 }

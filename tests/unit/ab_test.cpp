@@ -58,7 +58,8 @@ std::vector<double> around(double center, int n = 10) {
 }
 
 TEST(AbCompare, ClearSlowdownIsWorse) {
-    auto cs = compare_arms(arm_with("a", "probe_add_s", around(0.020)), arm_with("a", "probe_add_s", around(0.030)), {});
+    auto cs =
+        compare_arms(arm_with("a", "probe_add_s", around(0.020)), arm_with("a", "probe_add_s", around(0.030)), {});
     ASSERT_EQ(cs.size(), 1u);
     EXPECT_EQ(cs[0].verdict, Verdict::Worse);
     EXPECT_NEAR(cs[0].ratio, 1.5, 0.01);
@@ -66,9 +67,11 @@ TEST(AbCompare, ClearSlowdownIsWorse) {
 }
 
 TEST(AbCompare, SpeedupIsBetterAndSameDistributionIsSame) {
-    auto faster = compare_arms(arm_with("a", "probe_add_s", around(0.030)), arm_with("a", "probe_add_s", around(0.020)), {});
+    auto faster =
+        compare_arms(arm_with("a", "probe_add_s", around(0.030)), arm_with("a", "probe_add_s", around(0.020)), {});
     EXPECT_EQ(faster[0].verdict, Verdict::Better);
-    auto same = compare_arms(arm_with("a", "probe_add_s", around(0.030)), arm_with("a", "probe_add_s", around(0.030)), {});
+    auto same =
+        compare_arms(arm_with("a", "probe_add_s", around(0.030)), arm_with("a", "probe_add_s", around(0.030)), {});
     EXPECT_EQ(same[0].verdict, Verdict::Same);
     EXPECT_FALSE(any_worse(same));
 }
@@ -96,22 +99,23 @@ TEST(AbCompare, MetricWithoutDirectionDiffersButIsNoRegression) {
 }
 
 TEST(AbCompare, FewerThanFiveSamplesAreNeverJudged) {
-    auto cs = compare_arms(arm_with("a", "probe_add_s", {1, 1.1, 1.2}), arm_with("a", "probe_add_s", {9, 9.1, 9.2}), {});
+    auto cs =
+        compare_arms(arm_with("a", "probe_add_s", {1, 1.1, 1.2}), arm_with("a", "probe_add_s", {9, 9.1, 9.2}), {});
     EXPECT_EQ(cs[0].verdict, Verdict::TooFew);
 }
 
 TEST(AbCompare, FailedCyclesAreLeftOut) {
     auto base = arm_with("a", "probe_add_s", around(1.0));
     auto cand = arm_with("a", "probe_add_s", around(1.0));
-    for (int i = 0; i < 3; ++i)
-        cand["cycles"].push_back({{"ok", false}, {"metrics", {{"probe_add_s", 100.0}}}});
+    for (int i = 0; i < 3; ++i) cand["cycles"].push_back({{"ok", false}, {"metrics", {{"probe_add_s", 100.0}}}});
     auto cs = compare_arms(base, cand, {});
     EXPECT_EQ(cs[0].cand.n, 10u);
     EXPECT_EQ(cs[0].verdict, Verdict::Same);
 }
 
 TEST(AbCompare, MarkdownTableNamesMetricsArmsAndVerdicts) {
-    auto cs = compare_arms(arm_with("a", "probe_add_s", around(0.020)), arm_with("a", "probe_add_s", around(0.030)), {});
+    auto cs =
+        compare_arms(arm_with("a", "probe_add_s", around(0.020)), arm_with("a", "probe_add_s", around(0.030)), {});
     auto md = markdown_table(cs, "base", "cand", {});
     EXPECT_NE(md.find("| metric | base | cand | ratio | p | verdict |"), std::string::npos) << md;
     EXPECT_NE(md.find("| probe_add_s | 19.900 ms (19.450 ms–20.350 ms) | 29.850 ms"), std::string::npos) << md;
@@ -240,7 +244,9 @@ TEST(AbMetrics, CycleMetricsFromPhasesAndTraceRecords) {
     c.phases = {add, online, {"offline", 0.125, true, "", 0, {}}, {"remove", 0.125, true, "", 0, {}}};
     std::vector<json> ops = {
         {{"phase", "populate"}, {"duration_ns", 1000}},
-        {{"phase", "add"}, {"duration_ns", 2000000}, {"free_bytes_consumed", 2101248},
+        {{"phase", "add"},
+         {"duration_ns", 2000000},
+         {"free_bytes_consumed", 2101248},
          {"memmap", {{"altmap_pages", 0}, {"buddy_pages", 512}, {"pagetable_pages", 1}, {"remote_pages", 512}}}},
         {{"phase", "online"}, {"duration_ns", 3000000}},
         {{"phase", "offline"}, {"duration_ns", 4000000}},
@@ -258,7 +264,8 @@ TEST(AbMetrics, CycleMetricsFromPhasesAndTraceRecords) {
     EXPECT_EQ(m["free_consumed_bytes"], 2101248);
     EXPECT_DOUBLE_EQ(m["memfree_drop_at_add_bytes"].get<double>(), 2048.0 * 1024);
     EXPECT_EQ(m["node_memtotal_after_online_bytes"], std::uint64_t{131072} * 1024);
-    for (const auto& [name, v] : m.items()) EXPECT_NE(find_metric(name), nullptr) << name << " is not a documented metric";
+    for (const auto& [name, v] : m.items())
+        EXPECT_NE(find_metric(name), nullptr) << name << " is not a documented metric";
 }
 
 TEST(AbMetrics, FailedCycleHasNoCycleTotal) {
@@ -300,7 +307,13 @@ protected:
     }
     static json results_with(const std::vector<json>& arms, std::uint64_t dimm = 128u << 20) {
         return {{"schema", kResultsSchema},
-                {"options", {{"mode", "cycles"}, {"dimm_bytes", dimm}, {"dimms", 1}, {"node", 1}, {"zone", "movable"}, {"cycles", 10}}},
+                {"options",
+                 {{"mode", "cycles"},
+                  {"dimm_bytes", dimm},
+                  {"dimms", 1},
+                  {"node", 1},
+                  {"zone", "movable"},
+                  {"cycles", 10}}},
                 {"arms", arms}};
     }
 };
@@ -319,15 +332,22 @@ TEST_F(AbFiles, LoadResultsExplainsWhatIsWrong) {
     expect_bad(put("other.json", "{\"hello\": 1}"), "no \"schema\"");
     expect_bad(put("v9.json", "{\"schema\": \"memhp.ab/9\", \"arms\": []}"), "not supported");
     expect_bad(put("empty.json", "{\"schema\": \"memhp.ab/1\", \"arms\": []}"), "no arms");
-    expect_bad(put("noname.json", "{\"schema\": \"memhp.ab/1\", \"arms\": [{\"cycles\": []}]}"), "$.arms[0]: missing \"name\"");
+    expect_bad(put("noname.json", "{\"schema\": \"memhp.ab/1\", \"arms\": [{\"cycles\": []}]}"),
+               "$.arms[0]: missing \"name\"");
     EXPECT_NO_THROW((void)load_results(put("ok.json", results_with({arm_with("a", "probe_add_s", {1})}).dump())));
 }
 
 // A virtio-mem scale file: the step and the device are read, and a sub-phase
 // name that is not a kernel function's (it would reach a plot's key) is refused.
 TEST_F(AbFiles, VirtioMemScaleStepsAreReadAndHostileNamesRefused) {
-    json step = {{"step", 1}, {"ok", true}, {"present_before_bytes", 0}, {"wall_add_s", 0.05}, {"probe_add_s", 0.02},
-                 {"probe_online_s", 0.01}, {"e2e_s", 0.06}, {"blocks", 1},
+    json step = {{"step", 1},
+                 {"ok", true},
+                 {"present_before_bytes", 0},
+                 {"wall_add_s", 0.05},
+                 {"probe_add_s", 0.02},
+                 {"probe_online_s", 0.01},
+                 {"e2e_s", 0.06},
+                 {"blocks", 1},
                  {"sub_phases_s", {{"online", {{"set_zone_contiguous", 0.008}, {"other", 0.002}}}}}};
     auto doc = results_with({{{"name", "a"}, {"cycles", json::array()}, {"scale", json::array({step})}}});
     doc["options"]["mode"] = "scale";
@@ -357,11 +377,16 @@ TEST_F(AbFiles, SummaryCarriesTheSeedClaims) {
     }
     for (auto& c : on["cycles"]) c["metrics"]["memmap_altmap_bytes"] = 2 << 20;
     auto r = results_with({off, on});
-    r["fallback_check"] = json::array({{{"guest", "altmap"}, {"release", "6.1.0-56-amd64"}, {"dimm_bytes", 1 << 30},
-                                        {"altmap_bytes", 0}, {"page_allocator_bytes", 16 << 20}, {"unused", true},
+    r["fallback_check"] = json::array({{{"guest", "altmap"},
+                                        {"release", "6.1.0-56-amd64"},
+                                        {"dimm_bytes", 1 << 30},
+                                        {"altmap_bytes", 0},
+                                        {"page_allocator_bytes", 16 << 20},
+                                        {"unused", true},
                                         {"reason", "the add spans 8 memory blocks"}}});
     auto md = summary_markdown(r, {});
-    EXPECT_NE(md.find("| page-alloc | 2.00 MiB | 0 B altmap, 2.00 MiB page allocator | remote"), std::string::npos) << md;
+    EXPECT_NE(md.find("| page-alloc | 2.00 MiB | 0 B altmap, 2.00 MiB page allocator | remote"), std::string::npos)
+        << md;
     EXPECT_NE(md.find("| altmap | 4.0 KiB | 2.00 MiB altmap, 0 B page allocator | local"), std::string::npos) << md;
     EXPECT_NE(md.find("requested but unused: the add spans 8 memory blocks"), std::string::npos) << md;
     EXPECT_NE(md.find("### altmap vs page-alloc"), std::string::npos) << md;
@@ -467,7 +492,8 @@ json op(const char* phase, double ns) { return {{"phase", phase}, {"duration_ns"
 
 TEST(AbPeer, ProgramTimesTheFourPhaseFunctionsWithEntryAndReturnProbes) {
     const auto& p = bpftrace_peer_program();
-    for (const char* fn : {"add_memory_resource", "memory_subsys_online", "memory_subsys_offline", "try_remove_memory"}) {
+    for (const char* fn :
+         {"add_memory_resource", "memory_subsys_online", "memory_subsys_offline", "try_remove_memory"}) {
         EXPECT_NE(p.find(std::string("kfunc:") + fn + " "), std::string::npos) << fn;
         EXPECT_NE(p.find(std::string("kretfunc:") + fn + " "), std::string::npos) << fn;
     }
@@ -560,12 +586,18 @@ TEST(AbArm, OnlineKeyPerArm) {
 TEST_F(AbFiles, SummarySaysWhoOnlined) {
     json a = arm_with("auto", "probe_add_s", {1e-3, 2e-3});
     a["online_requested"] = "auto";
-    a["guest"] = {{"release", "6.12.117+deb12-amd64"}, {"memmap_on_memory", "Y"}, {"auto_online_blocks", "online"},
-                  {"block_size_bytes", 1 << 27}, {"boot_s", 9.5}};
+    a["guest"] = {{"release", "6.12.117+deb12-amd64"},
+                  {"memmap_on_memory", "Y"},
+                  {"auto_online_blocks", "online"},
+                  {"block_size_bytes", 1 << 27},
+                  {"boot_s", 9.5}};
     json m = arm_with("manual", "probe_add_s", {1e-3, 2e-3});
     m["online_requested"] = "manual";
-    m["guest"] = {{"release", "6.12.117+deb12-amd64"}, {"memmap_on_memory", "Y"}, {"auto_online_blocks", "offline"},
-                  {"block_size_bytes", 1 << 27}, {"boot_s", 9.5}};
+    m["guest"] = {{"release", "6.12.117+deb12-amd64"},
+                  {"memmap_on_memory", "Y"},
+                  {"auto_online_blocks", "offline"},
+                  {"block_size_bytes", 1 << 27},
+                  {"boot_s", 9.5}};
     json hostile = arm_with("hostile", "probe_add_s", {1e-3, 2e-3});
     hostile["guest"] = {{"release", "x"}, {"auto_online_blocks", "| injected |"}};
     json old = arm_with("old", "probe_add_s", {1e-3, 2e-3});  // a file from before --online

@@ -49,7 +49,8 @@ public:
 
 private:
     FakeAgent(test::SocketPair fds, std::function<void(FakeAgent&)> script)
-        : JsonPeer(fds.far), client_(LineChannel(fds.near, "agent")),
+        : JsonPeer(fds.far),
+          client_(LineChannel(fds.near, "agent")),
           thread_([this, script = std::move(script)] { script(*this); }) {}
     AgentClient client_;
     std::jthread thread_;  // last: joined first on destruction
@@ -191,8 +192,8 @@ TEST(AgentClient, ReadMapsMissingFilesToNullopt) {
 TEST(AgentClient, ReadFromGoesOnWhereTheLastChunkEnded) {
     FakeAgent a([](FakeAgent& a) {
         a.reply({{"data", "{\"a\":1}\n"}, {"next", 108}, {"size", 120}});
-        a.reply({{"data", "x\n"}, {"next", 5}, {"size", 9}});     // next does not follow the data
-        a.reply({{"data", ""}, {"next", -1}, {"size", 0}});         // not an offset
+        a.reply({{"data", "x\n"}, {"next", 5}, {"size", 9}});  // next does not follow the data
+        a.reply({{"data", ""}, {"next", -1}, {"size", 0}});    // not an offset
         a.reply({{"ok", false}, {"errno", ENOENT}, {"error", "open /tmp/t: No such file or directory"}});
     });
     const auto c = a.client().read_from("/tmp/t", 100);
@@ -221,7 +222,8 @@ TEST(AgentClient, ListdirSpawnWaitSignalPing) {
         a.reply();
         a.reply({{"uptime_s", 12.5}});
     });
-    EXPECT_THAT(a.client().listdir("/sys/devices/system/memory"), ElementsAre("memory0", "memory1", "block_size_bytes"));
+    EXPECT_THAT(a.client().listdir("/sys/devices/system/memory"),
+                ElementsAre("memory0", "memory1", "block_size_bytes"));
     EXPECT_EQ(a.client().spawn({"stress", "-m", "1"}, "/tmp/out"), 4242);
     EXPECT_EQ(a.client().wait(4242, 10ms), std::nullopt);
     EXPECT_EQ(a.client().wait(4242, 10ms), 2);
@@ -302,7 +304,8 @@ TEST(AgentClient, MistypedReplyFieldsAreAnErrorNamingTheField) {
         }
         return std::string("no Error");
     };
-    EXPECT_THAT(says([&] { (void)a.client().spawn({"x"}, "/tmp/o"); }), HasSubstr("reply to 'spawn' has \"pid\" \"4242\", not an int"));
+    EXPECT_THAT(says([&] { (void)a.client().spawn({"x"}, "/tmp/o"); }),
+                HasSubstr("reply to 'spawn' has \"pid\" \"4242\", not an int"));
     EXPECT_THAT(says([&] { (void)a.client().exec({"true"}); }), HasSubstr("\"exit_code\""));
     EXPECT_THAT(says([&] { (void)a.client().ping(); }), HasSubstr("\"ok\""));
     EXPECT_THAT(says([&] { (void)a.client().try_read("/proc/meminfo"); }), HasSubstr("\"files\""));

@@ -15,8 +15,8 @@
 namespace memhp::agent {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 // memhp-agent's serve() on one end, a raw peer (the "host") on the other.
 class Served : public ::testing::Test {
@@ -161,7 +161,8 @@ TEST_F(Served, ExecTimeoutHoldsWhenTheChildClosedItsPipes) {
     // In the issue such an exec overran a 1 s timeout by 5 s: the agent
     // waited for the exit without a deadline once the pipes were closed.
     const auto t0 = std::chrono::steady_clock::now();
-    const auto r = ask(R"({"id":1,"op":"exec","argv":["/bin/sh","-c","exec >/dev/null 2>&1; sleep 30"],"timeout_ms":300})");
+    const auto r =
+        ask(R"({"id":1,"op":"exec","argv":["/bin/sh","-c","exec >/dev/null 2>&1; sleep 30"],"timeout_ms":300})");
     const auto took = std::chrono::steady_clock::now() - t0;
     EXPECT_EQ(r["timed_out"], true);
     EXPECT_EQ(r["exit_code"], 128 + 9) << "killed";
@@ -175,7 +176,8 @@ TEST_F(Served, ReplyOverTheFrameLimitBecomesAnError) {
     const std::string half(lab::kAgentMaxResponse / 2 + 1024, 'y');
     write_file(dir.path() / "a", half);
     write_file(dir.path() / "b", half);
-    const auto r = ask(json{{"id", 3}, {"op", "read"}, {"paths", {(dir.path() / "a").string(), (dir.path() / "b").string()}}}.dump());
+    const auto r = ask(
+        json{{"id", 3}, {"op", "read"}, {"paths", {(dir.path() / "a").string(), (dir.path() / "b").string()}}}.dump());
     EXPECT_EQ(r["id"], 3);
     EXPECT_EQ(r["ok"], false);
     EXPECT_THAT(r.value("error", ""), HasSubstr("read less at a time"));

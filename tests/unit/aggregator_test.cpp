@@ -1140,7 +1140,8 @@ TEST_F(AggregatorTest, KernelMemmapMismatchIsCountedOnlyForSuccessfulOps) {
     agg().consume(with_kernel_memmap(add(1, 1, kHotPfn, kBlockPages), 0, 1024));  // another add ran alongside
     EXPECT_FALSE(last().kernel_memmap->matches());
     EXPECT_EQ(stats().kernel_memmap_mismatches, 1u);
-    agg().consume(with_kernel_memmap(add(2, 1, kHotPfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_ADD_MEMORY, -12), 1024, 1536));
+    agg().consume(
+        with_kernel_memmap(add(2, 1, kHotPfn, kBlockPages, 0, 0, 0, MEMHP_CALLER_ADD_MEMORY, -12), 1024, 1536));
     EXPECT_EQ(stats().kernel_memmap_mismatches, 1u) << "a failed add is not held to the count";
     // Kernels before 6.11, or a read that failed: no record, no gauge change.
     agg().consume(add(3, 1, kHotPfn, kBlockPages));

@@ -249,9 +249,7 @@ TEST(AttachPlan, ModeNamesRoundTrip) {
 
 // The table HotplugProbes attaches from and the programs compiled into
 // hotplug.bpf.o agree: every program has exactly one probe and family.
-TEST(ProbeTable, MatchesTheBpfObject) {
-    EXPECT_THAT(probe_table_mismatches(), ::testing::IsEmpty());
-}
+TEST(ProbeTable, MatchesTheBpfObject) { EXPECT_THAT(probe_table_mismatches(), ::testing::IsEmpty()); }
 
 TEST(ProbeTable, AddPathIsRequiredAndEveryProbeHasBothFamilies) {
     const auto specs = hotplug_probe_specs();

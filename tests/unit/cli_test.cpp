@@ -11,9 +11,7 @@
 
 namespace {
 
-std::string memhp_bin() {
-    return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string();
-}
+std::string memhp_bin() { return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }
 
 memhp::RunResult memhp_run(std::vector<std::string> args) {
     args.insert(args.begin(), memhp_bin());
@@ -66,7 +64,8 @@ TEST(Cli, MissingQemuIsAClearRuntimeError) {
 TEST(Cli, TraceAsNonRootNamesRootOrTheCapabilities) {
     std::vector<std::string> argv;
     if (::geteuid() == 0)
-        argv = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"};
+        argv = {"setpriv",        "--reuid=65534",   "--regid=65534",
+                "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"};
     argv.push_back(memhp_bin());
     for (const char* a : {"trace", "--duration", "1"}) argv.emplace_back(a);
     auto r = memhp::run(argv, {.timeout = std::chrono::seconds(20)});
@@ -91,9 +90,9 @@ TEST(Cli, TraceHelpExplainsEveryFlag) {
 TEST(Cli, HelpExplainsEveryLabFlag) {
     auto r = memhp_run({"lab", "--help"});
     EXPECT_EQ(r.exit_code, 0);
-    for (const char* flag : {"--kernel", "--memmap-on-memory", "--dimm", "--node", "--cycles", "--zone", "--keep",
-                             "--json", "--node-mem", "--accel", "--boot-timeout", "--qemu", "--append", "--timeout",
-                             "--online", "--virtio-mem"})
+    for (const char* flag :
+         {"--kernel", "--memmap-on-memory", "--dimm", "--node", "--cycles", "--zone", "--keep", "--json", "--node-mem",
+          "--accel", "--boot-timeout", "--qemu", "--append", "--timeout", "--online", "--virtio-mem"})
         EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }
 

@@ -71,7 +71,8 @@ TEST(Dashboard, QueriesUseServedMetricsAndTheInstanceVariable) {
         for (const auto& t : p["targets"]) {
             const std::string expr = t["expr"];
             for (const auto& m : matches(expr, R"(\b(memhp_[a-z0-9_]+|[a-z_]+:memhp_[a-z0-9_:]+)\b)")) {
-                EXPECT_TRUE(served.count(m) || rules.count(m)) << p["title"] << ": " << m << " is neither served nor recorded";
+                EXPECT_TRUE(served.count(m) || rules.count(m))
+                    << p["title"] << ": " << m << " is neither served nor recorded";
                 used.insert(m);
             }
             EXPECT_THAT(expr, ::testing::HasSubstr("instance=~\"$instance\"")) << p["title"];
@@ -103,7 +104,8 @@ TEST(Rules, RecordingRulesUseServedMetrics) {
     text = std::regex_replace(text, std::regex(R"([a-z_]+:memhp_[a-z0-9_]+:[a-z0-9_]+)"), "");
     for (const auto& m : matches(text, R"(\b(memhp_[a-z0-9_]+)\b)"))
         EXPECT_TRUE(served.count(m)) << m << " is not served by memhp-exporter";
-    for (const auto& r : rules) EXPECT_TRUE(std::regex_match(r, std::regex("[a-z_]+:memhp_[a-z0-9_]+:[a-z0-9_]+"))) << r;
+    for (const auto& r : rules)
+        EXPECT_TRUE(std::regex_match(r, std::regex("[a-z_]+:memhp_[a-z0-9_]+:[a-z0-9_]+"))) << r;
 }
 
 }  // namespace

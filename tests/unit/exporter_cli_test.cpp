@@ -13,8 +13,8 @@
 
 #include <atomic>
 #include <cstring>
-#include <thread>
 #include <filesystem>
+#include <thread>
 
 #include "memhp/error.hpp"
 #include "memhp/exporter/daemon.hpp"
@@ -127,7 +127,8 @@ public:
 
 // Every family populated, served over HTTP, linted by promtool.
 TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
-    ASSERT_TRUE(find_program("promtool")) << "promtool missing: run scripts/install-deps.sh (Debian package prometheus)";
+    ASSERT_TRUE(find_program("promtool"))
+        << "promtool missing: run scripts/install-deps.sh (Debian package prometheus)";
     ASSERT_TRUE(find_program("curl")) << "curl missing: run scripts/install-deps.sh";
     auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
     auto e = [](std::uint32_t type, std::uint64_t id, int ret = 0) {
@@ -208,7 +209,8 @@ TEST(ExporterCli, Ipv6ListenWorksOrIsRefusedUpFront) {
     auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
     exposer.RegisterCollectable(std::make_shared<MetricsCollectable>(state, std::make_shared<FixedHost>()));
     const auto port = static_cast<std::uint16_t>(exposer.GetListeningPorts().at(0));
-    const auto r = run({"curl", "-sf", "-g", "--max-time", "10", addr.url(port)}, {.timeout = std::chrono::seconds(20)});
+    const auto r =
+        run({"curl", "-sf", "-g", "--max-time", "10", addr.url(port)}, {.timeout = std::chrono::seconds(20)});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("memhp_build_info"));
 }
@@ -247,7 +249,8 @@ TEST(ExporterHttp, SlowClientsDoNotStarveAScrape) {
                 if (fd < 0) continue;
                 const std::string head = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
                 (void)::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
-                while (!stop && ::send(fd, "a", 1, MSG_NOSIGNAL) == 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                while (!stop && ::send(fd, "a", 1, MSG_NOSIGNAL) == 1)
+                    std::this_thread::sleep_for(std::chrono::milliseconds(100));
                 ::close(fd);
                 ++served_slow;
             }
@@ -266,8 +269,10 @@ TEST(ExporterHttp, SlowClientsDoNotStarveAScrape) {
     std::string errors;
     for (int i = 0; i < 5; ++i) {
         auto scrape = run({"curl", "-sS", "--fail", "--max-time", "10", url}, {.timeout = std::chrono::seconds(15)});
-        if (scrape.ok() && scrape.out.find("# TYPE ") != std::string::npos) ++ok;
-        else errors += scrape.err;
+        if (scrape.ok() && scrape.out.find("# TYPE ") != std::string::npos)
+            ++ok;
+        else
+            errors += scrape.err;
     }
     stop = true;
     for (auto& t : slow) t.join();

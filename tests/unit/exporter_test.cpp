@@ -24,10 +24,10 @@
 namespace memhp::exporter {
 namespace {
 
-using ::testing::HasSubstr;
 using collector::MemmapMode;
 using collector::MemmapSource;
 using collector::Phase;
+using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
 constexpr std::uint64_t kBlockPages = 32768;  // 128 MiB
@@ -332,9 +332,11 @@ TEST(SysfsHostSource, ReadsBlocksByNodeStateAndZone) {
     EXPECT_EQ(h.memmap_on_memory, "Y");
     EXPECT_EQ(h.auto_online_policy, "online_movable");
     EXPECT_EQ(h.bpf_stats_enabled, true);
-    const std::map<std::tuple<int, std::string, std::string>, std::uint64_t> want = {
-        {{0, "online", "DMA32"}, 1}, {{0, "online", "Normal"}, 2}, {{1, "online", "Movable"}, 1},
-        {{1, "offline", "none"}, 1}, {{1, "going-offline", "none"}, 1}};
+    const std::map<std::tuple<int, std::string, std::string>, std::uint64_t> want = {{{0, "online", "DMA32"}, 1},
+                                                                                     {{0, "online", "Normal"}, 2},
+                                                                                     {{1, "online", "Movable"}, 1},
+                                                                                     {{1, "offline", "none"}, 1},
+                                                                                     {{1, "going-offline", "none"}, 1}};
     EXPECT_EQ(h.blocks, want);
 }
 

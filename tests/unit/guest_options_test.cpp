@@ -108,8 +108,8 @@ GuestOptions parse(std::vector<const char*> args) {
 }
 
 TEST(AddGuestOptions, ParsesFlags) {
-    auto o = parse({"--kernel", "6.12", "--node-mem", "2G,0,0", "--memmap-on-memory", "on", "--cpus", "3",
-                    "--append", "a=1", "--append", "b", "--accel", "kvm", "--maxmem", "32G"});
+    auto o = parse({"--kernel", "6.12", "--node-mem", "2G,0,0", "--memmap-on-memory", "on", "--cpus", "3", "--append",
+                    "a=1", "--append", "b", "--accel", "kvm", "--maxmem", "32G"});
     EXPECT_EQ(o.kernel, "6.12");
     EXPECT_EQ(o.node_mem, "2G,0,0");
     EXPECT_EQ(o.memmap_on_memory, "on");

@@ -18,7 +18,8 @@ using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
 // modules.dep of Debian 12's 6.1 kernel (uncompressed .ko), the part that matters.
-constexpr const char* kDep61 = R"(kernel/arch/x86/crypto/aesni-intel.ko: kernel/crypto/crypto_simd.ko kernel/crypto/cryptd.ko
+constexpr const char* kDep61 =
+    R"(kernel/arch/x86/crypto/aesni-intel.ko: kernel/crypto/crypto_simd.ko kernel/crypto/cryptd.ko
 kernel/drivers/virtio/virtio.ko:
 kernel/drivers/virtio/virtio_ring.ko:
 kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
@@ -96,13 +97,13 @@ TEST(ModuleName, DashesBecomeUnderscores) {
 TEST(ResolveModules, Debian61AllFromModules) {
     auto order = resolve_module_load_order(kDep61, kBuiltin61, kGuestModules);
     expect_valid_order(order, kDep61);
-    EXPECT_THAT(order, UnorderedElementsAre(
-                           "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko",
-                           "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
-                           "kernel/drivers/virtio/virtio_pci_modern_dev.ko", "kernel/drivers/virtio/virtio_pci.ko",
-                           "kernel/drivers/char/virtio_console.ko", "kernel/net/9p/9pnet.ko",
-                           "kernel/net/9p/9pnet_virtio.ko", "kernel/fs/netfs/netfs.ko", "kernel/fs/fscache/fscache.ko",
-                           "kernel/fs/9p/9p.ko", "kernel/fs/overlayfs/overlay.ko"));
+    EXPECT_THAT(order,
+                UnorderedElementsAre(
+                    "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko",
+                    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko", "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+                    "kernel/drivers/virtio/virtio_pci.ko", "kernel/drivers/char/virtio_console.ko",
+                    "kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet_virtio.ko", "kernel/fs/netfs/netfs.ko",
+                    "kernel/fs/fscache/fscache.ko", "kernel/fs/9p/9p.ko", "kernel/fs/overlayfs/overlay.ko"));
     // Wanted modules keep their relative order when nothing forces otherwise.
     auto pos = [&](const std::string& p) { return std::find(order.begin(), order.end(), p) - order.begin(); };
     EXPECT_LT(pos("kernel/drivers/virtio/virtio_pci.ko"), pos("kernel/fs/overlayfs/overlay.ko"));

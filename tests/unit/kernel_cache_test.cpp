@@ -130,20 +130,22 @@ TEST(PackageStanza, ClassicImageIsOnePackage) {
     EXPECT_EQ(st.version, "5.10.223-1");
     EXPECT_THAT(kernel_parts(st), ::testing::ElementsAre("linux-image-5.10.0-32-amd64"))
         << "linux-base (the tools package) is not a part";
-    EXPECT_THAT(kernel_parts(stanza("trixie-image.stanza")), ::testing::ElementsAre("linux-image-6.12.117+deb13-amd64"));
+    EXPECT_THAT(kernel_parts(stanza("trixie-image.stanza")),
+                ::testing::ElementsAre("linux-image-6.12.117+deb13-amd64"));
 }
 
 TEST(PackageStanza, SidImageIsSplit) {
     auto st = stanza("sid-image.stanza");
     EXPECT_EQ(st.version, "7.2.13-1");
-    EXPECT_THAT(kernel_parts(st), ::testing::ElementsAre("linux-image-7.2.13+deb14-amd64", "linux-base-7.2.13+deb14-amd64",
-                                                         "linux-binary-7.2.13+deb14-amd64",
-                                                         "linux-modules-7.2.13+deb14-amd64"));
+    EXPECT_THAT(kernel_parts(st),
+                ::testing::ElementsAre("linux-image-7.2.13+deb14-amd64", "linux-base-7.2.13+deb14-amd64",
+                                       "linux-binary-7.2.13+deb14-amd64", "linux-modules-7.2.13+deb14-amd64"));
 }
 
 TEST(PackageStanza, ContinuationLinesAndAlternatives) {
-    auto st = parse_package_stanza("Package: linux-image-x\nVersion: 1\nDepends: a (>= 1) | b,\n c:any,\n"
-                                   " linux-modules-9.9 (= 1)\nDescription: d\n\nPackage: other\n");
+    auto st = parse_package_stanza(
+        "Package: linux-image-x\nVersion: 1\nDepends: a (>= 1) | b,\n c:any,\n"
+        " linux-modules-9.9 (= 1)\nDescription: d\n\nPackage: other\n");
     ASSERT_TRUE(st);
     EXPECT_THAT(st->depends, ::testing::ElementsAre("a", "c", "linux-modules-9.9"));
     EXPECT_EQ(parse_package_stanza("W: no such package\n"), std::nullopt);
@@ -206,16 +208,19 @@ TEST(AptConfig, OwnSourcesNeverTheSystems) {
                                          "Types: deb\nURIs: http://deb.debian.org/debian-security\n",
                                          false),
               "http://deb.debian.org/debian");
-    EXPECT_EQ(debian_mirror_from_sources("URIs: http://m.example/debian/\nURIs: http://s.example/debian-security\n", true),
-              "http://s.example/debian-security");
-    EXPECT_EQ(debian_mirror_from_sources("deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n", false),
-              "http://m.example/debian");
+    EXPECT_EQ(
+        debian_mirror_from_sources("URIs: http://m.example/debian/\nURIs: http://s.example/debian-security\n", true),
+        "http://s.example/debian-security");
+    EXPECT_EQ(
+        debian_mirror_from_sources("deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n", false),
+        "http://m.example/debian");
     EXPECT_EQ(debian_mirror_from_sources("deb http://m.example/deb;rm -rf bookworm main\n", false),
               "http://deb.debian.org/debian")
         << "a URI with shell characters is not taken";
     EXPECT_EQ(apt_sources_list("http://m/debian", "http://m/debian-security", "bullseye"),
               "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://m/debian bullseye main\n"
-              "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://m/debian-security bullseye-security main\n");
+              "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://m/debian-security "
+              "bullseye-security main\n");
     EXPECT_THAT(apt_sources_list("http://m/debian", "http://m/debian-security", "sid"), Not(HasSubstr("security")));
     auto opts = apt_options("/c/apt/sid");
     std::string all;
@@ -336,23 +341,29 @@ protected:
     void TearDown() override { ::unsetenv("MEMHP_KERNEL_PATCHES"); }
     void script(const std::string& build_body) {
         // Records the series it was asked for; --series comes first.
-        write_file(dir_.path() / "build.sh",
-                   "[ \"$1\" = --series ] || { echo 'memhp-kernel: no --series' >&2; exit 2; }\n"
-                   "echo \"$2\" >> " + (dir_.path() / "asked").string() + "\n"
-                   "entry=" + entry_.string() + "-$2\n"
-                   "if [ \"$3\" = --print-dir ]; then echo $entry; [ -f $entry/bzImage ] && exit 0 || exit 3; fi\n" +
-                       build_body);
+        write_file(
+            dir_.path() / "build.sh",
+            "[ \"$1\" = --series ] || { echo 'memhp-kernel: no --series' >&2; exit 2; }\n"
+            "echo \"$2\" >> " +
+                (dir_.path() / "asked").string() +
+                "\n"
+                "entry=" +
+                entry_.string() +
+                "-$2\n"
+                "if [ \"$3\" = --print-dir ]; then echo $entry; [ -f $entry/bzImage ] && exit 0 || exit 3; fi\n" +
+                build_body);
     }
     TempDir dir_;
     fs::path entry_;
 };
 
 TEST_F(PatchedKernel, BuildsOnceWithProgressThenUsesTheCache) {
-    script("echo 'memhp-kernel: applying 0001.patch' >&2\n"
-           "echo 'make noise that is not progress' >&2\n"
-           "mkdir -p $entry && echo img > $entry/bzImage && echo y > $entry/config\n"
-           "printf 'source linux-source-6.1 6.1.192-2\\nrelease 6.1.192\\n' > $entry/memhp-kernel.txt\n"
-           "echo $entry\n");
+    script(
+        "echo 'memhp-kernel: applying 0001.patch' >&2\n"
+        "echo 'make noise that is not progress' >&2\n"
+        "mkdir -p $entry && echo img > $entry/bzImage && echo y > $entry/config\n"
+        "printf 'source linux-source-6.1 6.1.192-2\\nrelease 6.1.192\\n' > $entry/memhp-kernel.txt\n"
+        "echo $entry\n");
     std::vector<std::string> progress;
     KernelCache cache(dir_.path() / "cache", [&](const std::string& s) { progress.push_back(s); });
     auto k = cache.ensure("patched");
@@ -373,10 +384,11 @@ TEST_F(PatchedKernel, BuildsOnceWithProgressThenUsesTheCache) {
 TEST_F(PatchedKernel, Patched72AsksBuildShForItsSeriesAndHasItsOwnEntry) {
     fs::create_directories(dir_.path() / "7.2");
     write_file(dir_.path() / "7.2" / "series", "0001-x.patch\n");
-    script("mkdir -p $entry && echo img > $entry/bzImage && echo y > $entry/config\n"
-           "printf 'source linux-source-7.2 7.2.13-1\\nseries_version 7.2\\nrelease 7.2.13\\n' > "
-           "$entry/memhp-kernel.txt\n"
-           "echo $entry\n");
+    script(
+        "mkdir -p $entry && echo img > $entry/bzImage && echo y > $entry/config\n"
+        "printf 'source linux-source-7.2 7.2.13-1\\nseries_version 7.2\\nrelease 7.2.13\\n' > "
+        "$entry/memhp-kernel.txt\n"
+        "echo $entry\n");
     KernelCache cache(dir_.path() / "cache");
     auto k = cache.ensure("patched-7.2");
     EXPECT_EQ(k.vmlinuz, fs::path(entry_.string() + "-7.2") / "bzImage");

@@ -116,14 +116,15 @@ protected:
     void build_deb(const std::string& package, const fs::path& tree, const std::vector<std::string>& paths) {
         const fs::path root = dir_.path() / "debroot" / package;
         put(root / "DEBIAN" / "control", "Package: " + package +
-                                                    "\nVersion: 1\nArchitecture: amd64\nMaintainer: memhp tests "
-                                                    "<tests@memhp.invalid>\nDescription: fixture\n");
+                                             "\nVersion: 1\nArchitecture: amd64\nMaintainer: memhp tests "
+                                             "<tests@memhp.invalid>\nDescription: fixture\n");
         for (const auto& p : paths) {
             fs::create_directories((root / p).parent_path());
             fs::copy(tree / p, root / p, fs::copy_options::recursive);
         }
         fs::create_directories(pool());
-        run_checked({"dpkg-deb", "--root-owner-group", "-Znone", "-b", root.string(), (pool() / (package + ".deb")).string()});
+        run_checked(
+            {"dpkg-deb", "--root-owner-group", "-Znone", "-b", root.string(), (pool() / (package + ".deb")).string()});
     }
 
     [[nodiscard]] std::string log() const { return (dir_.path() / "apt.log").string(); }
@@ -221,7 +222,8 @@ TEST_F(KernelFetch, OfflineFirstTimeSaysWhatToDoAndLaterUsesTheResolvedImage) {
     fs::remove(dir_.path() / "offline");
     const KernelImage online = cache_.ensure("5.10");
     // A day later the lists are stale and the mirror unreachable: the cached kernel still serves.
-    fs::last_write_time(cache_dir() / "apt/bullseye/updated", fs::file_time_type::clock::now() - std::chrono::hours(25));
+    fs::last_write_time(cache_dir() / "apt/bullseye/updated",
+                        fs::file_time_type::clock::now() - std::chrono::hours(25));
     put(dir_.path() / "offline", "");
     progress_.clear();
     const KernelImage offline = cache_.ensure("5.10");
@@ -235,7 +237,8 @@ TEST_F(KernelFetch, AVersionTheMirrorDroppedIsRetriedOnceThenNamed) {
         (void)cache_.ensure("6.12");
         FAIL() << "the mirror has no such .deb";
     } catch (const Error& e) {
-        EXPECT_THAT(std::string(e.what()), HasSubstr("cannot fetch linux-image-6.12.117+deb13-amd64 from Debian trixie"));
+        EXPECT_THAT(std::string(e.what()),
+                    HasSubstr("cannot fetch linux-image-6.12.117+deb13-amd64 from Debian trixie"));
         EXPECT_THAT(std::string(e.what()), HasSubstr("Can't find a source to download"));
         EXPECT_THAT(std::string(e.what()), HasSubstr("MEMHP_DEBIAN_MIRROR"));
     }

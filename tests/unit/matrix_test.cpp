@@ -25,7 +25,8 @@ TEST(AbDevice, ParsesTheThreeDevicesAndRefusesOthers) {
     EXPECT_EQ(parse_device("dax"), DeviceKind::Dax);
     EXPECT_THROW((void)parse_device("virtio_mem"), UsageError);
     EXPECT_THROW((void)parse_device(""), UsageError);
-    for (auto d : {DeviceKind::Dimm, DeviceKind::VirtioMem, DeviceKind::Dax}) EXPECT_EQ(parse_device(device_name(d)), d);
+    for (auto d : {DeviceKind::Dimm, DeviceKind::VirtioMem, DeviceKind::Dax})
+        EXPECT_EQ(parse_device(device_name(d)), d);
 }
 
 TEST(AbDevice, ArmKeyDeviceAndItsRefusals) {
@@ -124,7 +125,8 @@ TEST(AbMatrix, PlansEveryCellInOrderWithTheSkipReasons) {
         EXPECT_EQ(s.at(std::string("k") + k + "-dax-off"), "") << k;
     }
     // dax: the memmap_on_memory attribute only from 6.8.
-    EXPECT_NE(s.at("k6.1-dax-on").find("no dax memmap_on_memory attribute (it arrived in Linux 6.8)"), std::string::npos);
+    EXPECT_NE(s.at("k6.1-dax-on").find("no dax memmap_on_memory attribute (it arrived in Linux 6.8)"),
+              std::string::npos);
     EXPECT_EQ(s.at("k6.12-dax-on"), "");
     EXPECT_EQ(s.at("k7.2-dax-on"), "");
     EXPECT_NE(s.at("k5.10-dax-on").find("5.12"), std::string::npos);
@@ -202,13 +204,15 @@ TEST(AbMatrix, RowFromACellRunAndTheTable) {
     const auto srow = matrix_row(s, json::object(), gib);
     EXPECT_EQ(srow["status"], "skipped");
 
-    const json pending{{"cell", "k7.2-dimm-on"}, {"kernel", "7.2"}, {"device", "dimm"}, {"mmo", "on"}, {"status", "not run"},
-                       {"reason", "the matrix was interrupted before this cell"}};
+    const json pending{{"cell", "k7.2-dimm-on"}, {"kernel", "7.2"},
+                       {"device", "dimm"},       {"mmo", "on"},
+                       {"status", "not run"},    {"reason", "the matrix was interrupted before this cell"}};
     json m{{"options", {{"cycles", 2}, {"cycle_bytes", gib}, {"node", 1}}},
            {"cells", {row, brow, srow, pending}},
            {"wall_s", 42.0}};
     const auto md = matrix_markdown(m);
-    EXPECT_NE(md.find("| 6.12 (6.12.74+deb13-amd64) | virtio-mem | on | ok | page allocator ¹ | remote | 0 | 4096 | 16.5 MiB | 15.0 |"),
+    EXPECT_NE(md.find("| 6.12 (6.12.74+deb13-amd64) | virtio-mem | on | ok | page allocator ¹ | remote | 0 | 4096 | "
+                      "16.5 MiB | 15.0 |"),
               std::string::npos)
         << md;
     EXPECT_NE(md.find("| failed: 1 of 2 cycles failed (offline: EBUSY) |"), std::string::npos) << md;
@@ -216,15 +220,19 @@ TEST(AbMatrix, RowFromACellRunAndTheTable) {
     EXPECT_NE(md.find("50.0 (wall)"), std::string::npos) << md;
     EXPECT_NE(md.find("¹ virtio-mem never passes MHP_MEMMAP_ON_MEMORY"), std::string::npos) << md;
     EXPECT_NE(md.find("wall time: 42 s"), std::string::npos) << md;
-    EXPECT_NE(md.find("| 7.2 | dimm | on | not run: the matrix was interrupted before this cell | | |"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 7.2 | dimm | on | not run: the matrix was interrupted before this cell | | |"),
+              std::string::npos)
+        << md;
 }
 
 TEST(AbMatrix, AFailedCellsReasonLeavesTheConsoleDumpInItsLog) {
     const std::string err =
         "k7.2: the guest kernel panicked while booting (Attempted to kill init!)\n"
-        "--- last console lines (/tmp/run/console.log) ---\n[    1.0] Kernel panic - not syncing\n[    1.1] ---[ end ]---\n";
-    EXPECT_EQ(cell_reason(err),
-              "k7.2: the guest kernel panicked while booting (Attempted to kill init!) (console: /tmp/run/console.log)");
+        "--- last console lines (/tmp/run/console.log) ---\n[    1.0] Kernel panic - not syncing\n[    1.1] ---[ end "
+        "]---\n";
+    EXPECT_EQ(
+        cell_reason(err),
+        "k7.2: the guest kernel panicked while booting (Attempted to kill init!) (console: /tmp/run/console.log)");
     EXPECT_EQ(cell_reason("first\nsecond\tthird\n"), "first; second third");
     const std::string lng = std::string(398, 'x') + "\xc3\xa9\xc3\xa9 and more";
     const auto r = cell_reason(lng);
@@ -256,12 +264,14 @@ TEST(AbMatrixCli, RefusesBadMatricesAndDaxBeforeAnyBoot) {
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("device=dax puts its pmem range on node 1"), std::string::npos) << r.err;
     // Only skipped cells: nothing boots, the table still says why.
-    r = memhp_run({"ab", "--matrix", "--kernels", "5.10", "--devices", "dimm,dax", "--mmo", "on", "--no-plots",
-                   "--out", (dir.path() / "m").string()});
+    r = memhp_run({"ab", "--matrix", "--kernels", "5.10", "--devices", "dimm,dax", "--mmo", "on", "--no-plots", "--out",
+                   (dir.path() / "m").string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     const auto md = read_file(dir.path() / "m" / "summary.md");
-    EXPECT_NE(md.find("| 5.10 | dimm | on | skipped: Linux 5.10 has no memmap_on_memory at all"), std::string::npos) << md;
-    EXPECT_NE(md.find("| 5.10 | dax | on | skipped: Linux 5.10 has no memmap_on_memory at all"), std::string::npos) << md;
+    EXPECT_NE(md.find("| 5.10 | dimm | on | skipped: Linux 5.10 has no memmap_on_memory at all"), std::string::npos)
+        << md;
+    EXPECT_NE(md.find("| 5.10 | dax | on | skipped: Linux 5.10 has no memmap_on_memory at all"), std::string::npos)
+        << md;
     const auto j = json::parse(read_file(dir.path() / "m" / "results.json"));
     EXPECT_EQ(j["schema"], kMatrixSchema);
     EXPECT_EQ(j["status"], "complete");

@@ -31,9 +31,7 @@ TEST(Run, CapturesStdoutStderrAndExitCode) {
     EXPECT_TRUE(run({"true"}).ok());
 }
 
-TEST(Run, KilledBySignalIs128PlusSignal) {
-    EXPECT_EQ(run({"sh", "-c", "kill -9 $$"}).exit_code, 128 + SIGKILL);
-}
+TEST(Run, KilledBySignalIs128PlusSignal) { EXPECT_EQ(run({"sh", "-c", "kill -9 $$"}).exit_code, 128 + SIGKILL); }
 
 TEST(Run, FeedsStdin) {
     RunOptions o;

@@ -125,7 +125,8 @@ TEST(Qmp, ExecuteSendsCommandAndArgumentsAndReturnsReturn) {
 TEST(Qmp, ErrorAnswerBecomesQmpErrorWithTheClass) {
     Session s([](FakeQemu& q) {
         json req = q.next_request();
-        q.send({{"error", {{"class", "DeviceNotFound"}, {"desc", "Device 'memhp-dimm9' not found"}}}, {"id", req["id"]}});
+        q.send(
+            {{"error", {{"class", "DeviceNotFound"}, {"desc", "Device 'memhp-dimm9' not found"}}}, {"id", req["id"]}});
     });
     try {
         (void)s.client.execute("device_del", {{"id", "memhp-dimm9"}});
@@ -163,7 +164,8 @@ TEST(Qmp, StaleAnswersAreSkipped) {
 TEST(Qmp, EventsBeforeTheAnswerAreQueuedForWaitEvent) {
     Session s([](FakeQemu& q) {
         json req = q.next_request();
-        q.send({{"event", "DEVICE_DELETED"}, {"data", {{"device", "memhp-dimm0"}, {"path", "/machine/peripheral/memhp-dimm0"}}}});
+        q.send({{"event", "DEVICE_DELETED"},
+                {"data", {{"device", "memhp-dimm0"}, {"path", "/machine/peripheral/memhp-dimm0"}}}});
         q.send({{"event", "ACPI_DEVICE_OST"}, {"data", {{"info", {{"source", 3}}}}}});
         q.send({{"event", "DEVICE_DELETED"}, {"data", {{"device", "memhp-dimm1"}}}});
         q.send({{"return", json::object()}, {"id", req["id"]}});

@@ -34,13 +34,20 @@ json good_arm(const std::string& name, int n = 6) {
                             {"free_consumed_bytes", 2 << 20},
                             {"memmap_page_allocator_bytes", 2 << 20}}},
                           {"phases", json::array({{{"phase", "add"}, {"ok", true}}})}});
-    return {{"name", name}, {"kernel_spec", "6.1"}, {"guest", {{"release", "6.1.0"}, {"boot_s", 3.0}}}, {"cycles", cycles}};
+    return {
+        {"name", name}, {"kernel_spec", "6.1"}, {"guest", {{"release", "6.1.0"}, {"boot_s", 3.0}}}, {"cycles", cycles}};
 }
 
 json good_doc() {
     return {{"schema", kResultsSchema},
             {"status", "complete"},
-            {"options", {{"mode", "cycles"}, {"dimm_bytes", 128u << 20}, {"dimms", 1}, {"node", 1}, {"zone", "movable"}, {"cycles", 6}}},
+            {"options",
+             {{"mode", "cycles"},
+              {"dimm_bytes", 128u << 20},
+              {"dimms", 1},
+              {"node", 1},
+              {"zone", "movable"},
+              {"cycles", 6}}},
             {"arms", json::array({good_arm("page-alloc"), good_arm("altmap")})},
             {"errors", json::array()}};
 }
@@ -83,7 +90,8 @@ TEST(Results, MissingKeysAndWrongTypesNameTheField) {
         {"no options", [](json& d) { d.erase("options"); }, "$: missing \"options\""},
         {"options not an object", [](json& d) { d["options"] = 3; }, "$.options: expected an object"},
         {"no dimm_bytes", [](json& d) { d["options"].erase("dimm_bytes"); }, "$.options: missing \"dimm_bytes\""},
-        {"dimm_bytes a string", [](json& d) { d["options"]["dimm_bytes"] = "128M"; }, "$.options.dimm_bytes: expected a non-negative integer"},
+        {"dimm_bytes a string", [](json& d) { d["options"]["dimm_bytes"] = "128M"; },
+         "$.options.dimm_bytes: expected a non-negative integer"},
         {"negative node", [](json& d) { d["options"]["node"] = -1; }, "$.options.node: negative"},
         {"bad zone", [](json& d) { d["options"]["zone"] = "dma"; }, "$.options.zone: \"dma\" is not one of"},
         {"bad mode", [](json& d) { d["options"]["mode"] = nullptr; }, "$.options.mode: expected a string"},
@@ -93,7 +101,8 @@ TEST(Results, MissingKeysAndWrongTypesNameTheField) {
         {"arm name a number", [](json& d) { d["arms"][0]["name"] = 7; }, "$.arms[0].name: expected a string"},
         {"arm without cycles", [](json& d) { d["arms"][0].erase("cycles"); }, "$.arms[0]: missing \"cycles\""},
         {"cycle a string", [](json& d) { d["arms"][0]["cycles"][3] = "x"; }, "$.arms[0].cycles[3]: expected an object"},
-        {"ok a number", [](json& d) { d["arms"][0]["cycles"][0]["ok"] = 1; }, "$.arms[0].cycles[0].ok: expected true or false"},
+        {"ok a number", [](json& d) { d["arms"][0]["cycles"][0]["ok"] = 1; },
+         "$.arms[0].cycles[0].ok: expected true or false"},
         {"metric a string", [](json& d) { d["arms"][1]["cycles"][2]["metrics"]["probe_add_s"] = "fast"; },
          "$.arms[1].cycles[2].metrics.probe_add_s: expected a number"},
         {"metrics an array", [](json& d) { d["arms"][1]["cycles"][2]["metrics"] = json::array(); },
@@ -101,19 +110,32 @@ TEST(Results, MissingKeysAndWrongTypesNameTheField) {
         {"phase without name", [](json& d) { d["arms"][0]["cycles"][0]["phases"][0].erase("phase"); },
          "$.arms[0].cycles[0].phases[0]: missing \"phase\""},
         {"guest a string", [](json& d) { d["arms"][0]["guest"] = "qemu"; }, "$.arms[0].guest: expected an object"},
-        {"boot_s negative", [](json& d) { d["arms"][0]["guest"]["boot_s"] = -3; }, "$.arms[0].guest.boot_s: value -3 is out of range"},
+        {"boot_s negative", [](json& d) { d["arms"][0]["guest"]["boot_s"] = -3; },
+         "$.arms[0].guest.boot_s: value -3 is out of range"},
         {"schema missing", [](json& d) { d.erase("schema"); }, "no \"schema\""},
         {"schema a number", [](json& d) { d["schema"] = 1; }, "is not supported"},
         {"newer schema", [](json& d) { d["schema"] = "memhp.ab/9"; }, "is not supported"},
         {"status unknown", [](json& d) { d["status"] = "great"; }, "$.status"},
         {"errors not strings", [](json& d) { d["errors"] = json::array({1}); }, "$.errors[0]: expected a string"},
-        {"fallback error a number", [](json& d) { d["fallback_check"] = json::array({{{"guest", "a"}, {"error", 5}}}); },
+        {"fallback error a number",
+         [](json& d) {
+             d["fallback_check"] = json::array({{{"guest", "a"}, {"error", 5}}});
+         },
          "$.fallback_check[0].error: expected a string"},
-        {"scale step without values", [](json& d) { d["arms"][0]["scale"] = json::array({{{"ok", true}}}); },
+        {"scale step without values",
+         [](json& d) {
+             d["arms"][0]["scale"] = json::array({{{"ok", true}}});
+         },
          "$.arms[0].scale[0]: missing \"present_before_bytes\""},
-        {"scenario errno a string", [](json& d) { d["arms"][0]["cycles"][0]["scenario"] = {{"adds", {{{"errno", "ENOMEM"}}}}}; },
+        {"scenario errno a string",
+         [](json& d) {
+             d["arms"][0]["cycles"][0]["scenario"] = {{"adds", {{{"errno", "ENOMEM"}}}}};
+         },
          "$.arms[0].cycles[0].scenario.adds[0].errno: expected an integer"},
-        {"peer phases wrong", [](json& d) { d["arms"][0]["guest"]["peer"] = {{"tool", "bpftrace"}, {"attach_s", 1}, {"phases", {{"add", 1}}}}; },
+        {"peer phases wrong",
+         [](json& d) {
+             d["arms"][0]["guest"]["peer"] = {{"tool", "bpftrace"}, {"attach_s", 1}, {"phases", {{"add", 1}}}};
+         },
          "$.arms[0].guest.peer.phases.add: expected an object"},
         {"duplicate arm names", [](json& d) { d["arms"][1]["name"] = "page-alloc"; }, "two arms are named"},
     };
@@ -140,10 +162,12 @@ TEST(Results, HugeNumbersNaNAndInfinityAreRefused) {
     EXPECT_EQ(verdict(with_add("-1e308")), "");
     json d = good_doc();
     d["options"]["dimms"] = 18446744073709551615u;
-    EXPECT_NE(verdict(d).find("$.options.dimms: value 18446744073709551615 is out of range"), std::string::npos) << verdict(d);
+    EXPECT_NE(verdict(d).find("$.options.dimms: value 18446744073709551615 is out of range"), std::string::npos)
+        << verdict(d);
     d = good_doc();
     d["options"]["dimm_bytes"] = 1e30;
-    EXPECT_NE(verdict(d).find("$.options.dimm_bytes: expected a non-negative integer"), std::string::npos) << verdict(d);
+    EXPECT_NE(verdict(d).find("$.options.dimm_bytes: expected a non-negative integer"), std::string::npos)
+        << verdict(d);
     d = good_doc();
     d["arms"][0]["cycles"][0]["scenario"] = {{"adds", {{{"errno", 99999999999LL}}}}};
     EXPECT_NE(verdict(d).find("errno: value 99999999999 is out of range"), std::string::npos) << verdict(d);
@@ -170,12 +194,13 @@ TEST(Results, InvalidUtf8AndHostileNamesAreRefused) {
     std::string t = good_doc().dump();
     t.replace(t.find("page-alloc"), 10, "page\xff\xfe");
     EXPECT_NE(verdict(t).find("not valid JSON"), std::string::npos) << verdict(t);
-    for (const std::string& name : std::vector<std::string>{"a`touch /tmp/x`", "a\nsystem \"id\"", "x\" ; system \"id", "", std::string(33, 'a'),
-                                   "-lead", "a b", "a|b", "naïve"}) {
+    for (const std::string& name : std::vector<std::string>{"a`touch /tmp/x`", "a\nsystem \"id\"", "x\" ; system \"id",
+                                                            "", std::string(33, 'a'), "-lead", "a b", "a|b", "naïve"}) {
         json d = good_doc();
         d["arms"][0]["name"] = name;
         const auto v = verdict(d);
-        EXPECT_NE(v.find("$.arms[0].name"), std::string::npos) << "name " << name << ": " << (v.empty() ? "accepted" : v);
+        EXPECT_NE(v.find("$.arms[0].name"), std::string::npos)
+            << "name " << name << ": " << (v.empty() ? "accepted" : v);
     }
     for (const std::string& name : std::vector<std::string>{"a", "page-alloc", "v6.12_rc1", std::string(32, 'z')}) {
         json d = good_doc();
@@ -264,12 +289,15 @@ TEST(Results, ReportAndCompareExitTwoOnMalformedFilesAndOneOnlyOnRegression) {
     write_file(dir.path() / "evil.json", evil.dump());
     for (const char* bad : {"nameless.json", "noopts.json", "evil.json"}) {
         const auto p = (dir.path() / bad).string();
-        auto r = run({memhp_bin(), "report", p, "--out", (dir.path() / "out").string()}, {.timeout = std::chrono::seconds(30)});
+        auto r = run({memhp_bin(), "report", p, "--out", (dir.path() / "out").string()},
+                     {.timeout = std::chrono::seconds(30)});
         EXPECT_EQ(r.exit_code, 2) << bad << r.err;
         EXPECT_NE(r.err.find(".json: $"), std::string::npos) << bad << ": the message names the field: " << r.err;
-        r = run({memhp_bin(), "compare", (dir.path() / "good.json").string(), p}, {.timeout = std::chrono::seconds(30)});
+        r = run({memhp_bin(), "compare", (dir.path() / "good.json").string(), p},
+                {.timeout = std::chrono::seconds(30)});
         EXPECT_EQ(r.exit_code, 2) << bad << r.err;
-        r = run({memhp_bin(), "compare", p, (dir.path() / "good.json").string()}, {.timeout = std::chrono::seconds(30)});
+        r = run({memhp_bin(), "compare", p, (dir.path() / "good.json").string()},
+                {.timeout = std::chrono::seconds(30)});
         EXPECT_EQ(r.exit_code, 2) << bad << r.err;
     }
     EXPECT_FALSE(fs::exists(dir.path() / "PWNED"));
@@ -277,7 +305,8 @@ TEST(Results, ReportAndCompareExitTwoOnMalformedFilesAndOneOnlyOnRegression) {
                  {.timeout = std::chrono::seconds(60)});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(fs::exists(dir.path() / "out" / "summary.md"));
-    r = run({memhp_bin(), "compare", "/dev/zero", (dir.path() / "good.json").string()}, {.timeout = std::chrono::seconds(30)});
+    r = run({memhp_bin(), "compare", "/dev/zero", (dir.path() / "good.json").string()},
+            {.timeout = std::chrono::seconds(30)});
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
 }
@@ -296,7 +325,8 @@ TEST(Results, LostTraceEventsReachSummaryAndMakeCompareInconclusive) {
     EXPECT_EQ(typed.arms[1].guest->trace_losses,
               "memhp's tracer lost events: 3 orphan page events (their op never completed), 1 stale ops aged out "
               "(their exit never came)");
-    for (const char* key : {"trace_stale_ops", "trace_orphan_page_events", "trace_untraced_ops", "trace_decode_errors"}) {
+    for (const char* key :
+         {"trace_stale_ops", "trace_orphan_page_events", "trace_untraced_ops", "trace_decode_errors"}) {
         json bad = good_doc();
         bad["arms"][0]["guest"][key] = -1;
         EXPECT_NE(verdict(bad).find(std::string("$.arms[0].guest.") + key), std::string::npos) << verdict(bad);
@@ -308,7 +338,8 @@ TEST(Results, LostTraceEventsReachSummaryAndMakeCompareInconclusive) {
     const std::string md = summary_markdown(typed, CompareOptions{});
     EXPECT_NE(md.find("### Lost events"), std::string::npos) << md;
     EXPECT_NE(md.find("- altmap: memhp's tracer lost events: 3 orphan page events"), std::string::npos) << md;
-    EXPECT_EQ(summary_markdown(parse_results(good_doc().dump()), CompareOptions{}).find("Lost events"), std::string::npos);
+    EXPECT_EQ(summary_markdown(parse_results(good_doc().dump()), CompareOptions{}).find("Lost events"),
+              std::string::npos);
 
     write_file(dir.path() / "good.json", good_doc().dump());
     write_file(dir.path() / "lossy.json", lossy.dump());

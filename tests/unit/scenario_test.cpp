@@ -8,8 +8,8 @@
 
 #include "memhp/ab/scenario.hpp"
 #include "memhp/error.hpp"
-#include "memhp/procfs.hpp"
 #include "memhp/process.hpp"
+#include "memhp/procfs.hpp"
 
 namespace {
 
@@ -51,8 +51,7 @@ TEST(Scenario, ParsesNamesAndMargins) {
     EXPECT_EQ(ab::parse_scenario("fragmented"), ab::Scenario::Fragmented);
     EXPECT_EQ(ab::parse_scenario(""), ab::Scenario::None);
     EXPECT_THROW((void)ab::parse_scenario("oom"), UsageError);
-    EXPECT_EQ(ab::parse_margins("16M, 64M,32M,64M"),
-              (std::vector<std::uint64_t>{64u << 20, 32u << 20, 16u << 20}))
+    EXPECT_EQ(ab::parse_margins("16M, 64M,32M,64M"), (std::vector<std::uint64_t>{64u << 20, 32u << 20, 16u << 20}))
         << "largest first, duplicates dropped";
     EXPECT_THROW((void)ab::parse_margins("64M,0"), UsageError);
     EXPECT_THROW((void)ab::parse_margins("lots"), UsageError);
@@ -92,7 +91,8 @@ json crafted_results() {
         return a;
     };
     auto cycle = [](std::uint64_t margin, std::vector<json> adds) {
-        return json{{"ok", true}, {"scenario", {{"margin_bytes", margin}, {"node0_free_before_bytes", margin}, {"adds", adds}}}};
+        return json{{"ok", true},
+                    {"scenario", {{"margin_bytes", margin}, {"node0_free_before_bytes", margin}, {"adds", adds}}}};
     };
     const std::uint64_t M = 1 << 20;
     json off{{"name", "page-alloc"},
@@ -147,7 +147,8 @@ TEST(ScenarioCli, BadScenarioAndMarginsAreRejectedBeforeBoot) {
             {.timeout = std::chrono::seconds(20)});
     EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
     EXPECT_NE(r.err.find("--margins"), std::string::npos) << r.err;
-    r = run({memhp, "ab", "--scenario", "pressure", "--scale", "--qemu", "/nonexistent"}, {.timeout = std::chrono::seconds(20)});
+    r = run({memhp, "ab", "--scenario", "pressure", "--scale", "--qemu", "/nonexistent"},
+            {.timeout = std::chrono::seconds(20)});
     EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
     r = run({memhp, "ab", "--help"}, {.timeout = std::chrono::seconds(20)});
     EXPECT_NE(r.out.find("--scenario"), std::string::npos);

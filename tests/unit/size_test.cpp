@@ -55,15 +55,13 @@ TEST(ParseSize, RejectsGarbageWithTheOffendingText) {
 }
 
 TEST(ParseSize, RejectsOverflow) {
-    EXPECT_THROW((void)parse_size("16777216T"), UsageError);             // 2^64
+    EXPECT_THROW((void)parse_size("16777216T"), UsageError);  // 2^64
     EXPECT_THROW((void)parse_size("18446744073709551615K"), UsageError);
     EXPECT_THROW((void)parse_size("18446744073709551616"), UsageError);  // from_chars out of range
     EXPECT_THROW((void)parse_size("99999999999999999999999G"), UsageError);
 }
 
-TEST(ParseSize, UsageErrorIsAnError) {
-    EXPECT_THROW((void)parse_size("12Q"), Error);
-}
+TEST(ParseSize, UsageErrorIsAnError) { EXPECT_THROW((void)parse_size("12Q"), Error); }
 
 TEST(FormatSizeExact, LargestWholeUnit) {
     EXPECT_EQ(format_size_exact(0), "0");

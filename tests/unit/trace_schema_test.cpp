@@ -135,7 +135,8 @@ TEST(TraceSchema, RecordsWithMistypedFieldsAreRefusedNamingTheField) {
         {R"({"phase":"add","inclusive_ns":"7"})", "\"inclusive_ns\" is not a non-negative integer"},
         {R"({"schema":3,"phase":"add","nid":1.5})", "\"nid\" is not an integer"},
         {R"({"schema":3,"phase":"add","memmap":[1]})", "\"memmap\" is not an object"},
-        {R"({"schema":3,"phase":"add","memmap":{"buddy_pages":-1}})", "\"memmap.buddy_pages\" is not a non-negative integer"},
+        {R"({"schema":3,"phase":"add","memmap":{"buddy_pages":-1}})",
+         "\"memmap.buddy_pages\" is not a non-negative integer"},
     };
     for (const auto& [line, says] : cases) {
         try {

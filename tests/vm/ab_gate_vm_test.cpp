@@ -8,9 +8,9 @@
 #include <signal.h>
 
 #include <filesystem>
-#include <set>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "memhp/files.hpp"
@@ -24,8 +24,8 @@ namespace fs = std::filesystem;
 std::string memhp_bin() { return (fs::read_symlink("/proc/self/exe").parent_path() / "memhp").string(); }
 
 std::vector<std::string> gated(const fs::path& out, std::vector<std::string> arms) {
-    std::vector<std::string> a = {memhp_bin(), "ab", "--gate", "--boots", "3", "--cycles", "6", "--fallback-size", "0",
-                                  "--no-plots", "--out", out.string()};
+    std::vector<std::string> a = {memhp_bin(),       "ab", "--gate",     "--boots", "3",         "--cycles", "6",
+                                  "--fallback-size", "0",  "--no-plots", "--out",   out.string()};
     for (auto& arm : arms) {
         a.push_back("--arm");
         a.push_back(arm);
@@ -36,7 +36,8 @@ std::vector<std::string> gated(const fs::path& out, std::vector<std::string> arm
 TEST(AbGate, KnownSlowArmIsARegressionAndTheAAPairIsNot) {
     memhp::TempDir dir("memhp-gate-vm");
     const auto out = dir.path() / "out";
-    std::cerr << "running memhp ab --gate --boots 3 with arms a, a2 (same as a) and slow (init_on_free=1)..." << std::endl;
+    std::cerr << "running memhp ab --gate --boots 3 with arms a, a2 (same as a) and slow (init_on_free=1)..."
+              << std::endl;
     const auto r = memhp::run(gated(out, {"a:mmo=off", "a2:mmo=off", "slow:mmo=off,append=init_on_free=1"}),
                               {.timeout = std::chrono::minutes(15)});
     std::cerr << r.err.substr(r.err.size() > 4000 ? r.err.size() - 4000 : 0) << std::endl;
@@ -61,8 +62,8 @@ TEST(AbGate, KnownSlowArmIsARegressionAndTheAAPairIsNot) {
     EXPECT_NE(md.find("| **probe_online_s** | worse | 3+3 |"), std::string::npos) << md;
 
     // The A/A pair of the same run, through memhp compare --gate.
-    const auto aa = memhp::run({memhp_bin(), "compare", "--gate", (out / "results.json").string(), "--base-arm", "a",
-                                "--cand-arm", "a2"});
+    const auto aa = memhp::run(
+        {memhp_bin(), "compare", "--gate", (out / "results.json").string(), "--base-arm", "a", "--cand-arm", "a2"});
     EXPECT_EQ(aa.exit_code, 0) << aa.out << aa.err;
     EXPECT_NE(aa.out.find("## Gate: no regression (exit 0)"), std::string::npos) << aa.out;
 }
@@ -83,7 +84,8 @@ TEST(AbGateHostLoad, HostHogHalfWayIsNoRegression) {
         if (j.is_discarded() || j["arms"][1]["cycles"].size() < 3) continue;
         std::cerr << "half-way: starting two CPU hogs on the host" << std::endl;
         for (int k = 0; k < 2; ++k)
-            hogs.push_back(memhp::ChildProcess::spawn({"/bin/sh", "-c", "while :; do :; done"}, dir.path() / "hog.log"));
+            hogs.push_back(
+                memhp::ChildProcess::spawn({"/bin/sh", "-c", "while :; do :; done"}, dir.path() / "hog.log"));
     }
     ASSERT_TRUE(child.wait_for(std::chrono::seconds(60))) << "memhp ab did not finish";
     for (auto& h : hogs) h.terminate();

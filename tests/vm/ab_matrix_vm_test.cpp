@@ -25,8 +25,9 @@ class AbMatrix : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
         dir_ = std::make_unique<memhp::TempDir>("memhp-ab-matrix-vm");
-        std::cerr << "running memhp ab --matrix --kernels 6.12 --devices dimm,virtio-mem,dax --cycles 1 (five guests)..."
-                  << std::endl;
+        std::cerr
+            << "running memhp ab --matrix --kernels 6.12 --devices dimm,virtio-mem,dax --cycles 1 (five guests)..."
+            << std::endl;
         result_ = memhp::run({memhp_bin(), "ab", "--matrix", "--kernels", "6.12", "--devices", "dimm,virtio-mem,dax",
                               "--cycles", "1", "--out", out().string()},
                              {.timeout = std::chrono::minutes(14)});

@@ -114,7 +114,8 @@ TEST_F(AbScenarioFragmented, TheHogLeavesFreeMemoryButNoOrder9Block) {
         EXPECT_EQ(high["DMA32"], 0u) << name << ": " << hog["buddyinfo"];
         EXPECT_LE(high.value("DMA", 0u), 1u) << name << ": " << hog["buddyinfo"];
         EXPECT_LE(hog["high_order_free_blocks"].get<std::uint64_t>(), 1u) << hog["buddyinfo"];
-        EXPECT_GT(hog["mem_free_bytes"].get<std::uint64_t>(), 256 * kMiB) << "plenty of free memory, all of it scattered";
+        EXPECT_GT(hog["mem_free_bytes"].get<std::uint64_t>(), 256 * kMiB)
+            << "plenty of free memory, all of it scattered";
         EXPECT_EQ(hog["knobs"]["/proc/sys/vm/compact_unevictable_allowed"], "0");
     }
 }

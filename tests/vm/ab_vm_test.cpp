@@ -80,7 +80,8 @@ TEST_F(AbEndToEnd, ReportAndCompareReadTheRealResults) {
     auto r = memhp::run({memhp_bin(), "report", results, "--out", (dir_->path() / "again").string()},
                         {.timeout = std::chrono::minutes(2)});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    EXPECT_NE(memhp::read_file(dir_->path() / "again" / "summary.md").find("### altmap vs page-alloc"), std::string::npos);
+    EXPECT_NE(memhp::read_file(dir_->path() / "again" / "summary.md").find("### altmap vs page-alloc"),
+              std::string::npos);
     expect_nonempty_file(dir_->path() / "again" / "plots" / "latency.svg", 2000);
     r = memhp::run({memhp_bin(), "compare", results, results}, {.timeout = std::chrono::minutes(2)});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -140,7 +141,8 @@ TEST_F(AbEndToEnd, BpftraceTimesTheSamePhasesInTheSameCycles) {
             // One record per function call: one block per DIMM, so one of each.
             std::map<std::string, int> n;
             for (const auto& o : c["peer_ops"]) ++n[o["phase"].get<std::string>()];
-            EXPECT_EQ(n, (std::map<std::string, int>{{"add", 1}, {"offline", 1}, {"online", 1}, {"remove", 1}})) << c["peer_ops"].dump();
+            EXPECT_EQ(n, (std::map<std::string, int>{{"add", 1}, {"offline", 1}, {"online", 1}, {"remove", 1}}))
+                << c["peer_ops"].dump();
         }
         for (const char* phase : {"add", "online", "offline", "remove"}) {
             const auto& p = g["peer"]["phases"][phase];
@@ -176,7 +178,8 @@ TEST(AbKilled, GuestKilledMidRunKeepsWhatWasMeasured) {
         qemu = r["arms"][0]["guest"]["qemu_pid"];
         break;
     }
-    ASSERT_GT(qemu, 0) << "the run never completed two cycles:\n" << memhp::try_read_file(dir.path() / "ab.log").value_or("");
+    ASSERT_GT(qemu, 0) << "the run never completed two cycles:\n"
+                       << memhp::try_read_file(dir.path() / "ab.log").value_or("");
     ASSERT_EQ(::kill(qemu, SIGKILL), 0);
     ASSERT_TRUE(child.wait_for(std::chrono::seconds(120))) << "memhp ab hung after its guest died";
     const auto log = memhp::try_read_file(dir.path() / "ab.log").value_or("");
@@ -202,7 +205,8 @@ TEST(AbKilled, PeerThatDoesNotAttachFailsTheRunAndSaysWhy) {
                                "--no-plots", "--peer", "bpftrace", "--peer-timeout", "1", "--out", out.string()},
                               {.timeout = std::chrono::minutes(4)});
     EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-    EXPECT_NE(r.err.find("--peer bpftrace: bpftrace did not attach its probes in the guest within 1 s"), std::string::npos)
+    EXPECT_NE(r.err.find("--peer bpftrace: bpftrace did not attach its probes in the guest within 1 s"),
+              std::string::npos)
         << r.err;
     EXPECT_NE(r.err.find("--peer-timeout"), std::string::npos) << r.err;
     const auto results = json::parse(memhp::read_file(out / "results.json"));

@@ -11,8 +11,8 @@
 // counts 8 populate records in altmap mode and 8 x 512 altmap pages.
 #include <iostream>
 
-#include "trace_support.hpp"
 #include "memhp/lab/dax.hpp"
+#include "trace_support.hpp"
 
 namespace memhp::vmtest {
 namespace {
@@ -117,7 +117,8 @@ void check_page_allocator(const TracedKmem& t, const json& a, bool attribute_exi
     EXPECT_EQ(a["memmap"]["altmap_pages"], 0u) << a.dump();
     EXPECT_EQ(a["memmap"]["buddy_pages"], kDaxBlocks * kMemmapPages) << a.dump();
     EXPECT_EQ(a["memmap"]["remote_pages"], kDaxBlocks * kMemmapPages)
-        << "node 1 has no memory of its own: the memmap comes from node 0:\n" << a.dump();
+        << "node 1 has no memory of its own: the memmap comes from node 0:\n"
+        << a.dump();
     EXPECT_EQ(a["mhp_flags"].get<std::uint64_t>() & 2u, 0u) << a.dump();
     EXPECT_EQ(a["memmap_on_memory_unused"], true) << a.dump();
     const std::string reason = a.value("unused_reason", std::string());
@@ -145,7 +146,8 @@ void check_page_allocator(const TracedKmem& t, const json& a, bool attribute_exi
 // the snapshots around the whole cycle with each other.
 void check_kernel_counter(const TracedKmem& t, const json& a) {
     ASSERT_TRUE(t.before.kernel_memmap_pages) << "nr_memmap_pages is in /proc/vmstat from 6.11 on";
-    const auto memhp = a["memmap"]["altmap_pages"].get<std::uint64_t>() + a["memmap"]["buddy_pages"].get<std::uint64_t>();
+    const auto memhp =
+        a["memmap"]["altmap_pages"].get<std::uint64_t>() + a["memmap"]["buddy_pages"].get<std::uint64_t>();
     ASSERT_TRUE(a.contains("kernel_memmap_pages")) << a.dump();
     const auto& k = a["kernel_memmap_pages"];
     EXPECT_EQ(k["delta"], static_cast<std::int64_t>(memhp)) << a.dump();
@@ -193,8 +195,8 @@ protected:
     }
     static void CheckDevice() {
         EXPECT_EQ(dax_->target_node(), 1);
-        EXPECT_EQ(dax_->blocks().size(), kDaxBlocks) << "dax device " << dax_->device() << " " << dax_->size()
-                                                     << " bytes at " << dax_->start();
+        EXPECT_EQ(dax_->blocks().size(), kDaxBlocks)
+            << "dax device " << dax_->device() << " " << dax_->size() << " bytes at " << dax_->start();
         std::cout << "[dax] " << dax_->namespace_name() << " -> " << dax_->device() << ", " << dax_->size()
                   << " bytes at 0x" << std::hex << dax_->start() << std::dec << ", kernel " << B::guest_->release()
                   << "\n[dax] ndctl said: " << dax_->ndctl_json() << std::endl;

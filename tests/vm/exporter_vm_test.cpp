@@ -27,9 +27,7 @@ constexpr int kCycles = 3;
 
 std::string build_bin(const std::string& name) { return (lab::default_agent_path().parent_path() / name).string(); }
 
-double now_unix() {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double now_unix() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 // The value of an unlabelled sample in a text exposition.
 std::optional<double> sample(const std::string& text, const std::string& name) {
@@ -59,8 +57,9 @@ protected:
             auto& agent = B::guest_->agent();
             // Run-time metrics need the kernel's BPF statistics.
             agent.write("/proc/sys/kernel/bpf_stats_enabled", "1");
-            exporter_pid_ = agent.spawn({build_bin("memhp-exporter"), "--listen", "0.0.0.0:" + std::to_string(kGuestPort)},
-                                        "/tmp/exporter.out");
+            exporter_pid_ =
+                agent.spawn({build_bin("memhp-exporter"), "--listen", "0.0.0.0:" + std::to_string(kGuestPort)},
+                            "/tmp/exporter.out");
             wait_for_output(agent, exporter_pid_, "/tmp/exporter.out", "serving http://", "memhp-exporter");
             t_start_ = now_unix();
             prom_ = std::make_unique<PrometheusServer>(std::vector<std::string>{target()});
@@ -137,13 +136,14 @@ protected:
         ASSERT_TRUE(trace_error.empty()) << trace_error;
         EXPECT_GT(scrapes.load(), 0);
         EXPECT_EQ(scrape_errors.load(), 0) << first_error;
-        std::cerr << "[exporter] " << scrapes.load() << " back-to-back scrapes during the cycles, " << scrape_errors.load()
-                  << " errors" << std::endl;
+        std::cerr << "[exporter] " << scrapes.load() << " back-to-back scrapes during the cycles, "
+                  << scrape_errors.load() << " errors" << std::endl;
         trace_ops_ = lab::parse_ops(trace_text_);
         // The scrapes' network interrupts land on the hot-plug task at times;
         // both tracers leave those pages out of the ops (checked below).
         if (auto at = trace_text_.find("page events from interrupts"); at != std::string::npos)
-            std::cerr << "[exporter] memhp trace: " << trace_text_.substr(at, trace_text_.find('\n', at) - at) << std::endl;
+            std::cerr << "[exporter] memhp trace: " << trace_text_.substr(at, trace_text_.find('\n', at) - at)
+                      << std::endl;
         // Wait until Prometheus has a scrape newer than the last event.
         const double events = sample(http_get(url()), "memhp_events_total").value_or(-1);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -237,9 +237,9 @@ protected:
         }
         EXPECT_GE(records, 9u);
         for (const char* var : {"instance", "node"}) {
-            const auto values = json::parse(http_get(prom_->base() + "/api/v1/label/" + var + "/values",
-                                                     {{"match[]", var == std::string("instance") ? "memhp_build_info"
-                                                                                                 : "memhp_memory_blocks"}}));
+            const auto values = json::parse(
+                http_get(prom_->base() + "/api/v1/label/" + var + "/values",
+                         {{"match[]", var == std::string("instance") ? "memhp_build_info" : "memhp_memory_blocks"}}));
             if (values["data"].empty()) empty.push_back(std::string("dashboard variable $") + var);
         }
         EXPECT_TRUE(empty.empty()) << "no data for:\n  " << [&] {
@@ -256,7 +256,8 @@ protected:
             std::vector<std::pair<std::string, Series>> named;
             for (const auto& s : results[key]) {
                 std::string name = prefix;
-                for (const auto& k : label_keys) name += (name.empty() ? "" : " ") + s.metric.value(k, std::string("?"));
+                for (const auto& k : label_keys)
+                    name += (name.empty() ? "" : " ") + s.metric.value(k, std::string("?"));
                 named.emplace_back(name, s);
             }
             const double scale = ylabel == "bytes" ? 1.0 / (1 << 20) : ylabel == "seconds" ? 1000 : 1;
@@ -270,8 +271,8 @@ protected:
         render("Memmap NUMA locality/A", "memmap-locality.png", "Memmap bytes by NUMA locality", "bytes", {"locality"});
         render("Free memory consumed by hot-add/A", "free-memory-consumed.png", "Free memory consumed by hot-add",
                "bytes", {"node"}, "node");
-        render("Hot-plugged memory present/A", "hotplugged-present.png", "Hot-plugged memory present", "bytes", {"node"},
-               "node");
+        render("Hot-plugged memory present/A", "hotplugged-present.png", "Hot-plugged memory present", "bytes",
+               {"node"}, "node");
         render("Operations per phase/A", "operations.png", "Operations per phase (per 1m)", "operations",
                {"phase", "memmap_mode"});
         render("Failures by phase and errno/A", "failures.png", "Failures by phase and errno", "failures",
@@ -341,10 +342,9 @@ protected:
     }
 
     void NonRootIsToldWhichCapabilities() {
-        auto r = B::guest_->agent().exec(
-            {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-             build_bin("memhp-exporter"), "--listen", "127.0.0.1:0"},
-            std::chrono::seconds(60));
+        auto r = B::guest_->agent().exec({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                          "--inh-caps=-all", build_bin("memhp-exporter"), "--listen", "127.0.0.1:0"},
+                                         std::chrono::seconds(60));
         EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
         EXPECT_NE(r.err.find("CAP_BPF and CAP_PERFMON"), std::string::npos) << r.err;
     }

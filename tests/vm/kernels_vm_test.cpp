@@ -157,8 +157,9 @@ protected:
         EXPECT_EQ(remove["kernel_memmap_pages"]["delta"], -static_cast<std::int64_t>(memhp_pages)) << remove.dump();
         EXPECT_EQ(remove["kernel_memmap_pages"]["after"], start) << remove.dump();
         EXPECT_EQ(remove["kernel_memmap_pages"]["matches"], true) << remove.dump();
-        EXPECT_NE(raw.find("kernel memmap: nr_memmap_pages " + std::to_string(start) + " after the last add/remove; 0 "),
-                  std::string::npos)
+        EXPECT_NE(
+            raw.find("kernel memmap: nr_memmap_pages " + std::to_string(start) + " after the last add/remove; 0 "),
+            std::string::npos)
             << raw;
     }
     static void CheckRelease() {

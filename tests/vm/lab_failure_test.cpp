@@ -47,7 +47,9 @@ TEST(LabFailure, GuestThatNeverBecomesReadyTimesOutAndLeavesNoQemu) {
         const std::string msg = e.what();
         EXPECT_NE(msg.find("did not become ready within 60 s"), std::string::npos) << msg;
         EXPECT_NE(msg.find("last console lines"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("Run /bin/busybox as init process"), std::string::npos) << "console tail is from the guest:\n" << msg;
+        EXPECT_NE(msg.find("Run /bin/busybox as init process"), std::string::npos)
+            << "console tail is from the guest:\n"
+            << msg;
         const auto dir = run_dir_in(msg);
         ASSERT_FALSE(dir.empty()) << msg;
         EXPECT_FALSE(fs::exists(dir)) << "sockets and logs removed";
@@ -81,7 +83,8 @@ TEST(LabFailure, MissingQemuBinaryIsAClearError) {
         auto g = boot(cfg);
         FAIL();
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("QEMU binary '/nonexistent/qemu-system-x86_64' not found"), std::string::npos)
+        EXPECT_NE(std::string(e.what()).find("QEMU binary '/nonexistent/qemu-system-x86_64' not found"),
+                  std::string::npos)
             << e.what();
     }
 }

@@ -47,7 +47,7 @@ inline fs::path source_dir() { return MEMHP_SOURCE_DIR; }
 inline std::string http_get(const std::string& url, const std::vector<std::pair<std::string, std::string>>& params = {},
                             std::chrono::seconds timeout = std::chrono::seconds(20)) {
     std::vector<std::string> argv = {"curl", "-sS", "--fail-with-body", "--max-time", std::to_string(timeout.count()),
-                                     "-G", url};
+                                     "-G",   url};
     for (const auto& [k, v] : params) argv.insert(argv.end(), {"--data-urlencode", k + "=" + v});
     auto r = run(argv, {.timeout = timeout + std::chrono::seconds(5)});
     if (!r.ok()) throw Error("GET " + url + " failed: " + r.err + r.out);
@@ -55,7 +55,7 @@ inline std::string http_get(const std::string& url, const std::vector<std::pair<
 }
 
 struct Series {
-    json metric;                                     // labels
+    json metric;                                    // labels
     std::vector<std::pair<double, double>> points;  // (unix time, value)
 };
 
@@ -72,22 +72,24 @@ public:
         for (const auto& t : targets) targets_yaml += "'" + t + "',";
         write_file(dir_.path() / "prometheus.yml",
                    "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-                   "rule_files:\n  - " + (rules / "memhp-recording.rules.yml").string() + "\n  - " +
+                   "rule_files:\n  - " +
+                       (rules / "memhp-recording.rules.yml").string() + "\n  - " +
                        (rules / "memhp-alerts.rules.yml").string() +
-                       "\nscrape_configs:\n  - job_name: memhp\n    static_configs:\n      - targets: [" + targets_yaml +
-                       "]\n");
-        proc_ = ChildProcess::spawn({"prometheus", "--config.file=" + (dir_.path() / "prometheus.yml").string(),
-                                     "--storage.tsdb.path=" + (dir_.path() / "data").string(),
-                                     "--web.listen-address=127.0.0.1:" + std::to_string(port_),
-                                     "--web.enable-lifecycle", "--log.level=warn"},
-                                    dir_.path() / "prometheus.log");
+                       "\nscrape_configs:\n  - job_name: memhp\n    static_configs:\n      - targets: [" +
+                       targets_yaml + "]\n");
+        proc_ = ChildProcess::spawn(
+            {"prometheus", "--config.file=" + (dir_.path() / "prometheus.yml").string(),
+             "--storage.tsdb.path=" + (dir_.path() / "data").string(),
+             "--web.listen-address=127.0.0.1:" + std::to_string(port_), "--web.enable-lifecycle", "--log.level=warn"},
+            dir_.path() / "prometheus.log");
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
         while (true) {
             if (!proc_.running()) throw Error("prometheus exited:\n" + log_tail());
             auto r = run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", base() + "/-/ready"},
                          {.timeout = std::chrono::seconds(5)});
             if (r.out == "200") break;
-            if (std::chrono::steady_clock::now() > deadline) throw Error("prometheus not ready in 60 s:\n" + log_tail());
+            if (std::chrono::steady_clock::now() > deadline)
+                throw Error("prometheus not ready in 60 s:\n" + log_tail());
             std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
     }
@@ -111,9 +113,9 @@ public:
     [[nodiscard]] std::vector<Series> query_range(const std::string& promql, double start, double end,
                                                   double step) const {
         auto d = data(http_get(base() + "/api/v1/query_range", {{"query", promql},
-                                                                 {"start", std::to_string(start)},
-                                                                 {"end", std::to_string(end)},
-                                                                 {"step", std::to_string(step)}}),
+                                                                {"start", std::to_string(start)},
+                                                                {"end", std::to_string(end)},
+                                                                {"step", std::to_string(step)}}),
                       promql);
         std::vector<Series> out;
         for (const auto& s : d["result"]) {
@@ -202,10 +204,11 @@ inline void render_png(const fs::path& png, const std::string& title, const std:
     }
     if (plot.empty()) throw Error("nothing finite to plot for " + title);
     write_file(dat, data);
-    const std::string script = "set terminal pngcairo size 900,420 font 'sans,9'\nset output '" + png.string() +
-                               "'\nset title \"" + title + "\"\nset xlabel 'seconds since the exporter started'\n"
-                               "set ylabel \"" + ylabel + "\"\nset key outside right top\nset grid\n" +
-                               "set format y '%.4g'\nset yrange [0:*]\n" + plot + "\n";
+    const std::string script =
+        "set terminal pngcairo size 900,420 font 'sans,9'\nset output '" + png.string() + "'\nset title \"" + title +
+        "\"\nset xlabel 'seconds since the exporter started'\n"
+        "set ylabel \"" +
+        ylabel + "\"\nset key outside right top\nset grid\n" + "set format y '%.4g'\nset yrange [0:*]\n" + plot + "\n";
     write_file(png.parent_path() / (png.stem().string() + ".gp"), script);
     run_checked({"gnuplot", (png.parent_path() / (png.stem().string() + ".gp")).string()},
                 {.timeout = std::chrono::seconds(60)});

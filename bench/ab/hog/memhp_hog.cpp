@@ -38,7 +38,6 @@
 #include "memhp/error.hpp"
 #include "memhp/files.hpp"
 #include "memhp/procfs.hpp"
-#include "memhp/procfs.hpp"
 #include "memhp/size.hpp"
 
 using nlohmann::json;
@@ -233,10 +232,12 @@ json fragment(int node, std::uint64_t reserve, json& knobs) {
     set_knob("/sys/kernel/mm/transparent_hugepage/enabled", "madvise", knobs);
 
     const auto free = node_free_bytes(node);
-    if (free < 2 * reserve) throw memhp::Error("node " + std::to_string(node) + " has only " + memhp::format_size_human(free) + " free");
+    if (free < 2 * reserve)
+        throw memhp::Error("node " + std::to_string(node) + " has only " + memhp::format_size_human(free) + " free");
     const std::uint64_t size = (free - reserve) / kPage * kPage;
     auto* base = static_cast<unsigned char*>(map_anon(size));
-    if (::madvise(base, size, MADV_NOHUGEPAGE) != 0) throw memhp::Error(memhp::errno_text("madvise(MADV_NOHUGEPAGE)", errno));
+    if (::madvise(base, size, MADV_NOHUGEPAGE) != 0)
+        throw memhp::Error(memhp::errno_text("madvise(MADV_NOHUGEPAGE)", errno));
     for (std::uint64_t off = 0; off < size; off += kPage) base[off] = 1;
 
     // Frame numbers of the pages (root reads them from pagemap).
@@ -246,8 +247,9 @@ json fragment(int node, std::uint64_t reserve, json& knobs) {
         int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
         if (fd < 0) throw memhp::Error(memhp::errno_text("open /proc/self/pagemap", errno));
         const auto want = static_cast<ssize_t>(pages * sizeof(std::uint64_t));
-        const ssize_t got = ::pread(fd, map.data(), static_cast<std::size_t>(want),
-                                    static_cast<off_t>(reinterpret_cast<std::uintptr_t>(base) / kPage * sizeof(std::uint64_t)));
+        const ssize_t got =
+            ::pread(fd, map.data(), static_cast<std::size_t>(want),
+                    static_cast<off_t>(reinterpret_cast<std::uintptr_t>(base) / kPage * sizeof(std::uint64_t)));
         const int err = errno;
         ::close(fd);
         if (got != want) throw memhp::Error(memhp::errno_text("read /proc/self/pagemap", got < 0 ? err : EIO));
@@ -281,15 +283,18 @@ json fragment(int node, std::uint64_t reserve, json& knobs) {
     if (g_thp.pagemap < 0) throw memhp::Error(memhp::errno_text("open /proc/self/pagemap", errno));
     g_thp.node = node;
     take_high_order_blocks();
-    return {{"filled_bytes", size}, {"freed_bytes", freed * kPage}, {"locked_bytes", size - freed * kPage + g_thp.touched},
+    return {{"filled_bytes", size},
+            {"freed_bytes", freed * kPage},
+            {"locked_bytes", size - freed * kPage + g_thp.touched},
             {"huge_page_area_bytes", g_thp.touched}};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"memhp-hog: sets a lab guest's memory up for the memhp ab scenarios (pressure, fragment) and holds it "
-                 "until killed. Prints 'memhp-hog: ready {json}' when done."};
+    CLI::App app{
+        "memhp-hog: sets a lab guest's memory up for the memhp ab scenarios (pressure, fragment) and holds it "
+        "until killed. Prints 'memhp-hog: ready {json}' when done."};
     app.require_subcommand(1);
     int node = 0;
     std::string margin_text = "16M", reserve_text = "48M";
@@ -298,7 +303,8 @@ int main(int argc, char** argv) {
     p->add_option("--node", node, "NUMA node")->capture_default_str();
     auto* f = app.add_subcommand("fragment", "leave the node with free memory but no free block of order >= 9");
     f->add_option("--node", node, "NUMA node")->capture_default_str();
-    f->add_option("--reserve", reserve_text, "memory the 4 KiB fill leaves alone (the kernel's headroom)")->capture_default_str();
+    f->add_option("--reserve", reserve_text, "memory the 4 KiB fill leaves alone (the kernel's headroom)")
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
     struct sigaction sa {};

@@ -24,7 +24,8 @@ std::string fmt(const char* f, double a, double b = 0, double c = 0) {
 std::optional<GrowthFit> fit_growth(const std::vector<double>& present, const std::vector<double>& cost) {
     std::vector<std::pair<double, double>> pts;
     for (std::size_t i = 0; i < std::min(present.size(), cost.size()); ++i)
-        if (present[i] > 0 && cost[i] > 0 && std::isfinite(cost[i])) pts.emplace_back(std::log(present[i]), std::log(cost[i]));
+        if (present[i] > 0 && cost[i] > 0 && std::isfinite(cost[i]))
+            pts.emplace_back(std::log(present[i]), std::log(cost[i]));
     if (pts.size() < kMinPoints) return std::nullopt;
     const auto [lo, hi] = std::minmax_element(pts.begin(), pts.end());
     if (lo->first == hi->first) return std::nullopt;  // one presence only: no slope
@@ -89,8 +90,9 @@ CurveAnalysis analyse_curve(const std::string& phase, const std::vector<CurveSte
         s.fit = fit_growth(x, sy);
         a.sub.push_back(std::move(s));
     }
-    std::stable_sort(a.sub.begin(), a.sub.end(),
-                     [](const SubPhaseShare& l, const SubPhaseShare& r) { return l.last - l.first > r.last - r.first; });
+    std::stable_sort(a.sub.begin(), a.sub.end(), [](const SubPhaseShare& l, const SubPhaseShare& r) {
+        return l.last - l.first > r.last - r.first;
+    });
     if (!a.fit) {
         a.sentence = phase + ": too few steps to fit a growth exponent";
         return a;
@@ -130,7 +132,8 @@ nlohmann::json scale_analysis(const nlohmann::json& arm, std::uint64_t step_byte
             const auto it = s.find("sub_phases_s");
             if (it == s.end() || !it->is_object() || !it->contains(phase) || !(*it)[phase].is_object()) return false;
             for (const auto& [name, v] : (*it)[phase].items())
-                if (v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() >= 0) st.sub_s[name] = v.get<double>();
+                if (v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() >= 0)
+                    st.sub_s[name] = v.get<double>();
             return !st.sub_s.empty();
         };
         if (const auto a = finite_number(s, "probe_add_s")) {

@@ -104,7 +104,9 @@ public:
         };
         return lab::run_cycle(mem, dev, opts, index);
     }
-    std::size_t ops_per_cycle(const lab::CycleRecord& c) const override { return c.dimms.size(); }  // one kmem add per range
+    std::size_t ops_per_cycle(const lab::CycleRecord& c) const override {
+        return c.dimms.size();
+    }  // one kmem add per range
 
 private:
     std::optional<bool> mmo_;

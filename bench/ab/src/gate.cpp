@@ -107,8 +107,8 @@ std::string percent(double rel) {
 }  // namespace
 
 const std::vector<std::string>& default_primary_metrics() {
-    static const std::vector<std::string> k = {"probe_add_s",        "probe_online_s",       "probe_offline_s",
-                                               "probe_remove_s",     "free_consumed_bytes", "memmap_remote_bytes"};
+    static const std::vector<std::string> k = {"probe_add_s",    "probe_online_s",      "probe_offline_s",
+                                               "probe_remove_s", "free_consumed_bytes", "memmap_remote_bytes"};
     return k;
 }
 
@@ -256,9 +256,9 @@ GateResult gate(const std::vector<GateMetricInput>& metrics, const GateOptions& 
     // the effect's interval: the effect cannot be told from the host.
     if (worst && worst_is_timing && r.drift.checked && std::fabs(r.drift.change) >= worst->ratio_lo - 1) {
         r.status = GateStatus::Inconclusive;
-        r.reason = "the host's speed changed by " + percent(r.drift.change) + " during the run (" +
-                   r.drift.reference + "), as much as the largest effect claimed (" + worst->name + " " +
-                   percent(worst->ratio - 1) + "): run again on a quieter host";
+        r.reason = "the host's speed changed by " + percent(r.drift.change) + " during the run (" + r.drift.reference +
+                   "), as much as the largest effect claimed (" + worst->name + " " + percent(worst->ratio - 1) +
+                   "): run again on a quieter host";
     } else if (worst) {
         char b[64];
         std::snprintf(b, sizeof b, "%.3g", worst->p_adjusted);

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 #include "memhp/ab/metrics.hpp"
@@ -54,7 +54,8 @@ std::string text(const json& o, const char* key) {
 const json& arm_of(const json& results, const std::string& name, const char* which) {
     if (results.is_object() && results.contains("arms") && results["arms"].is_array())
         for (const auto& a : results["arms"])
-            if (a.is_object() && a.contains("name") && a["name"] == name && a.contains("cycles") && a["cycles"].is_array())
+            if (a.is_object() && a.contains("name") && a["name"] == name && a.contains("cycles") &&
+                a["cycles"].is_array())
                 return a;
     throw BadResults(std::string(which) + " arm '" + name + "' is not in the results");
 }
@@ -62,7 +63,8 @@ const json& arm_of(const json& results, const std::string& name, const char* whi
 // Why a run cannot be gated, or empty.
 std::string run_failure(const json& results, const json& arm) {
     const std::string status = text(results, "status");
-    if (status != "complete") return "the run's status is '" + (status.empty() ? "missing" : status) + "', not complete";
+    if (status != "complete")
+        return "the run's status is '" + (status.empty() ? "missing" : status) + "', not complete";
     const std::string name = text(arm, "name");
     if (!text(arm, "error").empty()) return "arm '" + name + "' failed: " + text(arm, "error");
     int bad = 0, good = 0;
@@ -245,7 +247,8 @@ double detectable_log_effect(const MetricSpread& s, int boots, int cycles, doubl
 }
 }  // namespace
 
-double detectable_ratio(const MetricSpread& s, int boots, int cycles_per_boot, double alpha, int metrics, double power) {
+double detectable_ratio(const MetricSpread& s, int boots, int cycles_per_boot, double alpha, int metrics,
+                        double power) {
     return std::exp(detectable_log_effect(s, boots, cycles_per_boot, alpha, metrics, power));
 }
 
@@ -259,9 +262,15 @@ std::optional<int> boots_needed(const MetricSpread& s, double ratio, int cycles_
 }
 
 json to_json(const Calibration& c) {
-    json j = {{"schema", "memhp.calibration/1"}, {"date", c.date},     {"host", c.host},
-              {"runs", c.runs},                  {"false_alarms", c.false_alarms}, {"inconclusive", c.inconclusive},
-              {"boots", c.boots},                {"cycles", c.cycles}, {"kernel", c.kernel}};
+    json j = {{"schema", "memhp.calibration/1"},
+              {"date", c.date},
+              {"host", c.host},
+              {"runs", c.runs},
+              {"false_alarms", c.false_alarms},
+              {"inconclusive", c.inconclusive},
+              {"boots", c.boots},
+              {"cycles", c.cycles},
+              {"kernel", c.kernel}};
     json spreads = json::array();
     for (const auto& s : c.spreads)
         spreads.push_back({{"metric", s.metric},
@@ -340,14 +349,16 @@ std::string gate_markdown(const GateResult& r, const std::string& base_label, co
            << "`, one median per boot; ratio = candidate / base with its " << fmt("%.0f", (1 - 2 * opts.alpha) * 100)
            << " % interval; p: Welch's t on the boot medians (log scale for positive values); "
               "p(Holm): adjusted across the primary metrics.\n\n"
-           << "| metric | verdict | boots | ratio | interval | p | p(Holm) | note |\n|---|---|---|---|---|---|---|---|\n";
+           << "| metric | verdict | boots | ratio | interval | p | p(Holm) | note "
+              "|\n|---|---|---|---|---|---|---|---|\n";
         for (const auto& v : r.metrics) {
             std::string note = v.note;
             if (v.verdict == GateVerdict::Inconclusive && v.note.empty() && v.boots_needed)
                 note = "about " + std::to_string(v.boots_needed) + " boots per arm would decide";
             md << "| " << (v.primary ? "**" + v.name + "**" : v.name) << " | " << gate_verdict_word(v.verdict) << " | "
                << v.boots_base << "+" << v.boots_cand << " | " << fmt("%.3f", v.ratio) << " | "
-               << (std::isfinite(v.ratio_hi) ? fmt("%.3f", v.ratio_lo) + "–" + fmt("%.3f", v.ratio_hi) : std::string("–"))
+               << (std::isfinite(v.ratio_hi) ? fmt("%.3f", v.ratio_lo) + "–" + fmt("%.3f", v.ratio_hi)
+                                             : std::string("–"))
                << " | " << fmt("%.3g", v.p) << " | "
                << (v.primary && v.better == Better::Lower ? fmt("%.3g", v.p_adjusted) : std::string("–")) << " | "
                << note << " |\n";
@@ -365,8 +376,8 @@ std::string gate_markdown(const GateResult& r, const std::string& base_label, co
         md << "Calibration: an A/A on " << calibration->host << " (" << calibration->date << ", kernel "
            << calibration->kernel << ", " << calibration->boots << " boots × " << calibration->cycles
            << " cycles) gave " << calibration->false_alarms << " false alarm(s) in " << calibration->runs << " runs ("
-           << fmt("%.1f", 100.0 * calibration->false_alarms / calibration->runs) << " %), "
-           << calibration->inconclusive << " inconclusive.\n"
+           << fmt("%.1f", 100.0 * calibration->false_alarms / calibration->runs) << " %), " << calibration->inconclusive
+           << " inconclusive.\n"
            << power_sentence(*calibration, opts) << "\n";
     else
         md << "Calibration: none on this machine; `memhp ab --aa 20` measures the false-alarm rate.\n";

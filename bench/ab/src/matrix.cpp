@@ -55,7 +55,8 @@ std::string series_text(const std::string& spec, const std::optional<std::pair<i
 // An arm name from the cell (the --arm rule: letters, digits, '.', '_', '-', at most 32).
 std::string cell_name(const std::string& kernel, DeviceKind d, const std::string& mmo) {
     std::string k;
-    for (char c : kernel) k += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c : '_';
+    for (char c : kernel)
+        k += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c : '_';
     std::string tail = std::string("-") + device_name(d) + "-" + mmo;
     if (k.size() + 1 + tail.size() > 32) k = k.substr(0, 32 - 1 - tail.size());
     return "k" + k + tail;
@@ -82,7 +83,8 @@ std::vector<MatrixCell> plan_matrix(const std::vector<std::string>& kernels, con
             // else in the first mode asked that the kernel can boot.
             std::string virtio_mode;
             if (d == DeviceKind::VirtioMem) {
-                if (has_mmo && std::find(mmos.begin(), mmos.end(), "on") != mmos.end()) virtio_mode = "on";
+                if (has_mmo && std::find(mmos.begin(), mmos.end(), "on") != mmos.end())
+                    virtio_mode = "on";
                 else
                     for (const auto& m : mmos)
                         if (m != "on" || has_mmo) {
@@ -92,14 +94,17 @@ std::vector<MatrixCell> plan_matrix(const std::vector<std::string>& kernels, con
             }
             for (const auto& m : mmos) {
                 MatrixCell c{k, d, m, cell_name(k, d, m), {}};
-                if (auto why = device_unavailable(d)) c.skip = *why;
+                if (auto why = device_unavailable(d))
+                    c.skip = *why;
                 else if (m == "on" && !has_mmo)
                     c.skip = series_text(k, v) + " has no memmap_on_memory at all (it arrived in Linux 5.12)";
                 else if (d == DeviceKind::VirtioMem && before(v, 5, 8))
                     c.skip = series_text(k, v) + " has no virtio-mem (it arrived in Linux 5.8)";
                 else if (d == DeviceKind::VirtioMem && m != virtio_mode)
-                    c.skip = "not a different cell: virtio-mem never passes MHP_MEMMAP_ON_MEMORY, so its memmap comes "
-                             "from the page allocator in every mode; run once, with mmo=" + virtio_mode;
+                    c.skip =
+                        "not a different cell: virtio-mem never passes MHP_MEMMAP_ON_MEMORY, so its memmap comes "
+                        "from the page allocator in every mode; run once, with mmo=" +
+                        virtio_mode;
                 else if (d == DeviceKind::Dax && m == "on" && before(v, 6, 8))
                     c.skip = series_text(k, v) + " has no dax memmap_on_memory attribute (it arrived in Linux 6.8)";
                 cells.push_back(std::move(c));
@@ -140,7 +145,8 @@ std::string cell_reason(const std::string& error) {
     if (const auto at = error.find(kDump); at != std::string::npos) {
         head = error.substr(0, at);
         const auto from = at + kDump.size();
-        if (const auto close = error.find(") ---", from); close != std::string::npos) log = error.substr(from, close - from);
+        if (const auto close = error.find(") ---", from); close != std::string::npos)
+            log = error.substr(from, close - from);
     }
     std::string out;
     for (const char c : head) {  // one line: newlines (and other controls) become "; " / " "
@@ -176,7 +182,8 @@ json matrix_row(const MatrixCell& cell, const json& run, std::uint64_t cycle_byt
         row["reason"] = cell.skip;
         return row;
     }
-    const json arm = run.contains("arms") && run["arms"].is_array() && !run["arms"].empty() ? run["arms"][0] : json::object();
+    const json arm =
+        run.contains("arms") && run["arms"].is_array() && !run["arms"].empty() ? run["arms"][0] : json::object();
     const json cycles = arm.value("cycles", json::array());
     int ok = 0, bad = 0;
     for (const auto& c : cycles) (c.is_object() && c.value("ok", false) ? ok : bad)++;
@@ -200,10 +207,14 @@ json matrix_row(const MatrixCell& cell, const json& run, std::uint64_t cycle_byt
         row["memmap_altmap_pages"] = a / 4096;
         row["memmap_page_allocator_pages"] = b / 4096;
         row["memmap_remote_pages"] = r / 4096;
-        row["memmap_source"] = a > 0 && b == 0 ? "altmap" : b > 0 && a == 0 ? "page allocator" : a > 0 ? "mixed" : "none";
+        row["memmap_source"] = a > 0 && b == 0   ? "altmap"
+                               : b > 0 && a == 0 ? "page allocator"
+                               : a > 0           ? "mixed"
+                                                 : "none";
         row["memmap_locality"] = a + b == 0 ? "–" : r == 0 ? "local" : r >= a + b ? "remote" : "partly remote";
     }
-    if (free_b && cycle_bytes) row["free_consumed_per_gib_bytes"] = *free_b * double(std::uint64_t{1} << 30) / double(cycle_bytes);
+    if (free_b && cycle_bytes)
+        row["free_consumed_per_gib_bytes"] = *free_b * double(std::uint64_t{1} << 30) / double(cycle_bytes);
     for (const char* phase : {"add", "online", "offline", "remove"}) {
         auto v = median_metric(cycles, std::string("probe_") + phase + "_s");
         std::string src = "probe";
@@ -226,10 +237,11 @@ json matrix_row(const MatrixCell& cell, const json& run, std::uint64_t cycle_byt
             for (const auto& p : c.value("phases", json::array()))
                 if (first.empty() && p.is_object() && !p.value("ok", true))
                     first = p.value("phase", "?") + ": " + p.value("error", std::string("?")).substr(0, 300);
-        row["reason"] = !errors.empty() ? cell_reason(errors)
-                        : (ok == 0 ? std::string("no cycle completed") : std::to_string(bad) + " of " +
-                                                                              std::to_string(ok + bad) + " cycles failed") +
-                              (first.empty() ? "" : " (" + first + ")");
+        row["reason"] = !errors.empty()
+                            ? cell_reason(errors)
+                            : (ok == 0 ? std::string("no cycle completed")
+                                       : std::to_string(bad) + " of " + std::to_string(ok + bad) + " cycles failed") +
+                                  (first.empty() ? "" : " (" + first + ")");
     }
     if (!device_memmap_note(cell.device).empty()) row["note"] = device_memmap_note(cell.device);
     return row;
@@ -257,7 +269,8 @@ std::string matrix_markdown(const json& matrix) {
        << "Each cell boots one guest and runs " << o.value("cycles", 0) << " cycle(s) of "
        << format_size_human(o.value("cycle_bytes", std::uint64_t{0})) << " hot-added on node " << o.value("node", 1)
        << " (memoryless), onlined ("
-       << (o.value("online", "") == "manual" ? "by the lab, " + md_cell(o.value("zone", "movable")) : std::string("by the kernel"))
+       << (o.value("online", "") == "manual" ? "by the lab, " + md_cell(o.value("zone", "movable"))
+                                             : std::string("by the kernel"))
        << "), offlined and removed. Latencies are medians per 128 MiB block (memhp's probes; "
           "`wall` marks the host's wall time where the probes had none); memmap pages are per cycle; "
           "free memory consumed is per GiB hot-added.\n\n"
@@ -288,10 +301,10 @@ std::string matrix_markdown(const json& matrix) {
             if (row.value(by, "") == "wall") s += " (wall)";
             return s;
         };
-        md << " | " << src << " | " << text(row, "memmap_locality") << " | " << num(row, "memmap_altmap_pages", 1, "%.0f")
-           << " | " << num(row, "memmap_page_allocator_pages", 1, "%.0f") << " | "
-           << num(row, "free_consumed_per_gib_bytes", 1.0 / (1 << 20), "%.1f MiB") << " | " << lat("add") << " | "
-           << lat("online") << " | " << lat("offline") << " | " << lat("remove") << " |\n";
+        md << " | " << src << " | " << text(row, "memmap_locality") << " | "
+           << num(row, "memmap_altmap_pages", 1, "%.0f") << " | " << num(row, "memmap_page_allocator_pages", 1, "%.0f")
+           << " | " << num(row, "free_consumed_per_gib_bytes", 1.0 / (1 << 20), "%.1f MiB") << " | " << lat("add")
+           << " | " << lat("online") << " | " << lat("offline") << " | " << lat("remove") << " |\n";
         if (row.contains("note")) footnotes[mark] = text(row, "note");
     }
     for (const auto& [mark, note] : footnotes) md << "\n" << mark << " " << note << ".\n";
@@ -396,11 +409,16 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
     }
     std::size_t to_run = 0;
     for (const auto& c : cells) {
-        if (c.skip.empty()) ++to_run;
-        else progress("skip " + c.name + ": " + c.skip);
-        results["cells"].push_back(c.skip.empty() ? json{{"cell", c.name}, {"kernel", c.kernel}, {"device", device_name(c.device)},
-                                                         {"mmo", c.mmo}, {"status", "pending"}}
-                                                 : matrix_row(c, json::object(), cycle_bytes));
+        if (c.skip.empty())
+            ++to_run;
+        else
+            progress("skip " + c.name + ": " + c.skip);
+        results["cells"].push_back(c.skip.empty() ? json{{"cell", c.name},
+                                                         {"kernel", c.kernel},
+                                                         {"device", device_name(c.device)},
+                                                         {"mmo", c.mmo},
+                                                         {"status", "pending"}}
+                                                  : matrix_row(c, json::object(), cycle_bytes));
     }
     save(out, results);
     progress("matrix: " + std::to_string(cells.size()) + " cells, " + std::to_string(to_run) + " to run, " +
@@ -438,7 +456,8 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
         json run;
         json row;
         try {
-            (void)run_ab(runs[i], [&](const std::string& s) { progress(tag + s); }, run);
+            (void)run_ab(
+                runs[i], [&](const std::string& s) { progress(tag + s); }, run);
             row = matrix_row(cell, run, cycle_bytes);
         } catch (const Interrupted&) {
             row = matrix_row(cell, run, cycle_bytes);
@@ -458,9 +477,9 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
         std::string line = tag + row["status"].get<std::string>();
         if (row.contains("reason")) line += ": " + row["reason"].get<std::string>();
         if (row.contains("memmap_source"))
-            line += "; memmap " + row["memmap_source"].get<std::string>() + " (" + row["memmap_locality"].get<std::string>() +
-                    "), " + num(row, "memmap_altmap_pages", 1, "%.0f") + " altmap + " +
-                    num(row, "memmap_page_allocator_pages", 1, "%.0f") + " page-allocator pages";
+            line += "; memmap " + row["memmap_source"].get<std::string>() + " (" +
+                    row["memmap_locality"].get<std::string>() + "), " + num(row, "memmap_altmap_pages", 1, "%.0f") +
+                    " altmap + " + num(row, "memmap_page_allocator_pages", 1, "%.0f") + " page-allocator pages";
         char b[48];
         std::snprintf(b, sizeof b, "; %.0f s", row["wall_s"].get<double>());
         progress(line + b);

@@ -57,7 +57,10 @@ const std::string& bpftrace_peer_program() {
 lab::TracerCommand bpftrace_peer_command(const std::string& bpftrace) {
     // "Attaching 8 probes..." comes before the attaches, then one BPF link
     // per kfunc/kretfunc; -B line flushes each record as it is printed.
-    return {"bpftrace", {bpftrace, "-B", "line", "-e", bpftrace_peer_program()}, "Attaching ", 2 * static_cast<int>(kPeerPhases.size())};
+    return {"bpftrace",
+            {bpftrace, "-B", "line", "-e", bpftrace_peer_program()},
+            "Attaching ",
+            2 * static_cast<int>(kPeerPhases.size())};
 }
 
 json peer_agreement(const json& arm) {
@@ -107,7 +110,8 @@ std::string peer_markdown(const json& results) {
         if (!g.is_object() || !g.contains("peer")) continue;
         if (!any) {
             md << "\n### Peer check: memhp against bpftrace in the same guest and cycles\n\n"
-               << "| arm | phase | function | cycles | memhp median | bpftrace median | bpftrace/memhp | per-cycle difference (median, max) |\n"
+               << "| arm | phase | function | cycles | memhp median | bpftrace median | bpftrace/memhp | per-cycle "
+                  "difference (median, max) |\n"
                << "|---|---|---|---:|---:|---:|---:|---:|\n";
             any = true;
         }
@@ -115,31 +119,32 @@ std::string peer_markdown(const json& results) {
         for (const auto& [phase, fn] : kPeerPhases) {
             if (!phases.contains(phase)) continue;
             const auto& p = phases[phase];
-            md << "| " << a["name"].get<std::string>() << " | " << phase << " | `" << p.value("function", std::string()) << "` | "
-               << p.value("cycles", 0);
+            md << "| " << a["name"].get<std::string>() << " | " << phase << " | `" << p.value("function", std::string())
+               << "` | " << p.value("cycles", 0);
             if (p.value("unmatched", 0)) md << " (" << p.value("unmatched", 0) << " unmatched)";
             if (p.contains("memhp_median_s")) {
                 char ratio[32], diff[64];
                 std::snprintf(ratio, sizeof ratio, "%.2f×", p.value("ratio", 0.0));
                 std::snprintf(diff, sizeof diff, "%.1f %%, %.1f %%", 100 * p.value("median_rel_diff", 0.0),
                               100 * p.value("max_rel_diff", 0.0));
-                md << " | " << format_value(p["memhp_median_s"], "s") << " | " << format_value(p["bpftrace_median_s"], "s")
-                   << " | " << ratio << " | " << diff << " |\n";
+                md << " | " << format_value(p["memhp_median_s"], "s") << " | "
+                   << format_value(p["bpftrace_median_s"], "s") << " | " << ratio << " | " << diff << " |\n";
             } else {
                 md << " | – | – | – | – |\n";
             }
         }
     }
     if (!any) return {};
-    md << "\nTime from spawn to every probe attached, in the guest:\n\n| arm | memhp | bpftrace | bpftrace/memhp |\n|---|---:|---:|---:|\n";
+    md << "\nTime from spawn to every probe attached, in the guest:\n\n| arm | memhp | bpftrace | bpftrace/memhp "
+          "|\n|---|---:|---:|---:|\n";
     for (const auto& a : results["arms"]) {
         const auto g = a.value("guest", json::object());
         if (!g.is_object() || !g.contains("peer")) continue;
         const double m = g.value("attach_s", 0.0), b = g["peer"].value("attach_s", 0.0);
         char ratio[32];
         std::snprintf(ratio, sizeof ratio, "%.1f×", m > 0 ? b / m : 0.0);
-        md << "| " << a["name"].get<std::string>() << " | " << format_value(m, "s") << " | " << format_value(b, "s") << " | "
-           << ratio << " |\n";
+        md << "| " << a["name"].get<std::string>() << " | " << format_value(m, "s") << " | " << format_value(b, "s")
+           << " | " << ratio << " |\n";
     }
     md << "\nmemhp times each phase with fentry/fexit (or kprobes) on the same functions; the difference is the two "
           "tools' own probe overhead plus emulation noise.\n";

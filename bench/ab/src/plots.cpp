@@ -60,8 +60,7 @@ void plot_render(const fs::path& dir, const std::string& name, const std::string
     ro.timeout = std::chrono::seconds(60);
     ro.cwd = dir;
     auto r = run({"gnuplot", name + ".gp"}, ro);
-    if (r.exit_code != 0)
-        throw Error("gnuplot failed on " + script.string() + ":\n" + last_lines(r.err + r.out, 10));
+    if (r.exit_code != 0) throw Error("gnuplot failed on " + script.string() + ":\n" + last_lines(r.err + r.out, 10));
     out[name] = (dir / (name + ".svg")).string();
 }
 
@@ -162,7 +161,8 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
         g << "set title 'Online sub-phases, share of each block online (stacked), arm " << a + 1 << "'\n"
           << "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel '% of the online'\nset grid\n"
              "set key outside right top\nset yrange [0:100]\nset style fill solid 0.8 border -1\n"
-             "plot '" << name << ".dat' using 1:(0):2 with filledcurves title columnheader(2)";
+             "plot '"
+          << name << ".dat' using 1:(0):2 with filledcurves title columnheader(2)";
         for (std::size_t k = 1; k < cols.size(); ++k)
             g << ", '' using 1:" << k + 1 << ":" << k + 2 << " with filledcurves title columnheader(" << k + 2 << ")";
         plot_render(dir, name, g.str(), out);
@@ -171,7 +171,9 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
 
 }  // namespace
 
-json write_plots(const json& results, const fs::path& out_dir) { return write_plots(results_from_json(results), out_dir); }
+json write_plots(const json& results, const fs::path& out_dir) {
+    return write_plots(results_from_json(results), out_dir);
+}
 
 json write_plots(const Results& results, const fs::path& out_dir) {
     if (!find_program("gnuplot"))
@@ -198,8 +200,9 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                 const auto& v = s["probe_" + kProbePhases[p] + "_s"];
                 for (double x : v) f << p << " " << x * 1e3 << "\n";
                 if (v.empty()) continue;
-                elems << (elems.tellp() > 0 ? ", \\\n  " : "") << "'latency-" << a << ".dat' using (" << p * (na + 1) + a + 1
-                      << "):($1==" << p << " ? $2 : 1/0) lc " << a + 1 << (titled ? " notitle" : " title columnheader(2)");
+                elems << (elems.tellp() > 0 ? ", \\\n  " : "") << "'latency-" << a << ".dat' using ("
+                      << p * (na + 1) + a + 1 << "):($1==" << p << " ? $2 : 1/0) lc " << a + 1
+                      << (titled ? " notitle" : " title columnheader(2)");
                 titled = true;
             }
             write_file(dir / ("latency-" + std::to_string(a) + ".dat"), f.str());
@@ -224,21 +227,23 @@ json write_plots(const Results& results, const fs::path& out_dir) {
             for (const auto& a : arms) {
                 auto s = arm_samples(a);
                 const double mib = 1 << 20;
-                const double buddy = median_or0(s, "memmap_page_allocator_bytes"), remote = median_or0(s, "memmap_remote_bytes");
+                const double buddy = median_or0(s, "memmap_page_allocator_bytes"),
+                             remote = median_or0(s, "memmap_remote_bytes");
                 f << plot_label(a.name) << " " << median_or0(s, "memmap_altmap_bytes") / mib << " "
                   << std::max(0.0, buddy - remote) / mib << " " << remote / mib << " "
                   << median_or0(s, "memmap_page_table_bytes") / mib << "\n";
             }
             write_file(dir / "memmap.dat", f.str());
-            plot_render(dir, "memmap",
-                   "set title 'Memmap per cycle: source and NUMA locality (median)'\nset ylabel 'MiB'\n"
-                   "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.8 border -1\n"
-                   "set boxwidth 0.5\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
-                   "plot 'memmap.dat' using 2:xtic(1) title 'altmap (on the added memory, local)' lc rgb '#2a9d8f', "
-                   "'' using 3 title 'page allocator, local' lc rgb '#e9c46a', "
-                   "'' using 4 title 'page allocator, remote node' lc rgb '#e76f51', "
-                   "'' using 5 title 'page tables' lc rgb '#8d99ae'",
-                   out);
+            plot_render(
+                dir, "memmap",
+                "set title 'Memmap per cycle: source and NUMA locality (median)'\nset ylabel 'MiB'\n"
+                "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.8 border -1\n"
+                "set boxwidth 0.5\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
+                "plot 'memmap.dat' using 2:xtic(1) title 'altmap (on the added memory, local)' lc rgb '#2a9d8f', "
+                "'' using 3 title 'page allocator, local' lc rgb '#e9c46a', "
+                "'' using 4 title 'page allocator, remote node' lc rgb '#e76f51', "
+                "'' using 5 title 'page tables' lc rgb '#8d99ae'",
+                out);
         }
         // Free memory: what the add took from memory already online.
         {
@@ -250,13 +255,15 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                   << median_or0(s, "memfree_drop_at_add_bytes") / (1 << 20) << "\n";
             }
             write_file(dir / "free-memory.dat", f.str());
-            plot_render(dir, "free-memory",
-                   "set title 'Free memory consumed by one hot-add, before the new memory is online (median)'\n"
-                   "set ylabel 'MiB'\nset style data histograms\nset style histogram clustered gap 1\n"
-                   "set style fill solid 0.8 border -1\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
-                   "plot 'free-memory.dat' using 2:xtic(1) title 'page-allocator pages taken (memhp probes)' lc rgb '#264653', "
-                   "'' using 3 title 'MemFree drop (/proc/meminfo)' lc rgb '#e76f51'",
-                   out);
+            plot_render(
+                dir, "free-memory",
+                "set title 'Free memory consumed by one hot-add, before the new memory is online (median)'\n"
+                "set ylabel 'MiB'\nset style data histograms\nset style histogram clustered gap 1\n"
+                "set style fill solid 0.8 border -1\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
+                "plot 'free-memory.dat' using 2:xtic(1) title 'page-allocator pages taken (memhp probes)' lc rgb "
+                "'#264653', "
+                "'' using 3 title 'MemFree drop (/proc/meminfo)' lc rgb '#e76f51'",
+                out);
         }
     } else {
         // Scale: per-block add and online cost against memory already present.
@@ -271,8 +278,8 @@ json write_plots(const Results& results, const fs::path& out_dir) {
             for (const auto& s : arms[a].scale) {
                 if (!s.ok) continue;
                 any = true;
-                f << s.present_before_bytes / (1 << 30) << " " << s.probe_add_s * 1e3 << " " << s.probe_online_s * 1e3 << " "
-                  << s.wall_add_s * 1e3 << " " << s.wall_online_s * 1e3 << "\n";
+                f << s.present_before_bytes / (1 << 30) << " " << s.probe_add_s * 1e3 << " " << s.probe_online_s * 1e3
+                  << " " << s.wall_add_s * 1e3 << " " << s.wall_online_s * 1e3 << "\n";
             }
             write_file(dir / ("scale-" + std::to_string(a) + ".dat"), f.str());
         }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "memhp/ab/report.hpp"
-#include "memhp/ab/scenario.hpp"
 #include "memhp/ab/peer.hpp"
+#include "memhp/ab/scenario.hpp"
 
 #include <cinttypes>
 #include <cmath>
@@ -43,10 +43,14 @@ std::string md_cell(std::string_view s) {
     out.reserve(s.size());
     for (char c : s) {
         const auto u = static_cast<unsigned char>(c);
-        if (c == '|') out += "\\|";
-        else if (c == '\n' || c == '\r' || c == '\t') out += ' ';
-        else if (u < 0x20 || u == 0x7f) out += '?';
-        else out += c;
+        if (c == '|')
+            out += "\\|";
+        else if (c == '\n' || c == '\r' || c == '\t')
+            out += ' ';
+        else if (u < 0x20 || u == 0x7f)
+            out += '?';
+        else
+            out += c;
     }
     return out;
 }
@@ -84,7 +88,8 @@ std::vector<Comparison> compare_arms(const ArmRecord& base, const ArmRecord& can
     const auto bs = arm_samples(base), cs = arm_samples(cand);
     std::vector<Comparison> out;
     for (const auto& def : metric_defs()) {
-        if (!opts.metrics.empty() && std::find(opts.metrics.begin(), opts.metrics.end(), def.name) == opts.metrics.end())
+        if (!opts.metrics.empty() &&
+            std::find(opts.metrics.begin(), opts.metrics.end(), def.name) == opts.metrics.end())
             continue;
         auto bi = bs.find(def.name);
         auto ci = cs.find(def.name);
@@ -115,17 +120,24 @@ std::string format_value(double v, const std::string& unit) {
     if (unit == "s") {
         const double a = std::fabs(v);
         if (a == 0) return "0";
-        if (a >= 1) std::snprintf(buf, sizeof buf, "%.3f s", v);
-        else if (a >= 1e-3) std::snprintf(buf, sizeof buf, "%.3f ms", v * 1e3);
-        else std::snprintf(buf, sizeof buf, "%.1f µs", v * 1e6);
+        if (a >= 1)
+            std::snprintf(buf, sizeof buf, "%.3f s", v);
+        else if (a >= 1e-3)
+            std::snprintf(buf, sizeof buf, "%.3f ms", v * 1e3);
+        else
+            std::snprintf(buf, sizeof buf, "%.1f µs", v * 1e6);
         return buf;
     }
     if (unit == "bytes") {
         const double a = std::fabs(v);
-        if (a >= 1 << 30) std::snprintf(buf, sizeof buf, "%.2f GiB", v / (1 << 30));
-        else if (a >= 1 << 20) std::snprintf(buf, sizeof buf, "%.2f MiB", v / (1 << 20));
-        else if (a >= 1 << 10) std::snprintf(buf, sizeof buf, "%.1f KiB", v / (1 << 10));
-        else std::snprintf(buf, sizeof buf, "%.0f B", v);
+        if (a >= 1 << 30)
+            std::snprintf(buf, sizeof buf, "%.2f GiB", v / (1 << 30));
+        else if (a >= 1 << 20)
+            std::snprintf(buf, sizeof buf, "%.2f MiB", v / (1 << 20));
+        else if (a >= 1 << 10)
+            std::snprintf(buf, sizeof buf, "%.1f KiB", v / (1 << 10));
+        else
+            std::snprintf(buf, sizeof buf, "%.0f B", v);
         return buf;
     }
     std::snprintf(buf, sizeof buf, "%g", v);
@@ -150,9 +162,12 @@ std::string markdown_table(const std::vector<Comparison>& cs, const std::string&
     for (const auto& c : cs) {
         char p[16];
         // ALGLIB's U-test tables stop at 0.0002 and report at most 0.5.
-        if (c.p >= 0.5) std::snprintf(p, sizeof p, "≥0.5");
-        else if (c.p <= 0.0002) std::snprintf(p, sizeof p, "≤0.0002");
-        else std::snprintf(p, sizeof p, "%.4f", c.p);
+        if (c.p >= 0.5)
+            std::snprintf(p, sizeof p, "≥0.5");
+        else if (c.p <= 0.0002)
+            std::snprintf(p, sizeof p, "≤0.0002");
+        else
+            std::snprintf(p, sizeof p, "%.4f", c.p);
         md << "| " << c.def->name << " | " << cell(c.base, c.def->unit) << " | " << cell(c.cand, c.def->unit) << " | "
            << ratio_text(c.ratio) << " | " << p << " | " << verdict_word(c.verdict) << " |\n";
     }
@@ -172,10 +187,14 @@ std::string md_item(std::string_view s) {
     std::string out;
     for (char c : s) {
         const auto u = static_cast<unsigned char>(c);
-        if (c == '\n') out += "\n  ";
-        else if (c == '\t') out += ' ';
-        else if (u < 0x20 || u == 0x7f) out += '?';
-        else out += c;
+        if (c == '\n')
+            out += "\n  ";
+        else if (c == '\t')
+            out += ' ';
+        else if (u < 0x20 || u == 0x7f)
+            out += '?';
+        else
+            out += c;
     }
     return out;
 }
@@ -204,10 +223,10 @@ std::string claims_markdown(const Results& results) {
         if (!free || blocks128 <= 0) continue;
         any = true;
         const double memmap = alt.value_or(0) + buddy.value_or(0);
-        std::string where = memmap == 0 ? "–"
+        std::string where = memmap == 0               ? "–"
                             : remote.value_or(0) == 0 ? "local (on the node it serves)"
-                            : *remote >= memmap      ? "remote (on another node)"
-                                                     : "partly remote";
+                            : *remote >= memmap       ? "remote (on another node)"
+                                                      : "partly remote";
         rows << "| " << a.name << " | " << format_value(*free / blocks128, "bytes") << " | "
              << format_value(alt.value_or(0) / blocks128, "bytes") << " altmap, "
              << format_value(buddy.value_or(0) / blocks128, "bytes") << " page allocator | " << where << " |\n";
@@ -219,9 +238,10 @@ std::string claims_markdown(const Results& results) {
            << rows.str();
         for (const auto& a : results.arms)
             if (!device_memmap_note(parse_device(a.device)).empty())
-                md << "\n" << a.name << " hot-adds " << a.device << ": "
-                   << device_memmap_note(parse_device(a.device))
-                   << " (asked: memmap_on_memory=" << md_cell(a.guest ? a.guest->memmap_on_memory : std::string("?")) << ").\n";
+                md << "\n"
+                   << a.name << " hot-adds " << a.device << ": " << device_memmap_note(parse_device(a.device))
+                   << " (asked: memmap_on_memory=" << md_cell(a.guest ? a.guest->memmap_on_memory : std::string("?"))
+                   << ").\n";
     }
     // 3. the multi-block fallback check.
     if (!results.fallback_check.empty()) {
@@ -229,13 +249,14 @@ std::string claims_markdown(const Results& results) {
            << " DIMM (several memory blocks) with memmap_on_memory=1\n\n"
            << "| guest | kernel | altmap | page allocator | memhp's verdict |\n|---|---|---:|---:|---|\n";
         for (const auto& f : results.fallback_check) {
-            md << "| " << md_cell(f.guest.empty() ? "?" : f.guest) << " | " << md_cell(f.release.empty() ? "?" : f.release)
-               << " | ";
+            md << "| " << md_cell(f.guest.empty() ? "?" : f.guest) << " | "
+               << md_cell(f.release.empty() ? "?" : f.release) << " | ";
             if (f.error) {
                 md << "– | – | failed: " << md_cell(*f.error) << " |\n";
                 continue;
             }
-            md << format_value(f.altmap_bytes, "bytes") << " | " << format_value(f.page_allocator_bytes, "bytes") << " | "
+            md << format_value(f.altmap_bytes, "bytes") << " | " << format_value(f.page_allocator_bytes, "bytes")
+               << " | "
                << (f.unused ? "memmap_on_memory requested but unused: " + md_cell(f.reason)
                             : std::string("memmap on the added memory"))
                << " |\n";
@@ -251,8 +272,10 @@ std::string probes_cell(const std::string& line) {
     std::smatch m;
     if (!std::regex_search(line, m, std::regex("attached (\\d+) of (\\d+) probes"))) return "–";
     std::string cell = m[1].str() + "/" + m[2].str();
-    if (line.find("populate inferred") != std::string::npos) cell += ", populate inferred";
-    else if (line.find("populate timed") != std::string::npos) cell += ", populate direct";
+    if (line.find("populate inferred") != std::string::npos)
+        cell += ", populate inferred";
+    else if (line.find("populate timed") != std::string::npos)
+        cell += ", populate direct";
     return cell;
 }
 
@@ -280,7 +303,9 @@ std::string scale_markdown(const Results& results) {
             }
         if (add.size() < 16) continue;
         auto med = [](const std::vector<double>& v, bool head) {
-            return summarize(head ? std::vector<double>(v.begin(), v.begin() + 8) : std::vector<double>(v.end() - 8, v.end())).median;
+            return summarize(head ? std::vector<double>(v.begin(), v.begin() + 8)
+                                  : std::vector<double>(v.end() - 8, v.end()))
+                .median;
         };
         auto row = [&](const std::vector<double>& v) {
             const double h = med(v, true), t = med(v, false);
@@ -290,15 +315,16 @@ std::string scale_markdown(const Results& results) {
         };
         md << "| " << a.name << " | " << add.size() << " | " << row(add) << " | " << row(online) << " |\n";
     }
-    md << "\nmedians of the probes' add_memory_resource() and memory_subsys_online() durations over the first and last 8 steps.\n";
+    md << "\nmedians of the probes' add_memory_resource() and memory_subsys_online() durations over the first and last "
+          "8 steps.\n";
     // The fitted growth: cost per block ~ (blocks present)^exponent, 95 % interval.
     std::ostringstream fits;
     for (const auto& a : results.doc["arms"]) {
         const auto an = scale_analysis(a, results.options.scale_step_bytes);
         for (const char* phase : {"add", "online"})
             if (an.contains(phase) && an[phase].contains("exponent"))
-                fits << "- " << md_cell(a["name"].get<std::string>()) << ": " << an[phase]["sentence"].get<std::string>()
-                     << "\n";
+                fits << "- " << md_cell(a["name"].get<std::string>()) << ": "
+                     << an[phase]["sentence"].get<std::string>() << "\n";
     }
     if (!fits.str().empty())
         md << "\nGrowth per block, fitted as cost ~ present^k (log-log least squares, 95 % interval; k = 0 is flat, 1 "
@@ -317,15 +343,16 @@ std::string scale_markdown(const Results& results) {
         char row[256];
         const double kernel = num(t, "kernel_s"), kernel_rate = num(t, "kernel_gib_s");
         if (kernel >= 0 && kernel_rate >= 0)
-            std::snprintf(row, sizeof row, "%.2f s | %.2f GiB/s | %.2f s | %.2f GiB/s | %.0f %%", host, host_rate, kernel,
-                          kernel_rate, host > 0 ? (host - kernel) / host * 100 : 0.0);
+            std::snprintf(row, sizeof row, "%.2f s | %.2f GiB/s | %.2f s | %.2f GiB/s | %.0f %%", host, host_rate,
+                          kernel, kernel_rate, host > 0 ? (host - kernel) / host * 100 : 0.0);
         else
             std::snprintf(row, sizeof row, "%.2f s | %.2f GiB/s | - | - | -", host, host_rate);
         e2e << "| " << md_cell(a["name"].get<std::string>()) << " | " << format_value(plugged, "bytes") << " | " << row
             << " |\n";
     }
     if (!e2e.str().empty())
-        md << "\nEnd to end, host to guest: per step from the QMP request to the step's last block online, summed; beside "
+        md << "\nEnd to end, host to guest: per step from the QMP request to the step's last block online, summed; "
+              "beside "
               "it the kernel's own add + online time (the probes), and the share of the host's time outside the kernel "
               "(QEMU's memory slots, the lab's polling and onlining):\n\n"
               "| arm | plugged | host | host rate | kernel | kernel rate | outside the kernel |\n"
@@ -340,7 +367,8 @@ namespace {
 std::string lost_events_markdown(const Results& results) {
     std::ostringstream lost;
     for (const auto& a : results.arms)
-        if (a.guest && !a.guest->trace_losses.empty()) lost << "- " << a.name << ": " << md_item(a.guest->trace_losses) << "\n";
+        if (a.guest && !a.guest->trace_losses.empty())
+            lost << "- " << a.name << ": " << md_item(a.guest->trace_losses) << "\n";
     if (lost.str().empty()) return {};
     return "\n### Lost events\n\nSome operations or their pages are missing from these arms' records, so their "
            "figures may be short; `memhp compare` and `--gate` give no clean verdict on them (exit 3).\n\n" +
@@ -360,16 +388,17 @@ std::string summary_markdown(const Results& results, const CompareOptions& opts)
     if (o.mode == "scale" && o.scale_device == "virtio-mem")
         md << "Each arm's guest grows one virtio-mem device on node " << o.node << " to "
            << format_value(static_cast<double>(o.scale_bytes), "bytes") << " in "
-           << format_value(static_cast<double>(o.scale_step_bytes), "bytes") << " steps, each step online before the next; "
+           << format_value(static_cast<double>(o.scale_step_bytes), "bytes")
+           << " steps, each step online before the next; "
            << "steps interleaved.\n\n";
     else if (o.mode == "scale")
         md << "Each arm's guest hot-adds " << format_value(static_cast<double>(o.scale_bytes), "bytes") << " in "
-           << format_value(static_cast<double>(o.dimm_bytes), "bytes") << " DIMMs on node " << o.node << ", onlining each ("
-           << o.zone << ") before the next; steps interleaved.\n\n";
+           << format_value(static_cast<double>(o.dimm_bytes), "bytes") << " DIMMs on node " << o.node
+           << ", onlining each (" << o.zone << ") before the next; steps interleaved.\n\n";
     else
         md << "Each cycle hot-adds " << o.dimms << " × " << format_value(static_cast<double>(o.dimm_bytes), "bytes")
-           << " on node " << o.node << ", onlines it (" << o.zone << "), offlines and removes it; arms interleaved over "
-           << o.cycles << " rounds.\n\n";
+           << " on node " << o.node << ", onlines it (" << o.zone
+           << "), offlines and removes it; arms interleaved over " << o.cycles << " rounds.\n\n";
     md << "| arm | kernel | memmap_on_memory | onlining | boot | probes | " << (o.mode == "scale" ? "steps" : "cycles")
        << " ok | failed |\n|---|---|---|---|---:|---|---:|---:|\n";
     for (const auto& a : results.arms) {

@@ -24,14 +24,15 @@ bool valid_arm_name(std::string_view name) {
 
 namespace {
 
-constexpr std::uint64_t kMaxCount = 1u << 20;               // cycles, dimms, indexes
+constexpr std::uint64_t kMaxCount = 1u << 20;                // cycles, dimms, indexes
 constexpr std::uint64_t kMaxBytes = std::uint64_t{1} << 50;  // 1 PiB: sizes memhp can hot-plug
 constexpr std::size_t kMaxText = 1u << 20;                   // one string field (errors carry console lines)
 
 // A view of one JSON value with its path, for messages.
 class Field {
 public:
-    Field(const json& v, std::string path, const std::string& origin) : v_(v), path_(std::move(path)), origin_(origin) {}
+    Field(const json& v, std::string path, const std::string& origin)
+        : v_(v), path_(std::move(path)), origin_(origin) {}
 
     [[noreturn]] void fail(const std::string& what) const { throw BadResults(origin_ + ": " + path_ + ": " + what); }
     [[nodiscard]] const json& raw() const { return v_; }
@@ -68,7 +69,8 @@ public:
     [[nodiscard]] std::string str(std::size_t max = kMaxText) const {
         if (!v_.is_string()) fail("expected a string, found " + kind());
         const auto& s = v_.get_ref<const std::string&>();
-        if (s.size() > max) fail("string of " + std::to_string(s.size()) + " bytes, at most " + std::to_string(max) + " allowed");
+        if (s.size() > max)
+            fail("string of " + std::to_string(s.size()) + " bytes, at most " + std::to_string(max) + " allowed");
         return s;
     }
     [[nodiscard]] bool boolean() const {
@@ -85,11 +87,16 @@ public:
     }
     [[nodiscard]] std::uint64_t uint(std::uint64_t lo = 0, std::uint64_t hi = kMaxBytes) const {
         std::uint64_t u = 0;
-        if (v_.is_number_unsigned()) u = v_.get<std::uint64_t>();
-        else if (v_.is_number_integer() && v_.get<std::int64_t>() >= 0) u = static_cast<std::uint64_t>(v_.get<std::int64_t>());
-        else if (v_.is_number_integer()) fail("negative value " + v_.dump() + ", expected a non-negative integer");
-        else fail("expected a non-negative integer, found " + kind());
-        if (u < lo || u > hi) fail("value " + v_.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        if (v_.is_number_unsigned())
+            u = v_.get<std::uint64_t>();
+        else if (v_.is_number_integer() && v_.get<std::int64_t>() >= 0)
+            u = static_cast<std::uint64_t>(v_.get<std::int64_t>());
+        else if (v_.is_number_integer())
+            fail("negative value " + v_.dump() + ", expected a non-negative integer");
+        else
+            fail("expected a non-negative integer, found " + kind());
+        if (u < lo || u > hi)
+            fail("value " + v_.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
         return u;
     }
     [[nodiscard]] std::int64_t integer(std::int64_t lo, std::int64_t hi) const {
@@ -97,7 +104,8 @@ public:
         if (v_.is_number_unsigned() && v_.get<std::uint64_t>() > static_cast<std::uint64_t>(hi))
             fail("value " + v_.dump() + " is out of range");
         const auto i = v_.get<std::int64_t>();
-        if (i < lo || i > hi) fail("value " + v_.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        if (i < lo || i > hi)
+            fail("value " + v_.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
         return i;
     }
     [[nodiscard]] std::string one_of(std::initializer_list<const char*> words) const {
@@ -312,7 +320,8 @@ std::string trace_losses_text(const json& guest) {
     part("trace_untraced_ops", "ops not traced (op map full or nested too deep)");
     const auto missing = guest.find("trace_summary_missing");
     if (missing != guest.end() && missing->is_boolean() && missing->get<bool>())
-        parts += std::string(parts.empty() ? "" : ", ") + "a boot whose tracer ended without its summary (losses unknown)";
+        parts +=
+            std::string(parts.empty() ? "" : ", ") + "a boot whose tracer ended without its summary (losses unknown)";
     return parts.empty() ? std::string() : "memhp's tracer lost events: " + parts;
 }
 
@@ -339,7 +348,8 @@ Results results_from_json(const json& doc, const std::string& origin) {
     if (!doc.contains("schema")) root.fail("not a memhp ab results file (no \"schema\" field)");
     const auto schema = root.at("schema");
     if (!schema.raw().is_string() || schema.raw().get_ref<const std::string&>() != kResultsSchema)
-        schema.fail("schema " + schema.raw().dump().substr(0, 64) + " is not supported; this memhp reads " + kResultsSchema);
+        schema.fail("schema " + schema.raw().dump().substr(0, 64) + " is not supported; this memhp reads " +
+                    kResultsSchema);
     Results r;
     if (auto f = root.opt("title")) r.title = f->str(256);
     if (auto f = root.opt("status")) r.status = f->one_of({"running", "complete", "failed", "interrupted"});
@@ -353,7 +363,8 @@ Results results_from_json(const json& doc, const std::string& origin) {
         for (std::size_t j = 0; j < i; ++j)
             if (r.arms[i].name == r.arms[j].name) arms.fail("two arms are named \"" + r.arms[i].name + "\"");
     r.options = options_of(root.at("options").object());
-    if (auto f = root.opt("fallback_check")) f->each([&](const Field& x) { r.fallback_check.push_back(fallback_of(x)); });
+    if (auto f = root.opt("fallback_check"))
+        f->each([&](const Field& x) { r.fallback_check.push_back(fallback_of(x)); });
     if (auto f = root.opt("errors")) f->each([&](const Field& x) { r.errors.push_back(x.str()); });
     if (auto f = root.opt("plots")) f->members([](const std::string&, const Field& x) { (void)x.str(4096); });
     if (auto f = root.opt("scenario")) {
@@ -401,12 +412,13 @@ Results load_results(const std::filesystem::path& path) {
     try {
         text = read_file_bounded(path, kMaxResultsBytes);
     } catch (const FileTooLarge& e) {
-        throw BadResults(std::string(e.what()) + " (a results file is at most " + std::to_string(kMaxResultsBytes >> 20) +
-                         " MiB)");
+        throw BadResults(std::string(e.what()) + " (a results file is at most " +
+                         std::to_string(kMaxResultsBytes >> 20) + " MiB)");
     } catch (const Interrupted&) {
         throw;
     } catch (const Error& e) {
-        throw BadResults(std::string(e.what()) + " (does it exist? a results file is written by `memhp ab --out DIR` as DIR/results.json)");
+        throw BadResults(std::string(e.what()) +
+                         " (does it exist? a results file is written by `memhp ab --out DIR` as DIR/results.json)");
     }
     return parse_results(text, path.string());
 }

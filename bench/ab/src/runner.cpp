@@ -5,18 +5,18 @@
 #include <optional>
 #include <sstream>
 
+#include "fleet.hpp"
 #include "memhp/error.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/size.hpp"
-#include "fleet.hpp"
 #include "modes.hpp"
 #include "results_doc.hpp"
 
 namespace memhp::ab {
 
-using nlohmann::json;
 using detail::kBlock;
 using detail::kPage;
+using nlohmann::json;
 
 namespace {
 
@@ -46,13 +46,15 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
     const auto colon = text.find(':');
     a.name = text.substr(0, colon);
     if (!valid_arm_name(a.name))
-        throw UsageError("--arm '" + text + "': the name must be 1-32 letters, digits, '.', '_' or '-' (NAME:key=value,...)");
+        throw UsageError("--arm '" + text +
+                         "': the name must be 1-32 letters, digits, '.', '_' or '-' (NAME:key=value,...)");
     a.memmap_on_memory = mmo_word(base.memmap_on_memory);
     if (colon == std::string::npos) return a;
     for (const auto& kv : split(text.substr(colon + 1), ',')) {
         const auto eq = kv.find('=');
         if (eq == std::string::npos)
-            throw UsageError("--arm '" + text + "': '" + kv + "' is not key=value (keys: kernel, device, mmo, online, probes, append, node-mem)");
+            throw UsageError("--arm '" + text + "': '" + kv +
+                             "' is not key=value (keys: kernel, device, mmo, online, probes, append, node-mem)");
         const auto key = kv.substr(0, eq), value = kv.substr(eq + 1);
         if (key == "device") {
             a.device = parse_device(value);
@@ -61,10 +63,14 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
             a.guest.kernel = value;
             (void)lab::classify_kernel_spec(value);
         } else if (key == "mmo" || key == "memmap-on-memory") {
-            if (value == "on" || value == "1") a.guest.memmap_on_memory = true;
-            else if (value == "off" || value == "0") a.guest.memmap_on_memory = false;
-            else if (value == "default") a.guest.memmap_on_memory.reset();
-            else throw UsageError("--arm '" + text + "': mmo must be on, off or default");
+            if (value == "on" || value == "1")
+                a.guest.memmap_on_memory = true;
+            else if (value == "off" || value == "0")
+                a.guest.memmap_on_memory = false;
+            else if (value == "default")
+                a.guest.memmap_on_memory.reset();
+            else
+                throw UsageError("--arm '" + text + "': mmo must be on, off or default");
             a.memmap_on_memory = mmo_word(a.guest.memmap_on_memory);
         } else if (key == "probes") {
             if (value != "on" && value != "off") throw UsageError("--arm '" + text + "': probes must be on or off");
@@ -77,7 +83,8 @@ ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base) {
             a.guest.node_mem.clear();
             for (const auto& item : split(value, '+')) a.guest.node_mem.push_back(item == "0" ? 0 : parse_size(item));
         } else {
-            throw UsageError("--arm '" + text + "': unknown key '" + key + "' (keys: kernel, device, mmo, online, probes, append, node-mem)");
+            throw UsageError("--arm '" + text + "': unknown key '" + key +
+                             "' (keys: kernel, device, mmo, online, probes, append, node-mem)");
         }
     }
     lab::validate(a.guest);
@@ -117,26 +124,28 @@ void validate(const AbConfig& cfg) {
     if (cfg.boots > 1 && (cfg.scale || cfg.scenario != Scenario::None))
         throw UsageError("--boots runs with the cycle rounds, not with --scale or --scenario");
     if (cfg.boots > cfg.cycles)
-        throw UsageError("--boots " + std::to_string(cfg.boots) + " is more than --cycles " + std::to_string(cfg.cycles) +
-                         ": every boot needs at least one round (raise --cycles)");
+        throw UsageError("--boots " + std::to_string(cfg.boots) + " is more than --cycles " +
+                         std::to_string(cfg.cycles) + ": every boot needs at least one round (raise --cycles)");
     if (cfg.scenario != Scenario::None && cfg.scale) throw UsageError("--scenario and --scale do not go together");
     if (cfg.scenario == Scenario::Pressure && cfg.margins.empty())
         throw UsageError("--scenario pressure needs --margins (e.g. 64M,48M)");
     for (const auto& a : cfg.arms)
         if (cfg.node >= static_cast<int>(a.guest.node_mem.size()))
-            throw UsageError("--node " + std::to_string(cfg.node) + " does not exist in arm '" + a.name + "': its guest has " +
-                             std::to_string(a.guest.node_mem.size()) + " node(s)");
+            throw UsageError("--node " + std::to_string(cfg.node) + " does not exist in arm '" + a.name +
+                             "': its guest has " + std::to_string(a.guest.node_mem.size()) + " node(s)");
     (void)lab::parse_zone(cfg.zone);
     if (cfg.out.empty()) throw UsageError("no output directory");
     for (const auto& a : cfg.arms)
         if (!a.probes && (cfg.scenario != Scenario::None || !cfg.peer.empty()))
-            throw UsageError("arm '" + a.name + "': probes=off does not go with --scenario or --peer, which read memhp's probes");
+            throw UsageError("arm '" + a.name +
+                             "': probes=off does not go with --scenario or --peer, which read memhp's probes");
     if (!cfg.peer.empty()) {
         if (cfg.peer != "bpftrace") throw UsageError("--peer " + cfg.peer + ": the only peer is bpftrace");
         if (cfg.scale || cfg.scenario != Scenario::None)
             throw UsageError("--peer runs with the cycle rounds, not with --scale or --scenario");
         if (!find_program("bpftrace"))
-            throw UsageError("--peer bpftrace: bpftrace is not installed; run scripts/install-deps.sh (Debian package bpftrace)");
+            throw UsageError(
+                "--peer bpftrace: bpftrace is not installed; run scripts/install-deps.sh (Debian package bpftrace)");
     }
 }
 

@@ -44,10 +44,11 @@ ScalePlan plan_scale(const ScaleRequest& r) {
     // guest touches, the boot memory (where the memmap lives) and QEMU itself.
     const std::uint64_t per_guest = p.boot_bytes + kQemuOverheadBytes;
     p.host_bytes = per_guest * r.guests;
-    p.arithmetic = "boot memory " + sz(p.boot_bytes) + " = " + sz(r.base_boot_bytes) + " + memmap " +
-                   (altmap ? std::string("0 (on the added memory)") : sz(r.plug_bytes) + "/64 = " + sz(p.memmap_bytes)) +
-                   " + page tables " + sz(tables) + ", rounded up to 256 MiB; host: " + std::to_string(r.guests) +
-                   " guest(s) x (" + sz(p.boot_bytes) + " + " + sz(kQemuOverheadBytes) + " QEMU) = " + sz(p.host_bytes);
+    p.arithmetic =
+        "boot memory " + sz(p.boot_bytes) + " = " + sz(r.base_boot_bytes) + " + memmap " +
+        (altmap ? std::string("0 (on the added memory)") : sz(r.plug_bytes) + "/64 = " + sz(p.memmap_bytes)) +
+        " + page tables " + sz(tables) + ", rounded up to 256 MiB; host: " + std::to_string(r.guests) +
+        " guest(s) x (" + sz(p.boot_bytes) + " + " + sz(kQemuOverheadBytes) + " QEMU) = " + sz(p.host_bytes);
     if (r.host_available_bytes > 0 && p.host_bytes > r.host_available_bytes)
         throw UsageError("refusing a scale run this host cannot hold: " + p.arithmetic + ", but MemAvailable is " +
                          sz(r.host_available_bytes) + "; use a smaller --scale-size or fewer arms");

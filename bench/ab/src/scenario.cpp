@@ -60,7 +60,8 @@ GuestHog::GuestHog(lab::Guest& guest, Scenario s, std::uint64_t margin, int node
     auto& agent = guest_.agent();
     const std::string hog = (lab::default_agent_path().parent_path() / "memhp-hog").string();
     out_ = "/tmp/memhp-hog." + std::to_string(::getpid()) + ".out";
-    std::vector<std::string> argv{hog, s == Scenario::Pressure ? "pressure" : "fragment", "--node", std::to_string(node)};
+    std::vector<std::string> argv{hog, s == Scenario::Pressure ? "pressure" : "fragment", "--node",
+                                  std::to_string(node)};
     if (s == Scenario::Pressure) {
         argv.push_back("--margin");
         argv.push_back(std::to_string(margin));
@@ -69,7 +70,8 @@ GuestHog::GuestHog(lab::Guest& guest, Scenario s, std::uint64_t margin, int node
     const auto t0 = Clock::now();
     while (true) {
         const auto text = agent.try_read(out_).value_or("");
-        if (auto at = text.find("memhp-hog: ready "); at != std::string::npos && text.find('\n', at) != std::string::npos) {
+        if (auto at = text.find("memhp-hog: ready ");
+            at != std::string::npos && text.find('\n', at) != std::string::npos) {
             ready_ = json::parse(text.substr(at + 17, text.find('\n', at) - at - 17), nullptr, false);
             if (ready_.is_discarded()) throw Error("memhp-hog printed an unreadable ready line:\n" + text);
             return;
@@ -77,8 +79,9 @@ GuestHog::GuestHog(lab::Guest& guest, Scenario s, std::uint64_t margin, int node
         if (auto code = agent.wait(pid_, Ms(200))) {
             exit_ = *code;
             pid_ = -1;
-            throw Error("memhp-hog exited (" + std::to_string(*code) + (*code == 137 ? ", SIGKILL: the OOM killer?" : "") +
-                        ") before it was ready:\n" + agent.try_read(out_).value_or(""));
+            throw Error("memhp-hog exited (" + std::to_string(*code) +
+                        (*code == 137 ? ", SIGKILL: the OOM killer?" : "") + ") before it was ready:\n" +
+                        agent.try_read(out_).value_or(""));
         }
         if (Clock::now() - t0 > timeout)
             throw Error("memhp-hog was not ready within " + std::to_string(timeout.count() / 1000) + " s:\n" + text);
@@ -175,7 +178,8 @@ std::optional<json> add_record_for(const std::vector<json>& ops, std::uint64_t s
 
 bool blocks_present(lab::MemoryLab& mem, const lab::Dimm& d) {
     const auto ids = mem.block_ids();
-    return std::all_of(d.blocks.begin(), d.blocks.end(), [&](int b) { return std::binary_search(ids.begin(), ids.end(), b); });
+    return std::all_of(d.blocks.begin(), d.blocks.end(),
+                       [&](int b) { return std::binary_search(ids.begin(), ids.end(), b); });
 }
 
 // Hot-adds one DIMM and waits for the guest's verdict.
@@ -209,7 +213,9 @@ json add_one(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace, con
     if (rec) {
         a["ret"] = ret;
         const auto m = split_add_memmap(*rec);
-        a["memmap"] = {{"expected_pages", m.expected}, {"altmap_pages", m.altmap}, {"pmd_pages", m.pmd},
+        a["memmap"] = {{"expected_pages", m.expected},
+                       {"altmap_pages", m.altmap},
+                       {"pmd_pages", m.pmd},
                        {"base_pages", m.base_pages}};
         a["base_pages"] = m.base_pages > 0;
         a["free_consumed_bytes"] = rec->value("free_bytes_consumed", std::uint64_t{0});
@@ -322,7 +328,8 @@ ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, lab::Gu
         // The remove records, so the next cycle's ops are its own.
         const auto removes = good.size();
         if (harness_ok && removes) {
-            auto rest = trace.take([&](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= removes; });
+            auto rest =
+                trace.take([&](const std::vector<json>& o) { return lab::count_phase(o, "remove") >= removes; });
             sc.ops.insert(sc.ops.end(), rest.begin(), rest.end());
         }
         oom_total = std::max(oom_total, guest_oom_kills(guest) - oom0);
@@ -390,11 +397,13 @@ json scenario_summary(const json& results) {
             if (!c.contains("scenario")) continue;
             const auto& s = c["scenario"];
             auto& t = by[s.value("margin_bytes", std::uint64_t{0})];
-            if (s.contains("node0_free_before_bytes")) t.node0_free.push_back(s["node0_free_before_bytes"].get<double>());
+            if (s.contains("node0_free_before_bytes"))
+                t.node0_free.push_back(s["node0_free_before_bytes"].get<double>());
             for (const auto& add : s.value("adds", json::array())) {
                 for (Tally* x : {&t, &all}) {
                     ++x->adds;
-                    if (add.value("ok", false)) ++x->ok;
+                    if (add.value("ok", false))
+                        ++x->ok;
                     else {
                         ++x->failed;
                         if (add.contains("errno")) ++x->errnos[add["errno"].get<int>()];
@@ -402,12 +411,14 @@ json scenario_summary(const json& results) {
                     if (add.value("base_pages", false)) ++x->base;
                     if (add.value("oom_kills", 0) > 0) ++x->oom;
                 }
-                if (add.contains("free_consumed_bytes")) t.free_consumed.push_back(add["free_consumed_bytes"].get<double>());
+                if (add.contains("free_consumed_bytes"))
+                    t.free_consumed.push_back(add["free_consumed_bytes"].get<double>());
             }
         }
         const json guest = a.value("guest", json::object());
         const std::string mmo = guest.is_object() ? guest.value("memmap_on_memory", std::string("?")) : "?";
-        json arm{{"name", a["name"]}, {"memmap_on_memory", mmo}, {"total", tally_json(all)}, {"by_margin", json::array()}};
+        json arm{
+            {"name", a["name"]}, {"memmap_on_memory", mmo}, {"total", tally_json(all)}, {"by_margin", json::array()}};
         std::optional<std::uint64_t> first_fail, first_base;
         for (const auto& [margin, t] : by) {
             auto j = tally_json(t);
@@ -440,8 +451,10 @@ json scenario_summary(const json& results) {
             if (all.base) cl << ", " << all.base << " mapped the memmap with 4 KiB base pages";
             if (all.oom) cl << ", " << all.oom << " triggered the OOM killer";
             if (name == "pressure") {
-                if (first_fail) cl << "; it first failed at a margin of " << mib(static_cast<double>(*first_fail));
-                else if (!by.empty()) cl << "; it never failed down to " << mib(static_cast<double>(by.rbegin()->first));
+                if (first_fail)
+                    cl << "; it first failed at a margin of " << mib(static_cast<double>(*first_fail));
+                else if (!by.empty())
+                    cl << "; it never failed down to " << mib(static_cast<double>(by.rbegin()->first));
             }
         }
         if (!unreachable.empty()) {
@@ -470,17 +483,21 @@ std::string scenario_markdown(const json& results) {
                     : " (node 0 left with no free block of order >= 9 by memhp-hog, compaction off)")
        << "\n\n**" << s["verdict"].get<std::string>() << "**\n\n";
     md << "| arm | memmap_on_memory |" << (pressure ? " margin |" : "")
-       << " adds | succeeded | failed | base-page memmap | OOM kill | free memory consumed per add | node 0 MemFree before |\n"
+       << " adds | succeeded | failed | base-page memmap | OOM kill | free memory consumed per add | node 0 MemFree "
+          "before |\n"
        << "|---|---|" << (pressure ? "---:|" : "") << "---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& a : s["arms"])
         for (const auto& t : a["by_margin"]) {
             md << "| " << a["name"].get<std::string>() << " | " << a["memmap_on_memory"].get<std::string>() << " | ";
             if (pressure) md << mib(t.value("margin_bytes", 0.0)) << " | ";
             md << t["adds"] << " | " << t["succeeded"] << " | " << t["failed"];
-            for (const auto& [e, n] : t["failed_by_errno"].items()) md << " (" << n << "× " << errno_name(std::stoi(e)) << ")";
+            for (const auto& [e, n] : t["failed_by_errno"].items())
+                md << " (" << n << "× " << errno_name(std::stoi(e)) << ")";
             md << " | " << t["base_pages"] << " | " << t["oom_kill"] << " | "
-               << (t.contains("free_consumed_bytes_median") ? mib(t["free_consumed_bytes_median"].get<double>()) : "–") << " | "
-               << (t.contains("node0_free_before_bytes_median") ? mib(t["node0_free_before_bytes_median"].get<double>()) : "–")
+               << (t.contains("free_consumed_bytes_median") ? mib(t["free_consumed_bytes_median"].get<double>()) : "–")
+               << " | "
+               << (t.contains("node0_free_before_bytes_median") ? mib(t["node0_free_before_bytes_median"].get<double>())
+                                                                : "–")
                << " |\n";
         }
     md << "\nper add: succeeded = the guest added the memory; base-page memmap = the memmap came as order-0 pages "

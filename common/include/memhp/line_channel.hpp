@@ -42,8 +42,7 @@ public:
 
     // Connects to a unix socket, retrying until `timeout` (the server may not
     // have created it yet). Throws Error on timeout.
-    static LineChannel connect_unix(const std::string& path, std::chrono::milliseconds timeout,
-                                    const Tick& tick = {});
+    static LineChannel connect_unix(const std::string& path, std::chrono::milliseconds timeout, const Tick& tick = {});
 
     [[nodiscard]] int fd() const { return fd_; }
     [[nodiscard]] bool is_open() const { return fd_ >= 0; }

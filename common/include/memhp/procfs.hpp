@@ -14,8 +14,8 @@ namespace memhp {
 
 struct BuddyZone {
     int node = 0;
-    std::string zone;                  // "DMA", "DMA32", "Normal", "Movable"
-    std::vector<std::uint64_t> free;   // free blocks of order 0, 1, ...
+    std::string zone;                 // "DMA", "DMA32", "Normal", "Movable"
+    std::vector<std::uint64_t> free;  // free blocks of order 0, 1, ...
     // Free blocks of order >= `order`.
     [[nodiscard]] std::uint64_t blocks_at_least(unsigned order) const;
     [[nodiscard]] std::uint64_t free_pages() const;

@@ -24,7 +24,8 @@
 
 namespace memhp::collector {
 
-static_assert(sizeof(memhp_event) == 376 && MEMHP_EVENT_VERSION == 7, "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
+static_assert(sizeof(memhp_event) == 376 && MEMHP_EVENT_VERSION == 7,
+              "memhp_event layout changed: bump MEMHP_EVENT_VERSION and the decoder");
 
 enum class Phase { Add, Populate, Online, Offline, Remove };
 inline constexpr std::array<Phase, 5> kAllPhases = {Phase::Add, Phase::Populate, Phase::Online, Phase::Offline,
@@ -73,10 +74,10 @@ struct Operation {
     std::uint64_t mhp_flags = 0;
     std::string caller;  // add: "add_memory" | "driver_managed"
     MemmapMode mode = MemmapMode::PageAllocator;
-    bool populate_direct = false;      // populate: measured at vmemmap_populate (else inferred)
-    MemmapSplit memmap;                // add: pages taken; remove: pages given back
-    std::uint64_t vmemmap_pages = 0;   // online/offline
-    std::string zone;                  // online/offline
+    bool populate_direct = false;     // populate: measured at vmemmap_populate (else inferred)
+    MemmapSplit memmap;               // add: pages taken; remove: pages given back
+    std::uint64_t vmemmap_pages = 0;  // online/offline
+    std::string zone;                 // online/offline
     // add: page-allocator bytes the add consumed before the memory was online;
     // online/offline: bytes taken from the page allocator during the phase.
     // Own, as duration_ns: pages taken during a nested op are billed to it.
@@ -171,7 +172,7 @@ public:
     static constexpr std::size_t kBuckets = 40;  // up to 2^38 ns (~275 s), then +Inf
     void observe(std::uint64_t ns);
     [[nodiscard]] static std::size_t bucket_of(std::uint64_t ns);
-    [[nodiscard]] static double upper_bound_seconds(std::size_t bucket);  // +inf for the last
+    [[nodiscard]] static double upper_bound_seconds(std::size_t bucket);                           // +inf for the last
     [[nodiscard]] const std::array<std::uint64_t, kBuckets>& buckets() const { return buckets_; }  // not cumulative
     [[nodiscard]] std::uint64_t count() const { return count_; }
     [[nodiscard]] std::uint64_t sum_ns() const { return sum_ns_; }
@@ -202,8 +203,8 @@ struct Stats {
     std::uint64_t memmap_on_memory_unused = 0;
     std::uint64_t events = 0;
     std::uint64_t decode_errors = 0;
-    std::uint64_t orphan_page_events = 0;  // page events whose op never completed (bounded buffer)
-    std::uint64_t node_mismatched_pages = 0;  // sysfs and page->flags disagreed on a page's node
+    std::uint64_t orphan_page_events = 0;          // page events whose op never completed (bounded buffer)
+    std::uint64_t node_mismatched_pages = 0;       // sysfs and page->flags disagreed on a page's node
     std::uint64_t memmap_event_disagreements = 0;  // adds whose mhp_memmap_alloc sums and page events differ
     // nr_memmap_pages after the last add/remove memhp saw (6.11+), and the
     // adds/removes whose rise or fall differed from memhp's own count.
@@ -232,7 +233,7 @@ private:
     struct PageRecord {
         std::uint64_t pfn = 0;
         std::uint32_t order = 0;
-        std::uint32_t type = 0;  // MEMHP_EV_PAGE_ALLOC | MEMHP_EV_PAGE_FREE
+        std::uint32_t type = 0;      // MEMHP_EV_PAGE_ALLOC | MEMHP_EV_PAGE_FREE
         std::int32_t page_nid = -1;  // from page->flags
         std::uint32_t site = MEMHP_SITE_UNKNOWN;
     };
@@ -277,7 +278,7 @@ private:
     AggregatorConfig cfg_;
     std::vector<OperationSink*> sinks_;
     Stats stats_;
-    std::unordered_map<std::uint64_t, Pending> pending_;  // op_id -> page events
+    std::unordered_map<std::uint64_t, Pending> pending_;    // op_id -> page events
     std::map<std::uint64_t, std::uint64_t> pending_order_;  // seq -> op_id, oldest first
     std::uint64_t next_seq_ = 0;
     std::map<std::uint64_t, AddedRange> ranges_;  // start_pfn of an added range -> its record
@@ -297,11 +298,11 @@ inline constexpr int kTraceJsonOldestSchema = 2;
 // Any of them non-zero means some operation or part of one is missing from
 // the records, and `memhp ab`'s gate refuses to judge the arm.
 struct TraceLosses {
-    std::uint64_t dropped_events = 0;       // the ring buffer was full
-    std::uint64_t decode_errors = 0;        // records that did not decode
-    std::uint64_t orphan_page_events = 0;   // page events whose op never completed
-    std::uint64_t stale_ops = 0;            // ops aged out: their exit never came (OpHealth)
-    std::uint64_t untraced_ops = 0;         // begins BPF could not track (map full, nested too deep)
+    std::uint64_t dropped_events = 0;      // the ring buffer was full
+    std::uint64_t decode_errors = 0;       // records that did not decode
+    std::uint64_t orphan_page_events = 0;  // page events whose op never completed
+    std::uint64_t stale_ops = 0;           // ops aged out: their exit never came (OpHealth)
+    std::uint64_t untraced_ops = 0;        // begins BPF could not track (map full, nested too deep)
     [[nodiscard]] bool any() const {
         return dropped_events || decode_errors || orphan_page_events || stale_ops || untraced_ops;
     }

@@ -49,7 +49,7 @@ struct KernelFeatures {
     std::map<std::string, int> btf_ids;
     // Each BTF function's parameter kinds ("SSP"), see ProbeSpec::sig.
     std::map<std::string, std::string> btf_sigs;
-    std::set<std::string> tracepoints;      // tracepoints raw_tp can attach to
+    std::set<std::string> tracepoints;  // tracepoints raw_tp can attach to
     // A trial fentry program loaded; memhp's first fentry attach confirms it
     // (fentry_refused when that attach found no BPF trampolines here).
     bool fentry_works = false;

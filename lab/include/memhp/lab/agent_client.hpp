@@ -47,7 +47,9 @@ public:
     ExecResult exec(const std::vector<std::string>& argv, Ms timeout = Ms(120000));
     // exec() that throws AgentError with stderr when the command fails.
     std::string exec_checked(const std::vector<std::string>& argv, Ms timeout = Ms(120000));
-    ExecResult sh(const std::string& script, Ms timeout = Ms(120000)) { return exec({"/bin/sh", "-c", script}, timeout); }
+    ExecResult sh(const std::string& script, Ms timeout = Ms(120000)) {
+        return exec({"/bin/sh", "-c", script}, timeout);
+    }
 
     // Reads files; missing/unreadable ones map to nullopt.
     std::map<std::string, std::optional<std::string>> read(const std::vector<std::string>& paths);

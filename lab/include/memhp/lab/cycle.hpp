@@ -20,7 +20,7 @@ struct CycleOptions {
     int node = 1;
     Zone zone = Zone::Movable;
     std::chrono::milliseconds timeout{120000};  // per wait inside a phase
-    int dimms = 1;                               // DIMMs of dimm_size added (and removed) together each cycle
+    int dimms = 1;                              // DIMMs of dimm_size added (and removed) together each cycle
     // The kernel onlines added blocks (Guest::kernel_onlines()): the online
     // phase waits for that instead of writing each block's state.
     bool kernel_onlines = false;
@@ -43,7 +43,7 @@ struct CycleRecord {
     std::vector<Dimm> dimms;
     MemorySnapshot before;
     std::vector<PhaseRecord> phases;
-    std::string zone;  // as the guest reports it after online
+    std::string zone;               // as the guest reports it after online
     std::string online_by = "lab";  // "kernel" under auto-online
     bool device_deleted = false;
     bool guest_lost = false;  // QEMU died or the guest stopped answering

@@ -25,11 +25,11 @@ namespace memhp::lab {
 // Where the pmem range goes in guest-physical memory, and the guest layout
 // that puts it there (pure; unit-tested).
 struct DaxLayout {
-    std::uint64_t dax_bytes = 0;    // what kmem adds: whole 128 MiB blocks
-    std::uint64_t pmem_bytes = 0;   // the memmap= range: dax_bytes + one block for the namespace's info block and memmap
-    std::uint64_t pmem_start = 0;   // its guest-physical start
+    std::uint64_t dax_bytes = 0;   // what kmem adds: whole 128 MiB blocks
+    std::uint64_t pmem_bytes = 0;  // the memmap= range: dax_bytes + one block for the namespace's info block and memmap
+    std::uint64_t pmem_start = 0;  // its guest-physical start
     std::vector<std::uint64_t> node_mem;  // the guest's boot memory per node (node 1 is the pmem range)
-    std::string memmap_arg;         // "memmap=1152M!4G"
+    std::string memmap_arg;               // "memmap=1152M!4G"
 };
 [[nodiscard]] DaxLayout dax_layout(std::uint64_t dax_bytes);
 
@@ -72,8 +72,8 @@ struct NdctlNamespace {
 struct KmemAdd {
     std::vector<int> blocks;
     std::optional<bool> memmap_on_memory;  // the attribute as written; unset: left alone / absent
-    double add_s = 0;     // the write to kmem's new_id: add_memory_driver_managed runs inside it
-    double online_s = 0;  // the lab's online writes, or the wait for the kernel's
+    double add_s = 0;                      // the write to kmem's new_id: add_memory_driver_managed runs inside it
+    double online_s = 0;                   // the lab's online writes, or the wait for the kernel's
     std::string online_by = "lab";
 };
 struct KmemRemove {

@@ -69,10 +69,10 @@ private:
     void catch_up();
 
     int pid_ = -1;
-    std::string text_;              // the output so far, whole lines
-    std::uint64_t read_to_ = 0;     // bytes of it read
+    std::string text_;                 // the output so far, whole lines
+    std::uint64_t read_to_ = 0;        // bytes of it read
     std::vector<nlohmann::json> ops_;  // its operation records
-    std::size_t taken_ = 0;         // of those, handed out by take()
+    std::size_t taken_ = 0;            // of those, handed out by take()
     double attach_s_ = 0;
     std::string attach_line_;
 };

@@ -14,8 +14,7 @@ namespace memhp::lab {
 
 // Modules the guest needs for the virtio-serial agent port and the 9p share.
 // Built-in ones (modules.builtin) are skipped.
-inline const std::vector<std::string> kGuestModules = {"virtio_pci", "virtio_console", "9pnet_virtio", "9p",
-                                                       "overlay"};
+inline const std::vector<std::string> kGuestModules = {"virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay"};
 // Loaded only when the guest is asked for networking (memhp.net=1).
 inline const std::vector<std::string> kGuestNetModules = {"virtio_net"};
 

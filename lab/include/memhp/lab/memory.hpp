@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,7 +26,7 @@ struct MemorySnapshot {
     std::map<int, NodeMemInfo> nodes;  // nodes that exist in sysfs
     std::uint64_t mem_total_kb = 0;    // /proc/meminfo
     std::uint64_t mem_free_kb = 0;
-    std::size_t blocks = 0;            // memory blocks present
+    std::size_t blocks = 0;  // memory blocks present
     std::size_t blocks_online = 0;
     // /proc/vmstat nr_memmap_pages (Linux 6.11+): the kernel's own count of
     // memmap pages allocated after boot, altmap pages included. Unset when
@@ -68,10 +68,10 @@ struct VirtioMemResize {
     std::string device;
     std::uint64_t requested = 0;
     std::uint64_t plugged_before = 0;
-    std::uint64_t plugged = 0;           // the device's size once the guest settled
-    std::vector<int> blocks_added;       // guest memory blocks that appeared
-    std::vector<int> blocks_removed;     // and that went
-    std::size_t blocks_online = 0;       // of the added blocks, online at the end
+    std::uint64_t plugged = 0;        // the device's size once the guest settled
+    std::vector<int> blocks_added;    // guest memory blocks that appeared
+    std::vector<int> blocks_removed;  // and that went
+    std::size_t blocks_online = 0;    // of the added blocks, online at the end
     double wall_s = 0;
 };
 

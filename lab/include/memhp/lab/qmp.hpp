@@ -21,7 +21,8 @@ using nlohmann::json;
 class QmpError : public Error {
 public:
     QmpError(const std::string& command, std::string error_class, const std::string& desc)
-        : Error("QMP " + command + " failed: " + desc + " (" + error_class + ")"), error_class_(std::move(error_class)) {}
+        : Error("QMP " + command + " failed: " + desc + " (" + error_class + ")"),
+          error_class_(std::move(error_class)) {}
     [[nodiscard]] const std::string& error_class() const { return error_class_; }
 
 private:
@@ -41,8 +42,7 @@ public:
     json execute(const std::string& command, const json& arguments = nullptr, Ms timeout = Ms(30000));
     // Waits for an event named `name` whose data satisfies `match` (events
     // received earlier, while a command ran, count too). nullopt on timeout.
-    std::optional<json> wait_event(const std::string& name, const std::function<bool(const json&)>& match,
-                                   Ms timeout);
+    std::optional<json> wait_event(const std::string& name, const std::function<bool(const json&)>& match, Ms timeout);
     // The events seen so far and not consumed by wait_event: the newest
     // kMaxPendingEvents; dropped_events() counts the older ones let go.
     [[nodiscard]] const std::deque<json>& pending_events() const { return events_; }

@@ -16,9 +16,9 @@
 namespace memhp::lab {
 
 struct HostShare {
-    std::string tag;                // the 9p mount tag
-    std::filesystem::path host;     // the directory QEMU exports, read-only
-    std::filesystem::path guest;    // where the guest mounts it
+    std::string tag;              // the 9p mount tag
+    std::filesystem::path host;   // the directory QEMU exports, read-only
+    std::filesystem::path guest;  // where the guest mounts it
 };
 
 // A top-level symlink of the host's root, recreated in the guest (/bin -> usr/bin).
@@ -38,8 +38,7 @@ struct SharePlan {
 // (stage_guest_etc). A directory already inside another share is not shared
 // twice. Throws Error for a path 9p or the guest's init cannot carry (a newline).
 [[nodiscard]] SharePlan plan_shares(const std::filesystem::path& root, const std::filesystem::path& bin_dir,
-                                    const std::filesystem::path& modules_dir,
-                                    const std::filesystem::path& etc_stage);
+                                    const std::filesystem::path& modules_dir, const std::filesystem::path& etc_stage);
 
 // Copies the guest's /etc from `from` (the host's /etc) into `to`: the
 // allow-list of kGuestEtc, symlinks as symlinks, and only what every user on

@@ -41,8 +41,8 @@ struct SubPhaseShare {
 struct CurveAnalysis {
     std::string phase;
     std::optional<GrowthFit> fit;
-    std::vector<SubPhaseShare> sub;   // sorted by growth of share, most first
-    std::string sentence;             // "online cost grows as present^1.02 [0.95, 1.09]; ..."
+    std::vector<SubPhaseShare> sub;  // sorted by growth of share, most first
+    std::string sentence;            // "online cost grows as present^1.02 [0.95, 1.09]; ..."
 };
 
 [[nodiscard]] CurveAnalysis analyse_curve(const std::string& phase, const std::vector<CurveStep>& steps);

@@ -62,11 +62,11 @@ struct GateMetricVerdict {
     Better better = Better::Lower;
     GateVerdict verdict = GateVerdict::Inconclusive;
     std::size_t boots_base = 0, boots_cand = 0;
-    double ratio = 1;                 // candidate / base (boot level)
+    double ratio = 1;                   // candidate / base (boot level)
     double ratio_lo = 1, ratio_hi = 1;  // its (1 - 2 alpha) interval
-    double p = 1;                     // raw two-sided p of the boot-level test
-    double p_adjusted = 1;            // Holm-adjusted across the tested metrics
-    std::size_t boots_needed = 0;     // when inconclusive: boots per arm that would likely decide
+    double p = 1;                       // raw two-sided p of the boot-level test
+    double p_adjusted = 1;              // Holm-adjusted across the tested metrics
+    std::size_t boots_needed = 0;       // when inconclusive: boots per arm that would likely decide
     bool primary = true;
     std::string note;
 };

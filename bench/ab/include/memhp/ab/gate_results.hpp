@@ -59,8 +59,8 @@ private:
 // median's variance is modelled as a boot component (what the measured
 // boot_sd leaves after the sampling noise of its cycles' median, taken as
 // 1.25 cycle_sd / sqrt(cycles)) plus that sampling noise at the new cycles.
-[[nodiscard]] double detectable_ratio(const MetricSpread& s, int boots, int cycles_per_boot, double alpha,
-                                      int metrics, double power = 0.9);
+[[nodiscard]] double detectable_ratio(const MetricSpread& s, int boots, int cycles_per_boot, double alpha, int metrics,
+                                      double power = 0.9);
 // The fewest boots per arm (up to `max_boots`, else nullopt) at which the
 // gate catches `ratio` (e.g. 1.19) with `power`.
 [[nodiscard]] std::optional<int> boots_needed(const MetricSpread& s, double ratio, int cycles_per_boot, double alpha,

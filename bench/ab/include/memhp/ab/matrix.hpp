@@ -29,9 +29,9 @@ inline constexpr const char* kMatrixSchema = "memhp.ab-matrix/1";
 struct MatrixCell {
     std::string kernel;  // as given in --kernels
     DeviceKind device = DeviceKind::Dimm;
-    std::string mmo;     // on | off | default
-    std::string name;    // the arm name of its run: k6.1-dimm-on
-    std::string skip;    // why it is not run; empty: it runs
+    std::string mmo;   // on | off | default
+    std::string name;  // the arm name of its run: k6.1-dimm-on
+    std::string skip;  // why it is not run; empty: it runs
 };
 
 // Every cell in order kernel, device, mode, each with its skip reason:
@@ -49,7 +49,7 @@ struct MatrixConfig {
     std::vector<DeviceKind> devices{DeviceKind::Dimm, DeviceKind::VirtioMem, DeviceKind::Dax};
     std::vector<std::string> mmos{"on", "off"};
     lab::GuestConfig guest;  // every cell's guest, with its kernel, device and mode set
-    AbConfig run;  // cycles, sizes, node, zone, timeout, out, plots; arms are the cells
+    AbConfig run;            // cycles, sizes, node, zone, timeout, out, plots; arms are the cells
 };
 
 // A failed cell's reason as the table and the progress line show it: the
@@ -58,7 +58,8 @@ struct MatrixConfig {
 [[nodiscard]] std::string cell_reason(const std::string& error);
 
 // One cell's row from the results of its run (cell_run: run_ab's document).
-[[nodiscard]] nlohmann::json matrix_row(const MatrixCell& cell, const nlohmann::json& cell_run, std::uint64_t cycle_bytes);
+[[nodiscard]] nlohmann::json matrix_row(const MatrixCell& cell, const nlohmann::json& cell_run,
+                                        std::uint64_t cycle_bytes);
 // The table of every cell (rows as matrix_row writes them, skipped and failed ones too).
 [[nodiscard]] std::string matrix_markdown(const nlohmann::json& matrix);
 

@@ -18,7 +18,8 @@ namespace memhp::ab {
 // drawn from `body` (gnuplot commands, memhp's own text only) into
 // dir/NAME.svg and .png, with NAME.gp left beside them; adds {name: svg} to `out`.
 [[nodiscard]] std::string plot_label(const std::string& name);
-void plot_render(const std::filesystem::path& dir, const std::string& name, const std::string& body, nlohmann::json& out);
+void plot_render(const std::filesystem::path& dir, const std::string& name, const std::string& body,
+                 nlohmann::json& out);
 
 nlohmann::json write_plots(const Results& results, const std::filesystem::path& dir);
 nlohmann::json write_plots(const nlohmann::json& results, const std::filesystem::path& dir);

@@ -18,8 +18,8 @@
 namespace memhp::ab {
 
 struct CompareOptions {
-    double alpha = 0.05;      // significance level of the U test
-    double threshold = 0.05;  // relative change below which a significant difference is still "same"
+    double alpha = 0.05;               // significance level of the U test
+    double threshold = 0.05;           // relative change below which a significant difference is still "same"
     std::vector<std::string> metrics;  // empty: all
     // --gate: the summary ends with the gate's verdict on the last arm
     // against the first (gate_results.hpp), naming this calibration.

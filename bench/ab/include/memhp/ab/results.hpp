@@ -50,8 +50,8 @@ struct CycleRecord {
 struct ScaleStep {
     bool ok = false;
     double present_before_bytes = 0, probe_add_s = 0, probe_online_s = 0, wall_add_s = 0, wall_online_s = 0;
-    double e2e_s = 0;     // virtio-mem: QMP request to the step online (0: not recorded)
-    double blocks = 1;    // memory blocks the step added
+    double e2e_s = 0;   // virtio-mem: QMP request to the step online (0: not recorded)
+    double blocks = 1;  // memory blocks the step added
     // The online's sub-phases (kernel function -> own seconds), names [a-z0-9_]{1,48}.
     std::map<std::string, double> online_sub_s;
 };
@@ -77,8 +77,8 @@ struct ArmRecord {
     std::string name;
     std::string kernel_spec = "?";
     std::string online_requested = "manual";  // --online / online=: auto | manual (older files: manual)
-    std::string device = "dimm";  // device=: dimm | virtio-mem | dax (older files: dimm)
-    std::optional<GuestRecord> guest;  // null: the guest never got ready
+    std::string device = "dimm";              // device=: dimm | virtio-mem | dax (older files: dimm)
+    std::optional<GuestRecord> guest;         // null: the guest never got ready
     std::vector<CycleRecord> cycles;
     std::vector<ScaleStep> scale;
 };
@@ -86,7 +86,7 @@ struct ArmRecord {
 struct OptionsRecord {
     std::string mode = "cycles";  // cycles | scale
     std::uint64_t cycles = 0, dimm_bytes = 0, dimms = 1, node = 1, scale_bytes = 0;
-    std::string scale_device = "dimm";  // dimm | virtio-mem (older files: dimm)
+    std::string scale_device = "dimm";   // dimm | virtio-mem (older files: dimm)
     std::uint64_t scale_step_bytes = 0;  // the scale ramp's step; older files: dimm_bytes
     std::string zone = "movable";
     std::string scenario = "none";

@@ -35,8 +35,8 @@ struct ArmSpec {
 };
 
 // "NAME:key=value,key=value..." with keys kernel, device (dimm|virtio-mem|dax;
-// dax is refused while the lab lacks it), mmo (on|off|default), online, probes, append (one kernel command-line word; repeatable) and node-mem. Unset
-// keys come from `base`. Throws UsageError.
+// dax is refused while the lab lacks it), mmo (on|off|default), online, probes, append (one kernel command-line word;
+// repeatable) and node-mem. Unset keys come from `base`. Throws UsageError.
 [[nodiscard]] ArmSpec parse_arm(const std::string& text, const lab::GuestConfig& base);
 // The default pair on `base`'s kernel: "page-alloc" (memmap_on_memory=0,
 // memmap from alloc_pages_node) and "altmap" (memmap_on_memory=1).

@@ -12,23 +12,23 @@ enum class ScaleDevice { Dimm, VirtioMem };
 
 struct ScaleRequest {
     ScaleDevice device = ScaleDevice::VirtioMem;
-    std::uint64_t plug_bytes = 0;                    // --scale-size
-    std::uint64_t step_bytes = 128ull << 20;         // --scale-step
-    std::uint64_t block_bytes = 128ull << 20;        // the guest's memory block size
-    std::uint64_t base_boot_bytes = 1ull << 30;      // the lab's usual node-0 memory
-    bool memmap_on_memory = false;                   // only DIMMs can use it
-    unsigned dimm_slots = 0;                         // DIMM scale stops at the slot count
-    std::uint64_t host_available_bytes = 0;          // MemAvailable of the host
-    unsigned guests = 1;                             // guests that run at once (one per arm)
+    std::uint64_t plug_bytes = 0;                // --scale-size
+    std::uint64_t step_bytes = 128ull << 20;     // --scale-step
+    std::uint64_t block_bytes = 128ull << 20;    // the guest's memory block size
+    std::uint64_t base_boot_bytes = 1ull << 30;  // the lab's usual node-0 memory
+    bool memmap_on_memory = false;               // only DIMMs can use it
+    unsigned dimm_slots = 0;                     // DIMM scale stops at the slot count
+    std::uint64_t host_available_bytes = 0;      // MemAvailable of the host
+    unsigned guests = 1;                         // guests that run at once (one per arm)
 };
 
 struct ScalePlan {
     std::uint64_t steps = 0;
-    std::uint64_t memmap_bytes = 0;   // memmap the plug takes from boot memory
-    std::uint64_t boot_bytes = 0;     // -m for node 0
+    std::uint64_t memmap_bytes = 0;  // memmap the plug takes from boot memory
+    std::uint64_t boot_bytes = 0;    // -m for node 0
     std::uint64_t maxmem_bytes = 0;
-    std::uint64_t host_bytes = 0;     // what the host commits for all guests (estimate)
-    std::string arithmetic;           // the sums, for the run's log and a refusal
+    std::uint64_t host_bytes = 0;  // what the host commits for all guests (estimate)
+    std::string arithmetic;        // the sums, for the run's log and a refusal
 };
 
 // QEMU's own memory beside the guest's RAM (TCG translation cache, devices).

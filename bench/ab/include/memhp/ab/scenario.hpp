@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
-#include "memhp/lab/guest_trace.hpp"
 #include "memhp/lab/cycle.hpp"
 #include "memhp/lab/guest.hpp"
+#include "memhp/lab/guest_trace.hpp"
 #include "memhp/lab/memory.hpp"
 
 namespace memhp::ab {
