@@ -64,97 +64,18 @@ void print_row(const std::string& name, double wall_s, const lab::MemorySnapshot
                 wall, s.blocks_online, s.blocks, n.total_kb, n.free_kb, s.mem_free_kb, delta);
 }
 
-// Cycles of plug -> online -> unplug through virtio-mem device 0.
-int run_virtio_mem_cycles(lab::Guest& guest, lab::MemoryLab& mem, std::uint64_t size, int node, int cycles,
-                          std::chrono::seconds timeout, nlohmann::json& results, const std::function<void()>& save) {
+// Runs `cycles` cycles of `body`, which prints its rows, fills the cycle's
+// record and throws when the cycle fails; each record goes into
+// results["cycles"], saved after every cycle. After a failed cycle the next
+// runs only if `go_on()` says so. Exit status 1 when any cycle failed.
+int run_recorded_cycles(int cycles, nlohmann::json& results, const std::function<void()>& save,
+                        const std::function<void(int, nlohmann::json&)>& body, const std::function<bool()>& go_on) {
     int failures = 0;
     for (int i = 1; i <= cycles; ++i) {
-        std::printf("cycle %d/%d: virtio-mem %s on node %d\n", i, cycles, format_size_human(size).c_str(), node);
-        print_header(node);
-        const auto before = mem.snapshot();
-        print_row("before", -1, before, before, node);
-        nlohmann::json rec{{"index", i}, {"device", lab::virtio_mem_id(0)}, {"phases", nlohmann::json::array()}};
+        nlohmann::json rec{{"index", i}};
         bool ok = true;
         try {
-            auto plug = mem.resize_virtio_mem(0, size, timeout);
-            auto after = mem.snapshot();
-            print_row("plug", plug.wall_s, after, before, node);
-            rec["phases"].push_back(
-                {{"phase", "plug"}, {"resize", lab::to_json(plug)}, {"after", lab::to_json(after)}});
-            if (plug.plugged != size)
-                throw Error("the guest plugged " + format_size_exact(plug.plugged) + " of " + format_size_exact(size));
-            if (!guest.kernel_onlines()) {
-                const auto t0 = std::chrono::steady_clock::now();
-                lab::Dimm d;
-                d.id = plug.device;
-                d.blocks = plug.blocks_added;
-                mem.online(d, lab::Zone::Movable);  // movable: the driver can offline it again to unplug
-                const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                after = mem.snapshot();
-                print_row("online", wall, after, before, node);
-                rec["phases"].push_back({{"phase", "online"}, {"wall_s", wall}, {"after", lab::to_json(after)}});
-            }
-            auto unplug = mem.resize_virtio_mem(0, 0, timeout);
-            after = mem.snapshot();
-            print_row("unplug", unplug.wall_s, after, before, node);
-            rec["phases"].push_back(
-                {{"phase", "unplug"}, {"resize", lab::to_json(unplug)}, {"after", lab::to_json(after)}});
-            if (unplug.plugged != 0)
-                throw Error("the guest unplugged only down to " + format_size_exact(unplug.plugged) +
-                            " (memory it could not offline stays plugged)");
-            std::printf("  %zu blocks added, %zu online after the plug, %zu removed\n", plug.blocks_added.size(),
-                        plug.blocks_online, unplug.blocks_removed.size());
-        } catch (const Interrupted&) {
-            throw;
-        } catch (const std::exception& e) {
-            ok = false;
-            rec["error"] = e.what();
-            std::printf("  FAILED: %s\n", e.what());
-        }
-        rec["ok"] = ok;
-        results["cycles"].push_back(rec);
-        save();
-        std::fflush(stdout);
-        if (!ok) {
-            ++failures;
-            if (!guest.alive()) break;
-        }
-    }
-    if (failures) std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
-    return failures ? 1 : 0;
-}
-
-// Cycles of kmem add -> online -> offline -> remove of the dax device.
-int run_dax_cycles(lab::Guest& guest, lab::MemoryLab& mem, lab::DaxLab& dax, std::optional<bool> mmo, lab::Zone zone,
-                   int cycles, nlohmann::json& results, const std::function<void()>& save) {
-    constexpr int node = 1;
-    int failures = 0;
-    for (int i = 1; i <= cycles; ++i) {
-        std::printf("cycle %d/%d: kmem %s of %s on node %d\n", i, cycles,
-                    format_size_human(dax.blocks().size() * mem.block_size()).c_str(), dax.device().c_str(), node);
-        print_header(node);
-        const auto before = mem.snapshot();
-        print_row("before", -1, before, before, node);
-        nlohmann::json rec{{"index", i}, {"device", dax.device()}};
-        bool ok = true;
-        try {
-            const auto a = dax.add(mmo, zone);
-            // dax.add() onlines too: one row for both (their times apart below).
-            auto after = mem.snapshot();
-            print_row("add+on", a.add_s + a.online_s, after, before, node);
-            rec["add"] = lab::to_json(a);
-            rec["after_add"] = lab::to_json(after);
-            const auto r = dax.remove();
-            after = mem.snapshot();
-            print_row("off+rm", r.offline_s + r.remove_s, after, before, node);
-            rec["remove"] = lab::to_json(r);
-            rec["after_remove"] = lab::to_json(after);
-            std::printf(
-                "  %zu blocks, onlined by the %s; per block: add %.1f ms, online %.1f ms, offline %.1f ms, "
-                "remove %.1f ms\n",
-                a.blocks.size(), a.online_by.c_str(), 1e3 * a.add_s / a.blocks.size(),
-                1e3 * a.online_s / a.blocks.size(), 1e3 * r.offline_s / a.blocks.size(),
-                1e3 * r.remove_s / a.blocks.size());
+            body(i, rec);
         } catch (const Interrupted&) {
             throw;
         } catch (const UsageError&) {
@@ -170,12 +91,85 @@ int run_dax_cycles(lab::Guest& guest, lab::MemoryLab& mem, lab::DaxLab& dax, std
         std::fflush(stdout);
         if (!ok) {
             ++failures;
-            break;  // the device is in an unknown state: the next cycle would not measure the same thing
+            if (!go_on()) break;
         }
     }
-    (void)guest;
     if (failures) std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
     return failures ? 1 : 0;
+}
+
+// Cycles of plug -> online -> unplug through virtio-mem device 0.
+int run_virtio_mem_cycles(lab::Guest& guest, lab::MemoryLab& mem, std::uint64_t size, int node, int cycles,
+                          std::chrono::seconds timeout, nlohmann::json& results, const std::function<void()>& save) {
+    const auto body = [&](int i, nlohmann::json& rec) {
+        std::printf("cycle %d/%d: virtio-mem %s on node %d\n", i, cycles, format_size_human(size).c_str(), node);
+        print_header(node);
+        const auto before = mem.snapshot();
+        print_row("before", -1, before, before, node);
+        rec["device"] = lab::virtio_mem_id(0);
+        rec["phases"] = nlohmann::json::array();
+        auto plug = mem.resize_virtio_mem(0, size, timeout);
+        auto after = mem.snapshot();
+        print_row("plug", plug.wall_s, after, before, node);
+        rec["phases"].push_back({{"phase", "plug"}, {"resize", lab::to_json(plug)}, {"after", lab::to_json(after)}});
+        if (plug.plugged != size)
+            throw Error("the guest plugged " + format_size_exact(plug.plugged) + " of " + format_size_exact(size));
+        if (!guest.kernel_onlines()) {
+            const auto t0 = std::chrono::steady_clock::now();
+            lab::Dimm d;
+            d.id = plug.device;
+            d.blocks = plug.blocks_added;
+            mem.online(d, lab::Zone::Movable);  // movable: the driver can offline it again to unplug
+            const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            after = mem.snapshot();
+            print_row("online", wall, after, before, node);
+            rec["phases"].push_back({{"phase", "online"}, {"wall_s", wall}, {"after", lab::to_json(after)}});
+        }
+        auto unplug = mem.resize_virtio_mem(0, 0, timeout);
+        after = mem.snapshot();
+        print_row("unplug", unplug.wall_s, after, before, node);
+        rec["phases"].push_back(
+            {{"phase", "unplug"}, {"resize", lab::to_json(unplug)}, {"after", lab::to_json(after)}});
+        if (unplug.plugged != 0)
+            throw Error("the guest unplugged only down to " + format_size_exact(unplug.plugged) +
+                        " (memory it could not offline stays plugged)");
+        std::printf("  %zu blocks added, %zu online after the plug, %zu removed\n", plug.blocks_added.size(),
+                    plug.blocks_online, unplug.blocks_removed.size());
+    };
+    return run_recorded_cycles(cycles, results, save, body, [&guest] { return guest.alive(); });
+}
+
+// Cycles of kmem add -> online -> offline -> remove of the dax device.
+int run_dax_cycles(lab::MemoryLab& mem, lab::DaxLab& dax, std::optional<bool> mmo, lab::Zone zone, int cycles,
+                   nlohmann::json& results, const std::function<void()>& save) {
+    constexpr int node = 1;
+    const auto body = [&](int i, nlohmann::json& rec) {
+        std::printf("cycle %d/%d: kmem %s of %s on node %d\n", i, cycles,
+                    format_size_human(dax.blocks().size() * mem.block_size()).c_str(), dax.device().c_str(), node);
+        print_header(node);
+        const auto before = mem.snapshot();
+        print_row("before", -1, before, before, node);
+        rec["device"] = dax.device();
+        const auto a = dax.add(mmo, zone);
+        // dax.add() onlines too: one row for both (their times apart below).
+        auto after = mem.snapshot();
+        print_row("add+on", a.add_s + a.online_s, after, before, node);
+        rec["add"] = lab::to_json(a);
+        rec["after_add"] = lab::to_json(after);
+        const auto r = dax.remove();
+        after = mem.snapshot();
+        print_row("off+rm", r.offline_s + r.remove_s, after, before, node);
+        rec["remove"] = lab::to_json(r);
+        rec["after_remove"] = lab::to_json(after);
+        std::printf(
+            "  %zu blocks, onlined by the %s; per block: add %.1f ms, online %.1f ms, offline %.1f ms, "
+            "remove %.1f ms\n",
+            a.blocks.size(), a.online_by.c_str(), 1e3 * a.add_s / a.blocks.size(), 1e3 * a.online_s / a.blocks.size(),
+            1e3 * r.offline_s / a.blocks.size(), 1e3 * r.remove_s / a.blocks.size());
+    };
+    // After a failure the device is in an unknown state: the next cycle would
+    // not measure the same thing.
+    return run_recorded_cycles(cycles, results, save, body, [] { return false; });
 }
 
 }  // namespace
@@ -329,7 +323,7 @@ Command add_lab_command(CLI::App& app) {
                 if (guest->kernel_onlines())  // kmem's blocks go where auto_online_blocks says: into --zone
                     guest->agent().write("/sys/devices/system/memory/auto_online_blocks", lab::zone_state_word(zone));
                 save();
-                const int rc = run_dax_cycles(*guest, mem, dax, dax_mmo, zone, o->cycles, results, save);
+                const int rc = run_dax_cycles(mem, dax, dax_mmo, zone, o->cycles, results, save);
                 guest->shutdown();
                 return rc;
             }
