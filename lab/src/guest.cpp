@@ -266,7 +266,7 @@ std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& prog
 
     const auto& dir = g->run_dir_.path();
     stage_guest_etc("/etc", dir / "guest-etc");
-    const auto modules = g->kernel_.modules_dir.empty() ? fs::path() : fs::canonical(g->kernel_.modules_dir);
+    const auto modules = g->kernel_.modules_dir.empty() ? fs::path() : fs::absolute(g->kernel_.modules_dir);
     const auto shares = plan_shares("/", agent.parent_path(), modules, dir / "guest-etc");
     fs::create_directories(dir / "guest-meta");
     write_file(dir / "guest-meta" / "shares", share_table(shares));

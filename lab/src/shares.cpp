@@ -89,7 +89,11 @@ SharePlan plan_shares(const fs::path& root, const fs::path& bin_dir, const fs::p
     }
     want.emplace_back(etc_stage, "/etc");
     want.emplace_back(bin_dir, bin_dir);
-    if (!modules_dir.empty()) want.emplace_back(modules_dir, modules_dir);
+    // The guest finds the modules where the host's code names them
+    // (KernelImage::modules_dir); the share exports the real directory, as
+    // a kernel package extracted on a merged-/usr layout (trixie's and sid's)
+    // has lib/modules/VERSION as a link into usr/lib/modules.
+    if (!modules_dir.empty()) want.emplace_back(fs::weakly_canonical(modules_dir), modules_dir.lexically_normal());
     std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
     for (const auto& [host, guest] : want) {
         if (!carryable(host) || !carryable(guest))

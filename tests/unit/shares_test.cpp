@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "memhp/error.hpp"
@@ -74,6 +75,24 @@ TEST(PlanShares, AnUnmergedRootSharesItsTopDirectories) {
     const auto plan = plan_shares(dir.path(), "/b/bin", "", "/s/etc");
     EXPECT_THAT(guests(plan), ElementsAre("/b/bin", "/bin", "/etc", "/lib64", "/usr"));
     EXPECT_THAT(plan.links, IsEmpty());
+}
+
+// trixie's and sid's kernel packages, extracted, have lib/modules/VERSION as
+// a link into usr/lib/modules: the guest must find the modules at the path
+// the host names (insmod of virtio_mem failed when only the link's target
+// was shared), with the real directory behind it.
+TEST(PlanShares, ModulesBehindALinkAreMountedWhereTheHostNamesThem) {
+    TempDir dir("memhp-shares");
+    const auto real = dir.path() / "k/usr/lib/modules/6.12";
+    fs::create_directories(real);
+    fs::create_directories(dir.path() / "k/lib/modules");
+    fs::create_symlink("../../usr/lib/modules/6.12", dir.path() / "k/lib/modules/6.12");
+    const auto named = dir.path() / "k/lib/modules/6.12";
+    const auto plan = plan_shares("/", "/b/bin", named, "/s/etc");
+    const auto it =
+        std::find_if(plan.shares.begin(), plan.shares.end(), [&](const HostShare& s) { return s.guest == named; });
+    ASSERT_NE(it, plan.shares.end()) << share_table(plan);
+    EXPECT_EQ(it->host, fs::canonical(real));
 }
 
 TEST(PlanShares, APathWithANewlineIsRefused) {
