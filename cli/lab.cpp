@@ -172,6 +172,270 @@ int run_dax_cycles(lab::MemoryLab& mem, lab::DaxLab& dax, std::optional<bool> mm
     return run_recorded_cycles(cycles, results, save, body, [] { return false; });
 }
 
+// What each DIMM cycle plugs, where, and how often.
+void add_lab_cycle_options(CLI::App* cmd, LabOptions& o) {
+    cmd->add_option("--dimm", o.dimm, "size of the DIMM hot-added each cycle (a multiple of the 128M memory block)")
+        ->capture_default_str();
+    cmd->add_option("--node", o.node, "NUMA node the DIMM is plugged into")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cmd->add_option("--cycles", o.cycles, "number of add/online/offline/remove cycles (0: boot only)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cmd->add_option("--zone", o.zone, "zone to online into: movable (offline is reliable), normal, auto")
+        ->check(CLI::IsMember({"movable", "normal", "auto"}))
+        ->capture_default_str();
+    cmd->add_option("--timeout", o.timeout_s, "seconds any single wait inside a phase may take")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+}
+
+// virtio-mem or dax/kmem instead of DIMMs.
+void add_lab_device_options(CLI::App* cmd, LabOptions& o) {
+    cmd->add_option("--virtio-mem", o.virtio_mem,
+                    "hot-plug through a virtio-mem device on --node instead of DIMMs: each cycle plugs SIZE (qom-set "
+                    "requested-size; a multiple of 128M), onlines it (the kernel under --online auto, else the lab) "
+                    "and unplugs it again (the guest driver offlines and removes its blocks)");
+    cmd->add_option("--dax", o.dax,
+                    "hot-plug through dax/kmem instead of DIMMs: the guest boots with a pmem range of SIZE plus one "
+                    "128M block (memmap=SIZE!START, always above 4G) that is all of NUMA node 1 (node 0 gets 2G, "
+                    "more for a small SIZE so that the range clears q35's low memory; --node-mem does not apply), "
+                    "ndctl makes it a devdax device, and each cycle gives it to kmem as system RAM (onlined "
+                    "into --zone), then offlines it and gives it back; SIZE a multiple of 128M. Needs ndctl on the "
+                    "host and the kernel's nvdimm/dax modules (all Debian kernels have them)");
+    cmd->add_option("--dax-memmap-on-memory", o.dax_mmo,
+                    "with --dax: the dax device's memmap_on_memory attribute, written before kmem takes it: on (the "
+                    "memmap of each block on the device itself; needs Linux >= 6.8 and turns the guest's "
+                    "memory_hotplug.memmap_on_memory on unless --memmap-on-memory says off, which is refused), off, "
+                    "or default (left as the kernel has it)")
+        ->check(CLI::IsMember({"on", "off", "default"}))
+        ->capture_default_str();
+}
+
+// Where the results go, and whether the guest stays up.
+void add_lab_output_options(CLI::App* cmd, LabOptions& o) {
+    cmd->add_option("--json", o.json_path, "also write the results as JSON to this file (rewritten after every cycle)");
+    cmd->add_flag("--keep", o.keep,
+                  "leave the guest running after the cycles, print how to reach its console, and wait for Ctrl-C");
+}
+
+// What one `memhp lab` run boots and plugs, from the flags.
+struct LabPlan {
+    lab::GuestConfig cfg;
+    std::uint64_t dimm = 0;
+    lab::Zone zone{};
+    std::uint64_t vmem = 0;       // non-zero: virtio-mem cycles of this size
+    std::uint64_t dax_bytes = 0;  // non-zero: dax/kmem cycles of a device this size
+    std::optional<bool> dax_mmo;  // the dax device's memmap_on_memory attribute; nullopt: left alone
+};
+
+// --dax's guest layout and its memmap_on_memory attribute.
+void plan_dax(const LabOptions& o, CLI::App* cmd, LabPlan& p) {
+    if (!o.virtio_mem.empty()) throw UsageError("--dax and --virtio-mem: choose one device");
+    if (cmd->count("--node-mem") > 0)
+        throw UsageError(
+            "--dax lays out the guest's nodes itself (node 0 2G or more, node 1 the pmem range): drop "
+            "--node-mem");
+    p.dax_bytes = parse_size(o.dax);
+    lab::configure_dax_guest(p.cfg, p.dax_bytes);
+    if (p.dax_mmo.value_or(false)) {
+        if (p.cfg.memmap_on_memory == false)
+            throw UsageError(
+                "--dax-memmap-on-memory on needs the guest's memory_hotplug.memmap_on_memory on "
+                "(the kernel refuses the attribute otherwise, EOPNOTSUPP): drop "
+                "--memmap-on-memory off");
+        p.cfg.memmap_on_memory = true;
+    }
+    lab::validate(p.cfg);
+}
+
+// Validates the flags (before any boot) and converts them.
+LabPlan plan_lab(const LabOptions& o, CLI::App* cmd) {
+    LabPlan p;
+    p.cfg = to_guest_config(o.guest);
+    p.dimm = parse_size(o.dimm);
+    if (p.dimm == 0 || p.dimm % kX86BlockSize)
+        throw UsageError("--dimm " + o.dimm + " is not a multiple of the x86 guest's 128M memory block size");
+    if (o.node >= static_cast<int>(p.cfg.node_mem.size()))
+        throw UsageError("--node " + std::to_string(o.node) + " does not exist: the guest has " +
+                         std::to_string(p.cfg.node_mem.size()) + " node(s) (see --node-mem)");
+    p.zone = lab::parse_zone(o.zone);
+    if (o.dax_mmo != "default") {
+        if (o.dax.empty()) throw UsageError("--dax-memmap-on-memory needs --dax SIZE");
+        p.dax_mmo = o.dax_mmo == "on";
+    }
+    if (!o.dax.empty()) plan_dax(o, cmd, p);
+    if (!o.virtio_mem.empty()) {
+        p.vmem = parse_size(o.virtio_mem);
+        p.cfg.virtio_mem.push_back({o.node, p.vmem, 0});
+        lab::validate(p.cfg);
+    }
+    return p;
+}
+
+// The results document before any cycle: the guest and the options.
+nlohmann::json lab_results_json(const LabOptions& o, const LabPlan& p, lab::Guest& guest, lab::MemoryLab& mem,
+                                const std::string& param) {
+    return {{"schema", "memhp.lab/1"},
+            {"guest",
+             {{"kernel_spec", p.cfg.kernel},
+              {"package", guest.kernel().package},
+              {"version", guest.kernel().version},
+              {"release", guest.release()},
+              {"memmap_on_memory", param},
+              {"block_size_bytes", mem.block_size()},
+              {"boot_s", guest.boot_seconds()},
+              {"auto_online_blocks", guest.online_policy()},
+              {"cmdline", read_file(guest.run_dir() / "qemu.cmdline")}}},
+            {"options",
+             {{"dimm_bytes", p.dimm},
+              {"node", o.node},
+              {"zone", o.zone},
+              {"cycles", o.cycles},
+              {"online", o.guest.online},
+              {"virtio_mem_bytes", p.vmem},
+              {"dax_bytes", p.dax_bytes},
+              {"dax_memmap_on_memory", o.dax_mmo}}},
+            {"cycles", nlohmann::json::array()}};
+}
+
+// --dax: sets the devdax device up, reports it, then runs the kmem cycles.
+int run_lab_dax(const LabOptions& o, const LabPlan& p, lab::Guest& guest, lab::MemoryLab& mem, nlohmann::json& results,
+                const std::function<void()>& save) {
+    lab::DaxLab dax(guest, std::chrono::seconds(o.timeout_s));
+    const bool attr = dax.has_memmap_on_memory_attr();
+    std::printf("dax: %s (%s) -> %s, %s at 0x%" PRIx64
+                ", target node %d, %zu blocks for kmem; "
+                "memmap_on_memory attribute %s\n",
+                dax.namespace_name().c_str(), lab::dax_layout(p.dax_bytes).memmap_arg.c_str(), dax.device().c_str(),
+                format_size_human(dax.size()).c_str(), dax.start(), dax.target_node(), dax.blocks().size(),
+                attr ? "present" : "absent (Linux < 6.8)");
+    results["dax"] = {
+        {"device", dax.device()},   {"namespace", dax.namespace_name()}, {"start", dax.start()},
+        {"size_bytes", dax.size()}, {"target_node", dax.target_node()},  {"memmap_on_memory_attribute", attr}};
+    if (p.dax_mmo && !attr)
+        throw UsageError("--dax-memmap-on-memory " + o.dax_mmo + ": kernel " + guest.release() +
+                         " has no memmap_on_memory attribute on its dax devices (it arrived in Linux 6.8): "
+                         "use --dax-memmap-on-memory default, or a kernel that has it (--kernel 6.12, 7.2)");
+    if (guest.kernel_onlines())  // kmem's blocks go where auto_online_blocks says: into --zone
+        guest.agent().write("/sys/devices/system/memory/auto_online_blocks", lab::zone_state_word(p.zone));
+    save();
+    return run_dax_cycles(mem, dax, p.dax_mmo, p.zone, o.cycles, results, save);
+}
+
+// The DIMM cycles, then the median wall time of each phase over the good
+// ones. Returns the number of failed cycles.
+int run_dimm_cycles(const LabOptions& o, const LabPlan& p, lab::Guest& guest, lab::MemoryLab& mem,
+                    nlohmann::json& results, const std::function<void()>& save) {
+    lab::CycleOptions copts{p.dimm, o.node, p.zone, std::chrono::seconds(o.timeout_s)};
+    copts.kernel_onlines = guest.kernel_onlines();
+    int failures = 0;
+    std::map<std::string, std::vector<double>> walls;  // phase -> wall seconds of good cycles
+    for (int i = 1; i <= o.cycles; ++i) {
+        std::printf("cycle %d/%d: %s DIMM on node %d\n", i, o.cycles, format_size_human(p.dimm).c_str(), o.node);
+        bool header = false;
+        auto rec = lab::run_cycle(mem, copts, i, [&](const lab::CycleRecord& c, const lab::PhaseRecord& ph) {
+            if (!header) {
+                print_header(o.node);
+                print_row("before", -1, c.before, c.before, o.node);
+                header = true;
+            }
+            if (ph.ok)
+                print_row(ph.phase, ph.wall_s, ph.after, c.before, o.node);
+            else
+                std::printf("  %-8s FAILED after %.3f s: %s\n", ph.phase.c_str(), ph.wall_s, ph.error.c_str());
+            std::fflush(stdout);
+        });
+        if (!rec.cleanup.empty()) std::printf("  cleanup: %s\n", rec.cleanup.c_str());
+        if (rec.ok())
+            std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n",
+                        rec.dimms.front().blocks.front(), rec.dimms.back().blocks.back(), rec.dimms.front().addr,
+                        rec.zone.c_str());
+        if (rec.ok()) {
+            double total = 0;
+            for (const auto& ph : rec.phases) {
+                walls[ph.phase].push_back(ph.wall_s);
+                total += ph.wall_s;
+            }
+            walls["cycle"].push_back(total);
+        }
+        results["cycles"].push_back(lab::to_json(rec));
+        save();
+        if (!rec.ok()) ++failures;
+        if (rec.guest_lost) {
+            std::fprintf(stderr, "memhp: the guest is gone; stopping after %d cycle(s)\n", i);
+            break;
+        }
+    }
+
+    if (!walls.empty()) {
+        std::printf("median host wall time over %zu good cycle(s):", walls["cycle"].size());
+        for (const auto& name : {"add", "online", "offline", "remove", "cycle"})
+            std::printf(" %s %.3f s%s", name, median(walls[name]), std::string(name) == "cycle" ? "\n" : ",");
+    }
+    return failures;
+}
+
+// --keep: leaves the guest running, says how to reach it, and waits for Ctrl-C.
+void keep_guest_running(lab::Guest& guest) {
+    const auto dir = guest.run_dir().string();
+    std::printf(
+        "\nguest left running (QEMU pid %d). In another terminal:\n"
+        "  console (a root shell):  socat -,raw,echo=0,escape=0x1d UNIX-CONNECT:%s/console.sock   (Ctrl-] "
+        "leaves)\n"
+        "  QMP:                     socat - UNIX-CONNECT:%s/qmp-user.sock\n"
+        "  the host's files are at the same paths in the guest; the guest's writes stay in its RAM.\n"
+        "Press Ctrl-C here to stop the guest.\n",
+        guest.qemu_pid(), dir.c_str(), dir.c_str());
+    std::fflush(stdout);
+    while (!stop_requested() && guest.alive()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    reset_stop();
+}
+
+// memhp lab's action: boots the guest and runs the cycles of the device chosen.
+int run_lab_command(const LabOptions& o, CLI::App* cmd) {
+    const auto p = plan_lab(o, cmd);
+    auto guest = lab::Guest::boot(p.cfg, stderr_progress());
+    lab::MemoryLab mem(*guest);
+    const auto param = mem.memmap_on_memory_param();
+    std::printf(
+        "guest: kernel %s (%s), memmap_on_memory=%s, memory block %s, ready after %.1f s (guest uptime %.1f "
+        "s)\n",
+        guest->release().c_str(),
+        guest->kernel().package.empty() ? guest->kernel().vmlinuz.c_str() : guest->kernel().package.c_str(),
+        param.c_str(), format_size_human(mem.block_size()).c_str(), guest->boot_seconds(),
+        guest->guest_uptime_at_ready());
+    std::fflush(stdout);
+
+    auto results = lab_results_json(o, p, *guest, mem, param);
+    auto save = [&] {
+        if (!o.json_path.empty()) write_file_atomic(o.json_path, results.dump(2) + "\n");
+    };
+    save();
+
+    std::printf("onlining: %s (auto_online_blocks=%s)\n", guest->kernel_onlines() ? "by the kernel" : "by the lab",
+                guest->online_policy().c_str());
+    if (p.dax_bytes) {
+        const int rc = run_lab_dax(o, p, *guest, mem, results, save);
+        guest->shutdown();
+        return rc;
+    }
+    if (p.vmem) {
+        const int rc = run_virtio_mem_cycles(*guest, mem, p.vmem, o.node, o.cycles, std::chrono::seconds(o.timeout_s),
+                                             results, save);
+        guest->shutdown();
+        return rc;
+    }
+    const int failures = run_dimm_cycles(o, p, *guest, mem, results, save);
+    if (o.keep && guest->alive()) keep_guest_running(*guest);
+    guest->shutdown();
+    if (failures) {
+        std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
+        return 1;
+    }
+    return 0;
+}
+
 }  // namespace
 
 Command add_lab_command(CLI::App& app) {
@@ -182,226 +446,10 @@ Command add_lab_command(CLI::App& app) {
         "DIMM, with each phase's host-side wall time and the guest's memory after it.\n"
         "Example: memhp lab --kernel 6.1 --memmap-on-memory on --dimm 128M --node 1 --cycles 3");
     add_guest_options(cmd, o->guest);
-    cmd->add_option("--dimm", o->dimm, "size of the DIMM hot-added each cycle (a multiple of the 128M memory block)")
-        ->capture_default_str();
-    cmd->add_option("--node", o->node, "NUMA node the DIMM is plugged into")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
-    cmd->add_option("--cycles", o->cycles, "number of add/online/offline/remove cycles (0: boot only)")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
-    cmd->add_option("--zone", o->zone, "zone to online into: movable (offline is reliable), normal, auto")
-        ->check(CLI::IsMember({"movable", "normal", "auto"}))
-        ->capture_default_str();
-    cmd->add_option("--timeout", o->timeout_s, "seconds any single wait inside a phase may take")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    cmd->add_option("--virtio-mem", o->virtio_mem,
-                    "hot-plug through a virtio-mem device on --node instead of DIMMs: each cycle plugs SIZE (qom-set "
-                    "requested-size; a multiple of 128M), onlines it (the kernel under --online auto, else the lab) "
-                    "and unplugs it again (the guest driver offlines and removes its blocks)");
-    cmd->add_option("--dax", o->dax,
-                    "hot-plug through dax/kmem instead of DIMMs: the guest boots with a pmem range of SIZE plus one "
-                    "128M block (memmap=SIZE!START, always above 4G) that is all of NUMA node 1 (node 0 gets 2G, "
-                    "more for a small SIZE so that the range clears q35's low memory; --node-mem does not apply), "
-                    "ndctl makes it a devdax device, and each cycle gives it to kmem as system RAM (onlined "
-                    "into --zone), then offlines it and gives it back; SIZE a multiple of 128M. Needs ndctl on the "
-                    "host and the kernel's nvdimm/dax modules (all Debian kernels have them)");
-    cmd->add_option("--dax-memmap-on-memory", o->dax_mmo,
-                    "with --dax: the dax device's memmap_on_memory attribute, written before kmem takes it: on (the "
-                    "memmap of each block on the device itself; needs Linux >= 6.8 and turns the guest's "
-                    "memory_hotplug.memmap_on_memory on unless --memmap-on-memory says off, which is refused), off, "
-                    "or default (left as the kernel has it)")
-        ->check(CLI::IsMember({"on", "off", "default"}))
-        ->capture_default_str();
-    cmd->add_option("--json", o->json_path,
-                    "also write the results as JSON to this file (rewritten after every cycle)");
-    cmd->add_flag("--keep", o->keep,
-                  "leave the guest running after the cycles, print how to reach its console, and wait for Ctrl-C");
-
-    return {
-        cmd, [o, cmd] {
-            auto cfg = to_guest_config(o->guest);
-            const std::uint64_t dimm = parse_size(o->dimm);
-            if (dimm == 0 || dimm % kX86BlockSize)
-                throw UsageError("--dimm " + o->dimm + " is not a multiple of the x86 guest's 128M memory block size");
-            if (o->node >= static_cast<int>(cfg.node_mem.size()))
-                throw UsageError("--node " + std::to_string(o->node) + " does not exist: the guest has " +
-                                 std::to_string(cfg.node_mem.size()) + " node(s) (see --node-mem)");
-            const auto zone = lab::parse_zone(o->zone);
-            std::uint64_t vmem = 0;
-            std::uint64_t dax_bytes = 0;
-            std::optional<bool> dax_mmo;
-            if (o->dax_mmo != "default") {
-                if (o->dax.empty()) throw UsageError("--dax-memmap-on-memory needs --dax SIZE");
-                dax_mmo = o->dax_mmo == "on";
-            }
-            if (!o->dax.empty()) {
-                if (!o->virtio_mem.empty()) throw UsageError("--dax and --virtio-mem: choose one device");
-                if (cmd->count("--node-mem") > 0)
-                    throw UsageError(
-                        "--dax lays out the guest's nodes itself (node 0 2G or more, node 1 the pmem range): drop "
-                        "--node-mem");
-                dax_bytes = parse_size(o->dax);
-                lab::configure_dax_guest(cfg, dax_bytes);
-                if (dax_mmo.value_or(false)) {
-                    if (cfg.memmap_on_memory == false)
-                        throw UsageError(
-                            "--dax-memmap-on-memory on needs the guest's memory_hotplug.memmap_on_memory on "
-                            "(the kernel refuses the attribute otherwise, EOPNOTSUPP): drop "
-                            "--memmap-on-memory off");
-                    cfg.memmap_on_memory = true;
-                }
-                lab::validate(cfg);
-            }
-            if (!o->virtio_mem.empty()) {
-                vmem = parse_size(o->virtio_mem);
-                cfg.virtio_mem.push_back({o->node, vmem, 0});
-                lab::validate(cfg);
-            }
-
-            auto guest = lab::Guest::boot(cfg, stderr_progress());
-            lab::MemoryLab mem(*guest);
-            const auto param = mem.memmap_on_memory_param();
-            std::printf(
-                "guest: kernel %s (%s), memmap_on_memory=%s, memory block %s, ready after %.1f s (guest uptime %.1f "
-                "s)\n",
-                guest->release().c_str(),
-                guest->kernel().package.empty() ? guest->kernel().vmlinuz.c_str() : guest->kernel().package.c_str(),
-                param.c_str(), format_size_human(mem.block_size()).c_str(), guest->boot_seconds(),
-                guest->guest_uptime_at_ready());
-            std::fflush(stdout);
-
-            nlohmann::json results{{"schema", "memhp.lab/1"},
-                                   {"guest",
-                                    {{"kernel_spec", cfg.kernel},
-                                     {"package", guest->kernel().package},
-                                     {"version", guest->kernel().version},
-                                     {"release", guest->release()},
-                                     {"memmap_on_memory", param},
-                                     {"block_size_bytes", mem.block_size()},
-                                     {"boot_s", guest->boot_seconds()},
-                                     {"auto_online_blocks", guest->online_policy()},
-                                     {"cmdline", read_file(guest->run_dir() / "qemu.cmdline")}}},
-                                   {"options",
-                                    {{"dimm_bytes", dimm},
-                                     {"node", o->node},
-                                     {"zone", o->zone},
-                                     {"cycles", o->cycles},
-                                     {"online", o->guest.online},
-                                     {"virtio_mem_bytes", vmem},
-                                     {"dax_bytes", dax_bytes},
-                                     {"dax_memmap_on_memory", o->dax_mmo}}},
-                                   {"cycles", nlohmann::json::array()}};
-            auto save = [&] {
-                if (!o->json_path.empty()) write_file_atomic(o->json_path, results.dump(2) + "\n");
-            };
-            save();
-
-            std::printf("onlining: %s (auto_online_blocks=%s)\n",
-                        guest->kernel_onlines() ? "by the kernel" : "by the lab", guest->online_policy().c_str());
-            if (dax_bytes) {
-                lab::DaxLab dax(*guest, std::chrono::seconds(o->timeout_s));
-                const bool attr = dax.has_memmap_on_memory_attr();
-                std::printf("dax: %s (%s) -> %s, %s at 0x%" PRIx64
-                            ", target node %d, %zu blocks for kmem; "
-                            "memmap_on_memory attribute %s\n",
-                            dax.namespace_name().c_str(), lab::dax_layout(dax_bytes).memmap_arg.c_str(),
-                            dax.device().c_str(), format_size_human(dax.size()).c_str(), dax.start(), dax.target_node(),
-                            dax.blocks().size(), attr ? "present" : "absent (Linux < 6.8)");
-                results["dax"] = {{"device", dax.device()},
-                                  {"namespace", dax.namespace_name()},
-                                  {"start", dax.start()},
-                                  {"size_bytes", dax.size()},
-                                  {"target_node", dax.target_node()},
-                                  {"memmap_on_memory_attribute", attr}};
-                if (dax_mmo && !attr)
-                    throw UsageError(
-                        "--dax-memmap-on-memory " + o->dax_mmo + ": kernel " + guest->release() +
-                        " has no memmap_on_memory attribute on its dax devices (it arrived in Linux 6.8): "
-                        "use --dax-memmap-on-memory default, or a kernel that has it (--kernel 6.12, 7.2)");
-                if (guest->kernel_onlines())  // kmem's blocks go where auto_online_blocks says: into --zone
-                    guest->agent().write("/sys/devices/system/memory/auto_online_blocks", lab::zone_state_word(zone));
-                save();
-                const int rc = run_dax_cycles(mem, dax, dax_mmo, zone, o->cycles, results, save);
-                guest->shutdown();
-                return rc;
-            }
-            if (vmem) {
-                const int rc = run_virtio_mem_cycles(*guest, mem, vmem, o->node, o->cycles,
-                                                     std::chrono::seconds(o->timeout_s), results, save);
-                guest->shutdown();
-                return rc;
-            }
-            lab::CycleOptions copts{dimm, o->node, zone, std::chrono::seconds(o->timeout_s)};
-            copts.kernel_onlines = guest->kernel_onlines();
-            int failures = 0;
-            std::map<std::string, std::vector<double>> walls;  // phase -> wall seconds of good cycles
-            for (int i = 1; i <= o->cycles; ++i) {
-                std::printf("cycle %d/%d: %s DIMM on node %d\n", i, o->cycles, format_size_human(dimm).c_str(),
-                            o->node);
-                bool header = false;
-                auto rec = lab::run_cycle(mem, copts, i, [&](const lab::CycleRecord& c, const lab::PhaseRecord& p) {
-                    if (!header) {
-                        print_header(o->node);
-                        print_row("before", -1, c.before, c.before, o->node);
-                        header = true;
-                    }
-                    if (p.ok)
-                        print_row(p.phase, p.wall_s, p.after, c.before, o->node);
-                    else
-                        std::printf("  %-8s FAILED after %.3f s: %s\n", p.phase.c_str(), p.wall_s, p.error.c_str());
-                    std::fflush(stdout);
-                });
-                if (!rec.cleanup.empty()) std::printf("  cleanup: %s\n", rec.cleanup.c_str());
-                if (rec.ok())
-                    std::printf("  blocks %d..%d at 0x%" PRIx64 ", zone %s, DEVICE_DELETED seen\n",
-                                rec.dimms.front().blocks.front(), rec.dimms.back().blocks.back(),
-                                rec.dimms.front().addr, rec.zone.c_str());
-                if (rec.ok()) {
-                    double total = 0;
-                    for (const auto& p : rec.phases) {
-                        walls[p.phase].push_back(p.wall_s);
-                        total += p.wall_s;
-                    }
-                    walls["cycle"].push_back(total);
-                }
-                results["cycles"].push_back(lab::to_json(rec));
-                save();
-                if (!rec.ok()) ++failures;
-                if (rec.guest_lost) {
-                    std::fprintf(stderr, "memhp: the guest is gone; stopping after %d cycle(s)\n", i);
-                    break;
-                }
-            }
-
-            if (!walls.empty()) {
-                std::printf("median host wall time over %zu good cycle(s):", walls["cycle"].size());
-                for (const auto& name : {"add", "online", "offline", "remove", "cycle"})
-                    std::printf(" %s %.3f s%s", name, median(walls[name]), std::string(name) == "cycle" ? "\n" : ",");
-            }
-
-            if (o->keep && guest->alive()) {
-                const auto dir = guest->run_dir().string();
-                std::printf(
-                    "\nguest left running (QEMU pid %d). In another terminal:\n"
-                    "  console (a root shell):  socat -,raw,echo=0,escape=0x1d UNIX-CONNECT:%s/console.sock   (Ctrl-] "
-                    "leaves)\n"
-                    "  QMP:                     socat - UNIX-CONNECT:%s/qmp-user.sock\n"
-                    "  the host's files are at the same paths in the guest; the guest's writes stay in its RAM.\n"
-                    "Press Ctrl-C here to stop the guest.\n",
-                    guest->qemu_pid(), dir.c_str(), dir.c_str());
-                std::fflush(stdout);
-                while (!stop_requested() && guest->alive()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-                reset_stop();
-            }
-            guest->shutdown();
-            if (failures) {
-                std::fprintf(stderr, "memhp: %d cycle(s) failed\n", failures);
-                return 1;
-            }
-            return 0;
-        }};
+    add_lab_cycle_options(cmd, *o);
+    add_lab_device_options(cmd, *o);
+    add_lab_output_options(cmd, *o);
+    return {cmd, [o, cmd] { return run_lab_command(*o, cmd); }};
 }
 
 }  // namespace memhp::cli
