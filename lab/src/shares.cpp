@@ -95,7 +95,10 @@ SharePlan plan_shares(const fs::path& root, const fs::path& bin_dir, const fs::p
     // has lib/modules/VERSION as a link into usr/lib/modules.
     if (!modules_dir.empty()) want.emplace_back(fs::weakly_canonical(modules_dir), modules_dir.lexically_normal());
     std::sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
-    for (const auto& [host, guest] : want) {
+    for (const auto& entry : want) {
+        // Not a structured binding: clang 14 cannot capture one in the lambda below.
+        const fs::path& host = entry.first;
+        const fs::path& guest = entry.second;
         if (!carryable(host) || !carryable(guest))
             throw Error("cannot share " + host.string() + " with a guest: its path holds a newline; move it");
         const bool inside = std::any_of(plan.shares.begin(), plan.shares.end(), [&](const HostShare& s) {
