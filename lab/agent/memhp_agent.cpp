@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// memhp-agent: runs inside the lab guest (chrooted into the host's root over
-// 9p) and serves the host's requests over a virtio-serial port. See
-// memhp/lab/agent_protocol.hpp for the protocol and agent_server.cpp for the
-// requests. Single-threaded: the host sends one request at a time.
+// memhp-agent: runs inside the lab guest (chrooted into a root built from
+// the host's read-only 9p shares, lab/src/shares.cpp) and serves the host's
+// requests over a virtio-serial port. See memhp/lab/agent_protocol.hpp for
+// the protocol and agent_server.cpp for the requests. Single-threaded: the host sends one request at a time.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>

@@ -188,7 +188,7 @@ DaxLab::DaxLab(Guest& guest, Ms timeout) : guest_(guest), timeout_(timeout) {
     block_size_ = parse_number(agent.read("/sys/devices/system/memory/block_size_bytes"), 16, "memory block size");
     if (!find_program("ndctl"))
         throw Error(
-            "--dax needs ndctl on the host (the guest runs it from the host's root): install it "
+            "--dax needs ndctl on the host (the guest runs it from the host's /usr): install it "
             "(scripts/install-deps.sh installs ndctl)");
 
     // The modules, from the guest kernel's own modules in the cache.

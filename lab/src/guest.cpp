@@ -34,8 +34,9 @@ std::string virtio_mem_id(std::size_t i) { return "vmem" + std::to_string(i); }
 
 namespace {
 // virtio_mem is a module on Debian's kernels (built in on none of them so
-// far): the guest's chroot is the host's root, which holds the kernel cache,
-// so the host's kmod insmod loads it from there (.ko or .ko.xz). memhp's
+// far): the guest's root shares the kernel's modules directory from the
+// cache (lab/src/shares.cpp) and the host's /usr, so the host's kmod insmod
+// loads it from there (.ko or .ko.xz). memhp's
 // patched kernels build it in (kernel-patches/*/lab.config): their driver is
 // registered from boot. Then waits until the driver has bound every device.
 bool virtio_mem_driver_registered(AgentClient& agent) {
@@ -242,8 +243,8 @@ std::unique_ptr<Guest> Guest::start(const GuestConfig& cfg, const Progress& prog
     if (agent.empty() || !fs::exists(agent))
         throw Error("memhp-agent not found (looked beside this binary; set MEMHP_AGENT): build the project first");
     agent = fs::canonical(agent);
-    // The guest sees the host root over 9p: anything under a path it mounts
-    // over would be hidden.
+    // The guest shares the agent's directory at its host path: one under a
+    // path the guest mounts its own file systems over would be hidden.
     for (const char* hidden : {"/proc/", "/sys/", "/dev/", "/run/"})
         if (agent.string().starts_with(hidden))
             throw Error("memhp-agent lives under " + std::string(hidden) +
