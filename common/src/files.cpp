@@ -98,29 +98,31 @@ std::optional<std::string> try_read_file(const fs::path& path, std::size_t max_b
     return read_capped(path, max_bytes, why);
 }
 
-std::string read_file(const fs::path& path, std::size_t max_bytes) {
+namespace {
+
+// read_capped, with its failure thrown: Error naming the path and the cause,
+// FileTooLarge (its message led by `too_large`) past max_bytes.
+std::string read_or_throw(const fs::path& path, std::size_t max_bytes, bool interruptible,
+                          const std::string& too_large) {
     ReadFail why{};
-    auto content = read_capped(path, max_bytes, why);
+    auto content = read_capped(path, max_bytes, why, interruptible);
     if (content) return std::move(*content);
     switch (why) {
         case ReadFail::NotRegular: throw Error("cannot read " + path.string() + ": not a regular file");
         case ReadFail::TooLarge:
-            throw FileTooLarge("cannot read " + path.string() + ": more than the " + std::to_string(max_bytes) +
-                               " bytes allowed");
+            throw FileTooLarge(too_large + ": more than the " + std::to_string(max_bytes) + " bytes allowed");
         default: throw_errno("cannot read " + path.string(), errno);
     }
 }
 
+}  // namespace
+
+std::string read_file(const fs::path& path, std::size_t max_bytes) {
+    return read_or_throw(path, max_bytes, false, "cannot read " + path.string());
+}
+
 std::string read_file_bounded(const fs::path& path, std::size_t max_bytes) {
-    ReadFail why{};
-    auto content = read_capped(path, max_bytes, why, true);
-    if (content) return std::move(*content);
-    switch (why) {
-        case ReadFail::NotRegular: throw Error("cannot read " + path.string() + ": not a regular file");
-        case ReadFail::TooLarge:
-            throw FileTooLarge(path.string() + ": more than the " + std::to_string(max_bytes) + " bytes allowed");
-        default: throw_errno("cannot read " + path.string(), errno);
-    }
+    return read_or_throw(path, max_bytes, true, path.string());
 }
 
 std::optional<FileRange> try_read_file_range(const fs::path& path, std::uint64_t offset, std::size_t max_bytes) {
