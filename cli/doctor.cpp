@@ -13,7 +13,7 @@
 
 #include "memhp/collector/bpf_support.hpp"
 #include "memhp/collector/host_config.hpp"
-#include "memhp/collector/probes.hpp"
+#include "memhp/collector/probe_backend.hpp"
 #include "memhp/files.hpp"
 #include "memhp/size.hpp"
 
@@ -328,7 +328,8 @@ void check_live(Report& r) {
     collector::install_libbpf_logging(false);
     const auto t0 = std::chrono::steady_clock::now();
     try {
-        collector::HotplugProbes probes([](std::span<const std::uint8_t>) {});
+        const auto backend = collector::make_probe_backend([](std::span<const std::uint8_t>) {}, {});
+        const auto& probes = *backend;
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         const auto& f = probes.kernel_features();
         const bool tp = probes.path() == "memory_hotplug tracepoints";

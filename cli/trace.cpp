@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -14,9 +15,8 @@
 #include "commands.hpp"
 #include "memhp/collector/aggregator.hpp"
 #include "memhp/collector/bpf_support.hpp"
-#include "memhp/collector/host_config.hpp"
 #include "memhp/collector/privileges.hpp"
-#include "memhp/collector/probes.hpp"
+#include "memhp/collector/session.hpp"
 #include "memhp/files.hpp"
 #include "memhp/size.hpp"
 #include "memhp/stop.hpp"
@@ -162,17 +162,68 @@ void print_summary(const collector::Stats& s, const collector::TraceLosses& lost
                      lost.untraced_ops);
 }
 
+struct TraceOpts {
+    bool json = false;
+    double duration = 0;
+    bool verbose = false;
+    bool keep_capabilities = false;
+    std::string attach_mode = "auto";
+};
+
+void print_attached(const collector::Session& session, const TraceOpts& o, const std::string& privileges) {
+    const auto& probes = session.backend();
+    std::size_t attached = 0;
+    for (const auto& st : probes.attach_report()) attached += st.attached;
+    std::fprintf(stderr,
+                 "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
+                 "memmap_on_memory=%s; capabilities %s\n%s",
+                 attached, probes.attach_report().size(), session.attach_ms(), o.attach_mode.c_str(),
+                 probes.populate_timing().c_str(), session.config().memmap_on_memory.value_or("absent").c_str(),
+                 privileges.c_str(), probes.describe().c_str());
+    std::string phases;
+    for (const auto& [phase, ms] : probes.startup_phases())
+        phases += (phases.empty() ? "" : ", ") + phase + " " + std::to_string(std::lround(ms)) + " ms";
+    if (!phases.empty()) std::fprintf(stderr, "  start-up: %s\n", phases.c_str());
+    std::fflush(stderr);
+}
+
+int run_trace(const TraceOpts& o) {
+    collector::install_libbpf_logging(o.verbose);
+    collector::SessionOptions sopts;
+    sopts.probes = collector::probe_options_from([](const char* name) { return std::getenv(name); });
+    sopts.probes.mode = collector::parse_attach_mode(o.attach_mode);
+    const auto t_start = std::chrono::steady_clock::now();
+    collector::Session session(std::move(sopts));
+    LinePrinter printer(o.json);  // the header, then records
+    session.add_sink(&printer);
+    // Attached: reading the ring buffer needs no capability (privileges.hpp).
+    print_attached(session, o, collector::drop_capabilities_after_attach(o.keep_capabilities));
+
+    collector::RunOptions run;
+    run.stop = [&o, t_start] {
+        return stop_requested() ||
+               (o.duration > 0 &&
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() >= o.duration);
+    };
+    if (const int r = session.run(run); r < 0)
+        throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
+    const auto& probes = session.backend();
+    const auto stats = session.stats();
+    const auto health = probes.op_health();
+    const auto lost = collector::trace_losses(stats, probes.dropped_events(), health);
+    if (o.json) {  // the last record: what the trace lost (docs/trace-json.md)
+        std::printf("%s\n",
+                    collector::summary_to_json(stats, lost, health, probes.interrupt_page_events()).dump().c_str());
+        std::fflush(stdout);
+    }
+    print_summary(stats, lost, probes.interrupt_page_events(), health);
+    return 0;
+}
+
 }  // namespace
 
 Command add_trace_command(CLI::App& app) {
-    struct Opts {
-        bool json = false;
-        double duration = 0;
-        bool verbose = false;
-        bool keep_capabilities = false;
-        std::string attach_mode = "auto";
-    };
-    auto o = std::make_shared<Opts>();
+    auto o = std::make_shared<TraceOpts>();
     auto* cmd = app.add_subcommand(
         "trace",
         "Trace memory hot(un)plug live: one line per add, vmemmap populate, online, offline and remove, with where "
@@ -194,59 +245,7 @@ Command add_trace_command(CLI::App& app) {
     cmd->add_flag("--keep-capabilities", o->keep_capabilities,
                   "debugging only: keep the process's capabilities after the probes are attached (by default "
                   "every capability is dropped once they are)");
-    return {
-        cmd, [o] {
-            collector::install_libbpf_logging(o->verbose);
-            collector::check_bpf_prerequisites();  // privileges, BTF, hot-plug: before reading sysfs
-            collector::SysfsNodeResolver nodes("/");
-            const auto param = collector::read_memmap_on_memory();
-            collector::Aggregator agg(nodes, collector::host_aggregator_config(nodes));
-            LinePrinter printer(o->json);
-            agg.add_sink(&printer);
-
-            const auto t_start = std::chrono::steady_clock::now();
-            collector::ProbeOptions popts = collector::probe_options_from_environment();
-            popts.mode = collector::parse_attach_mode(o->attach_mode);
-            collector::HotplugProbes probes([&](std::span<const std::uint8_t> raw) { agg.consume(raw); }, popts);
-            const double attach_ms =
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
-            // Attached: reading the ring buffer needs no capability (privileges.hpp).
-            const std::string privileges = collector::drop_capabilities_after_attach(o->keep_capabilities);
-            std::size_t attached = 0;
-            for (const auto& st : probes.attach_report()) attached += st.attached;
-            std::fprintf(stderr,
-                         "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
-                         "memmap_on_memory=%s; capabilities %s\n%s",
-                         attached, probes.attach_report().size(), attach_ms, o->attach_mode.c_str(),
-                         probes.populate_timing().c_str(), param.value_or("absent").c_str(), privileges.c_str(),
-                         probes.describe().c_str());
-            std::string phases;
-            for (const auto& [phase, ms] : probes.startup_phases())
-                phases += (phases.empty() ? "" : ", ") + phase + " " + std::to_string(std::lround(ms)) + " ms";
-            if (!phases.empty()) std::fprintf(stderr, "  start-up: %s\n", phases.c_str());
-            std::fflush(stderr);
-
-            while (!stop_requested()) {
-                if (o->duration > 0 &&
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() >= o->duration)
-                    break;
-                int r = probes.poll(100);
-                if (r < 0 && r != -EINTR)
-                    throw collector::BpfError(std::string("ring buffer poll failed: ") + std::strerror(-r));
-            }
-            probes.poll(0);  // drain what is left
-            const auto health = probes.op_health();
-            const auto lost = collector::trace_losses(agg.stats(), probes.dropped_events(), health);
-            if (o->json) {  // the last record: what the trace lost (docs/trace-json.md)
-                std::printf("%s\n",
-                            collector::summary_to_json(agg.stats(), lost, health, probes.interrupt_page_events())
-                                .dump()
-                                .c_str());
-                std::fflush(stdout);
-            }
-            print_summary(agg.stats(), lost, probes.interrupt_page_events(), health);
-            return 0;
-        }};
+    return {cmd, [o] { return run_trace(*o); }};
 }
 
 }  // namespace memhp::cli

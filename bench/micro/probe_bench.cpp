@@ -48,7 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "memhp/collector/bpf_support.hpp"
-#include "memhp/collector/probes.hpp"
+#include "memhp/collector/probe_backend.hpp"
 #include "memhp/files.hpp"
 #include "memhp/lab/guest.hpp"
 #include "memhp/process.hpp"
@@ -128,7 +128,7 @@ public:
             if (!empty_ || overhead_baseline__attach(empty_))
                 throw memhp::Error("cannot attach the empty tp_btf programs: " + memhp::collector::libbpf_log_tail());
         } else if (mode == "memhp") {
-            probes_ = std::make_unique<memhp::collector::HotplugProbes>([](std::span<const std::uint8_t>) {});
+            probes_ = memhp::collector::make_probe_backend([](std::span<const std::uint8_t>) {}, {});
         }
     }
     ~Attached() {
@@ -140,7 +140,7 @@ public:
 
 private:
     overhead_baseline* empty_ = nullptr;
-    std::unique_ptr<memhp::collector::HotplugProbes> probes_;
+    std::unique_ptr<memhp::collector::ProbeBackend> probes_;
 };
 
 // ---- start-up ------------------------------------------------------------------

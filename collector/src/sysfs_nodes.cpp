@@ -106,12 +106,16 @@ std::optional<std::string> read_memmap_on_memory(const std::filesystem::path& ro
 
 bool memmap_on_memory_enabled(std::string_view param) { return param == "Y" || param == "force"; }
 
+SysfsConfig read_sysfs_config(const std::filesystem::path& root, std::uint64_t block_size_bytes) {
+    SysfsConfig c;
+    c.memmap_on_memory = read_memmap_on_memory(root);
+    c.aggregator.memmap_on_memory_enabled = c.memmap_on_memory && memmap_on_memory_enabled(*c.memmap_on_memory);
+    c.aggregator.block_size_bytes = block_size_bytes;
+    return c;
+}
+
 AggregatorConfig host_aggregator_config(const SysfsNodeResolver& nodes, const std::filesystem::path& root) {
-    AggregatorConfig cfg;
-    const auto param = read_memmap_on_memory(root);
-    cfg.memmap_on_memory_enabled = param && memmap_on_memory_enabled(*param);
-    cfg.block_size_bytes = nodes.block_size_bytes();
-    return cfg;
+    return read_sysfs_config(root, nodes.block_size_bytes()).aggregator;
 }
 
 }  // namespace memhp::collector

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "memhp/collector/tp_probes.hpp"
 
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/types.h>
 
@@ -20,14 +19,14 @@ namespace memhp::collector {
 void TracepointProbes::SkelDeleter::operator()(hotplug_tp* s) const { hotplug_tp__destroy(s); }
 void TracepointProbes::LinkDeleter::operator()(bpf_link* l) const { bpf_link__destroy(l); }
 
-std::string btf_trace_type(const std::string& event) { return "btf_trace_" + event; }
-
-bool has_hotplug_tracepoints(const btf* vmlinux_btf) {
-    return vmlinux_btf &&
-           btf__find_by_name_kind(vmlinux_btf, btf_trace_type("mhp_add_memory_begin").c_str(), BTF_KIND_TYPEDEF) >= 0;
+TracepointProbes::TracepointProbes(RecordHandler handler, const ProbeOptions& options,
+                                   std::vector<std::pair<std::string, double>> phases)
+    : RingProbeBackend(std::move(handler), options.stale_op_age_ns, std::move(phases)) {
+    load_and_attach();
+    open_ring(bpf_map__fd(skel_->maps.events));
 }
 
-TracepointProbes::TracepointProbes(std::vector<AttachStatus>& report) {
+void TracepointProbes::load_and_attach() {
     skel_.reset(hotplug_tp__open());
     if (!skel_) throw BpfError(std::string("cannot open the tracepoint BPF object: ") + std::strerror(errno));
     clear_libbpf_log();
@@ -53,19 +52,20 @@ TracepointProbes::TracepointProbes(std::vector<AttachStatus>& report) {
         }
         links_.emplace_back(link);
         st.attached = true;
-        report.push_back(st);
+        report_.push_back(st);
     }
 }
 
 TracepointProbes::~TracepointProbes() {
+    close_ring();
     links_.clear();
     skel_.reset();
 }
 
-int TracepointProbes::events_fd() const { return bpf_map__fd(skel_->maps.events); }
-int TracepointProbes::ops_fd() const { return bpf_map__fd(skel_->maps.ops); }
-int TracepointProbes::outer_ops_fd() const { return bpf_map__fd(skel_->maps.outer_ops); }
-volatile std::uint32_t* TracepointProbes::inflight() const { return &skel_->bss->inflight; }
+RingProbeBackend::OpsState TracepointProbes::ops_state() const {
+    return {bpf_map__fd(skel_->maps.ops), bpf_map__fd(skel_->maps.outer_ops), &skel_->bss->inflight};
+}
+
 OpHealth TracepointProbes::bpf_op_health() const {
     OpHealth h;
     h.stale_missed_exit = __atomic_load_n(&skel_->bss->stale_ops, __ATOMIC_RELAXED);

@@ -18,9 +18,8 @@
 #include <optional>
 
 #include "memhp/collector/bpf_support.hpp"
-#include "memhp/collector/host_config.hpp"
 #include "memhp/collector/privileges.hpp"
-#include "memhp/collector/probes.hpp"
+#include "memhp/collector/session.hpp"
 #include "memhp/error.hpp"
 #include "memhp/exporter/live_state.hpp"
 #include "memhp/exporter/metrics.hpp"
@@ -136,6 +135,23 @@ std::unique_ptr<prometheus::Exposer> listen_on(const ListenAddress& a) {
     }
 }
 
+// Polls until a stop signal or a failed poll; stops serving before the
+// session (the probes and the state) goes away.
+int serve(collector::Session& session, ServiceManager& service, std::unique_ptr<prometheus::Exposer>& exposer) {
+    collector::RunOptions run;
+    run.stop = [] { return stop_requested(); };
+    run.each = [&service] { service.watchdog(); };
+    const int r = session.run(run);
+    if (r < 0) std::fprintf(stderr, "memhp-exporter: ring buffer poll failed: %s\n", std::strerror(-r));
+    service.stopping();
+    exposer.reset();
+    if (stop_requested())
+        std::fprintf(stderr, "memhp-exporter: %s received, %llu events consumed, shut down cleanly\n",
+                     stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT",
+                     static_cast<unsigned long long>(session.events()));
+    return r < 0 ? 1 : 0;
+}
+
 }  // namespace
 
 int run_exporter(const ExporterOptions& opts) {
@@ -147,13 +163,10 @@ int run_exporter(const ExporterOptions& opts) {
     if (const auto why = bind_problem(addr))
         throw Error("cannot listen on " + addr.civetweb() + ": " + *why + " (--listen ADDR:PORT)");
 
-    auto nodes = std::make_unique<collector::SysfsNodeResolver>("/");
-    const auto param = collector::read_memmap_on_memory();
-    const auto cfg = collector::host_aggregator_config(*nodes);
-    auto state = std::make_shared<LiveState>(std::move(nodes), cfg);
-
-    collector::HotplugProbes probes([&state](std::span<const std::uint8_t> raw) { state->consume(raw); }, opts.probes);
-    state->set_probes(&probes);
+    collector::SessionOptions sopts;
+    sopts.probes = opts.probes;
+    collector::Session session(std::move(sopts));
+    const auto& probes = session.backend();
     std::size_t attached = 0;
     for (const auto& st : probes.attach_report()) attached += st.attached;
 
@@ -163,35 +176,18 @@ int run_exporter(const ExporterOptions& opts) {
     auto exposer = listen_on(addr);
     const auto ports = exposer->GetListeningPorts();
     const auto port = static_cast<std::uint16_t>(ports.empty() ? addr.port : ports.front());
-    auto collectable = std::make_shared<MetricsCollectable>(state, std::make_shared<SysfsHostSource>("/"));
-    exposer->RegisterCollectable(collectable);
+    auto state = std::make_shared<LiveState>(session);
+    exposer->RegisterCollectable(std::make_shared<MetricsCollectable>(state, std::make_shared<SysfsHostSource>("/")));
     std::fprintf(stderr,
                  "memhp-exporter %s: serving %s; attached %zu of %zu probes; memmap_on_memory=%s; capabilities "
                  "%s\n%s",
                  kVersion, addr.url(port).c_str(), attached, probes.attach_report().size(),
-                 param.value_or("absent").c_str(), privileges.c_str(), probes.describe().c_str());
+                 session.config().memmap_on_memory.value_or("absent").c_str(), privileges.c_str(),
+                 probes.describe().c_str());
     std::fflush(stderr);
     ServiceManager service;
     service.ready("serving " + addr.url(port));
-
-    int rc = 0;
-    while (!stop_requested()) {
-        const int r = probes.poll(100);
-        service.watchdog();
-        if (r < 0 && r != -EINTR) {
-            std::fprintf(stderr, "memhp-exporter: ring buffer poll failed: %s\n", std::strerror(-r));
-            rc = 1;
-            break;
-        }
-    }
-    // Stop serving before the probes and the state go away.
-    service.stopping();
-    exposer.reset();
-    probes.poll(0);
-    if (stop_requested())
-        std::fprintf(stderr, "memhp-exporter: %s received, %llu events consumed, shut down cleanly\n",
-                     stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT", static_cast<unsigned long long>(state->events()));
-    return rc;
+    return serve(session, service, exposer);
 }
 
 }  // namespace memhp::exporter

@@ -5,48 +5,19 @@
 
 namespace memhp::exporter {
 
-LiveState::LiveState(std::unique_ptr<collector::NodeResolver> nodes, collector::AggregatorConfig cfg)
-    : nodes_(std::move(nodes)), agg_(*nodes_, cfg) {}
-
-void LiveState::consume(std::span<const std::uint8_t> raw) {
-    std::lock_guard lock(mu_);
-    agg_.consume(raw);
-}
-
-void LiveState::consume(const memhp_event& ev) {
-    std::lock_guard lock(mu_);
-    agg_.consume(ev);
-}
-
-void LiveState::set_probes(const collector::HotplugProbes* probes) {
-    std::lock_guard lock(mu_);
-    probes_ = probes;
-}
-
-std::uint64_t LiveState::events() const {
-    std::lock_guard lock(mu_);
-    return agg_.stats().events;
-}
-
 ProbeSnapshot LiveState::snapshot(bool with_run_stats) const {
     ProbeSnapshot s;
-    const collector::HotplugProbes* probes = nullptr;
-    {
-        std::lock_guard lock(mu_);
-        s.stats = agg_.stats();
-        probes = probes_;
-    }
-    // Outside the lock: the probes' report is immutable once attached, the drop
-    // counter is an atomic read of BPF memory, run stats are syscalls.
-    if (probes) {
-        s.dropped_events = probes->dropped_events();
-        s.interrupt_page_events = probes->interrupt_page_events();
-        s.op_health = probes->op_health();
-        s.probes = probes->attach_report();
-        if (with_run_stats)
-            for (const auto& [name, fd] : probes->program_fds())
-                if (auto r = program_run_stats(name, fd)) s.run_stats.push_back(*r);
-    }
+    s.stats = session_.stats();  // the only moment under the session's lock
+    // The backend's report is immutable once attached, the drop counter is
+    // an atomic read of BPF memory, run stats are syscalls.
+    const auto& probes = session_.backend();
+    s.dropped_events = probes.dropped_events();
+    s.interrupt_page_events = probes.interrupt_page_events();
+    s.op_health = probes.op_health();
+    s.probes = probes.attach_report();
+    if (with_run_stats)
+        for (const auto& [name, fd] : probes.program_fds())
+            if (auto r = program_run_stats(name, fd)) s.run_stats.push_back(*r);
     return s;
 }
 

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "memhp/error.hpp"
@@ -49,7 +50,7 @@ int main(int argc, char** argv) {
     memhp::install_stop_handlers();
     memhp::ignore_sigpipe();
     try {
-        opts.probes = memhp::collector::probe_options_from_environment();
+        opts.probes = memhp::collector::probe_options_from([](const char* name) { return std::getenv(name); });
         return run_exporter(opts);
     } catch (const memhp::UsageError& e) {
         std::cerr << "memhp-exporter: " << e.what() << "\n";

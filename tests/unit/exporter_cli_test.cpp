@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "fake_live_state.hpp"
 #include "memhp/error.hpp"
 #include "memhp/exporter/daemon.hpp"
 #include "memhp/exporter/live_state.hpp"
@@ -130,7 +131,7 @@ TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
     ASSERT_TRUE(find_program("promtool"))
         << "promtool missing: run scripts/install-deps.sh (Debian package prometheus)";
     ASSERT_TRUE(find_program("curl")) << "curl missing: run scripts/install-deps.sh";
-    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
+    auto state = std::make_shared<test::FakeLiveState>(std::make_unique<TwoNodes>());
     auto e = [](std::uint32_t type, std::uint64_t id, int ret = 0) {
         memhp_event ev{};
         ev.type = type;
@@ -157,7 +158,7 @@ TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
 
     class WithProbes : public SnapshotSource {
     public:
-        explicit WithProbes(std::shared_ptr<LiveState> s) : s_(std::move(s)) {}
+        explicit WithProbes(std::shared_ptr<test::FakeLiveState> s) : s_(std::move(s)) {}
         ProbeSnapshot snapshot(bool with_run_stats) const override {
             auto snap = s_->snapshot(with_run_stats);
             snap.probes = {{"add_exit", "add_memory_resource", "fexit", true, true, ""}};
@@ -166,7 +167,7 @@ TEST(ExporterHttp, PromtoolCheckMetricsFindsNothing) {
         }
 
     private:
-        std::shared_ptr<LiveState> s_;
+        std::shared_ptr<test::FakeLiveState> s_;
     };
     auto source = std::make_shared<WithProbes>(state);
     auto collectable = std::make_shared<MetricsCollectable>(source, std::make_shared<FixedHost>());
@@ -206,7 +207,7 @@ TEST(ExporterCli, Ipv6ListenWorksOrIsRefusedUpFront) {
     EXPECT_NO_THROW(check_listen_supported(addr));
     ASSERT_TRUE(find_program("curl")) << "curl missing: run scripts/install-deps.sh";
     prometheus::Exposer exposer(http_options(addr));
-    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
+    auto state = std::make_shared<test::FakeLiveState>(std::make_unique<TwoNodes>());
     exposer.RegisterCollectable(std::make_shared<MetricsCollectable>(state, std::make_shared<FixedHost>()));
     const auto port = static_cast<std::uint16_t>(exposer.GetListeningPorts().at(0));
     const auto r =
@@ -220,7 +221,7 @@ TEST(ExporterCli, Ipv6ListenWorksOrIsRefusedUpFront) {
 // trickling sockets blocked every scrape for more than 50 s.
 TEST(ExporterHttp, SlowClientsDoNotStarveAScrape) {
     ASSERT_TRUE(find_program("curl")) << "curl missing: run scripts/install-deps.sh";
-    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), collector::AggregatorConfig{});
+    auto state = std::make_shared<test::FakeLiveState>(std::make_unique<TwoNodes>());
     auto collectable = std::make_shared<MetricsCollectable>(state, std::make_shared<FixedHost>());
     ListenAddress addr = parse_listen("127.0.0.1:0");
     prometheus::Exposer exposer(http_options(addr));

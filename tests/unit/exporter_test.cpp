@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "fake_live_state.hpp"
 #include "memhp/error.hpp"
 #include "memhp/exporter/daemon.hpp"
 #include "memhp/exporter/live_state.hpp"
@@ -69,7 +70,7 @@ memhp_event op(std::uint32_t type, std::uint64_t op_id, int nid, std::uint64_t n
 
 // One memmap_on_memory=0 cycle on node 1 (memmap: an order-9 block and a
 // page-table page from node 0), then a failed offline of a boot block.
-void feed_cycle(LiveState& s, std::uint64_t first_id) {
+void feed_cycle(test::FakeLiveState& s, std::uint64_t first_id) {
     s.consume(page_alloc(first_id, 0x10000, 9));
     s.consume(page_alloc(first_id, 0x12000, 0));
     s.consume(op(MEMHP_EV_POPULATE, first_id, 1, 1'500'000));
@@ -85,8 +86,6 @@ void feed_cycle(LiveState& s, std::uint64_t first_id) {
     failed.start_pfn = 0x8000;
     s.consume(failed);
 }
-
-collector::AggregatorConfig config() { return {}; }
 
 HostState fixture_host(bool bpf_stats) {
     HostState h;
@@ -149,7 +148,7 @@ TEST(MetricCatalog, DocsAreGeneratedAndCurrent) {
 
 struct Rendered : ::testing::Test {
     void SetUp() override {
-        state = std::make_unique<LiveState>(std::make_unique<TwoNodes>(), config());
+        state = std::make_unique<test::FakeLiveState>(std::make_unique<TwoNodes>());
         feed_cycle(*state, 1);
         feed_cycle(*state, 100);
         snap = state->snapshot(false);
@@ -160,7 +159,7 @@ struct Rendered : ::testing::Test {
         snap.run_stats = {{"add_exit", 1'500'000'000, 42}};
         fams = build_families(snap, fixture_host(true));
     }
-    std::unique_ptr<LiveState> state;
+    std::unique_ptr<test::FakeLiveState> state;
     ProbeSnapshot snap;
     std::vector<prometheus::MetricFamily> fams;
 };
@@ -213,7 +212,7 @@ TEST_F(Rendered, KernelMemmapCountIsServedInBytes) {
     ASSERT_TRUE(m);
     EXPECT_DOUBLE_EQ(m->metric.at(0).counter.value, 0) << "each add's rise was its 512 page-allocator pages";
     // Without the count (kernels before 6.11) the gauge has no sample.
-    LiveState plain(std::make_unique<TwoNodes>(), config());
+    test::FakeLiveState plain(std::make_unique<TwoNodes>());
     plain.consume(op(MEMHP_EV_ADD, 1, 1, 1'000'000));
     const auto fams2 = build_families(plain.snapshot(false), fixture_host(false));
     const auto* g2 = family(fams2, "memhp_kernel_memmap_bytes");
@@ -288,7 +287,7 @@ TEST_F(Rendered, RunTimeOnlyWithBpfStatsEnabled) {
 }
 
 TEST(Rendering, IdleExporterServesItsSelfMetrics) {
-    LiveState s(std::make_unique<TwoNodes>(), config());
+    test::FakeLiveState s(std::make_unique<TwoNodes>());
     const auto fams = build_families(s.snapshot(false), HostState{});
     for (const char* name : {"memhp_events_total", "memhp_ring_buffer_dropped_events_total", "memhp_build_info",
                              "memhp_memmap_on_memory_unused_total", "memhp_memmap_on_memory_enabled"})
@@ -383,7 +382,7 @@ private:
 // While a scrape is stuck mid-way (slow sysfs, slow client), the ring-buffer
 // side must keep consuming: 200k events go through before the scrape ends.
 TEST(LiveState, ScrapeInProgressDoesNotBlockEventConsumption) {
-    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), config());
+    auto state = std::make_shared<test::FakeLiveState>(std::make_unique<TwoNodes>());
     auto host = std::make_shared<StalledHost>();
     MetricsCollectable collectable(state, host);
     auto scrape = std::async(std::launch::async, [&] { return collectable.Collect(); });
@@ -405,7 +404,7 @@ TEST(LiveState, ScrapeInProgressDoesNotBlockEventConsumption) {
 }
 
 TEST(LiveState, ConcurrentScrapesAndConsumptionStayConsistent) {
-    auto state = std::make_shared<LiveState>(std::make_unique<TwoNodes>(), config());
+    auto state = std::make_shared<test::FakeLiveState>(std::make_unique<TwoNodes>());
     MetricsCollectable collectable(state, std::make_shared<SysfsHostSource>("/nonexistent"));
     std::atomic<bool> done = false;
     std::thread consumer([&] {

@@ -1,48 +1,48 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// The tracepoint path: hotplug_tp.bpf.c on the memory_hotplug trace events
-// that kernel-patches/ adds. HotplugProbes uses it instead of the
-// fentry/fexit object when the running kernel has those events.
+// The tracepoint backend: hotplug_tp.bpf.c on the memory_hotplug trace
+// events that kernel-patches/ adds. make_probe_backend() picks it instead of
+// FunctionProbes when the running kernel has those events.
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "memhp/collector/op_health.hpp"
-#include "memhp/collector/probes.hpp"
+#include "memhp/collector/probe_backend.hpp"
 
 struct hotplug_tp;  // the generated skeleton
-struct btf;
+struct bpf_link;
 
 namespace memhp::collector {
 
-// True when `vmlinux_btf` (the running kernel's) has the memory_hotplug
-// trace events, i.e. the kernel was built with memhp's patches.
-[[nodiscard]] bool has_hotplug_tracepoints(const btf* vmlinux_btf);
-
-// The BTF type a tp_btf program on `event` attaches through.
-[[nodiscard]] std::string btf_trace_type(const std::string& event);
-
-class TracepointProbes {
+class TracepointProbes : public RingProbeBackend {
 public:
-    // Opens, loads and attaches every program; fills `report`. Throws
-    // BpfError when loading fails or an event cannot be attached: on a
-    // kernel that has them, all must work.
-    explicit TracepointProbes(std::vector<AttachStatus>& report);
-    ~TracepointProbes();
-    TracepointProbes(const TracepointProbes&) = delete;
-    TracepointProbes& operator=(const TracepointProbes&) = delete;
+    // Opens, loads and attaches every program. Throws BpfError when loading
+    // fails or an event cannot be attached: on a kernel that has them, all
+    // must work. `phases`: what the factory timed before.
+    TracepointProbes(RecordHandler handler, const ProbeOptions& options,
+                     std::vector<std::pair<std::string, double>> phases);
+    ~TracepointProbes() override;
 
-    [[nodiscard]] int events_fd() const;
-    [[nodiscard]] std::uint64_t dropped_events() const;
-    [[nodiscard]] std::uint64_t interrupt_page_events() const;
-    // The op state (hotplug_ops.bpf.h), for the stale-op sweep and op_health().
-    [[nodiscard]] int ops_fd() const;
-    [[nodiscard]] int outer_ops_fd() const;
-    [[nodiscard]] volatile std::uint32_t* inflight() const;
-    [[nodiscard]] OpHealth bpf_op_health() const;
+    [[nodiscard]] std::uint64_t dropped_events() const override;
+    [[nodiscard]] std::uint64_t interrupt_page_events() const override;
+    // None: the exporter's run-time metrics cover the function probes only.
+    [[nodiscard]] std::vector<std::pair<std::string, int>> program_fds() const override { return {}; }
+    [[nodiscard]] std::string path() const override { return "memory_hotplug tracepoints"; }
+    [[nodiscard]] std::string populate_timing() const override {
+        return "timed at the mhp_vmemmap_populate_begin/end events";
+    }
+    // Nothing probed: the events are there or this backend is not chosen.
+    [[nodiscard]] const KernelFeatures& kernel_features() const override { return features_; }
+    [[nodiscard]] bool populate_direct() const override { return true; }
+
+protected:
+    [[nodiscard]] OpsState ops_state() const override;
+    [[nodiscard]] OpHealth bpf_op_health() const override;
 
 private:
+    void load_and_attach();
     struct SkelDeleter {
         void operator()(hotplug_tp* s) const;
     };
@@ -51,6 +51,7 @@ private:
     };
     std::unique_ptr<hotplug_tp, SkelDeleter> skel_;
     std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links_;
+    KernelFeatures features_;
 };
 
 }  // namespace memhp::collector

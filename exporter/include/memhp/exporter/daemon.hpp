@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "memhp/collector/probes.hpp"
+#include "memhp/collector/probe_backend.hpp"
 
 namespace memhp::exporter {
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "memhp/collector/aggregator.hpp"
-#include "memhp/collector/probes.hpp"
+#include "memhp/collector/probe_backend.hpp"
 
 namespace memhp::exporter {
 
