@@ -177,7 +177,9 @@ int run_exporter(const ExporterOptions& opts) {
     const auto ports = exposer->GetListeningPorts();
     const auto port = static_cast<std::uint16_t>(ports.empty() ? addr.port : ports.front());
     auto state = std::make_shared<LiveState>(session);
-    exposer->RegisterCollectable(std::make_shared<MetricsCollectable>(state, std::make_shared<SysfsHostSource>("/")));
+    // The Exposer keeps only a weak_ptr: this one lives until serve() returns.
+    const auto collectable = std::make_shared<MetricsCollectable>(state, std::make_shared<SysfsHostSource>("/"));
+    exposer->RegisterCollectable(collectable);
     std::fprintf(stderr,
                  "memhp-exporter %s: serving %s; attached %zu of %zu probes; memmap_on_memory=%s; capabilities "
                  "%s\n%s",

@@ -56,14 +56,12 @@ public:
     [[nodiscard]] std::vector<std::pair<std::string, int>> program_fds() const override { return {}; }
     [[nodiscard]] std::string path() const override { return "fake"; }
     [[nodiscard]] std::string populate_timing() const override { return "not timed"; }
-    [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const override {
-        return phases_;
-    }
+    [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const override { return phases_; }
     [[nodiscard]] const collector::KernelFeatures& kernel_features() const override { return features_; }
     [[nodiscard]] bool populate_direct() const override { return false; }
 
-    collector::ProbeOptions options;      // as the session passed them
-    std::vector<int> timeouts;            // of every poll, in order
+    collector::ProbeOptions options;  // as the session passed them
+    std::vector<int> timeouts;        // of every poll, in order
     std::vector<collector::AttachStatus> report;
     collector::OpHealth health;
     std::uint64_t dropped = 0;

@@ -18,12 +18,12 @@ namespace memhp::collector {
 namespace {
 
 namespace fs = std::filesystem;
-using test::FakeBackend;
 using test::fake_session_options;
+using test::FakeBackend;
 
-constexpr std::uint64_t kBlockPages = 32768;     // 128 MiB blocks
-constexpr std::uint64_t kBootPfn = 0x10000;      // block 2: node 0
-constexpr std::uint64_t kHotPfn = 40 * 0x8000;   // block 40: node 1
+constexpr std::uint64_t kBlockPages = 32768;    // 128 MiB blocks
+constexpr std::uint64_t kBootPfn = 0x10000;     // block 2: node 0
+constexpr std::uint64_t kHotPfn = 40 * 0x8000;  // block 40: node 1
 
 class OneNode : public NodeResolver {
 public:

@@ -112,9 +112,7 @@ public:
     int poll(int timeout_ms) override;
     [[nodiscard]] const std::vector<AttachStatus>& attach_report() const override { return report_; }
     [[nodiscard]] OpHealth op_health() const override;
-    [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const override {
-        return phases_;
-    }
+    [[nodiscard]] const std::vector<std::pair<std::string, double>>& startup_phases() const override { return phases_; }
 
 protected:
     // `phases`: what the factory timed before this backend was built.

@@ -31,7 +31,7 @@ private:
 
 struct SessionOptions {
     ProbeOptions probes;
-    std::filesystem::path root = "/";  // sysfs (memory blocks, memmap_on_memory) is read under it
+    std::filesystem::path root = "/";   // sysfs (memory blocks, memmap_on_memory) is read under it
     std::vector<OperationSink*> sinks;  // they must outlive the session
     // Builds the backend; tests hand in a fake.
     ProbeBackendFactory make_backend = make_probe_backend;
@@ -44,8 +44,8 @@ struct SessionOptions {
 };
 
 struct RunOptions {
-    std::function<bool()> stop;         // checked before every poll
-    std::function<void()> each;         // after every poll (a watchdog)
+    std::function<bool()> stop;  // checked before every poll
+    std::function<void()> each;  // after every poll (a watchdog)
     int poll_timeout_ms = 100;
 };
 
