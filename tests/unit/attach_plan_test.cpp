@@ -247,7 +247,7 @@ TEST(AttachPlan, ModeNamesRoundTrip) {
     EXPECT_STREQ(mechanism_name(Mechanism::RawTp), "raw_tp");
 }
 
-// The table HotplugProbes attaches from and the programs compiled into
+// The table FunctionProbes attaches from and the programs compiled into
 // hotplug.bpf.o agree: every program has exactly one probe and family.
 TEST(ProbeTable, MatchesTheBpfObject) { EXPECT_THAT(probe_table_mismatches(), ::testing::IsEmpty()); }
 
