@@ -134,6 +134,7 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
             for (const auto& [k, _] : s.online_sub_s) names[k] = true;
         if (names.empty()) continue;
         std::vector<std::string> cols;
+        cols.reserve(names.size());
         for (const auto& [k, _] : names) cols.push_back(k);
         std::ostringstream f;
         f << "present_GiB";
