@@ -15,8 +15,8 @@
  *   - online_pages(pfn, nr_pages, online_type, nid) on 5.10, (pfn,
  *     nr_pages, zone, group) later: the zone is chosen by the caller since
  *     a08a2ae34613 ("mm,memory_hotplug: allocate memmap from the added
- *     memory range", 5.14; commit id verified, that it is the one that
- *     changed this signature not verified);
+ *     memory range"; the id is verified, the release, 5.14, and that this
+ *     is the commit that changed the signature are not);
  *   - offline_pages(start_pfn, nr_pages) on 5.10, (start_pfn, nr_pages,
  *     zone, group) later: the group since 836809ec75cc ("mm/memory_hotplug:
  *     track present pages in memory groups", 5.15), the zone in the same
