@@ -19,71 +19,22 @@
  * notrace up to 6.10) are left out and the rest keeps working; populate is
  * then inferred from __add_pages, which covers sparse_add_section() and with
  * it vmemmap population. Kernel differences in the structures read are
- * handled with CO-RE checks, each naming the kernel change.
+ * handled with CO-RE checks in core_fixes.bpf.h, each naming the kernel
+ * commit; the operation state, the ring buffer, the counters and the event
+ * fill are shared with hotplug_tp.bpf.c (hotplug_ops.bpf.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "core_fixes.bpf.h"
 #include "hotplug.h"
+#include "hotplug_ops.bpf.h"
 #include "memhp_event.h"
 
 #define PAGE_SHIFT 12
-#define MAX_OPS 1024
 #define MAX_FRAMES 24
-#define SUB_DEPTH 8 /* a power of two: indexes are masked for the verifier */
-
-struct op {
-	__u64 id;
-	__u64 t0;
-	__u64 populate_t0;        /* __add_pages entry (inferred populate) */
-	__u64 populate_direct_t0; /* vmemmap_populate entry */
-	__u32 type;
-	__s32 nid;
-	__u64 start_pfn;
-	__u64 nr_pages;
-	__u64 mhp_flags;
-	__u64 altmap_pages;
-	__u64 vmemmap_pages;
-	__u32 flags;
-	__u32 caller;
-	__s32 inner_ret; /* offline_pages()' return: the reason an offline failed */
-	__u32 nested_count; /* nested ops that ran inside this one */
-	char zone[16];
-	__u64 parent_id; /* the op this one runs inside (auto-online in an add), or 0 */
-	__u64 nested_ns; /* time spent in nested ops */
-	__u64 sp;        /* stack position of the begin (hotplug_ops.bpf.h) */
-	__u32 parent_type; /* the parent's type when parent_id is set */
-	__u32 _pad;
-	__s64 kernel_memmap_before; /* nr_memmap_pages at the begin, -1 unknown */
-	/* Sub-phases (v6): a stack of the timed functions the task is in, the
-	 * op's own function at the bottom; time since sub_mark belongs to the top. */
-	__u64 sub_mark;
-	__u32 sub_depth; /* 0: not set up yet */
-	__u32 sub_flags; /* MEMHP_F_ZONE_SPAN, MEMHP_F_SUB_UNBALANCED */
-	__u8 sub_stack[SUB_DEPTH];
-	__u64 sub_ns[MEMHP_SUB_SLOTS];
-	__u64 zone_start_pfn;
-	__u64 zone_spanned_pages;
-	__u64 summed_other_pages; /* add: see memhp_event */
-	__u64 summed_freed_pages;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_OPS);
-	__type(key, __u32); /* tid */
-	__type(value, struct op);
-} ops SEC(".maps");
-
-/* An op suspended while a nested one runs on the same task. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_OPS);
-	__type(key, __u32); /* tid */
-	__type(value, struct op);
-} outer_ops SEC(".maps");
 
 /* Entry arguments for kretprobe handlers. */
 enum saved_fn {
@@ -108,26 +59,12 @@ struct {
 	__type(value, struct saved_args);
 } saved_args SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1024 * 1024);
-} events SEC(".maps");
-
 /* Set by the loader from /proc/kallsyms after load and before attach (in
  * .bss, not .rodata, so reading kallsyms can overlap the verifier). */
 volatile __u64 vmemmap_base_addr = 0; /* &vmemmap_base (KASLR moves the vmemmap) */
-/* &nr_memmap_pages (mm/vmstat.c, Linux 6.11+, a static atomic_long_t), or 0. */
+/* &nr_memmap_pages (mm/vmstat.c, Linux 6.11+, a static atomic_long_t), or 0
+ * (core_fixes.bpf.h kernel_memmap_at). */
 volatile __u64 nr_memmap_pages_addr = 0;
-
-/* The kernel's own count of memmap pages (/proc/vmstat nr_memmap_pages), or
- * -1 on kernels without it. */
-static __always_inline __s64 kernel_memmap_pages(void)
-{
-	__s64 v = -1;
-	if (nr_memmap_pages_addr && bpf_probe_read_kernel(&v, sizeof(v), (const void *)nr_memmap_pages_addr))
-		v = -1;
-	return v;
-}
 
 /* Call sites, as kernel function ranges. */
 #define MAX_PT_CALLERS 5
@@ -139,15 +76,7 @@ volatile struct memhp_code_range site_pt_callers[MAX_PT_CALLERS] = {};
 /* init_memory_mapping(): the direct map of the new range (x86). */
 volatile struct memhp_code_range site_directmap = {};
 
-/* Operations in flight, system-wide: the page-allocator hooks return at
- * once when this is zero. */
-volatile __u32 inflight = 0;
-__u64 dropped_events = 0;
-__u64 interrupt_page_events = 0;
-__u64 stale_ops = 0;     /* ops whose exit never came, found at the task's next begin */
-__u64 ops_map_full = 0;  /* begins not traced: `ops` was full */
-__u64 nest_overflow = 0; /* begins not traced: nested two deep */
-__u64 sub_overflow = 0;  /* sub-phase entries not timed (stack full) or exits that did not match */
+__u64 sub_overflow = 0; /* sub-phase entries not timed (stack full) or exits that did not match */
 /* Set by the loader once the vmemmap_populate exit is attached: populate
  * events then come from there and __add_pages no longer infers them. */
 volatile __u32 populate_direct = 0;
@@ -156,57 +85,20 @@ volatile __u32 populate_direct = 0;
  * VM test can watch the stale op be found and forgotten. 0 in normal use. */
 volatile __u32 test_miss_online_exits = 0;
 
-/* The nested op's time is not the outer op's: its sub-phase clock stops at
- * the nested op's begin and restarts when the task comes back. */
-#define MEMHP_OP_RESUMED(outer, child_t0, now)                                          \
-	do {                                                                            \
-		if ((outer)->sub_depth > 0 && (child_t0) > (outer)->sub_mark) {         \
-			__u32 top_ = (outer)->sub_stack[((outer)->sub_depth - 1) & (SUB_DEPTH - 1)]; \
-			(outer)->sub_ns[top_ & (MEMHP_SUB_SLOTS - 1)] += (child_t0) - (outer)->sub_mark; \
-		}                                                                       \
-		(outer)->sub_mark = (now);                                              \
-	} while (0)
-
-#include "hotplug_ops.bpf.h"
-
-/* Inner functions of an add (add_memory_resource under
- * add_memory_driver_managed) join the op their outer function started; an
- * online inside an add (auto-online) is nested in it. */
+/* An op begins at its outermost function. Inner functions of an add
+ * (add_memory_resource under add_memory_driver_managed) join the op their
+ * outer function started; an online, offline or remove begun while one of
+ * its type is in flight ends the stale one (op_enter, enum op_same_type);
+ * an online inside an add (auto-online) is nested in it. */
 static __always_inline struct op *op_start(__u32 type, void *ctx)
 {
-	/* Only an add has an inner function that begins its own type. An
-	 * online, offline or remove never begins inside one of its own type:
-	 * one in flight on the task has missed its exit. op_enter's stack-depth
-	 * test alone cannot tell across system calls, which each start at a
-	 * random stack offset (CONFIG_RANDOMIZE_KSTACK_OFFSET_DEFAULT=y in
-	 * Debian's kernels): a later write to a block's state can run deeper. */
-	if (type != MEMHP_EV_ADD) {
-		__u32 t = tid();
-		struct op *cur = bpf_map_lookup_elem(&ops, &t);
-		if (cur && cur->type == type) {
-			__sync_fetch_and_add(&stale_ops, 1);
-			op_forget(t);
-		}
-	}
-	struct op *o = op_enter(type, true, ctx);
+	struct op *o = op_enter(type, type == MEMHP_EV_ADD ? OP_SAME_JOINS : OP_SAME_ENDS_STALE, ctx);
 	if (o && o->sub_depth == 0) { /* a fresh op: its own function is the bottom of the stack */
 		o->sub_depth = 1;
 		o->sub_stack[0] = MEMHP_SUB_OWN;
 		o->sub_mark = o->t0;
 	}
 	return o;
-}
-
-/* Charges the time since sub_mark to the function on top of the stack. */
-static __always_inline void sub_charge(struct op *o, __u64 now)
-{
-	__u32 d = o->sub_depth;
-	if (d == 0 || d > SUB_DEPTH)
-		return;
-	__u32 top = o->sub_stack[(d - 1) & (SUB_DEPTH - 1)];
-	if (now > o->sub_mark)
-		o->sub_ns[top & (MEMHP_SUB_SLOTS - 1)] += now - o->sub_mark;
-	o->sub_mark = now;
 }
 
 /* A timed function inside the op in flight on this task (any type) began. */
@@ -243,55 +135,13 @@ static __always_inline int sub_exit(__u32 slot)
 	return 0;
 }
 
-/* Sends the op's event and forgets the op. */
-static __always_inline void op_finish(__u32 type, int ret)
+/* The exit of the op's outermost function: sends the op's record and ends
+ * the op (op_finish). */
+static __always_inline void op_exit(__u32 type, int ret)
 {
 	struct op *o = op_current(type);
-	if (!o)
-		return;
-	__u64 now = bpf_ktime_get_ns();
-	struct memhp_event *e = reserve();
-	if (e) {
-		e->type = type;
-		e->tid = tid();
-		e->op_id = o->id;
-		e->ts_ns = now;
-		e->duration_ns = e->ts_ns - o->t0;
-		e->nid = o->nid;
-		e->ret = ret ? ret : o->inner_ret;
-		e->start_pfn = o->start_pfn;
-		e->nr_pages = o->nr_pages;
-		e->mhp_flags = o->mhp_flags;
-		e->altmap_pages = o->altmap_pages;
-		e->vmemmap_pages = o->vmemmap_pages;
-		e->flags = o->flags;
-		e->caller = o->caller;
-		e->page_nid = -1;
-		e->parent_op_id = o->parent_id;
-		e->nested_ns = o->nested_ns;
-		e->nested_ops = o->nested_count;
-		e->op_type = o->parent_id ? o->parent_type : 0;
-		e->summed_other_pages = o->summed_other_pages;
-		e->summed_freed_pages = o->summed_freed_pages;
-		if (type == MEMHP_EV_ADD || type == MEMHP_EV_REMOVE) {
-			e->kernel_memmap_before = o->kernel_memmap_before;
-			e->kernel_memmap_after = kernel_memmap_pages();
-			if (e->kernel_memmap_before >= 0 && e->kernel_memmap_after >= 0)
-				e->flags |= MEMHP_F_KERNEL_MEMMAP;
-		}
-		__builtin_memcpy(e->zone, o->zone, sizeof(e->zone));
-		if (o->sub_depth > 0) {
-			sub_charge(o, now);
-			__builtin_memcpy(e->sub_ns, o->sub_ns, sizeof(e->sub_ns));
-			e->flags |= MEMHP_F_SUB_PHASES | (o->sub_flags & (MEMHP_F_ZONE_SPAN | MEMHP_F_SUB_UNBALANCED));
-			if (o->sub_depth != 1)
-				e->flags |= MEMHP_F_SUB_UNBALANCED;
-			e->zone_start_pfn = o->zone_start_pfn;
-			e->zone_spanned_pages = o->zone_spanned_pages;
-		}
-		bpf_ringbuf_submit(e, 0);
-	}
-	op_end(now);
+	if (o)
+		op_finish(o, ret, nr_memmap_pages_addr);
 }
 
 static __always_inline void save_args(__u32 fn, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
@@ -320,48 +170,8 @@ static __always_inline void zone_info(struct op *o, struct zone *zone)
 	o->nid = BPF_CORE_READ(zone, zone_pgdat, node_id);
 }
 
-/* ---- CO-RE: structures that differ between kernels ------------------------ */
-
-/* 6.6 ("mm/memory_hotplug: embed vmem_altmap details in memory block")
- * replaced memory_block.nr_vmemmap_pages with a vmem_altmap pointer whose
- * ->free holds the same count (memory_block_online() reads it so). */
-struct memory_block___nr_vmemmap {
-	unsigned long nr_vmemmap_pages;
-} __attribute__((preserve_access_index));
-
-struct memory_block___altmap {
-	struct vmem_altmap *altmap;
-} __attribute__((preserve_access_index));
-
-/* The memmap pages a memory block carries on its own memory (0 without
- * memmap_on_memory); `dev` is the block's struct device. */
-static __always_inline __u64 block_vmemmap_pages(struct device *dev)
-{
-	void *mem = (void *)dev - bpf_core_field_offset(struct memory_block, dev);
-	if (bpf_core_field_exists(struct memory_block___nr_vmemmap, nr_vmemmap_pages))
-		return BPF_CORE_READ((struct memory_block___nr_vmemmap *)mem, nr_vmemmap_pages);
-	if (bpf_core_field_exists(struct memory_block___altmap, altmap)) {
-		struct vmem_altmap *altmap = BPF_CORE_READ((struct memory_block___altmap *)mem, altmap);
-		return altmap ? BPF_CORE_READ(altmap, free) : 0;
-	}
-	return 0;
-}
-
-/* 6.18 ("mm: introduce memdesc_flags_t") wraps page->flags in a struct. */
-typedef struct {
-	unsigned long f;
-} memdesc_flags_t___memhp;
-
-struct page___memdesc {
-	memdesc_flags_t___memhp flags;
-} __attribute__((preserve_access_index));
-
-static __always_inline __u64 page_flags(struct page *page)
-{
-	if (bpf_core_type_exists(memdesc_flags_t___memhp))
-		return BPF_CORE_READ((struct page___memdesc *)page, flags.f);
-	return BPF_CORE_READ(page, flags);
-}
+/* ---- the node of a page (block_vmemmap_pages and page_flags, the
+ * structures that differ between kernels, are in core_fixes.bpf.h) -------- */
 
 /* page_to_nid() for x86-64 SPARSEMEM_VMEMMAP: no section bits in
  * page->flags, so the node sits in its top NODES_SHIFT bits
@@ -439,7 +249,7 @@ static __always_inline int handle_add_entry(void *ctx, int nid, struct resource 
 	o->start_pfn = start >> PAGE_SHIFT;
 	o->nr_pages = (end - start + 1) >> PAGE_SHIFT;
 	o->mhp_flags = mhp_flags;
-	o->kernel_memmap_before = kernel_memmap_pages();
+	o->kernel_memmap_before = kernel_memmap_at(nr_memmap_pages_addr);
 	return 0;
 }
 
@@ -458,14 +268,14 @@ int BPF_KPROBE(add_kprobe, int nid, struct resource *res, mhp_t mhp_flags)
 SEC("fexit/add_memory_resource")
 int BPF_PROG(add_fexit, int nid, struct resource *res, mhp_t mhp_flags, int ret)
 {
-	op_finish(MEMHP_EV_ADD, ret);
+	op_exit(MEMHP_EV_ADD, ret);
 	return 0;
 }
 
 SEC("kretprobe/add_memory_resource")
 int BPF_KRETPROBE(add_kretprobe, int ret)
 {
-	op_finish(MEMHP_EV_ADD, ret);
+	op_exit(MEMHP_EV_ADD, ret);
 	return 0;
 }
 
@@ -479,7 +289,9 @@ static __always_inline int handle_arch_add_exit(int nid, struct mhp_params *para
 	o->nid = nid;
 	struct vmem_altmap *altmap = BPF_CORE_READ(params, altmap);
 	if (altmap) {
-		/* From 6.6 on, one arch_add_memory() per block, each with its own altmap. */
+		/* One arch_add_memory() per block, each with its own altmap, since
+		 * 6b8f0798b85a ("mm/memory_hotplug: split memmap_on_memory
+		 * requests across memblocks", 6.8): summed. */
 		o->altmap_pages += BPF_CORE_READ(altmap, alloc);
 		o->flags |= MEMHP_F_ALTMAP;
 	}
@@ -511,26 +323,6 @@ int BPF_KRETPROBE(arch_add_kretprobe)
 
 /* ---- vmemmap population --------------------------------------------------- */
 
-static __always_inline void send_populate(struct op *o, __u64 t0, int nid, __u64 pfn, __u64 nr, int ret,
-					  __u32 flags)
-{
-	struct memhp_event *e = reserve();
-	if (!e)
-		return;
-	e->type = MEMHP_EV_POPULATE;
-	e->tid = tid();
-	e->op_id = o->id;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->duration_ns = e->ts_ns - t0;
-	e->nid = nid;
-	e->ret = ret;
-	e->start_pfn = pfn;
-	e->nr_pages = nr;
-	e->flags = flags;
-	e->page_nid = -1;
-	bpf_ringbuf_submit(e, 0);
-}
-
 static __always_inline int handle_add_pages_entry(void)
 {
 	struct op *o = op_current(MEMHP_EV_ADD);
@@ -546,7 +338,7 @@ static __always_inline int handle_add_pages_exit(int nid, unsigned long pfn, uns
 	if (!o || populate_direct)
 		return 0;
 	__u32 flags = BPF_CORE_READ(params, altmap) ? MEMHP_F_ALTMAP : 0;
-	send_populate(o, o->populate_t0, nid, pfn, nr_pages, ret, flags);
+	populate_event(o, o->populate_t0, nid, pfn, nr_pages, ret, flags);
 	return 0;
 }
 
@@ -585,11 +377,10 @@ int BPF_KRETPROBE(add_pages_kretprobe, int ret)
 	return handle_add_pages_exit((int)a.arg[0], a.arg[1], a.arg[2], (struct mhp_params *)a.arg[3], ret);
 }
 
-static __always_inline __u64 vmemmap_to_pfn(unsigned long addr)
+/* The pfn of the struct page at `addr`. */
+static __always_inline __u64 page_pfn(unsigned long addr)
 {
-	unsigned long base = 0;
-	bpf_probe_read_kernel(&base, sizeof(base), (const void *)vmemmap_base_addr);
-	return (addr - base) / bpf_core_type_size(struct page);
+	return vmemmap_to_pfn((const void *)vmemmap_base_addr, addr);
 }
 
 static __always_inline int handle_populate_entry(void)
@@ -606,9 +397,9 @@ static __always_inline int handle_populate_exit(unsigned long start, unsigned lo
 	struct op *o = op_current(MEMHP_EV_ADD);
 	if (!o)
 		return 0;
-	send_populate(o, o->populate_direct_t0, node, vmemmap_to_pfn(start),
-		      (end - start) / bpf_core_type_size(struct page), ret,
-		      (altmap ? MEMHP_F_ALTMAP : 0) | MEMHP_F_POPULATE_DIRECT);
+	populate_event(o, o->populate_direct_t0, node, page_pfn(start),
+		       (end - start) / bpf_core_type_size(struct page), ret,
+		       (altmap ? MEMHP_F_ALTMAP : 0) | MEMHP_F_POPULATE_DIRECT);
 	return 0;
 }
 
@@ -699,32 +490,12 @@ static __noinline int page_event_slow(__u32 type, unsigned long long *ctx, unsig
 		return 0;
 	/* Before the reservation: the stack walk needs no ring-buffer space held. */
 	__u32 site = type == MEMHP_EV_PAGE_ALLOC ? alloc_site(ctx) : MEMHP_SITE_UNKNOWN;
-	/* An add needs an event of its own only for the memmap's and the page
-	 * tables' pages (node, order, site). Everything else the task takes or
-	 * gives back meanwhile only counts towards the free memory consumed, and
-	 * under fragmentation the memmap allocation's own reclaim and compaction
-	 * free hundreds of pages in a burst: one event each overran the ring
-	 * buffer and lost memmap pages. Summed here, sent with the add. */
-	if (o->type == MEMHP_EV_ADD && (type == MEMHP_EV_PAGE_FREE || site == MEMHP_SITE_OTHER)) {
-		__u64 n = 1ull << (order & 31);
-		if (type == MEMHP_EV_PAGE_FREE)
-			o->summed_freed_pages += n;
-		else
-			o->summed_other_pages += n;
+	/* An add sums its frees and its pages of no memmap/page-table site. */
+	if (op_sums_page(o, type, site, order))
 		return 0;
-	}
-	struct memhp_event *e = reserve();
+	struct memhp_event *e = page_event_reserve(type, o, page_pfn(page), order, gfp);
 	if (!e)
 		return 0;
-	e->type = type;
-	e->tid = tid();
-	e->op_id = o->id;
-	e->op_type = o->type;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->pfn = vmemmap_to_pfn(page);
-	e->order = order;
-	e->gfp = gfp;
-	e->nid = o->nid;
 	e->page_nid = page_nid((struct page *)page);
 	if (e->page_nid >= 0)
 		e->flags |= MEMHP_F_PAGE_NID;
@@ -794,7 +565,7 @@ static __always_inline int handle_online_exit(int ret)
 		__sync_fetch_and_sub(&test_miss_online_exits, 1);
 		return 0;
 	}
-	op_finish(MEMHP_EV_ONLINE, ret);
+	op_exit(MEMHP_EV_ONLINE, ret);
 	return 0;
 }
 
@@ -859,7 +630,8 @@ int BPF_KPROBE(online_pages_kprobe, unsigned long pfn, unsigned long nr_pages, s
 }
 
 /* 5.10's online_pages(pfn, nr_pages, online_type, nid) picks the zone
- * itself (zone_for_pfn_range()); later kernels pass the zone in. The zone's
+ * itself (zone_for_pfn_range()); later kernels pass the zone in
+ * (core_fixes.bpf.h lists the commit). The zone's
  * name follows from the online type the block was given (5.10's MMOP_*
  * values); a plain "online" leaves the choice to the kernel, unrecorded. */
 static __always_inline int handle_online_pages_nid(unsigned long pfn, unsigned long nr_pages, int online_type,
@@ -906,14 +678,14 @@ int BPF_KPROBE(offline_kprobe, struct device *dev)
 SEC("fexit/memory_subsys_offline")
 int BPF_PROG(offline_fexit, struct device *dev, int ret)
 {
-	op_finish(MEMHP_EV_OFFLINE, ret);
+	op_exit(MEMHP_EV_OFFLINE, ret);
 	return 0;
 }
 
 SEC("kretprobe/memory_subsys_offline")
 int BPF_KRETPROBE(offline_kretprobe, int ret)
 {
-	op_finish(MEMHP_EV_OFFLINE, ret);
+	op_exit(MEMHP_EV_OFFLINE, ret);
 	return 0;
 }
 
@@ -963,7 +735,8 @@ int BPF_KRETPROBE(offline_pages_kretprobe, int ret)
 	return handle_offline_pages_exit(ret);
 }
 
-/* 5.10's offline_pages(start_pfn, nr_pages): the zone is looked up inside. */
+/* 5.10's offline_pages(start_pfn, nr_pages): the zone is looked up inside
+ * (core_fixes.bpf.h: when the zone and group arguments came). */
 static __always_inline int handle_offline_pages_pfns(unsigned long start_pfn, unsigned long nr_pages)
 {
 	struct op *o = op_current(MEMHP_EV_OFFLINE);
@@ -1030,7 +803,7 @@ static __always_inline int handle_remove_entry(void *ctx, u64 start, u64 size)
 	if (o) {
 		o->start_pfn = start >> PAGE_SHIFT;
 		o->nr_pages = size >> PAGE_SHIFT;
-		o->kernel_memmap_before = kernel_memmap_pages();
+		o->kernel_memmap_before = kernel_memmap_at(nr_memmap_pages_addr);
 	}
 	return 0;
 }
@@ -1050,21 +823,22 @@ int BPF_KPROBE(remove_kprobe, u64 start, u64 size)
 SEC("fexit/try_remove_memory")
 int BPF_PROG(remove_fexit, u64 start, u64 size, int ret)
 {
-	op_finish(MEMHP_EV_REMOVE, ret);
+	op_exit(MEMHP_EV_REMOVE, ret);
 	return 0;
 }
 
 SEC("kretprobe/try_remove_memory")
 int BPF_KRETPROBE(remove_kretprobe, int ret)
 {
-	op_finish(MEMHP_EV_REMOVE, ret);
+	op_exit(MEMHP_EV_REMOVE, ret);
 	return 0;
 }
 
 /* 5.10's try_remove_memory(nid, start, size) and arch_remove_memory(nid,
- * ...): the node parameter was dropped upstream in 2021 (David
- * Hildenbrand's "mm/memory_hotplug: remove nid parameter from
- * remove_memory() and friends", linux-mm, June 2021). */
+ * ...): the node parameter was dropped in 5.15 by e1c158e49566
+ * ("mm/memory_hotplug: remove nid parameter from remove_memory() and
+ * friends") and 65a2aa5f482e ("mm/memory_hotplug: remove nid parameter from
+ * arch_remove_memory()"). */
 SEC("fentry/try_remove_memory")
 int BPF_PROG(remove_nid_fentry, int nid, u64 start, u64 size)
 {
@@ -1080,14 +854,14 @@ int BPF_KPROBE(remove_nid_kprobe, int nid, u64 start, u64 size)
 SEC("fexit/try_remove_memory")
 int BPF_PROG(remove_nid_fexit, int nid, u64 start, u64 size, int ret)
 {
-	op_finish(MEMHP_EV_REMOVE, ret);
+	op_exit(MEMHP_EV_REMOVE, ret);
 	return 0;
 }
 
 SEC("kretprobe/try_remove_memory")
 int BPF_KRETPROBE(remove_nid_kretprobe, int ret)
 {
-	op_finish(MEMHP_EV_REMOVE, ret);
+	op_exit(MEMHP_EV_REMOVE, ret);
 	return 0;
 }
 

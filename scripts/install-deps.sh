@@ -8,6 +8,8 @@ set -euo pipefail
 packages=(
 	# build
 	cmake make g++ pkg-config clang llvm ccache
+	# the quick tier's habits: quick.format (clang-format) and quick.lint (clang-tidy)
+	clang-format clang-tidy
 	# fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes of clang 14
 	libclang-rt-14-dev
 	# BPF: libbpf + skeletons, ELF/zlib for libbpf, libcap for privilege checks

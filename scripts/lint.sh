@@ -33,10 +33,17 @@ fi
 echo "memhp: clang-tidy on ${#lint[@]} file(s)" >&2
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# One clang-tidy per core; each writes its own file, gathered in order.
+parts=$(mktemp -d)
+trap 'rm -rf "$out" "$parts"' EXIT
 status=0
+i=0
 for f in "${lint[@]}"; do
-	clang-tidy -p "$build" --quiet "$f" >>"$out" 2>/dev/null || status=1
-done
+	i=$((i + 1))
+	printf '%s\0%s\0' "$f" "$parts/$i"
+done | xargs -0 -n2 -P"$(nproc)" sh -c 'clang-tidy -p "$0" --quiet "$1" >"$2" 2>/dev/null || echo failed >"$2.failed"' "$build" || status=1
+for ((j = 1; j <= i; j++)); do cat "$parts/$j" >>"$out"; done
+ls "$parts"/*.failed >/dev/null 2>&1 && status=1
 if grep -qE '(warning|error):' "$out"; then
 	grep -E -A3 '(warning|error):' "$out" | grep -v '^--$' | head -200 >&2
 	echo "memhp: lint: clang-tidy found $(grep -cE '(warning|error):' "$out") issue(s)" >&2

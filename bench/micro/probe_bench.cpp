@@ -326,16 +326,52 @@ void usage() {
         stderr);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// What the command line asks for.
+struct BenchArgs {
     std::vector<std::string> passthrough;  // to the guest run
     std::optional<std::string> boot;
     int reps = 9;
     int bpftrace_reps = 0;  // 0: as --reps
     std::optional<std::string> json_out;
     bool faults = true, starts = true;
-    std::vector<char*> bench_argv = {argv[0]};
+    std::vector<char*> bench_argv;  // to Google Benchmark
+};
+
+// One of our own options (not --boot, not --benchmark_*); false with a
+// message when its value is bad.
+bool parse_own_option(const std::string& a, BenchArgs& args) {
+    if (a.starts_with("--reps=")) {
+        args.reps = std::atoi(a.c_str() + 7);
+        if (args.reps < 1) {
+            std::fprintf(stderr, "memhp_probe_bench: --reps needs a positive number\n");
+            return false;
+        }
+    } else if (a.starts_with("--bpftrace-reps=") || a.starts_with("--deadline=")) {
+        const int v = std::atoi(a.c_str() + a.find('=') + 1);
+        if (v < 1) {
+            std::fprintf(stderr, "memhp_probe_bench: %s needs a positive number\n", a.c_str());
+            return false;
+        }
+        if (a.starts_with("--deadline="))
+            g_deadline = std::chrono::seconds(v);
+        else
+            args.bpftrace_reps = v;
+    } else if (a == "--no-faults") {
+        args.faults = false;
+    } else if (a == "--no-startup") {
+        args.starts = false;
+    } else {
+        std::fprintf(stderr, "memhp_probe_bench: unknown option %s\n", a.c_str());
+        usage();
+        return false;
+    }
+    return true;
+}
+
+// The exit code when the program should stop here (--help: 0, bad
+// options: 2), else nullopt.
+std::optional<int> parse_args(int argc, char** argv, BenchArgs& args) {
+    args.bench_argv = {argv[0]};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--help" || a == "-h") {
@@ -343,130 +379,128 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (a == "--boot" || a.starts_with("--boot=")) {
-            boot = a == "--boot" ? "6.1" : a.substr(7);
+            args.boot = a == "--boot" ? "6.1" : a.substr(7);
             continue;
         }
-        passthrough.push_back(a);
-        if (a.starts_with("--reps=")) {
-            reps = std::atoi(a.c_str() + 7);
-            if (reps < 1) {
-                std::fprintf(stderr, "memhp_probe_bench: --reps needs a positive number\n");
-                return 2;
-            }
-        } else if (a.starts_with("--bpftrace-reps=") || a.starts_with("--deadline=")) {
-            const int v = std::atoi(a.c_str() + a.find('=') + 1);
-            if (v < 1) {
-                std::fprintf(stderr, "memhp_probe_bench: %s needs a positive number\n", a.c_str());
-                return 2;
-            }
-            if (a.starts_with("--deadline="))
-                g_deadline = std::chrono::seconds(v);
-            else
-                bpftrace_reps = v;
-        } else if (a == "--no-faults") {
-            faults = false;
-        } else if (a == "--no-startup") {
-            starts = false;
-        } else if (a.starts_with("--benchmark_out=")) {
-            json_out = a.substr(std::string("--benchmark_out=").size());
+        args.passthrough.push_back(a);
+        if (a.starts_with("--benchmark_out=")) {
+            args.json_out = a.substr(std::string("--benchmark_out=").size());
         } else if (a.starts_with("--benchmark_out_format=")) {
             // JSON only (written by this program)
         } else if (a.starts_with("--benchmark_")) {
-            bench_argv.push_back(argv[i]);
-        } else {
-            std::fprintf(stderr, "memhp_probe_bench: unknown option %s\n", a.c_str());
-            usage();
+            args.bench_argv.push_back(argv[i]);
+        } else if (!parse_own_option(a, args)) {
             return 2;
         }
     }
-    if (bpftrace_reps == 0) bpftrace_reps = reps;
+    if (args.bpftrace_reps == 0) args.bpftrace_reps = args.reps;
+    return std::nullopt;
+}
+
+const std::vector<std::string> kFaultModes = {"none", "empty", "memhp"};
+
+void register_benchmarks(const BenchArgs& args) {
+    if (args.faults) {
+        for (const auto& m : kFaultModes)
+            benchmark::RegisterBenchmark(("PageFault/" + m).c_str(), page_faults)->Unit(benchmark::kMicrosecond);
+    }
+    if (args.starts) {
+        auto bpftrace = memhp::find_program("bpftrace");
+        if (!bpftrace) throw memhp::Error("bpftrace not found: run scripts/install-deps.sh (Debian package bpftrace)");
+        g_tools["memhp"] = {{(self_dir() / "memhp").string(), "trace"}, "memhp: attached", args.reps};
+        g_tools["bpftrace"] = {
+            {bpftrace->string(), MEMHP_SOURCE_DIR "/bench/micro/hotplug.bt"}, "Attaching", args.bpftrace_reps, true};
+        for (const auto& [name, tool] : g_tools)
+            benchmark::RegisterBenchmark(("Startup/" + name).c_str(),
+                                         [n = name](benchmark::State& s) { startup(s, n); })
+                ->UseManualTime()
+                ->Iterations(1)
+                ->Unit(benchmark::kMillisecond);
+    }
+}
+
+// Every mode once per repetition, interleaved, so drift hits them alike.
+void run_interleaved(const BenchArgs& args, Collecting& reporter) {
+    for (int rep = 0; rep < args.reps; ++rep) {
+        if (args.faults)
+            for (const auto& m : kFaultModes) {
+                Attached on(m);
+                benchmark::RunSpecifiedBenchmarks(&reporter, "^PageFault/" + m + "(/|$)");
+            }
+        if (args.starts)
+            for (const auto& [name, tool] : g_tools)
+                if (rep < tool.reps) benchmark::RunSpecifiedBenchmarks(&reporter, "^Startup/" + name + "(/|$)");
+    }
+}
+
+void report_faults(Collecting& reporter) {
+    auto& t = reporter.times;
+    const double per_page = 1000.0 / kPagesPerIteration;  // us per iteration -> ns per page
+    const double none = median(t["PageFault/none"]) * per_page;
+    const double empty = median_diff(t["PageFault/empty"], t["PageFault/none"]) * per_page;
+    const double memhp = median_diff(t["PageFault/memhp"], t["PageFault/none"]) * per_page;
+    reporter.json["summary"]["page_fault_ns_per_page"] = {
+        {"none", none}, {"empty_added", empty}, {"memhp_added", memhp}};
+    std::printf(
+        "page fault + free, per page: %.0f ns without programs; added by the empty programs %+.0f ns, "
+        "by memhp %+.0f ns\n",
+        none, empty, memhp);
+    if (empty > 0)
+        std::printf("memhp's added cost / the empty programs': %.2fx (target <= 1.25x)\n", memhp / empty);
+    else
+        std::printf(
+            "memhp's added cost / the empty programs': n/a (the empty programs' cost is below the "
+            "noise of this run)\n");
+    // The programs themselves, same loop, kernel statistics on.
+    double e = -1, m = -1;
+    {
+        Attached on("empty");
+        e = program_ns_per_run("empty_page_allo", 2000);
+    }
+    {
+        Attached on("memhp");
+        m = program_ns_per_run("page_alloc_tp_b", 2000);
+    }
+    reporter.json["summary"]["program_ns_per_call"] = {{"empty", e}, {"memhp", m}};
+    std::printf(
+        "mm_page_alloc program run time per call (BPF_ENABLE_STATS, 2000 loops): empty %.0f ns, "
+        "memhp %.0f ns: %.2fx\n",
+        e, m, e > 0 ? m / e : 0.0);
+}
+
+void report_startup(Collecting& reporter) {
+    const double m = median(reporter.times["Startup/memhp"]);
+    const double b = median(reporter.times["Startup/bpftrace"]);
+    const char* bound = g_tools["bpftrace"].hit_deadline ? ">= " : "";
+    reporter.json["summary"]["startup_ms"] = {
+        {"memhp", m}, {"bpftrace", b}, {"bpftrace_lower_bound", g_tools["bpftrace"].hit_deadline}};
+    std::printf(
+        "start-up to all probes attached (%d and %d runs): memhp %.0f ms, bpftrace %s%.0f ms: memhp %s%.1fx "
+        "faster (target >= 5x)\n",
+        g_tools["memhp"].reps, g_tools["bpftrace"].reps, m, bound, b, bound, m > 0 ? b / m : 0.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    BenchArgs args;
+    if (auto code = parse_args(argc, argv, args)) return *code;
     try {
-        if (boot) return run_in_guest(*boot, passthrough);
+        if (args.boot) return run_in_guest(*args.boot, args.passthrough);
 
         memhp::collector::install_libbpf_logging();
         memhp::collector::check_bpf_prerequisites();
-        int bargc = static_cast<int>(bench_argv.size());
-        benchmark::Initialize(&bargc, bench_argv.data());
+        int bargc = static_cast<int>(args.bench_argv.size());
+        benchmark::Initialize(&bargc, args.bench_argv.data());
         Collecting reporter;
-
-        const std::vector<std::string> modes = {"none", "empty", "memhp"};
-        if (faults) {
-            for (const auto& m : modes)
-                benchmark::RegisterBenchmark(("PageFault/" + m).c_str(), page_faults)->Unit(benchmark::kMicrosecond);
-        }
-        if (starts) {
-            auto bpftrace = memhp::find_program("bpftrace");
-            if (!bpftrace)
-                throw memhp::Error("bpftrace not found: run scripts/install-deps.sh (Debian package bpftrace)");
-            g_tools["memhp"] = {{(self_dir() / "memhp").string(), "trace"}, "memhp: attached", reps};
-            g_tools["bpftrace"] = {
-                {bpftrace->string(), MEMHP_SOURCE_DIR "/bench/micro/hotplug.bt"}, "Attaching", bpftrace_reps, true};
-            for (const auto& [name, tool] : g_tools)
-                benchmark::RegisterBenchmark(("Startup/" + name).c_str(),
-                                             [n = name](benchmark::State& s) { startup(s, n); })
-                    ->UseManualTime()
-                    ->Iterations(1)
-                    ->Unit(benchmark::kMillisecond);
-        }
-        for (int rep = 0; rep < reps; ++rep) {
-            if (faults)
-                for (const auto& m : modes) {
-                    Attached on(m);
-                    benchmark::RunSpecifiedBenchmarks(&reporter, "^PageFault/" + m + "(/|$)");
-                }
-            if (starts)
-                for (const auto& [name, tool] : g_tools)
-                    if (rep < tool.reps) benchmark::RunSpecifiedBenchmarks(&reporter, "^Startup/" + name + "(/|$)");
-        }
+        register_benchmarks(args);
+        run_interleaved(args, reporter);
         benchmark::Shutdown();
 
-        std::printf("\nmedians of %d interleaved runs each\n", reps);
-        if (faults) {
-            auto& t = reporter.times;
-            const double per_page = 1000.0 / kPagesPerIteration;  // us per iteration -> ns per page
-            const double none = median(t["PageFault/none"]) * per_page;
-            const double empty = median_diff(t["PageFault/empty"], t["PageFault/none"]) * per_page;
-            const double memhp = median_diff(t["PageFault/memhp"], t["PageFault/none"]) * per_page;
-            reporter.json["summary"]["page_fault_ns_per_page"] = {
-                {"none", none}, {"empty_added", empty}, {"memhp_added", memhp}};
-            std::printf(
-                "page fault + free, per page: %.0f ns without programs; added by the empty programs %+.0f ns, "
-                "by memhp %+.0f ns\n",
-                none, empty, memhp);
-            if (empty > 0)
-                std::printf("memhp's added cost / the empty programs': %.2fx (target <= 1.25x)\n", memhp / empty);
-            else
-                std::printf(
-                    "memhp's added cost / the empty programs': n/a (the empty programs' cost is below the "
-                    "noise of this run)\n");
-            // The programs themselves, same loop, kernel statistics on.
-            double e = -1, m = -1;
-            {
-                Attached on("empty");
-                e = program_ns_per_run("empty_page_allo", 2000);
-            }
-            {
-                Attached on("memhp");
-                m = program_ns_per_run("page_alloc_tp_b", 2000);
-            }
-            reporter.json["summary"]["program_ns_per_call"] = {{"empty", e}, {"memhp", m}};
-            std::printf(
-                "mm_page_alloc program run time per call (BPF_ENABLE_STATS, 2000 loops): empty %.0f ns, "
-                "memhp %.0f ns: %.2fx\n",
-                e, m, e > 0 ? m / e : 0.0);
-        }
-        if (starts) {
-            const double m = median(reporter.times["Startup/memhp"]);
-            const double b = median(reporter.times["Startup/bpftrace"]);
-            const char* bound = g_tools["bpftrace"].hit_deadline ? ">= " : "";
-            reporter.json["summary"]["startup_ms"] = {
-                {"memhp", m}, {"bpftrace", b}, {"bpftrace_lower_bound", g_tools["bpftrace"].hit_deadline}};
-            std::printf(
-                "start-up to all probes attached (%d and %d runs): memhp %.0f ms, bpftrace %s%.0f ms: memhp %s%.1fx "
-                "faster (target >= 5x)\n",
-                g_tools["memhp"].reps, g_tools["bpftrace"].reps, m, bound, b, bound, m > 0 ? b / m : 0.0);
-        }
-        if (json_out) memhp::write_file_atomic(*json_out, reporter.json.dump(2) + "\n");
+        std::printf("\nmedians of %d interleaved runs each\n", args.reps);
+        if (args.faults) report_faults(reporter);
+        if (args.starts) report_startup(reporter);
+        if (args.json_out) memhp::write_file_atomic(*args.json_out, reporter.json.dump(2) + "\n");
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "memhp_probe_bench: error: %s\n", e.what());

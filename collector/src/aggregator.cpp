@@ -327,6 +327,117 @@ void Aggregator::kernel_memmap(const memhp_event& ev, Operation& op, int sign) {
     if (ev.ret == 0 && !k.matches()) ++stats_.kernel_memmap_mismatches;
 }
 
+namespace {
+
+// Whether a page an add took is memmap, and of which source: from the call
+// site when BPF could tell it; else the order: PMD-sized blocks are
+// memmap, order 0 is taken for page tables.
+bool memmap_source_of(std::uint32_t site, std::uint32_t order, unsigned memmap_block_order, MemmapSource& source) {
+    switch (site) {
+        case MEMHP_SITE_MEMMAP: source = MemmapSource::PageAllocator; return true;
+        case MEMHP_SITE_PAGETABLE: source = MemmapSource::PageTables; return true;
+        case MEMHP_SITE_OTHER: return false;
+        default:
+            if (order == memmap_block_order) {
+                source = MemmapSource::PageAllocator;
+                return true;
+            }
+            source = MemmapSource::PageTables;
+            return order == 0;
+    }
+}
+
+// Why a successful add of `bytes` took its memmap from the page allocator
+// although memmap_on_memory is enabled.
+std::string memmap_unused_reason(const memhp_event& ev, std::uint64_t bytes, std::uint64_t block) {
+    // A driver-managed add asks for the altmap itself or not at all:
+    // virtio-mem never does; dax/kmem does when the dax device's
+    // memmap_on_memory attribute is set (Linux >= 6.8, which also splits
+    // a multi-block request into one altmap per block). So its flags
+    // decide, before the size does.
+    const bool requested = (ev.mhp_flags & kMhpMemmapOnMemory) != 0;
+    if (ev.caller == MEMHP_CALLER_DRIVER_MANAGED && !requested)
+        return "driver-managed add did not request MHP_MEMMAP_ON_MEMORY (virtio-mem never does; dax/kmem only "
+               "with the dax device's memmap_on_memory attribute set, Linux >= 6.8)";
+    if (block && bytes > block)
+        return "the add spans " + std::to_string(bytes / block + (bytes % block ? 1 : 0)) +
+               " memory blocks; this kernel uses memmap_on_memory only for single-block adds";
+    if (!requested)
+        return "the caller did not request MHP_MEMMAP_ON_MEMORY (mhp_supports_memmap_on_memory() refused, "
+               "e.g. pageblock alignment)";
+    return "the kernel did not set up an altmap";
+}
+
+}  // namespace
+
+// The page-allocator pages an add's task took and gave back while it ran.
+struct Aggregator::AddPages {
+    std::vector<NodePages> per_node;  // memmap and page tables, by where they sit
+    std::uint64_t taken = 0;
+    std::uint64_t freed = 0;
+};
+
+Aggregator::AddPages Aggregator::bill_add_pages(const memhp_event& ev, Operation& op) {
+    AddPages pages;
+    for (const auto& p : take_pages(ev.op_id)) {
+        const std::uint64_t n = 1ull << p.order;
+        if (p.type == MEMHP_EV_PAGE_FREE) {
+            pages.freed += n;
+            continue;
+        }
+        pages.taken += n;
+        MemmapSource source = MemmapSource::PageTables;
+        const bool memmap = memmap_source_of(p.site, p.order, cfg_.memmap_block_order, source);
+        const int node = page_node(p, op);
+        if (!memmap) {
+            op.memmap.other_pages += n;
+        } else if (source == MemmapSource::PageAllocator) {
+            op.memmap.buddy_pages += n;
+            if (p.order < cfg_.memmap_block_order) op.memmap.base_pages += n;
+            (node >= 0 && node == ev.nid ? op.memmap.local_pages : op.memmap.remote_pages) += n;
+            node_entry(pages.per_node, node).buddy += n;
+        } else {
+            op.memmap.pagetable_pages += n;
+            node_entry(pages.per_node, node).pagetable += n;
+        }
+    }
+    // What BPF summed instead of sending page by page (not memmap, only cost).
+    pages.taken += ev.summed_other_pages;
+    op.memmap.other_pages += ev.summed_other_pages;
+    pages.freed += ev.summed_freed_pages;
+    return pages;
+}
+
+// A successful add's memmap, cost and range in the running totals.
+void Aggregator::record_add(const memhp_event& ev, const Operation& op, const AddPages& pages) {
+    const int nid = ev.nid;
+    const std::uint64_t ps = cfg_.page_size;
+    stats_.memmap_pages[{MemmapSource::Altmap, nid, nid}] += ev.altmap_pages;
+    for (const auto& n : pages.per_node) {
+        if (n.buddy) stats_.memmap_pages[{MemmapSource::PageAllocator, nid, n.node}] += n.buddy;
+        if (n.pagetable) stats_.memmap_pages[{MemmapSource::PageTables, nid, n.node}] += n.pagetable;
+    }
+    stats_.free_bytes_consumed[nid] += op.free_bytes_consumed;
+    stats_.present_bytes[nid] += static_cast<std::int64_t>(ev.nr_pages * ps);
+    if (op.memmap_on_memory_unused) ++stats_.memmap_on_memory_unused;
+
+    AddedRange& range = ranges_[ev.start_pfn];  // a repeated add of a live range accumulates
+    range.nr_pages = std::max<std::uint64_t>(range.nr_pages, ev.nr_pages);
+    range.nid = nid;
+    range.mode = op.mode;
+    auto contribute = [&](MemmapSource source, int node, std::uint64_t n) {
+        const auto key = std::make_tuple(source, node);
+        const std::int64_t b = as_bytes(n, ps);
+        stats_.memmap_bytes[key] += b;
+        range.memmap_bytes.emplace_back(key, b);
+    };
+    contribute(MemmapSource::Altmap, nid, ev.altmap_pages);
+    for (const auto& n : pages.per_node) {
+        if (n.buddy) contribute(MemmapSource::PageAllocator, n.node, n.buddy);
+        if (n.pagetable) contribute(MemmapSource::PageTables, n.node, n.pagetable);
+    }
+}
+
 void Aggregator::on_add(const memhp_event& ev) {
     Operation op = base_operation(Phase::Add, ev);
     nesting(ev, op);
@@ -336,111 +447,21 @@ void Aggregator::on_add(const memhp_event& ev) {
     op.memmap.altmap_pages = ev.altmap_pages;
     op.memmap.local_pages = ev.altmap_pages;
 
-    std::vector<NodePages> per_node;
-    std::uint64_t taken = 0;
-    std::uint64_t freed = 0;
-    for (const auto& p : take_pages(ev.op_id)) {
-        const std::uint64_t n = 1ull << p.order;
-        if (p.type == MEMHP_EV_PAGE_FREE) {
-            freed += n;
-            continue;
-        }
-        taken += n;
-        // The call site when BPF could tell it; else the order: PMD-sized
-        // blocks are memmap, order 0 is taken for page tables.
-        MemmapSource source = MemmapSource::PageTables;
-        bool memmap = true;
-        switch (p.site) {
-            case MEMHP_SITE_MEMMAP: source = MemmapSource::PageAllocator; break;
-            case MEMHP_SITE_PAGETABLE: source = MemmapSource::PageTables; break;
-            case MEMHP_SITE_OTHER: memmap = false; break;
-            default:
-                if (p.order == cfg_.memmap_block_order)
-                    source = MemmapSource::PageAllocator;
-                else if (p.order == 0)
-                    source = MemmapSource::PageTables;
-                else
-                    memmap = false;
-        }
-        const int node = page_node(p, op);
-        if (!memmap) {
-            op.memmap.other_pages += n;
-        } else if (source == MemmapSource::PageAllocator) {
-            op.memmap.buddy_pages += n;
-            if (p.order < cfg_.memmap_block_order) op.memmap.base_pages += n;
-            (node >= 0 && node == ev.nid ? op.memmap.local_pages : op.memmap.remote_pages) += n;
-            node_entry(per_node, node).buddy += n;
-        } else {
-            op.memmap.pagetable_pages += n;
-            node_entry(per_node, node).pagetable += n;
-        }
-    }
-    // What BPF summed instead of sending page by page (not memmap, only cost).
-    taken += ev.summed_other_pages;
-    op.memmap.other_pages += ev.summed_other_pages;
-    freed += ev.summed_freed_pages;
+    const AddPages pages = bill_add_pages(ev, op);
     if (ev.flags & MEMHP_F_MEMMAP_EVENTS) apply_memmap_events(ev, op);
     kernel_memmap(ev, op, +1);
     const std::uint64_t ps = cfg_.page_size;
-    op.free_bytes_consumed = (taken > freed ? taken - freed : 0) * ps;
+    op.free_bytes_consumed = (pages.taken > pages.freed ? pages.taken - pages.freed : 0) * ps;
     const std::int64_t inclusive =
-        static_cast<std::int64_t>(taken) - static_cast<std::int64_t>(freed) + take_nested_pages(ev.op_id);
+        static_cast<std::int64_t>(pages.taken) - static_cast<std::int64_t>(pages.freed) + take_nested_pages(ev.op_id);
     op.free_bytes_consumed_inclusive = inclusive > 0 ? static_cast<std::uint64_t>(inclusive) * ps : 0;
 
-    const std::uint64_t bytes = ev.nr_pages * ps;
     if (cfg_.memmap_on_memory_enabled && ev.ret == 0 && !(ev.flags & MEMHP_F_ALTMAP)) {
         op.memmap_on_memory_unused = true;
-        const std::uint64_t block = cfg_.block_size_bytes;
-        // A driver-managed add asks for the altmap itself or not at all:
-        // virtio-mem never does; dax/kmem does when the dax device's
-        // memmap_on_memory attribute is set (Linux >= 6.8, which also splits
-        // a multi-block request into one altmap per block). So its flags
-        // decide, before the size does.
-        const bool requested = (ev.mhp_flags & kMhpMemmapOnMemory) != 0;
-        if (ev.caller == MEMHP_CALLER_DRIVER_MANAGED && !requested) {
-            op.unused_reason =
-                "driver-managed add did not request MHP_MEMMAP_ON_MEMORY (virtio-mem never does; dax/kmem only "
-                "with the dax device's memmap_on_memory attribute set, Linux >= 6.8)";
-        } else if (block && bytes > block) {
-            op.unused_reason = "the add spans " + std::to_string(bytes / block + (bytes % block ? 1 : 0)) +
-                               " memory blocks; this kernel uses memmap_on_memory only for single-block adds";
-        } else if (!requested) {
-            op.unused_reason =
-                "the caller did not request MHP_MEMMAP_ON_MEMORY (mhp_supports_memmap_on_memory() refused, "
-                "e.g. pageblock alignment)";
-        } else {
-            op.unused_reason = "the kernel did not set up an altmap";
-        }
+        op.unused_reason = memmap_unused_reason(ev, ev.nr_pages * ps, cfg_.block_size_bytes);
     }
-
     count(op);
-    if (ev.ret == 0) {
-        const int nid = ev.nid;
-        stats_.memmap_pages[{MemmapSource::Altmap, nid, nid}] += ev.altmap_pages;
-        for (const auto& n : per_node) {
-            if (n.buddy) stats_.memmap_pages[{MemmapSource::PageAllocator, nid, n.node}] += n.buddy;
-            if (n.pagetable) stats_.memmap_pages[{MemmapSource::PageTables, nid, n.node}] += n.pagetable;
-        }
-        stats_.free_bytes_consumed[nid] += op.free_bytes_consumed;
-        stats_.present_bytes[nid] += static_cast<std::int64_t>(bytes);
-        if (op.memmap_on_memory_unused) ++stats_.memmap_on_memory_unused;
-
-        AddedRange& range = ranges_[ev.start_pfn];  // a repeated add of a live range accumulates
-        range.nr_pages = std::max<std::uint64_t>(range.nr_pages, ev.nr_pages);
-        range.nid = nid;
-        range.mode = op.mode;
-        auto contribute = [&](MemmapSource source, int node, std::uint64_t pages) {
-            const auto key = std::make_tuple(source, node);
-            const std::int64_t b = as_bytes(pages, ps);
-            stats_.memmap_bytes[key] += b;
-            range.memmap_bytes.emplace_back(key, b);
-        };
-        contribute(MemmapSource::Altmap, nid, ev.altmap_pages);
-        for (const auto& n : per_node) {
-            if (n.buddy) contribute(MemmapSource::PageAllocator, n.node, n.buddy);
-            if (n.pagetable) contribute(MemmapSource::PageTables, n.node, n.pagetable);
-        }
-    }
+    if (ev.ret == 0) record_add(ev, op, pages);
     emit(op);
 }
 

@@ -104,12 +104,19 @@ std::string shell_join(const std::vector<std::string>& argv) {
     return out;
 }
 
-RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
-    if (argv.empty()) throw Error("run: empty command");
-    ignore_sigpipe();
-    auto program = find_program(argv[0]);
-    if (!program) throw Error("'" + argv[0] + "' is not installed or not in PATH (run scripts/install-deps.sh)");
+namespace {
 
+// A child started by run(): its pid and the parent's ends of its pipes.
+struct PipedChild {
+    pid_t pid = -1;
+    int in = -1, out = -1, err = -1;
+};
+
+// Forks and execs `program` with argv[1..] and stdin, stdout and stderr on
+// pipes; throws when the child cannot chdir or exec (reported through a
+// close-on-exec pipe, so a missing program is an error, not exit code 127).
+PipedChild spawn_piped(const std::filesystem::path& program, const std::vector<std::string>& argv,
+                       const RunOptions& opts) {
     int out_pipe[2], err_pipe[2], in_pipe[2], exec_pipe[2];
     if (::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC) || ::pipe2(in_pipe, O_CLOEXEC) ||
         ::pipe2(exec_pipe, O_CLOEXEC))
@@ -130,7 +137,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
         }
         for (const auto& e : opts.env) ::putenv(const_cast<char*>(e.c_str()));
         std::vector<std::string> args = argv;
-        args[0] = program->string();
+        args[0] = program.string();
         exec_or_die(args, exec_pipe[1]);
     }
     ::close(out_pipe[1]);
@@ -140,44 +147,42 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
 
     int exec_err = 0;
     if (::read(exec_pipe[0], &exec_err, sizeof exec_err) == static_cast<ssize_t>(sizeof exec_err)) {
-        ::close(exec_pipe[0]);
-        ::close(out_pipe[0]);
-        ::close(err_pipe[0]);
-        ::close(in_pipe[1]);
+        for (int fd : {exec_pipe[0], out_pipe[0], err_pipe[0], in_pipe[1]}) ::close(fd);
         ::waitpid(pid, nullptr, 0);
         throw Error(errno_text("cannot run " + shell_join(argv), exec_err));
     }
     ::close(exec_pipe[0]);
+    return {pid, in_pipe[1], out_pipe[0], err_pipe[0]};
+}
 
-    std::string input = opts.stdin_data.value_or("");
+enum class PumpEnd { Done, TimedOut, Interrupted };
+
+// Feeds `input` to the child's stdin and collects its stdout and stderr
+// until both close, the deadline passes or a stop is requested. Closes
+// every pipe end it was given.
+PumpEnd pump(PipedChild& c, const std::string& input, Clock::time_point deadline, RunResult& result) {
     std::size_t in_off = 0;
-    int in_fd = in_pipe[1];
     if (input.empty()) {
-        ::close(in_fd);
-        in_fd = -1;
+        ::close(c.in);
+        c.in = -1;
     } else {
-        ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
+        ::fcntl(c.in, F_SETFL, O_NONBLOCK);
     }
-
-    RunResult result;
-    const auto deadline = Clock::now() + opts.timeout;
-    int fds_open = 2;
-    int out_fd = out_pipe[0], err_fd = err_pipe[0];
-    bool timed_out = false, interrupted = false;
-    while (fds_open > 0 || in_fd >= 0) {
+    PumpEnd end = PumpEnd::Done;
+    while (c.out >= 0 || c.err >= 0 || c.in >= 0) {
         pollfd pfds[3];
         int n = 0;
-        if (out_fd >= 0) pfds[n++] = {out_fd, POLLIN, 0};
-        if (err_fd >= 0) pfds[n++] = {err_fd, POLLIN, 0};
-        if (in_fd >= 0) pfds[n++] = {in_fd, POLLOUT, 0};
+        if (c.out >= 0) pfds[n++] = {c.out, POLLIN, 0};
+        if (c.err >= 0) pfds[n++] = {c.err, POLLIN, 0};
+        if (c.in >= 0) pfds[n++] = {c.in, POLLOUT, 0};
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (left <= 0) {
-            timed_out = true;
+            end = PumpEnd::TimedOut;
             break;
         }
         int r = ::poll(pfds, n, static_cast<int>(std::min<long long>(left, 200)));
         if (stop_requested()) {
-            interrupted = true;
+            end = PumpEnd::Interrupted;
             break;
         }
         if (r < 0) {
@@ -187,36 +192,47 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
         for (int i = 0; i < n; ++i) {
             if (!pfds[i].revents) continue;
             int fd = pfds[i].fd;
-            if (fd == in_fd) {
-                ssize_t w = ::write(in_fd, input.data() + in_off, input.size() - in_off);
+            if (fd == c.in) {
+                ssize_t w = ::write(c.in, input.data() + in_off, input.size() - in_off);
                 if (w > 0) in_off += static_cast<std::size_t>(w);
                 if (w < 0 || in_off >= input.size()) {
-                    ::close(in_fd);
-                    in_fd = -1;
+                    ::close(c.in);
+                    c.in = -1;
                 }
                 continue;
             }
             char buf[65536];
             ssize_t got = ::read(fd, buf, sizeof buf);
             if (got > 0) {
-                (fd == out_fd ? result.out : result.err).append(buf, static_cast<std::size_t>(got));
+                (fd == c.out ? result.out : result.err).append(buf, static_cast<std::size_t>(got));
             } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
                 ::close(fd);
-                if (fd == out_fd)
-                    out_fd = -1;
-                else
-                    err_fd = -1;
-                --fds_open;
+                (fd == c.out ? c.out : c.err) = -1;
             }
         }
     }
-    for (int fd : {out_fd, err_fd, in_fd})
+    for (int fd : {c.out, c.err, c.in})
         if (fd >= 0) ::close(fd);
-    if (timed_out || interrupted) kill_group(pid, SIGKILL);
+    c.out = c.err = c.in = -1;
+    return end;
+}
+
+}  // namespace
+
+RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
+    if (argv.empty()) throw Error("run: empty command");
+    ignore_sigpipe();
+    auto program = find_program(argv[0]);
+    if (!program) throw Error("'" + argv[0] + "' is not installed or not in PATH (run scripts/install-deps.sh)");
+
+    PipedChild child = spawn_piped(*program, argv, opts);
+    RunResult result;
+    const PumpEnd end = pump(child, opts.stdin_data.value_or(""), Clock::now() + opts.timeout, result);
+    if (end != PumpEnd::Done) kill_group(child.pid, SIGKILL);
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (interrupted) throw Interrupted();
-    if (timed_out)
+    while (::waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {}
+    if (end == PumpEnd::Interrupted) throw Interrupted();
+    if (end == PumpEnd::TimedOut)
         throw Error("'" + shell_join(argv) + "' did not finish within " +
                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(opts.timeout).count()) +
                     " s and was killed");

@@ -25,8 +25,10 @@ using prometheus::MetricType;
 
 // ---- catalog -----------------------------------------------------------------
 
-const std::vector<MetricDef>& metric_catalog() {
-    static const std::vector<MetricDef> catalog = {
+namespace {
+
+std::vector<MetricDef> probe_metric_defs() {
+    return {
         // From the probes, aggregated by the collector since the exporter started.
         // No node label: 64 nodes x 5 phases x 2 modes x 29 buckets would be
         // 18k series per host and a /metrics render far above 2 ms.
@@ -92,6 +94,11 @@ const std::vector<MetricDef>& metric_catalog() {
          "Successful hot-adds and removes whose change of nr_memmap_pages differed from memhp's own memmap count "
          "(altmap + page-allocator pages): another operation ran alongside, or memhp missed pages.",
          "probes"},
+    };
+}
+
+std::vector<MetricDef> host_metric_defs() {
+    return {
         // Host state, read from sysfs at scrape time.
         {"memhp_memory_blocks",
          MetricKind::Gauge,
@@ -114,6 +121,11 @@ const std::vector<MetricDef>& metric_catalog() {
          {"policy"},
          "The auto-online policy for hot-added memory (/sys/devices/system/memory/auto_online_blocks). Always 1.",
          "sysfs"},
+    };
+}
+
+std::vector<MetricDef> exporter_metric_defs() {
+    return {
         // About the exporter itself.
         {"memhp_build_info", MetricKind::Gauge, {"version"}, "memhp-exporter's version. Always 1.", "exporter"},
         {"memhp_probe_attached",
@@ -172,6 +184,18 @@ const std::vector<MetricDef>& metric_catalog() {
          "Times each memhp BPF program ran (only while kernel.bpf_stats_enabled=1).",
          "exporter"},
     };
+}
+
+}  // namespace
+
+// In the order the families are served and documented.
+const std::vector<MetricDef>& metric_catalog() {
+    static const std::vector<MetricDef> catalog = [] {
+        std::vector<MetricDef> all;
+        for (auto part : {probe_metric_defs(), host_metric_defs(), exporter_metric_defs()})
+            for (auto& d : part) all.push_back(std::move(d));
+        return all;
+    }();
     return catalog;
 }
 
@@ -350,14 +374,8 @@ void fill_histogram(ClientMetric::Histogram& out, const Merged& h) {
     out.bucket.push_back({h.count, std::numeric_limits<double>::infinity()});
 }
 
-}  // namespace
-
-std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState& host) {
-    static_assert(kLastBucketLog2 + 1 < Log2Histogram::kBuckets, "served bounds must lie inside the collector's");
-    const auto& s = p.stats;
-    std::vector<MetricFamily> out;
-    out.reserve(metric_catalog().size());
-
+// The families aggregated from the probes' records (source "probes").
+void add_probe_families(const collector::Stats& s, std::vector<MetricFamily>& out) {
     {
         std::map<std::pair<collector::Phase, collector::MemmapMode>, Merged> merged;
         for (const auto& [key, h] : s.latency) merged[{std::get<0>(key), std::get<2>(key)}].add(h);
@@ -431,7 +449,10 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
         f.counter({}, static_cast<double>(s.kernel_memmap_mismatches));
         f.finish_into(out);
     }
+}
 
+// The host's memory blocks and hot-plug settings, read at scrape time.
+void add_host_families(const HostState& host, std::vector<MetricFamily>& out) {
     {
         FamilyBuilder f("memhp_memory_blocks");
         for (const auto& [key, n] : host.blocks) {
@@ -456,7 +477,11 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
         f.gauge({*host.auto_online_policy}, 1);
         f.finish_into(out);
     }
+}
 
+// About the exporter and its probes.
+void add_exporter_families(const ProbeSnapshot& p, const HostState& host, std::vector<MetricFamily>& out) {
+    const auto& s = p.stats;
     {
         FamilyBuilder f("memhp_build_info");
         f.gauge({kVersion}, 1);
@@ -505,6 +530,17 @@ std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState
         t.finish_into(out);
         n.finish_into(out);
     }
+}
+
+}  // namespace
+
+std::vector<MetricFamily> build_families(const ProbeSnapshot& p, const HostState& host) {
+    static_assert(kLastBucketLog2 + 1 < Log2Histogram::kBuckets, "served bounds must lie inside the collector's");
+    std::vector<MetricFamily> out;
+    out.reserve(metric_catalog().size());
+    add_probe_families(p.stats, out);
+    add_host_families(host, out);
+    add_exporter_families(p, host, out);
     return out;
 }
 

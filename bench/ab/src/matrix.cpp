@@ -358,18 +358,22 @@ json write_matrix_plot(const json& matrix, const fs::path& out_dir) {
     return out;
 }
 
+// A cell's row when Ctrl-C ended it; run_matrix records it and rethrows.
+struct CellInterrupted {
+    json row;
+};
+
 void save(const fs::path& out, const json& results) {
     write_file_atomic(out / "results.json", results.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace
 
-int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results) {
-    const auto cells = plan_matrix(cfg.kernels, cfg.devices, cfg.mmos);
-    const auto& out = cfg.run.out;
-    if (out.empty()) throw UsageError("no output directory");
-    const std::uint64_t cycle_bytes = cfg.run.dimm_size * static_cast<std::uint64_t>(cfg.run.dimms);
-    // Every cell's arm is parsed (and refused) before the first boot.
+namespace {
+
+// Every cell's A/B run, parsed (and refused) before the first boot; skipped
+// cells keep a default config.
+std::vector<AbConfig> cell_runs(const MatrixConfig& cfg, const std::vector<MatrixCell>& cells) {
     std::vector<AbConfig> runs(cells.size());
     for (std::size_t i = 0; i < cells.size(); ++i) {
         if (!cells[i].skip.empty()) continue;
@@ -377,7 +381,7 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
         c.arms = {parse_arm(cells[i].name + ":kernel=" + cells[i].kernel + ",device=" + device_name(cells[i].device) +
                                 ",mmo=" + cells[i].mmo,
                             cfg.guest)};
-        c.out = out / "cells" / cells[i].name;
+        c.out = cfg.run.out / "cells" / cells[i].name;
         c.boots = 1;
         c.fallback_kernel.clear();
         c.fallback_size = 0;
@@ -387,106 +391,142 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
         validate(c);
         runs[i] = std::move(c);
     }
-    const auto t0 = Clock::now();
-    fs::create_directories(out);
-    results = {{"schema", kMatrixSchema},
-               {"memhp_version", kVersion},
-               {"started", now_iso_utc()},
-               {"status", "running"},
-               {"options",
-                {{"kernels", cfg.kernels},
-                 {"mmo", cfg.mmos},
-                 {"cycles", cfg.run.cycles},
-                 {"cycle_bytes", cycle_bytes},
-                 {"node", cfg.run.node},
-                 {"zone", cfg.run.zone},
-                 {"online", lab::online_mode_name(cfg.guest.online)}}},
-               {"cells", json::array()}};
-    {
-        json devs = json::array();
-        for (auto d : cfg.devices) devs.push_back(device_name(d));
-        results["options"]["devices"] = devs;
-    }
-    std::size_t to_run = 0;
-    for (const auto& c : cells) {
-        if (c.skip.empty())
-            ++to_run;
-        else
-            progress("skip " + c.name + ": " + c.skip);
+    return runs;
+}
+
+// The matrix document before any cell runs: options, and a row per cell
+// ("pending", or the reason it is skipped).
+json matrix_document(const MatrixConfig& cfg, const std::vector<MatrixCell>& cells, std::uint64_t cycle_bytes) {
+    json devs = json::array();
+    for (auto d : cfg.devices) devs.push_back(device_name(d));
+    json results = {{"schema", kMatrixSchema},
+                    {"memhp_version", kVersion},
+                    {"started", now_iso_utc()},
+                    {"status", "running"},
+                    {"options",
+                     {{"kernels", cfg.kernels},
+                      {"mmo", cfg.mmos},
+                      {"devices", devs},
+                      {"cycles", cfg.run.cycles},
+                      {"cycle_bytes", cycle_bytes},
+                      {"node", cfg.run.node},
+                      {"zone", cfg.run.zone},
+                      {"online", lab::online_mode_name(cfg.guest.online)}}},
+                    {"cells", json::array()}};
+    for (const auto& c : cells)
         results["cells"].push_back(c.skip.empty() ? json{{"cell", c.name},
                                                          {"kernel", c.kernel},
                                                          {"device", device_name(c.device)},
                                                          {"mmo", c.mmo},
                                                          {"status", "pending"}}
                                                   : matrix_row(c, json::object(), cycle_bytes));
+    return results;
+}
+
+// Marks the cells that never ran, then saves the document with its plot and
+// summary table.
+void finish_matrix(const MatrixConfig& cfg, json& results, const std::string& status, Clock::time_point t0) {
+    const auto& out = cfg.run.out;
+    results["status"] = status;
+    for (auto& row : results["cells"])
+        if (row.value("status", "") == "pending") {
+            row["status"] = "not run";
+            row["reason"] = "the matrix was interrupted before this cell";
+        }
+    results["finished"] = now_iso_utc();
+    results["wall_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
+    save(out, results);
+    if (cfg.run.plots) {
+        try {
+            results["plots"] = write_matrix_plot(results, out / "plots");
+        } catch (const std::exception& e) {
+            results["plot_error"] = e.what();
+        }
+    }
+    results["table_markdown"] = matrix_markdown(results);
+    write_file_atomic(out / "summary.md", results["table_markdown"].get<std::string>());
+    save(out, results);
+}
+
+// The progress line that ends a cell.
+std::string cell_line(const std::string& tag, const json& row) {
+    std::string line = tag + row["status"].get<std::string>();
+    if (row.contains("reason")) line += ": " + row["reason"].get<std::string>();
+    if (row.contains("memmap_source"))
+        line += "; memmap " + row["memmap_source"].get<std::string>() + " (" +
+                row["memmap_locality"].get<std::string>() + "), " + num(row, "memmap_altmap_pages", 1, "%.0f") +
+                " altmap + " + num(row, "memmap_page_allocator_pages", 1, "%.0f") + " page-allocator pages";
+    char b[48];
+    std::snprintf(b, sizeof b, "; %.0f s", row["wall_s"].get<double>());
+    return line + b;
+}
+
+// Runs one cell; its row, "failed" with the reason when the run threw. An
+// interruption is recorded in the row and rethrown.
+json run_cell(const MatrixCell& cell, const AbConfig& run_cfg, const std::string& tag, const Progress& progress,
+              std::uint64_t cycle_bytes) {
+    const auto tc = Clock::now();
+    json run;
+    json row;
+    try {
+        (void)run_ab(
+            run_cfg, [&](const std::string& s) { progress(tag + s); }, run);
+        row = matrix_row(cell, run, cycle_bytes);
+    } catch (const Interrupted&) {
+        row = matrix_row(cell, run, cycle_bytes);
+        row["status"] = "interrupted";
+        row["reason"] = "Ctrl-C during this cell";
+        throw CellInterrupted{std::move(row)};
+    } catch (const std::exception& e) {  // a refusal at boot (UsageError), a failed download, ...
+        row = matrix_row(cell, run, cycle_bytes);
+        row["status"] = "failed";
+        row["reason"] = cell_reason(e.what());
+    }
+    row["wall_s"] = std::chrono::duration<double>(Clock::now() - tc).count();
+    row["results"] = (run_cfg.out / "results.json").string();
+    return row;
+}
+
+}  // namespace
+
+int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results) {
+    const auto cells = plan_matrix(cfg.kernels, cfg.devices, cfg.mmos);
+    const auto& out = cfg.run.out;
+    if (out.empty()) throw UsageError("no output directory");
+    const std::uint64_t cycle_bytes = cfg.run.dimm_size * static_cast<std::uint64_t>(cfg.run.dimms);
+    const std::vector<AbConfig> runs = cell_runs(cfg, cells);
+    const auto t0 = Clock::now();
+    fs::create_directories(out);
+    results = matrix_document(cfg, cells, cycle_bytes);
+    std::size_t to_run = 0;
+    for (const auto& c : cells) {
+        if (c.skip.empty())
+            ++to_run;
+        else
+            progress("skip " + c.name + ": " + c.skip);
     }
     save(out, results);
     progress("matrix: " + std::to_string(cells.size()) + " cells, " + std::to_string(to_run) + " to run, " +
              std::to_string(cells.size() - to_run) + " skipped");
-    const auto finish = [&](const std::string& status) {
-        results["status"] = status;
-        for (auto& row : results["cells"])
-            if (row.value("status", "") == "pending") {
-                row["status"] = "not run";
-                row["reason"] = "the matrix was interrupted before this cell";
-            }
-        results["finished"] = now_iso_utc();
-        results["wall_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
-        save(out, results);
-        if (cfg.run.plots) {
-            try {
-                results["plots"] = write_matrix_plot(results, out / "plots");
-            } catch (const std::exception& e) {
-                results["plot_error"] = e.what();
-            }
-        }
-        results["table_markdown"] = matrix_markdown(results);
-        write_file_atomic(out / "summary.md", results["table_markdown"].get<std::string>());
-        save(out, results);
-    };
     int code = 0;
     std::size_t done = 0;
     for (std::size_t i = 0; i < cells.size(); ++i) {
-        if (!cells[i].skip.empty()) continue;
-        ++done;
         const auto& cell = cells[i];
-        const std::string tag = "[" + std::to_string(done) + "/" + std::to_string(to_run) + " " + cell.name + "] ";
+        if (!cell.skip.empty()) continue;
+        const std::string tag = "[" + std::to_string(++done) + "/" + std::to_string(to_run) + " " + cell.name + "] ";
         progress(tag + "kernel " + cell.kernel + ", " + device_name(cell.device) + ", memmap_on_memory=" + cell.mmo);
-        const auto tc = Clock::now();
-        json run;
-        json row;
         try {
-            (void)run_ab(
-                runs[i], [&](const std::string& s) { progress(tag + s); }, run);
-            row = matrix_row(cell, run, cycle_bytes);
-        } catch (const Interrupted&) {
-            row = matrix_row(cell, run, cycle_bytes);
-            row["status"] = "interrupted";
-            row["reason"] = "Ctrl-C during this cell";
-            results["cells"][i] = row;
-            finish("interrupted");
-            throw;
-        } catch (const std::exception& e) {  // a refusal at boot (UsageError), a failed download, ...
-            row = matrix_row(cell, run, cycle_bytes);
-            row["status"] = "failed";
-            row["reason"] = cell_reason(e.what());
+            results["cells"][i] = run_cell(cell, runs[i], tag, progress, cycle_bytes);
+        } catch (CellInterrupted& ci) {
+            results["cells"][i] = std::move(ci.row);
+            finish_matrix(cfg, results, "interrupted", t0);
+            throw Interrupted();
         }
-        row["wall_s"] = std::chrono::duration<double>(Clock::now() - tc).count();
-        row["results"] = (runs[i].out / "results.json").string();
-        if (row["status"] != "ok") code = 1;
-        std::string line = tag + row["status"].get<std::string>();
-        if (row.contains("reason")) line += ": " + row["reason"].get<std::string>();
-        if (row.contains("memmap_source"))
-            line += "; memmap " + row["memmap_source"].get<std::string>() + " (" +
-                    row["memmap_locality"].get<std::string>() + "), " + num(row, "memmap_altmap_pages", 1, "%.0f") +
-                    " altmap + " + num(row, "memmap_page_allocator_pages", 1, "%.0f") + " page-allocator pages";
-        char b[48];
-        std::snprintf(b, sizeof b, "; %.0f s", row["wall_s"].get<double>());
-        progress(line + b);
-        results["cells"][i] = row;
+        if (results["cells"][i]["status"] != "ok") code = 1;
+        progress(cell_line(tag, results["cells"][i]));
         save(out, results);
     }
-    finish("complete");
+    finish_matrix(cfg, results, "complete", t0);
     return code;
 }
 

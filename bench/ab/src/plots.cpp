@@ -134,6 +134,7 @@ void scale_plots(const std::vector<ArmRecord>& arms, const fs::path& dir, json& 
             for (const auto& [k, _] : s.online_sub_s) names[k] = true;
         if (names.empty()) continue;
         std::vector<std::string> cols;
+        cols.reserve(names.size());
         for (const auto& [k, _] : names) cols.push_back(k);
         std::ostringstream f;
         f << "present_GiB";
@@ -175,67 +176,61 @@ json write_plots(const json& results, const fs::path& out_dir) {
     return write_plots(results_from_json(results), out_dir);
 }
 
-json write_plots(const Results& results, const fs::path& out_dir) {
-    if (!find_program("gnuplot"))
-        throw Error("gnuplot not found: install gnuplot-nox (scripts/install-deps.sh does) or pass --no-plots");
-    // gnuplot runs in the plot directory: every path it is given is absolute
-    // (the default output directory, memhp-results/..., is relative).
-    const fs::path dir = fs::absolute(out_dir);
-    fs::create_directories(dir);
-    json out = json::object();
-    const auto& arms = results.arms;
+namespace {
+
+// Latency: one box per phase and arm, from the probes' durations.
+void latency_plot(const std::vector<ArmRecord>& arms, const fs::path& dir, json& out) {
     const std::size_t na = arms.size();
-    if (results.options.mode == "cycles") {
-        // Latency: one box per phase and arm, from the probes' durations.
-        // Only (arm, phase) pairs with samples are plotted: gnuplot refuses a
-        // boxplot without a single valid point (a phase that always failed).
-        std::ostringstream elems;
-        for (std::size_t a = 0; a < na; ++a) {
-            // The header row names the arm: the key reads it with columnheader(2).
-            std::ostringstream f;
-            f << "phase_index " << plot_label(arms[a].name) << "\n";
-            auto s = arm_samples(arms[a]);
-            bool titled = false;
-            for (std::size_t p = 0; p < kProbePhases.size(); ++p) {
-                const auto& v = s["probe_" + kProbePhases[p] + "_s"];
-                for (double x : v) f << p << " " << x * 1e3 << "\n";
-                if (v.empty()) continue;
-                elems << (elems.tellp() > 0 ? ", \\\n  " : "") << "'latency-" << a << ".dat' using ("
-                      << p * (na + 1) + a + 1 << "):($1==" << p << " ? $2 : 1/0) lc " << a + 1
-                      << (titled ? " notitle" : " title columnheader(2)");
-                titled = true;
-            }
-            write_file(dir / ("latency-" + std::to_string(a) + ".dat"), f.str());
+    // Only (arm, phase) pairs with samples are plotted: gnuplot refuses a
+    // boxplot without a single valid point (a phase that always failed).
+    std::ostringstream elems;
+    for (std::size_t a = 0; a < na; ++a) {
+        // The header row names the arm: the key reads it with columnheader(2).
+        std::ostringstream f;
+        f << "phase_index " << plot_label(arms[a].name) << "\n";
+        auto s = arm_samples(arms[a]);
+        bool titled = false;
+        for (std::size_t p = 0; p < kProbePhases.size(); ++p) {
+            const auto& v = s["probe_" + kProbePhases[p] + "_s"];
+            for (double x : v) f << p << " " << x * 1e3 << "\n";
+            if (v.empty()) continue;
+            elems << (elems.tellp() > 0 ? ", \\\n  " : "") << "'latency-" << a << ".dat' using ("
+                  << p * (na + 1) + a + 1 << "):($1==" << p << " ? $2 : 1/0) lc " << a + 1
+                  << (titled ? " notitle" : " title columnheader(2)");
+            titled = true;
         }
-        if (elems.tellp() > 0) {
-            std::ostringstream b;
-            b << "set title 'Hot-plug phase latency in the guest kernel (memhp probes), per cycle'\n"
-                 "set ylabel 'duration [ms] (log scale)'\nset logscale y\nset grid ytics\n"
-                 "set style fill solid 0.35 border -1\nset style boxplot outliers pointtype 7\n"
-                 "set style data boxplot\nset boxwidth 0.7\nset key outside right top\n"
-                 "set xtics (";
-            for (std::size_t p = 0; p < kProbePhases.size(); ++p)
-                b << (p ? ", " : "") << "'" << kProbePhases[p] << "' " << p * (na + 1) + (na + 1) / 2.0;
-            b << ")\nset xrange [0:" << kProbePhases.size() * (na + 1) << "]\n";
-            b << "plot " << elems.str();
-            plot_render(dir, "latency", b.str(), out);
-        }
-        // Memmap: where it came from and where it sits (median per cycle).
-        {
-            std::ostringstream f;
-            f << "# arm altmap_local_MiB page_allocator_local_MiB page_allocator_remote_MiB page_tables_MiB\n";
-            for (const auto& a : arms) {
-                auto s = arm_samples(a);
-                const double mib = 1 << 20;
-                const double buddy = median_or0(s, "memmap_page_allocator_bytes"),
-                             remote = median_or0(s, "memmap_remote_bytes");
-                f << plot_label(a.name) << " " << median_or0(s, "memmap_altmap_bytes") / mib << " "
-                  << std::max(0.0, buddy - remote) / mib << " " << remote / mib << " "
-                  << median_or0(s, "memmap_page_table_bytes") / mib << "\n";
-            }
-            write_file(dir / "memmap.dat", f.str());
-            plot_render(
-                dir, "memmap",
+        write_file(dir / ("latency-" + std::to_string(a) + ".dat"), f.str());
+    }
+    if (elems.tellp() > 0) {
+        std::ostringstream b;
+        b << "set title 'Hot-plug phase latency in the guest kernel (memhp probes), per cycle'\n"
+             "set ylabel 'duration [ms] (log scale)'\nset logscale y\nset grid ytics\n"
+             "set style fill solid 0.35 border -1\nset style boxplot outliers pointtype 7\n"
+             "set style data boxplot\nset boxwidth 0.7\nset key outside right top\n"
+             "set xtics (";
+        for (std::size_t p = 0; p < kProbePhases.size(); ++p)
+            b << (p ? ", " : "") << "'" << kProbePhases[p] << "' " << p * (na + 1) + (na + 1) / 2.0;
+        b << ")\nset xrange [0:" << kProbePhases.size() * (na + 1) << "]\n";
+        b << "plot " << elems.str();
+        plot_render(dir, "latency", b.str(), out);
+    }
+}
+
+// Memmap: where it came from and where it sits (median per cycle).
+void memmap_plot(const std::vector<ArmRecord>& arms, const fs::path& dir, json& out) {
+    std::ostringstream f;
+    f << "# arm altmap_local_MiB page_allocator_local_MiB page_allocator_remote_MiB page_tables_MiB\n";
+    for (const auto& a : arms) {
+        auto s = arm_samples(a);
+        const double mib = 1 << 20;
+        const double buddy = median_or0(s, "memmap_page_allocator_bytes"),
+                     remote = median_or0(s, "memmap_remote_bytes");
+        f << plot_label(a.name) << " " << median_or0(s, "memmap_altmap_bytes") / mib << " "
+          << std::max(0.0, buddy - remote) / mib << " " << remote / mib << " "
+          << median_or0(s, "memmap_page_table_bytes") / mib << "\n";
+    }
+    write_file(dir / "memmap.dat", f.str());
+    plot_render(dir, "memmap",
                 "set title 'Memmap per cycle: source and NUMA locality (median)'\nset ylabel 'MiB'\n"
                 "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.8 border -1\n"
                 "set boxwidth 0.5\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
@@ -244,19 +239,19 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                 "'' using 4 title 'page allocator, remote node' lc rgb '#e76f51', "
                 "'' using 5 title 'page tables' lc rgb '#8d99ae'",
                 out);
-        }
-        // Free memory: what the add took from memory already online.
-        {
-            std::ostringstream f;
-            f << "# arm free_consumed_MiB_probe memfree_drop_MiB_meminfo\n";
-            for (const auto& a : arms) {
-                auto s = arm_samples(a);
-                f << plot_label(a.name) << " " << median_or0(s, "free_consumed_bytes") / (1 << 20) << " "
-                  << median_or0(s, "memfree_drop_at_add_bytes") / (1 << 20) << "\n";
-            }
-            write_file(dir / "free-memory.dat", f.str());
-            plot_render(
-                dir, "free-memory",
+}
+
+// Free memory: what the add took from memory already online.
+void free_memory_plot(const std::vector<ArmRecord>& arms, const fs::path& dir, json& out) {
+    std::ostringstream f;
+    f << "# arm free_consumed_MiB_probe memfree_drop_MiB_meminfo\n";
+    for (const auto& a : arms) {
+        auto s = arm_samples(a);
+        f << plot_label(a.name) << " " << median_or0(s, "free_consumed_bytes") / (1 << 20) << " "
+          << median_or0(s, "memfree_drop_at_add_bytes") / (1 << 20) << "\n";
+    }
+    write_file(dir / "free-memory.dat", f.str());
+    plot_render(dir, "free-memory",
                 "set title 'Free memory consumed by one hot-add, before the new memory is online (median)'\n"
                 "set ylabel 'MiB'\nset style data histograms\nset style histogram clustered gap 1\n"
                 "set style fill solid 0.8 border -1\nset grid ytics\nset key outside right top\nset yrange [0:*]\n"
@@ -264,38 +259,58 @@ json write_plots(const Results& results, const fs::path& out_dir) {
                 "'#264653', "
                 "'' using 3 title 'MemFree drop (/proc/meminfo)' lc rgb '#e76f51'",
                 out);
+}
+
+// Scale: per-block add and online cost against memory already present.
+void scale_plot(const std::vector<ArmRecord>& arms, const fs::path& dir, json& out) {
+    const std::size_t na = arms.size();
+    bool any = false;
+    for (std::size_t a = 0; a < na; ++a) {
+        // columns: present_before_GiB probe_add_ms probe_online_ms wall_add_ms wall_online_ms;
+        // the header row holds the key titles (columnheader).
+        std::ostringstream f;
+        const std::string label = plot_label(arms[a].name);
+        f << "present_before_GiB " << label.substr(0, label.size() - 1) << " add\" "
+          << label.substr(0, label.size() - 1) << " online\" wall_add_ms wall_online_ms\n";
+        for (const auto& s : arms[a].scale) {
+            if (!s.ok) continue;
+            any = true;
+            f << s.present_before_bytes / (1 << 30) << " " << s.probe_add_s * 1e3 << " " << s.probe_online_s * 1e3
+              << " " << s.wall_add_s * 1e3 << " " << s.wall_online_s * 1e3 << "\n";
         }
+        write_file(dir / ("scale-" + std::to_string(a) + ".dat"), f.str());
+    }
+    if (any) {
+        std::ostringstream b;
+        b << "na = " << na << "\n"
+          << "set title 'Per-block hot-plug cost as memory accumulates (memhp probes)'\n"
+             "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel 'duration [ms]'\nset grid\n"
+             "set key outside right top\nset yrange [0:*]\n"
+             "plot for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:2 with linespoints lc a+1 pt 7 ps 0.5 "
+             "title columnheader(2), "
+             "for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:3 with linespoints lc a+1 dt 2 pt 5 ps 0.5 "
+             "title columnheader(3)";
+        plot_render(dir, "scale", b.str(), out);
+        scale_plots(arms, dir, out);
+    }
+}
+
+}  // namespace
+
+json write_plots(const Results& results, const fs::path& out_dir) {
+    if (!find_program("gnuplot"))
+        throw Error("gnuplot not found: install gnuplot-nox (scripts/install-deps.sh does) or pass --no-plots");
+    // gnuplot runs in the plot directory: every path it is given is absolute
+    // (the default output directory, memhp-results/..., is relative).
+    const fs::path dir = fs::absolute(out_dir);
+    fs::create_directories(dir);
+    json out = json::object();
+    if (results.options.mode == "cycles") {
+        latency_plot(results.arms, dir, out);
+        memmap_plot(results.arms, dir, out);
+        free_memory_plot(results.arms, dir, out);
     } else {
-        // Scale: per-block add and online cost against memory already present.
-        bool any = false;
-        for (std::size_t a = 0; a < na; ++a) {
-            // columns: present_before_GiB probe_add_ms probe_online_ms wall_add_ms wall_online_ms;
-            // the header row holds the key titles (columnheader).
-            std::ostringstream f;
-            const std::string label = plot_label(arms[a].name);
-            f << "present_before_GiB " << label.substr(0, label.size() - 1) << " add\" "
-              << label.substr(0, label.size() - 1) << " online\" wall_add_ms wall_online_ms\n";
-            for (const auto& s : arms[a].scale) {
-                if (!s.ok) continue;
-                any = true;
-                f << s.present_before_bytes / (1 << 30) << " " << s.probe_add_s * 1e3 << " " << s.probe_online_s * 1e3
-                  << " " << s.wall_add_s * 1e3 << " " << s.wall_online_s * 1e3 << "\n";
-            }
-            write_file(dir / ("scale-" + std::to_string(a) + ".dat"), f.str());
-        }
-        if (any) {
-            std::ostringstream b;
-            b << "na = " << na << "\n"
-              << "set title 'Per-block hot-plug cost as memory accumulates (memhp probes)'\n"
-                 "set xlabel 'hot-plugged memory already present [GiB]'\nset ylabel 'duration [ms]'\nset grid\n"
-                 "set key outside right top\nset yrange [0:*]\n"
-                 "plot for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:2 with linespoints lc a+1 pt 7 ps 0.5 "
-                 "title columnheader(2), "
-                 "for [a=0:na-1] sprintf('scale-%d.dat', a) using 1:3 with linespoints lc a+1 dt 2 pt 5 ps 0.5 "
-                 "title columnheader(3)";
-            plot_render(dir, "scale", b.str(), out);
-            scale_plots(arms, dir, out);
-        }
+        scale_plot(results.arms, dir, out);
     }
     return out;
 }

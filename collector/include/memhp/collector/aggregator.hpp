@@ -258,6 +258,11 @@ private:
     [[nodiscard]] std::vector<PageRecord> take_pages(std::uint64_t op_id);
     [[nodiscard]] const AddedRange* range_containing(std::uint64_t pfn) const;
     void on_add(const memhp_event& ev);
+    struct AddPages;
+    // The add's page events billed to `op` (memmap by source and node, page
+    // tables, other pages), with its pages taken and freed.
+    [[nodiscard]] AddPages bill_add_pages(const memhp_event& ev, Operation& op);
+    void record_add(const memhp_event& ev, const Operation& op, const AddPages& pages);
     void apply_memmap_events(const memhp_event& ev, Operation& op);
     void kernel_memmap(const memhp_event& ev, Operation& op, int sign);
     void on_populate(const memhp_event& ev);
