@@ -52,7 +52,8 @@ protected:
         };
     }
     int run() {
-        return run_ab(cfg, [this](const std::string& s) { said.push_back(s); }, doc);
+        return run_ab(
+            cfg, [this](const std::string& s) { said.push_back(s); }, doc);
     }
     // The results file as report and compare read it.
     Results load() const { return load_results(out.path() / "results.json"); }
@@ -149,6 +150,35 @@ TEST_F(AbFake, RoundsTakeAGuestThatDiesOutOfTheRun) {
     EXPECT_TRUE(doc["arms"][1]["cycles"][0]["guest_lost"].get<bool>());
     EXPECT_EQ(res.arms[0].cycles.size(), 1u) << "the run stops after the round that lost a guest";
     EXPECT_TRUE(res.arms[0].cycles[0].ok);
+}
+
+TEST_F(AbFake, RoundsUnderAutoOnlineFoldTheKernelsOnlineIntoTheAdd) {
+    for (auto& a : cfg.arms) a.guest.online = lab::OnlineMode::Auto;
+    cfg.cycles = 1;
+    ASSERT_EQ(run(), 0) << doc.dump(1);
+    const auto res = load();
+    for (std::size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(res.arms[i].guest->auto_online_blocks, "online");
+        EXPECT_EQ(doc["arms"][i]["cycles"][0]["online_by"], "kernel");
+        const auto& m = res.arms[i].cycles.at(0).metrics;
+        EXPECT_EQ(m.count("wall_online_s"), 0u) << "one wall time until the blocks are online";
+        EXPECT_DOUBLE_EQ(m.at("probe_online_s"), 0.002);
+        EXPECT_DOUBLE_EQ(m.at("probe_add_inclusive_s"), m.at("probe_add_s") + 0.002) << "the nested online";
+        EXPECT_DOUBLE_EQ(m.at("probe_nested_ops"), 1);
+    }
+}
+
+TEST_F(AbFake, AProbesOffArmHasWallTimesOnly) {
+    cfg.arms[1].probes = false;
+    cfg.cycles = 1;
+    ASSERT_EQ(run(), 0) << doc.dump(1);
+    const auto res = load();
+    EXPECT_EQ(res.arms[1].guest->probes, "off (probes=off)");
+    const auto& m = res.arms[1].cycles.at(0).metrics;
+    EXPECT_GT(m.at("wall_add_s"), 0);
+    EXPECT_EQ(m.count("probe_add_s"), 0u);
+    EXPECT_TRUE(doc["arms"][1]["cycles"][0]["ops"].empty());
+    EXPECT_DOUBLE_EQ(res.arms[0].cycles.at(0).metrics.at("probe_add_s"), 0.004) << "the other arm still traced";
 }
 
 TEST_F(AbFake, DimmScaleRampGrowsEveryArmAndTearsItDown) {

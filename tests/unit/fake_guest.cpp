@@ -86,7 +86,8 @@ json GuestModel::qmp_device(const std::string& cmd, const json& a, std::vector<j
     if (cmd == "query-memory-devices") {
         json out = json::array();
         for (const auto& [id, d] : dimms_)
-            out.push_back({{"type", "dimm"}, {"data", {{"id", id}, {"addr", d.addr}, {"size", d.size}, {"node", d.node}}}});
+            out.push_back(
+                {{"type", "dimm"}, {"data", {{"id", id}, {"addr", d.addr}, {"size", d.size}, {"node", d.node}}}});
         return out;
     }
     if (cmd == "qom-set" || cmd == "qom-get") return qom(cmd, a);
@@ -119,14 +120,14 @@ json GuestModel::device_add(const json& a) {
 // The blocks of [addr, addr + bytes) appear (online under auto-online) and
 // the tracer records the add(s): one for a DIMM, one per block for
 // virtio-mem; nested onlines before their add, as memhp trace writes them.
-void GuestModel::plug_blocks(std::uint64_t addr, std::uint64_t bytes, int node, std::vector<int>& out,
-                             bool per_block) {
+void GuestModel::plug_blocks(std::uint64_t addr, std::uint64_t bytes, int node, std::vector<int>& out, bool per_block) {
     const std::uint64_t unit = per_block ? k_.block_size : bytes;
     for (std::uint64_t at = addr; at < addr + bytes; at += unit) {
         const auto n = unit / k_.block_size;
         // 6.1 uses the altmap only for a single block (its silent fallback);
         // virtio-mem never asks for it.
-        const bool altmap = !per_block && memmap_on_memory() && (n == 1 || (cfg_.kernel != "6.1" && !cfg_.kernel.starts_with("6.1.")));
+        const bool altmap =
+            !per_block && memmap_on_memory() && (n == 1 || (cfg_.kernel != "6.1" && !cfg_.kernel.starts_with("6.1.")));
         const std::uint64_t add_id = next_op_++;
         std::uint64_t nested = 0;
         for (std::uint64_t i = 0; i < n; ++i) {
@@ -160,7 +161,8 @@ void GuestModel::plug_blocks(std::uint64_t addr, std::uint64_t bytes, int node, 
 
 json GuestModel::device_del(const std::string& id, std::vector<json>& events) {
     const auto it = dimms_.find(id);
-    if (it == dimms_.end()) return {{"error", {{"class", "DeviceNotFound"}, {"desc", "Device '" + id + "' not found"}}}};
+    if (it == dimms_.end())
+        return {{"error", {{"class", "DeviceNotFound"}, {"desc", "Device '" + id + "' not found"}}}};
     for (int b : it->second.blocks)
         if (blocks_[b].state != "offline") return json::object();  // the guest refuses the eject: no event
     for (int b : it->second.blocks) blocks_.erase(b);
@@ -283,9 +285,12 @@ json GuestModel::agent(const json& req) {
             r = spawn(req.at("argv"), req.at("output").get<std::string>());
         else if (o == "wait") {
             const auto it = procs_.find(req.at("pid").get<int>());
-            if (it == procs_.end()) r = error_reply("no such child", ECHILD);
-            else if (it->second.exit_code) r = {{"exited", true}, {"exit_code", *it->second.exit_code}};
-            else r = {{"exited", false}};
+            if (it == procs_.end())
+                r = error_reply("no such child", ECHILD);
+            else if (it->second.exit_code)
+                r = {{"exited", true}, {"exit_code", *it->second.exit_code}};
+            else
+                r = {{"exited", false}};
         } else if (o == "signal")
             r = signal(req.at("pid").get<int>(), req.at("signal").get<int>());
         else if (o == "exec")
@@ -323,7 +328,8 @@ std::optional<std::string> GuestModel::file(const std::string& path) const {
         return std::string(memmap_on_memory() ? "Y" : "N") + "\n";
     if (path == "/proc/meminfo") return meminfo(std::nullopt);
     if (path == "/proc/vmstat") return vmstat();
-    if (path == "/proc/buddyinfo") return "Node 0, zone   Normal    10    8    6    4    3    2    2    1    1    4   60\n";
+    if (path == "/proc/buddyinfo")
+        return "Node 0, zone   Normal    10    8    6    4    3    2    2    1    1    4   60\n";
     for (std::size_t n = 0; n < cfg_.node_mem.size(); ++n)
         if (path == kNode + "/node" + std::to_string(n) + "/meminfo") return meminfo(static_cast<int>(n));
     return std::nullopt;
@@ -359,8 +365,7 @@ std::string GuestModel::meminfo(std::optional<int> node) const {
 std::string GuestModel::vmstat() const {
     std::uint64_t hot = 0;
     for (const auto& [b, blk] : blocks_) hot += blk.hot;
-    return "nr_free_pages 200000\nnr_memmap_pages " + std::to_string(hot * kFakeMemmapBytes / kPage) +
-           "\noom_kill 0\n";
+    return "nr_free_pages 200000\nnr_memmap_pages " + std::to_string(hot * kFakeMemmapBytes / kPage) + "\noom_kill 0\n";
 }
 
 json GuestModel::write(const std::string& path, const std::string& data) {
@@ -445,9 +450,15 @@ json GuestModel::signal(int pid, int sig) {
     if (p.kind == "trace" && sig == SIGINT) {
         std::size_t ops = 0;
         for (const auto& r : records_) ops += r.contains("phase");
-        files_[p.output] += json{{"schema", lab::kTraceSchemaNewest}, {"record", "summary"}, {"events", ops * 3},
-                                 {"dropped_events", 0}, {"decode_errors", 0}, {"orphan_page_events", 0},
-                                 {"stale_ops", 0}, {"untraced_ops", 0}, {"interrupt_page_events", 0}}
+        files_[p.output] += json{{"schema", lab::kTraceSchemaNewest},
+                                 {"record", "summary"},
+                                 {"events", ops * 3},
+                                 {"dropped_events", 0},
+                                 {"decode_errors", 0},
+                                 {"orphan_page_events", 0},
+                                 {"stale_ops", 0},
+                                 {"untraced_ops", 0},
+                                 {"interrupt_page_events", 0}}
                                 .dump() +
                             "\n";
     }
@@ -463,8 +474,7 @@ json GuestModel::exec(const json& argv) const {
 
 // ---- the machine -------------------------------------------------------------
 
-FakeGuest::FakeGuest(const lab::GuestConfig& cfg, FakeKernel k)
-    : model_(std::make_shared<GuestModel>(cfg, k)) {
+FakeGuest::FakeGuest(const lab::GuestConfig& cfg, FakeKernel k) : model_(std::make_shared<GuestModel>(cfg, k)) {
     kernel_.spec = cfg.kernel;
     kernel_.package = "linux-image-" + model_->release();
     kernel_.version = cfg.kernel + ".99-1";
@@ -520,8 +530,8 @@ void FakeGuest::serve_qmp(int fd) {
 void FakeGuest::serve_agent(int fd) {
     LineChannel ch(fd, "fake-agent");
     try {
-        const json hello{{"event", "hello"}, {"proto", lab::kAgentProtocol}, {"release", model_->release()},
-                         {"uptime_s", 1.25}};
+        const json hello{
+            {"event", "hello"}, {"proto", lab::kAgentProtocol}, {"release", model_->release()}, {"uptime_s", 1.25}};
         ch.write_line(hello.dump(), LineChannel::Clock::now() + 2s);
         while (!stop_ && !model_->dead()) {
             const auto line = ch.read_line(LineChannel::Clock::now() + 50ms);
@@ -530,8 +540,7 @@ void FakeGuest::serve_agent(int fd) {
             if (model_->dead()) return;
             ch.write_line(reply.dump(), LineChannel::Clock::now() + 2s);
         }
-    } catch (const std::exception&) {
-    }
+    } catch (const std::exception&) {}
 }
 
 }  // namespace memhp::test
