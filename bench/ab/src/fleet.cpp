@@ -7,7 +7,6 @@
 
 #include "memhp/ab/peer.hpp"
 #include "memhp/error.hpp"
-#include "memhp/files.hpp"
 #include "memhp/process.hpp"
 #include "memhp/size.hpp"
 #include "results_doc.hpp"
