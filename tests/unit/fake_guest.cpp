@@ -153,7 +153,8 @@ void GuestModel::plug_blocks(std::uint64_t addr, std::uint64_t bytes, int node, 
         add["free_bytes_consumed"] = altmap ? 0 : n * kFakeMemmapBytes;
         if (memmap_on_memory() && !altmap && !per_block) {
             add["memmap_on_memory_unused"] = true;
-            add["unused_reason"] = "range_not_one_block";
+            add["unused_reason"] = "the add spans " + std::to_string(n) +
+                                   " memory blocks; this kernel uses memmap_on_memory only for single-block adds";
         }
         emit(add);
     }
