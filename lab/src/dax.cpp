@@ -183,7 +183,7 @@ std::vector<int> kmem_blocks(std::uint64_t start, std::uint64_t size, std::uint6
     return b;
 }
 
-DaxLab::DaxLab(Guest& guest, Ms timeout) : guest_(guest), timeout_(timeout) {
+DaxLab::DaxLab(Machine& guest, Ms timeout) : guest_(guest), timeout_(timeout) {
     auto& agent = guest_.agent();
     block_size_ = parse_number(agent.read("/sys/devices/system/memory/block_size_bytes"), 16, "memory block size");
     if (!find_program("ndctl"))

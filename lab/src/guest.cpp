@@ -403,6 +403,8 @@ std::string Guest::console_tail(std::size_t n) const {
 
 bool Guest::alive() { return qemu_.running(); }
 
+std::string Guest::qemu_cmdline() const { return trim(read_file(run_dir_.path() / "qemu.cmdline")); }
+
 void Guest::check_alive() {
     check_stop();
     if (!qemu_.running()) {

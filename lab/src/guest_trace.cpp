@@ -40,7 +40,7 @@ TracerCommand memhp_trace_command(const std::vector<std::string>& args, const st
     return cmd;
 }
 
-GuestTrace::GuestTrace(lab::Guest& guest, TracerCommand command, Ms attach_timeout,
+GuestTrace::GuestTrace(lab::Machine& guest, TracerCommand command, Ms attach_timeout,
                        const std::function<void(const std::string&)>& waiting)
     : guest_(guest), name_(std::move(command.name)) {
     static std::atomic<int> serial{0};  // one output file per tracer, several may run at once

@@ -66,7 +66,7 @@ std::uint64_t virtio_mem_plugged(QmpClient& qmp, const std::string& id) {
     return v.get<std::uint64_t>();
 }
 
-MemoryLab::MemoryLab(Guest& guest) : guest_(guest) {
+MemoryLab::MemoryLab(Machine& guest) : guest_(guest) {
     auto text = trim(guest_.agent().read(kMem + "/block_size_bytes"));
     block_size_ = std::stoull(text, nullptr, 16);
     if (!block_size_) throw Error("guest reports a memory block size of 0");

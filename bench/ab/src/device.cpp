@@ -45,7 +45,7 @@ class DimmDevice final : public HotplugDevice {
 public:
     DeviceKind kind() const override { return DeviceKind::Dimm; }
     void configure(lab::GuestConfig&, std::uint64_t, int) const override {}  // DIMM slots are always there
-    lab::CycleRecord cycle(lab::Guest&, lab::MemoryLab& mem, const lab::CycleOptions& opts, int index) override {
+    lab::CycleRecord cycle(lab::Machine&, lab::MemoryLab& mem, const lab::CycleOptions& opts, int index) override {
         return lab::run_cycle(mem, opts, index);
     }
     std::size_t ops_per_cycle(const lab::CycleRecord& c) const override { return c.dimms.size(); }
@@ -60,7 +60,7 @@ public:
         v.max_size = std::max<std::uint64_t>(cycle_bytes, std::uint64_t{128} << 20);
         guest.virtio_mem = {v};
     }
-    lab::CycleRecord cycle(lab::Guest&, lab::MemoryLab& mem, const lab::CycleOptions& opts, int index) override {
+    lab::CycleRecord cycle(lab::Machine&, lab::MemoryLab& mem, const lab::CycleOptions& opts, int index) override {
         return lab::run_cycle(mem, lab::virtio_mem_device(0), opts, index);
     }
     std::size_t ops_per_cycle(const lab::CycleRecord& c) const override {
@@ -80,7 +80,8 @@ public:
     void configure(lab::GuestConfig& guest, std::uint64_t cycle_bytes, int) const override {
         lab::configure_dax_guest(guest, cycle_bytes);
     }
-    lab::CycleRecord cycle(lab::Guest& guest, lab::MemoryLab& mem, const lab::CycleOptions& opts, int index) override {
+    lab::CycleRecord cycle(lab::Machine& guest, lab::MemoryLab& mem, const lab::CycleOptions& opts,
+                           int index) override {
         lab::CycleDevice dev;
         dev.name = "dax";
         dev.onlines_in_add = true;

@@ -7,7 +7,6 @@
 
 #include "memhp/ab/peer.hpp"
 #include "memhp/error.hpp"
-#include "memhp/files.hpp"
 #include "memhp/process.hpp"
 #include "memhp/size.hpp"
 #include "results_doc.hpp"
@@ -146,8 +145,13 @@ bool Fleet::start_guests() {
         say("starting guest '" + r.name + "': kernel " + r.config.kernel + ", device " + device_name(r.device->kind()) +
             ", memmap_on_memory=" + r.mmo_asked);
         try {
-            r.guest = lab::Guest::start(r.config,
-                                        [this, name = r.name](const std::string& s) { say("[" + name + "] " + s); });
+            const lab::Machine::Progress said = [this, name = r.name](const std::string& s) {
+                say("[" + name + "] " + s);
+            };
+            if (cfg_.start_guest)
+                r.guest = cfg_.start_guest(r.config, said);
+            else
+                r.guest = lab::Guest::start(r.config, said);
         } catch (const Interrupted&) {
             throw;
         } catch (const UsageError& e) {
@@ -203,7 +207,7 @@ void Fleet::record_guest(Runner& r, int boot, const std::string& param) {
               {"attach_s", r.trace ? r.trace->attach_seconds() : 0.0},
               {"probes", r.trace ? r.trace->attach_line().substr(std::string("memhp: ").size())
                                  : std::string("off (probes=off)")},
-              {"qemu_cmdline", trim(read_file(r.guest->run_dir() / "qemu.cmdline"))}};
+              {"qemu_cmdline", r.guest->qemu_cmdline()}};
     // "guest" describes the first boot (as before --boots);
     // "boots" lists every boot's guest, cycles name theirs.
     if (boot == 1) (*r.record)["guest"] = g;

@@ -38,7 +38,7 @@ struct Runner {
     bool probes = true;  // false: no memhp trace in this guest (probes=off)
     bool is_arm = true;
     std::unique_ptr<HotplugDevice> device;  // what its cycles hot-plug
-    std::unique_ptr<lab::Guest> guest;
+    std::unique_ptr<lab::Machine> guest;
     std::unique_ptr<lab::MemoryLab> mem;
     std::unique_ptr<lab::GuestTrace> trace;
     std::unique_ptr<lab::GuestTrace> peer;  // --peer

@@ -56,7 +56,7 @@ std::vector<std::uint64_t> parse_margins(const std::string& text) {
 
 // ---- the hog ---------------------------------------------------------------
 
-GuestHog::GuestHog(lab::Guest& guest, Scenario s, std::uint64_t margin, int node, Ms timeout) : guest_(guest) {
+GuestHog::GuestHog(lab::Machine& guest, Scenario s, std::uint64_t margin, int node, Ms timeout) : guest_(guest) {
     auto& agent = guest_.agent();
     const std::string hog = (lab::default_agent_path().parent_path() / "memhp-hog").string();
     out_ = "/tmp/memhp-hog." + std::to_string(::getpid()) + ".out";
@@ -140,7 +140,7 @@ AddMemmap split_add_memmap(const json& add) {
     return m;
 }
 
-std::uint64_t guest_oom_kills(lab::Guest& guest) {
+std::uint64_t guest_oom_kills(lab::Machine& guest) {
     const auto text = guest.agent().read("/proc/vmstat");
     std::istringstream in(text);
     std::string key;
@@ -155,7 +155,7 @@ namespace {
 std::uint64_t node_free_bytes(const lab::MemorySnapshot& s, int node) { return s.node(node).free_kb * 1024; }
 
 // The "Killed process" lines of the guest's kernel log after the first `seen`.
-std::vector<std::string> oom_victims(lab::Guest& guest, std::size_t& seen) {
+std::vector<std::string> oom_victims(lab::Machine& guest, std::size_t& seen) {
     std::vector<std::string> out;
     const auto r = guest.agent().exec({"dmesg"}, Ms(20000));
     std::istringstream in(r.out);
@@ -183,7 +183,7 @@ bool blocks_present(lab::MemoryLab& mem, const lab::Dimm& d) {
 }
 
 // Hot-adds one DIMM and waits for the guest's verdict.
-json add_one(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace, const lab::CycleOptions& opts,
+json add_one(lab::Machine& guest, lab::MemoryLab& mem, lab::GuestTrace& trace, const lab::CycleOptions& opts,
              std::vector<json>& ops, std::vector<lab::Dimm>& plugged, std::size_t& victims_seen) {
     json a = json::object();
     if (auto bi = guest.agent().try_read("/proc/buddyinfo"))
@@ -239,7 +239,7 @@ json add_one(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace, con
 
 }  // namespace
 
-ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace,
+ScenarioCycle run_scenario_cycle(lab::Machine& guest, lab::MemoryLab& mem, lab::GuestTrace& trace,
                                  const lab::CycleOptions& opts, int index) {
     ScenarioCycle sc;
     auto& c = sc.cycle;

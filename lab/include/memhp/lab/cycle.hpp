@@ -21,7 +21,7 @@ struct CycleOptions {
     Zone zone = Zone::Movable;
     std::chrono::milliseconds timeout{120000};  // per wait inside a phase
     int dimms = 1;                              // DIMMs of dimm_size added (and removed) together each cycle
-    // The kernel onlines added blocks (Guest::kernel_onlines()): the online
+    // The kernel onlines added blocks (Machine::kernel_onlines()): the online
     // phase waits for that instead of writing each block's state.
     bool kernel_onlines = false;
 };

@@ -88,7 +88,7 @@ public:
     // cache, which the guest sees over 9p), finds the e820 pmem region and
     // makes its namespace devdax with ndctl. Throws Error/GuestError saying
     // what is missing (modules, ndctl, the region).
-    explicit DaxLab(Guest& guest, Ms timeout = Ms(120000));
+    explicit DaxLab(Machine& guest, Ms timeout = Ms(120000));
 
     [[nodiscard]] const std::string& device() const { return dev_; }
     [[nodiscard]] const std::string& namespace_name() const { return ns_; }
@@ -112,7 +112,7 @@ public:
     KmemRemove remove();
 
 private:
-    Guest& guest_;
+    Machine& guest_;
     Ms timeout_;
     std::uint64_t block_size_ = 0;
     std::string ns_, dev_, ndctl_json_;

@@ -19,6 +19,7 @@
 #include "memhp/files.hpp"
 #include "memhp/lab/agent_client.hpp"
 #include "memhp/lab/kernel_cache.hpp"
+#include "memhp/lab/machine.hpp"
 #include "memhp/lab/qmp.hpp"
 #include "memhp/lab/shares.hpp"
 #include "memhp/process.hpp"
@@ -90,10 +91,8 @@ public:
     using Error::Error;
 };
 
-class Guest {
+class Guest final : public Machine {
 public:
-    using Progress = std::function<void(const std::string&)>;
-
     // Fetches the kernel and initramfs if needed, starts QEMU and waits for
     // the agent. Throws GuestError (with console tail) or Error.
     static std::unique_ptr<Guest> boot(const GuestConfig& cfg, const Progress& progress = {});
@@ -101,34 +100,29 @@ public:
     // the kernel and starts QEMU (call it from the thread that will own the
     // guest: QEMU dies with that thread), wait_ready() waits for the agent.
     static std::unique_ptr<Guest> start(const GuestConfig& cfg, const Progress& progress = {});
-    void wait_ready();
-    ~Guest();
-    Guest(const Guest&) = delete;
-    Guest& operator=(const Guest&) = delete;
+    void wait_ready() override;
+    ~Guest() override;
 
-    [[nodiscard]] AgentClient& agent() { return agent_; }
-    [[nodiscard]] QmpClient& qmp() { return qmp_; }
-    [[nodiscard]] const KernelImage& kernel() const { return kernel_; }
-    [[nodiscard]] const GuestConfig& config() const { return cfg_; }
+    [[nodiscard]] AgentClient& agent() override { return agent_; }
+    [[nodiscard]] QmpClient& qmp() override { return qmp_; }
+    [[nodiscard]] const KernelImage& kernel() const override { return kernel_; }
+    [[nodiscard]] const GuestConfig& config() const override { return cfg_; }
     [[nodiscard]] const std::filesystem::path& run_dir() const { return run_dir_.path(); }
-    [[nodiscard]] pid_t qemu_pid() const { return qemu_.pid(); }
-    [[nodiscard]] double boot_seconds() const { return boot_seconds_; }
+    [[nodiscard]] int qemu_pid() const override { return qemu_.pid(); }
+    [[nodiscard]] std::string qemu_cmdline() const override;
+    [[nodiscard]] double boot_seconds() const override { return boot_seconds_; }
     [[nodiscard]] double guest_uptime_at_ready() const { return uptime_at_ready_; }
-    [[nodiscard]] std::string release() const { return release_; }
-    // auto_online_blocks as the lab left it after boot ("offline", "online", "online_movable", ...).
-    [[nodiscard]] const std::string& online_policy() const { return online_policy_; }
-    // True when the kernel onlines hot-added blocks itself.
-    [[nodiscard]] bool kernel_onlines() const { return !online_policy_.empty() && online_policy_ != "offline"; }
-    // The last `n` lines the guest printed on its serial console.
-    [[nodiscard]] std::string console_tail(std::size_t n = 20) const;
+    [[nodiscard]] std::string release() const override { return release_; }
+    [[nodiscard]] const std::string& online_policy() const override { return online_policy_; }
+    [[nodiscard]] std::string console_tail(std::size_t n = 20) const override;
     // Throws GuestError if QEMU is gone; Interrupted on Ctrl-C. Used as the
     // tick of every wait.
-    void check_alive();
-    [[nodiscard]] bool alive();
+    void check_alive() override;
+    [[nodiscard]] bool alive() override;
     // Kills QEMU now (tests of "guest killed mid-run").
     void kill_qemu();
     // Asks QEMU to quit, then makes sure it is gone.
-    void shutdown();
+    void shutdown() override;
 
 private:
     Guest() = default;

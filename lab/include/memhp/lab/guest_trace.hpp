@@ -37,10 +37,10 @@ public:
     // Starts the tracer and waits until it reports its probes attached,
     // telling `waiting` every 30 s while it does. Throws Error with the
     // tracer's output if it exits or never attaches.
-    GuestTrace(lab::Guest& guest, TracerCommand command, Ms attach_timeout,
+    GuestTrace(lab::Machine& guest, TracerCommand command, Ms attach_timeout,
                const std::function<void(const std::string&)>& waiting = {});
     // memhp trace, as memhp_trace_command(args, env).
-    explicit GuestTrace(lab::Guest& guest, const std::vector<std::string>& args = {},
+    explicit GuestTrace(lab::Machine& guest, const std::vector<std::string>& args = {},
                         const std::vector<std::string>& env = {}, Ms attach_timeout = Ms(60000))
         : GuestTrace(guest, memhp_trace_command(args, env), attach_timeout) {}
     ~GuestTrace();
@@ -62,7 +62,7 @@ public:
     std::string stop(Ms timeout = Ms(60000));
 
 private:
-    lab::Guest& guest_;
+    lab::Machine& guest_;
     std::string name_;
     std::string out_;
     // Reads the tracer's new complete lines into text_ and ops_.

@@ -78,7 +78,7 @@ struct VirtioMemResize {
 class MemoryLab {
 public:
     using Ms = std::chrono::milliseconds;
-    explicit MemoryLab(Guest& guest);
+    explicit MemoryLab(Machine& guest);
 
     [[nodiscard]] std::uint64_t block_size() const { return block_size_; }
     // The guest's memory_hotplug.memmap_on_memory parameter as it reads ("Y", "N", "force").
@@ -114,7 +114,7 @@ public:
 
 private:
     void wait_blocks(const std::vector<int>& blocks, bool present, Ms timeout);
-    Guest& guest_;
+    Machine& guest_;
     std::uint64_t block_size_ = 0;
     int next_dimm_ = 0;
 };

@@ -35,8 +35,8 @@ public:
     virtual void configure(lab::GuestConfig& guest, std::uint64_t cycle_bytes, int node) const = 0;
     // One add -> online -> offline -> remove cycle (lab/cycle.hpp).
     // The device may keep per-guest state (dax: the namespace it set up).
-    [[nodiscard]] virtual lab::CycleRecord cycle(lab::Guest& guest, lab::MemoryLab& mem, const lab::CycleOptions& opts,
-                                                 int index) = 0;
+    [[nodiscard]] virtual lab::CycleRecord cycle(lab::Machine& guest, lab::MemoryLab& mem,
+                                                 const lab::CycleOptions& opts, int index) = 0;
     // The adds (and removes) memhp's probes record in one cycle `c`: one per
     // DIMM, one per block for virtio-mem (the driver adds block by block).
     [[nodiscard]] virtual std::size_t ops_per_cycle(const lab::CycleRecord& c) const = 0;

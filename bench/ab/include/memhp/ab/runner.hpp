@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -84,6 +85,10 @@ struct AbConfig {
     // guest (peer.hpp); empty: none. Only "bpftrace" so far.
     std::string peer;
     std::chrono::seconds peer_attach_timeout{900};
+    // Starts one guest (a QEMU starting, not yet ready: the fleet calls
+    // wait_ready() on it). Empty: lab::Guest::start, a real QEMU guest; the
+    // unit tests give a modelled guest here (tests/unit/fake_guest.hpp).
+    std::function<std::unique_ptr<lab::Machine>(const lab::GuestConfig&, const lab::Machine::Progress&)> start_guest;
 };
 
 // The time now, UTC, ISO 8601 ("2026-12-02T12:00:00Z"): results and calibration stamps.

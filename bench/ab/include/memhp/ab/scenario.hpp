@@ -40,7 +40,7 @@ public:
     // Starts it and waits for "ready"; throws Error with its output if it
     // exits first (e.g. OOM-killed on the way to a margin below the
     // kernel's watermarks) or times out.
-    GuestHog(lab::Guest& guest, Scenario s, std::uint64_t margin, int node, Ms timeout);
+    GuestHog(lab::Machine& guest, Scenario s, std::uint64_t margin, int node, Ms timeout);
     ~GuestHog();
     GuestHog(const GuestHog&) = delete;
     GuestHog& operator=(const GuestHog&) = delete;
@@ -55,7 +55,7 @@ public:
     void stop(Ms timeout = Ms(30000));
 
 private:
-    lab::Guest& guest_;
+    lab::Machine& guest_;
     int pid_ = -1;
     std::optional<int> exit_;
     std::string out_;
@@ -76,7 +76,7 @@ struct AddMemmap {
 [[nodiscard]] AddMemmap split_add_memmap(const nlohmann::json& add_record);
 
 // /proc/vmstat's oom_kill counter in the guest (0 if absent).
-[[nodiscard]] std::uint64_t guest_oom_kills(lab::Guest& guest);
+[[nodiscard]] std::uint64_t guest_oom_kills(lab::Machine& guest);
 
 // One scenario cycle: the DIMMs are hot-added one by one, each waited for
 // until its blocks show up or the probes report its add failed; the ones
@@ -87,7 +87,7 @@ struct ScenarioCycle {
     std::vector<nlohmann::json> ops;
     nlohmann::json scenario;  // "adds": one per DIMM (docs/ab-json.md), "oom_kills", "harness_ok", ...
 };
-[[nodiscard]] ScenarioCycle run_scenario_cycle(lab::Guest& guest, lab::MemoryLab& mem, lab::GuestTrace& trace,
+[[nodiscard]] ScenarioCycle run_scenario_cycle(lab::Machine& guest, lab::MemoryLab& mem, lab::GuestTrace& trace,
                                                const lab::CycleOptions& opts, int index);
 
 // Per arm and margin: adds, succeeded, failed, base-page fallbacks, OOM
