@@ -172,12 +172,10 @@ struct TraceOpts {
 
 void print_attached(const collector::Session& session, const TraceOpts& o, const std::string& privileges) {
     const auto& probes = session.backend();
-    std::size_t attached = 0;
-    for (const auto& st : probes.attach_report()) attached += st.attached;
     std::fprintf(stderr,
                  "memhp: attached %zu of %zu probes in %.0f ms (attach mode %s); vmemmap populate %s; "
                  "memmap_on_memory=%s; capabilities %s\n%s",
-                 attached, probes.attach_report().size(), session.attach_ms(), o.attach_mode.c_str(),
+                 probes.attached_count(), probes.attach_report().size(), session.attach_ms(), o.attach_mode.c_str(),
                  probes.populate_timing().c_str(), session.config().memmap_on_memory.value_or("absent").c_str(),
                  privileges.c_str(), probes.describe().c_str());
     std::string phases;

@@ -33,6 +33,12 @@ ProbeOptions probe_options_from(const EnvLookup& env) {
     return o;
 }
 
+std::size_t ProbeBackend::attached_count() const {
+    std::size_t n = 0;
+    for (const auto& st : attach_report()) n += st.attached;
+    return n;
+}
+
 std::string ProbeBackend::describe() const {
     std::string out = "  path: " + path() + "\n";  // which path is active
     if (kernel_features().fentry_refused)

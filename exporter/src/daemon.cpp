@@ -167,8 +167,6 @@ int run_exporter(const ExporterOptions& opts) {
     sopts.probes = opts.probes;
     collector::Session session(std::move(sopts));
     const auto& probes = session.backend();
-    std::size_t attached = 0;
-    for (const auto& st : probes.attach_report()) attached += st.attached;
 
     // Attached: nothing after this needs a capability (privileges.hpp says why).
     const std::string privileges = collector::drop_capabilities_after_attach(opts.keep_capabilities);
@@ -183,7 +181,7 @@ int run_exporter(const ExporterOptions& opts) {
     std::fprintf(stderr,
                  "memhp-exporter %s: serving %s; attached %zu of %zu probes; memmap_on_memory=%s; capabilities "
                  "%s\n%s",
-                 kVersion, addr.url(port).c_str(), attached, probes.attach_report().size(),
+                 kVersion, addr.url(port).c_str(), probes.attached_count(), probes.attach_report().size(),
                  session.config().memmap_on_memory.value_or("absent").c_str(), privileges.c_str(),
                  probes.describe().c_str());
     std::fflush(stderr);

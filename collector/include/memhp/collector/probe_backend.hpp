@@ -91,6 +91,8 @@ public:
     [[nodiscard]] virtual bool populate_direct() const = 0;
 
     // One line per probe: "  fexit add_memory_resource: attached", after the path.
+    // How many probes of attach_report() are attached.
+    [[nodiscard]] std::size_t attached_count() const;
     [[nodiscard]] std::string describe() const;
 };
 
