@@ -358,11 +358,6 @@ json write_matrix_plot(const json& matrix, const fs::path& out_dir) {
     return out;
 }
 
-// A cell's row when Ctrl-C ended it; run_matrix records it and rethrows.
-struct CellInterrupted {
-    json row;
-};
-
 void save(const fs::path& out, const json& results) {
     write_file_atomic(out / "results.json", results.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
 }
@@ -461,13 +456,12 @@ std::string cell_line(const std::string& tag, const json& row) {
     return line + b;
 }
 
-// Runs one cell; its row, "failed" with the reason when the run threw. An
-// interruption is recorded in the row and rethrown.
-json run_cell(const MatrixCell& cell, const AbConfig& run_cfg, const std::string& tag, const Progress& progress,
-              std::uint64_t cycle_bytes) {
+// Runs one cell into `row`: "failed" with the reason when the run threw.
+// An interruption is recorded in `row` and rethrown.
+void run_cell(const MatrixCell& cell, const AbConfig& run_cfg, const std::string& tag, const Progress& progress,
+              std::uint64_t cycle_bytes, json& row) {
     const auto tc = Clock::now();
     json run;
-    json row;
     try {
         (void)run_ab(
             run_cfg, [&](const std::string& s) { progress(tag + s); }, run);
@@ -476,7 +470,7 @@ json run_cell(const MatrixCell& cell, const AbConfig& run_cfg, const std::string
         row = matrix_row(cell, run, cycle_bytes);
         row["status"] = "interrupted";
         row["reason"] = "Ctrl-C during this cell";
-        throw CellInterrupted{std::move(row)};
+        throw;
     } catch (const std::exception& e) {  // a refusal at boot (UsageError), a failed download, ...
         row = matrix_row(cell, run, cycle_bytes);
         row["status"] = "failed";
@@ -484,7 +478,6 @@ json run_cell(const MatrixCell& cell, const AbConfig& run_cfg, const std::string
     }
     row["wall_s"] = std::chrono::duration<double>(Clock::now() - tc).count();
     row["results"] = (run_cfg.out / "results.json").string();
-    return row;
 }
 
 }  // namespace
@@ -515,13 +508,15 @@ int run_matrix(const MatrixConfig& cfg, const Progress& progress, json& results)
         if (!cell.skip.empty()) continue;
         const std::string tag = "[" + std::to_string(++done) + "/" + std::to_string(to_run) + " " + cell.name + "] ";
         progress(tag + "kernel " + cell.kernel + ", " + device_name(cell.device) + ", memmap_on_memory=" + cell.mmo);
+        json row;
         try {
-            results["cells"][i] = run_cell(cell, runs[i], tag, progress, cycle_bytes);
-        } catch (CellInterrupted& ci) {
-            results["cells"][i] = std::move(ci.row);
+            run_cell(cell, runs[i], tag, progress, cycle_bytes, row);
+        } catch (const Interrupted&) {
+            results["cells"][i] = std::move(row);
             finish_matrix(cfg, results, "interrupted", t0);
-            throw Interrupted();
+            throw;
         }
+        results["cells"][i] = std::move(row);
         if (results["cells"][i]["status"] != "ok") code = 1;
         progress(cell_line(tag, results["cells"][i]));
         save(out, results);
