@@ -192,8 +192,8 @@ std::vector<MetricDef> exporter_metric_defs() {
 const std::vector<MetricDef>& metric_catalog() {
     static const std::vector<MetricDef> catalog = [] {
         std::vector<MetricDef> all;
-        for (auto part : {probe_metric_defs(), host_metric_defs(), exporter_metric_defs()})
-            for (auto& d : part) all.push_back(std::move(d));
+        for (const auto& part : {probe_metric_defs(), host_metric_defs(), exporter_metric_defs()})
+            all.insert(all.end(), part.begin(), part.end());
         return all;
     }();
     return catalog;
